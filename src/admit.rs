@@ -1,0 +1,423 @@
+//! Admission: the one read of a settled file. Its bytes flow once through a tee that feeds the
+//! validator, SHA-256, and a private temporary copy in the state directory. Valid → the copy is
+//! committed to `queue/` (fsync, rename, fsync) and only then does the original leave the watch
+//! directory. Invalid → the copy goes to `rejected/` with its reason. Truncated and young → left
+//! alone (still being written). Vanished or unreadable → left alone and retried later.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::AfterUpload;
+use crate::spool::fsutil::{self, now_rfc3339};
+use crate::spool::queue::{self, Admission};
+use crate::spool::{Ledger, QueuedEntry, RejectRecord, Spool};
+use crate::validate::{self, Hints, RejectKind, Report, Verdict};
+
+/// How a file looked when it was judged settled; re-checked after the read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub len: u64,
+    pub mtime: SystemTime,
+    pub ino: u64,
+}
+
+impl Fingerprint {
+    pub fn of(m: &fs::Metadata) -> Fingerprint {
+        Fingerprint {
+            len: m.len(),
+            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ino: m.ino(),
+        }
+    }
+}
+
+/// A file the watcher judged settled: unchanged for `settle`. Only the watcher makes these.
+#[derive(Debug, Clone)]
+pub struct Settled {
+    pub path: PathBuf,
+    pub hints: Arc<Hints>,
+    pub seen: Fingerprint,
+}
+
+impl Settled {
+    pub fn new(path: PathBuf, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
+        Settled { path, hints, seen }
+    }
+
+    fn file_name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "report".into())
+    }
+}
+
+/// What admission did with a file.
+#[derive(Debug)]
+pub enum Admitted {
+    Queued(QueuedEntry),
+    /// The same content is already queued or uploaded; the original was handled per
+    /// `after_upload` (or left in place with `keep`).
+    Duplicate { sha256: String, left_in_place: bool },
+    Rejected { reason: String, moved_to: Option<PathBuf> },
+    /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
+    /// next scan.
+    NotYet {
+        reason: String,
+        still_writing: bool,
+        recheck_in: Option<Duration>,
+    },
+}
+
+/// What `--dry-run` and `validate` report for a file.
+#[derive(Debug)]
+pub struct Inspection {
+    pub verdict: Verdict,
+    pub sha256: String,
+    pub size: u64,
+}
+
+pub struct Admitter {
+    pub spool: Arc<Spool>,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub source_id: Option<String>,
+    pub max_file_size: u64,
+    pub incomplete_grace: Duration,
+    pub after_upload: AfterUpload,
+    custody: Mutex<HashSet<String>>,
+}
+
+/// A reader that hashes, counts and copies every byte the validator pulls through it.
+struct Tee<W: Write> {
+    inner: File,
+    hasher: Sha256,
+    out: W,
+    count: u64,
+    /// Set when the copy (not the source) failed, so a full disk is not blamed on the file.
+    write_error: Option<io::Error>,
+}
+
+impl<W: Write> Read for Tee<W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        if let Err(e) = self.out.write_all(&buf[..n]) {
+            let kind = e.kind();
+            self.write_error = Some(e);
+            return Err(io::Error::new(kind, "writing the queue copy failed"));
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// Open without following a symlink and without blocking on a FIFO swapped in after the stat.
+fn open_plain(path: &Path) -> io::Result<File> {
+    const O_NOFOLLOW: i32 = 0o400000;
+    const O_NONBLOCK: i32 = 0o4000;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
+        .open(path)
+}
+
+/// Run the validator over `file`, hashing and copying into `out`. Returns the verdict, the
+/// digest and the byte count, having read the whole file exactly once.
+fn read_once<W: Write>(file: File, hints: &Hints, out: W) -> Result<(Verdict, String, u64), ReadError> {
+    let mut tee = Tee {
+        inner: file,
+        hasher: Sha256::new(),
+        out,
+        count: 0,
+        write_error: None,
+    };
+    let result = {
+        let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
+        validate::validate(&mut reader, hints).and_then(|v| {
+            // The validator may stop early on a rejection; the copy and the hash need it all.
+            io::copy(&mut reader, &mut io::sink())?;
+            Ok(v)
+        })
+    };
+    match result {
+        Ok(v) => {
+            tee.out.flush().map_err(ReadError::Write)?;
+            Ok((v, hex(&tee.hasher.finalize()), tee.count))
+        }
+        Err(e) => Err(match tee.write_error.take() {
+            Some(w) => ReadError::Write(w),
+            None => ReadError::Read(e),
+        }),
+    }
+}
+
+enum ReadError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Validate and hash a file without writing anything (`--dry-run`, `validate`).
+pub fn inspect(path: &Path, hints: &Hints) -> io::Result<Inspection> {
+    let f = open_plain(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    match read_once(f, hints, io::sink()) {
+        Ok((verdict, sha256, size)) => Ok(Inspection {
+            verdict,
+            sha256,
+            size,
+        }),
+        Err(ReadError::Read(e) | ReadError::Write(e)) => Err(e),
+    }
+}
+
+impl Admitter {
+    pub fn new(
+        spool: Arc<Spool>,
+        ledger: Arc<Mutex<Ledger>>,
+        source_id: Option<String>,
+        max_file_size: u64,
+        incomplete_grace: Duration,
+        after_upload: AfterUpload,
+    ) -> io::Result<Admitter> {
+        let custody = queue::queued_hashes(&spool.layout.queue)?.into_iter().collect();
+        Ok(Admitter {
+            spool,
+            ledger,
+            source_id,
+            max_file_size,
+            incomplete_grace,
+            after_upload,
+            custody: Mutex::new(custody),
+        })
+    }
+
+    fn in_custody(&self, sha256: &str) -> bool {
+        if self.custody.lock().unwrap_or_else(|p| p.into_inner()).contains(sha256) {
+            return true;
+        }
+        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        self.source_id.as_deref().is_some_and(|id| ledger.contains(id, sha256))
+    }
+
+    /// The whole admission of one file. Blocking: run it on a blocking thread.
+    pub fn admit(&self, s: &Settled) -> Admitted {
+        let name = s.file_name();
+        let not_yet = |reason: String| Admitted::NotYet {
+            reason,
+            still_writing: false,
+            recheck_in: None,
+        };
+        let file = match open_plain(&s.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return not_yet("it disappeared before it could be read".into()),
+            Err(e) => return not_yet(format!("cannot open it ({e}): check its permissions; it will be tried again")),
+        };
+        let meta = match file.metadata() {
+            Ok(m) => m,
+            Err(e) => return not_yet(format!("cannot stat it: {e}")),
+        };
+        if !meta.is_file() {
+            return not_yet("not a regular file".into());
+        }
+        if Fingerprint::of(&meta) != s.seen {
+            return Admitted::NotYet {
+                reason: "it changed since it was last seen".into(),
+                still_writing: true,
+                recheck_in: None,
+            };
+        }
+        if meta.len() > self.max_file_size {
+            let reason = format!(
+                "{} is larger than agent.max_file_size ({}): raise the limit if this report is genuine",
+                bytesize::ByteSize(meta.len()),
+                bytesize::ByteSize(self.max_file_size)
+            );
+            let record = self.record(s, &reason, "too_large", "unknown", vec![], Some(meta.len()), None);
+            return match self.spool.reject_original(&s.path, &record) {
+                Ok(dest) => Admitted::Rejected {
+                    reason,
+                    moved_to: Some(dest),
+                },
+                Err(e) => not_yet(format!("{reason}, but it cannot be moved to rejected/: {e}")),
+            };
+        }
+
+        let (out, tmp) = match fsutil::create_temp(&self.spool.layout.tmp) {
+            Ok(x) => x,
+            Err(e) => return not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)),
+        };
+        let cleanup = |r: Admitted| {
+            let _ = fs::remove_file(&tmp);
+            r
+        };
+        let mut writer = BufWriter::with_capacity(256 * 1024, out);
+        let (verdict, sha256, size) = match read_once(file, &s.hints, &mut writer) {
+            Ok(x) => x,
+            Err(ReadError::Write(e)) => return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e))),
+            Err(ReadError::Read(e)) => return cleanup(not_yet(format!("reading it failed ({e}); it will be tried again"))),
+        };
+        let out = match writer.into_inner() {
+            Ok(f) => f,
+            Err(e) => return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, e.error()))),
+        };
+        if let Err(e) = out.sync_all() {
+            return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
+        }
+        drop(out);
+        // The content check: a writer that was still going makes this read worthless.
+        match fs::symlink_metadata(&s.path) {
+            Ok(m) if Fingerprint::of(&m) == s.seen && m.len() == size => {}
+            Ok(_) => {
+                return cleanup(Admitted::NotYet {
+                    reason: "it changed while it was being read".into(),
+                    still_writing: true,
+                    recheck_in: None,
+                })
+            }
+            Err(_) => return cleanup(not_yet("it disappeared while it was being read".into())),
+        }
+
+        match verdict {
+            Ok(report) => self.accept(s, &tmp, &name, report, sha256, size).unwrap_or_else(cleanup),
+            Err(rej) => {
+                let age = SystemTime::now()
+                    .duration_since(s.seen.mtime)
+                    .unwrap_or(Duration::ZERO);
+                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace {
+                    return cleanup(Admitted::NotYet {
+                        reason: format!(
+                            "{} (left in place as still being written; rejected if unchanged for {})",
+                            rej.reason,
+                            humantime::format_duration(self.incomplete_grace)
+                        ),
+                        still_writing: true,
+                        recheck_in: Some(self.incomplete_grace - age + Duration::from_secs(1)),
+                    });
+                }
+                let kind = serde_json::to_value(rej.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                let record = self.record(s, &rej.reason, &kind, rej.format.as_str(), rej.warnings.clone(), Some(size), Some(sha256));
+                match self.spool.reject_temp(&tmp, &name, &record) {
+                    Ok(dest) => {
+                        self.remove_original(s);
+                        Admitted::Rejected {
+                            reason: rej.reason,
+                            moved_to: Some(dest),
+                        }
+                    }
+                    Err(e) => cleanup(not_yet(format!(
+                        "{}; it cannot be moved to rejected/ ({e}), so it stays where it is",
+                        rej.reason
+                    ))),
+                }
+            }
+        }
+    }
+
+    fn accept(&self, s: &Settled, tmp: &Path, name: &str, report: Report, sha256: String, size: u64) -> Result<Admitted, Admitted> {
+        if self.in_custody(&sha256) {
+            let _ = fs::remove_file(tmp);
+            let left = self.dispose_duplicate(s);
+            return Ok(Admitted::Duplicate {
+                sha256,
+                left_in_place: left,
+            });
+        }
+        let target = if report.scan_type.needs_target() {
+            report.target.clone()
+        } else {
+            s.hints.target.clone()
+        };
+        let admission = Admission {
+            original: s.path.clone(),
+            file_name: name.to_string(),
+            format: report.format.as_str().to_string(),
+            content_type: report.format.content_type().to_string(),
+            scan_type: report.scan_type,
+            target,
+            sha256: sha256.clone(),
+            size,
+            warnings: report.warnings.clone(),
+        };
+        let entry = queue::commit(&self.spool.layout.queue, tmp, admission).map_err(|e| Admitted::NotYet {
+            reason: state_dir_trouble(&self.spool.layout.queue, &e),
+            still_writing: false,
+            recheck_in: None,
+        })?;
+        self.custody.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256);
+        for w in &report.warnings {
+            tracing::warn!(file = %name, "{w}");
+        }
+        if self.after_upload != AfterUpload::Keep {
+            self.remove_original(s);
+        }
+        Ok(Admitted::Queued(entry))
+    }
+
+    /// Content the agent already has: handle the original as if it had just been uploaded.
+    /// Returns whether it stays in place.
+    fn dispose_duplicate(&self, s: &Settled) -> bool {
+        match self.after_upload {
+            AfterUpload::Keep => true,
+            AfterUpload::Delete => {
+                self.remove_original(s);
+                false
+            }
+            AfterUpload::Archive => {
+                let day = &now_rfc3339()[..10];
+                let dir = self.spool.layout.archive.join(day);
+                let res = fsutil::ensure_dir(&dir).and_then(|()| {
+                    let n = fsutil::unique_name(&dir, &s.file_name(), |_| false);
+                    fsutil::move_file(&s.path, &dir.join(n))
+                });
+                if let Err(e) = res {
+                    tracing::warn!(file = %s.path.display(), error = %e, "cannot archive a duplicate; leaving it in place");
+                    return true;
+                }
+                false
+            }
+        }
+    }
+
+    fn remove_original(&self, s: &Settled) {
+        if let Err(e) = fsutil::remove_durably(&s.path) {
+            tracing::warn!(file = %s.path.display(), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice");
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(&self, s: &Settled, reason: &str, kind: &str, format: &str, warnings: Vec<String>, size: Option<u64>, sha256: Option<String>) -> RejectRecord {
+        RejectRecord {
+            file: s.path.clone(),
+            reason: reason.to_string(),
+            kind: kind.to_string(),
+            format: format.to_string(),
+            at: now_rfc3339(),
+            warnings,
+            size,
+            sha256,
+        }
+    }
+}
+
+fn state_dir_trouble(dir: &Path, e: &io::Error) -> String {
+    format!(
+        "the state directory cannot take it ({}: {e}); admission waits and the original stays where it is",
+        dir.display()
+    )
+}

@@ -1,0 +1,402 @@
+//! The only file that knows the whole topology: which stages run, the bounded channels between
+//! them, and how they stop. `run` is the daemon; `run_once` is one pass (`--once`); `dry_run`
+//! validates what the watch directories hold without touching anything.
+//!
+//! ```text
+//! Watcher ──Settled (64)──► admission worker ──QueuedEntry (64)──► Uploader
+//!    ▲                             │
+//!    └───────Feedback (1024)───────┘
+//! ```
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::admit::{self, Admitted, Admitter, Settled};
+use crate::config::{AfterUpload, Config, ConfigError};
+use crate::report::{Outcome, RunReport};
+use crate::spool::status_file::StatusBoard;
+use crate::spool::{queue, Ledger, RejectRecord, Spool, SpoolError};
+use crate::upload::api::ClientError;
+use crate::upload::source::SourceResolver;
+use crate::upload::{Api, Backoff, Uploader};
+use crate::validate::RejectKind;
+use crate::watch::{Feedback, Watcher};
+
+/// How long in-flight uploads may finish after a stop is asked for before they are abandoned
+/// (they stay queued either way).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+}
+
+impl AppError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AppError::Config(_) | AppError::Client(_) => crate::exit::CONFIG,
+            AppError::Spool(SpoolError::Locked { .. }) => crate::exit::TEMPFAIL,
+            AppError::Spool(_) | AppError::Io { .. } => crate::exit::TEMPFAIL,
+        }
+    }
+}
+
+/// Everything the stages share, built once at start.
+struct Parts {
+    spool: Arc<Spool>,
+    admitter: Arc<Admitter>,
+    uploader: Arc<Uploader>,
+    initial: Vec<crate::spool::QueuedEntry>,
+}
+
+fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError> {
+    let key = cfg.api.require_key()?.clone();
+    crate::config::prepare_watch_dirs(cfg).map_err(|e| AppError::Io {
+        context: "cannot create a watch directory".into(),
+        source: e,
+    })?;
+    let spool = Arc::new(Spool::open(&cfg.agent.state_dir)?);
+    let io = |context: &str| {
+        let context = context.to_string();
+        move |source| AppError::Io { context, source }
+    };
+    let ledger = Arc::new(Mutex::new(Ledger::open(&spool.layout.root).map_err(io("cannot open the ledger"))?));
+    let (initial, unreadable) = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
+    for (path, reason) in unreadable {
+        set_aside(&spool, &path, &reason);
+    }
+    if !initial.is_empty() {
+        tracing::info!(files = initial.len(), "resuming the uploads left in the queue");
+    }
+    let api = Api::new(&cfg.api, &key)?;
+    let source = Arc::new(SourceResolver::new(
+        cfg.agent.state_dir.clone(),
+        cfg.source.name.clone(),
+        cfg.source.id.clone(),
+    ));
+    let admitter = Arc::new(
+        Admitter::new(
+            spool.clone(),
+            ledger.clone(),
+            source.remembered(api.settings().url.as_str()),
+            cfg.agent.max_file_size,
+            cfg.agent.incomplete_grace,
+            cfg.agent.after_upload,
+        )
+        .map_err(io("cannot read queue/"))?,
+    );
+    let uploader = Arc::new(Uploader {
+        api,
+        backoff: Arc::new(Backoff::new(cfg.retry.initial_backoff, cfg.retry.max_backoff)),
+        source,
+        spool: spool.clone(),
+        ledger,
+        report: report.clone(),
+        status: Arc::new(StatusBoard::new(&cfg.agent.state_dir)),
+        after_upload: cfg.agent.after_upload,
+        concurrency: cfg.agent.upload_concurrency,
+        once,
+        queue_rescan: cfg.agent.rescan_interval,
+    });
+    Ok(Parts {
+        spool,
+        admitter,
+        uploader,
+        initial,
+    })
+}
+
+/// A queue file that cannot be uploaded as it is: keep it, in rejected/, with the reason.
+fn set_aside(spool: &Spool, path: &std::path::Path, reason: &str) {
+    let record = RejectRecord {
+        file: path.to_path_buf(),
+        reason: format!("queue entry set aside: {reason}"),
+        kind: "queue_entry".into(),
+        format: "unknown".into(),
+        at: crate::spool::fsutil::now_rfc3339(),
+        warnings: vec![],
+        size: None,
+        sha256: None,
+    };
+    match spool.reject_original(path, &record) {
+        Ok(dest) => tracing::warn!(file = %path.display(), moved_to = %dest.display(), "{}", record.reason),
+        Err(e) => tracing::error!(file = %path.display(), error = %e, "{}", record.reason),
+    }
+}
+
+/// The admission worker: one file at a time on a blocking thread, outcome logged, recorded,
+/// fed back to the watcher, and queued entries passed on to the uploader.
+async fn admission(
+    admitter: Arc<Admitter>,
+    mut rx: mpsc::Receiver<Settled>,
+    uploads: mpsc::Sender<crate::spool::QueuedEntry>,
+    feedback: Option<mpsc::Sender<(PathBuf, Feedback)>>,
+    report: RunReport,
+    rescan_interval: Duration,
+    once: bool,
+) {
+    while let Some(s) = rx.recv().await {
+        let a = admitter.clone();
+        let s2 = s.clone();
+        let result = match tokio::task::spawn_blocking(move || a.admit(&s2)).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(file = %s.path.display(), error = %e, "admission failed unexpectedly; the file stays where it is");
+                Admitted::NotYet {
+                    reason: "internal error".into(),
+                    still_writing: false,
+                    recheck_in: None,
+                }
+            }
+        };
+        let file = s.path.display().to_string();
+        let fb = match result {
+            Admitted::Queued(entry) => {
+                tracing::info!(file = %file, scan_type = entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
+                let keep = admitter.after_upload == AfterUpload::Keep;
+                if uploads.send(entry).await.is_err() {
+                    // The uploader has stopped (shutdown): the entry is safe in queue/.
+                    tracing::debug!(file = %file, "queued for the next start");
+                }
+                if keep {
+                    Feedback::Parked
+                } else {
+                    Feedback::Done
+                }
+            }
+            Admitted::Duplicate { sha256, left_in_place } => {
+                tracing::info!(file = %file, sha256 = %sha256, "already uploaded or queued (same content); not uploading it again");
+                report.push(Outcome::Duplicate { file: file.clone(), sha256 });
+                if left_in_place {
+                    Feedback::Parked
+                } else {
+                    Feedback::Done
+                }
+            }
+            Admitted::Rejected { reason, moved_to } => {
+                tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {reason}");
+                report.push(Outcome::Rejected { file: file.clone(), reason, moved_to });
+                Feedback::Done
+            }
+            Admitted::NotYet { reason, still_writing, recheck_in } => {
+                if still_writing {
+                    tracing::info!(file = %file, "not yet: {reason}");
+                } else {
+                    tracing::warn!(file = %file, "not admitted for now: {reason}");
+                }
+                if once {
+                    report.push(Outcome::Pending { file: file.clone(), reason });
+                }
+                Feedback::Recheck(match (still_writing, recheck_in) {
+                    (_, Some(d)) => d,
+                    (true, None) => Duration::ZERO,
+                    (false, None) => rescan_interval,
+                })
+            }
+        };
+        if let Some(f) = &feedback {
+            let _ = f.send((s.path, fb)).await;
+        }
+    }
+}
+
+/// The daemon. Returns when `shutdown` is cancelled and every stage has stopped.
+pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    let report = RunReport::default();
+    let parts = start(&cfg, &report, false)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let (settled_tx, settled_rx) = mpsc::channel(64);
+    let (fb_tx, fb_rx) = mpsc::channel(1024);
+    let (up_tx, up_rx) = mpsc::channel(64);
+
+    let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
+    let watch_task = tokio::spawn(watcher.run(settled_tx, fb_rx, shutdown.clone()));
+    let admit_task = tokio::spawn(admission(
+        parts.admitter.clone(),
+        settled_rx,
+        up_tx,
+        Some(fb_tx),
+        report.clone(),
+        cfg.agent.rescan_interval,
+        false,
+    ));
+    let abort = CancellationToken::new();
+    let upload_task = tokio::spawn(parts.uploader.clone().run(
+        parts.initial,
+        up_rx,
+        shutdown.clone(),
+        abort.clone(),
+    ));
+    let spool = parts.spool.clone();
+    let retention = cfg.agent.archive_retention;
+    let housekeeping = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tick.tick() => {
+                        let s = spool.clone();
+                        match tokio::task::spawn_blocking(move || s.prune_archive(retention)).await {
+                            Ok(Ok(n)) if n > 0 => tracing::info!(days = n, "pruned archive folders past archive_retention"),
+                            Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune archive/"),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+    });
+    tracing::info!(
+        watches = cfg.watches.len(),
+        state_dir = %cfg.agent.state_dir.display(),
+        api = %cfg.api.url,
+        "hostedscan-agent started"
+    );
+
+    shutdown.cancelled().await;
+    tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
+    let _ = watch_task.await;
+    let _ = admit_task.await;
+    let _ = housekeeping.await;
+    let abort_later = tokio::spawn({
+        let abort = abort.clone();
+        async move {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            abort.cancel();
+        }
+    });
+    let left = upload_task.await.unwrap_or_default();
+    abort_later.abort();
+    tracing::info!(queued = left.len(), "stopped; queued files go out at the next start");
+    Ok(())
+}
+
+/// `--once`: sweep every watch directory, upload everything queued (retrying until
+/// `retry.once_deadline`), and return what happened for the summary and the exit code.
+pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunReport, AppError> {
+    let report = RunReport::default();
+    let parts = start(&cfg, &report, true)?;
+    for w in &cfg.warnings {
+        tracing::warn!("{w}");
+    }
+    let (settled_tx, settled_rx) = mpsc::channel(64);
+    let (up_tx, up_rx) = mpsc::channel(64);
+    let stop = CancellationToken::new();
+    let deadline = tokio::spawn({
+        let stop = stop.clone();
+        let shutdown = shutdown.clone();
+        let d = cfg.retry.once_deadline;
+        async move {
+            tokio::select! {
+                _ = tokio::time::sleep(d) => tracing::warn!(once_deadline = %humantime::format_duration(d), "retry.once_deadline reached; what is left stays queued"),
+                _ = shutdown.cancelled() => {}
+            }
+            stop.cancel();
+        }
+    });
+    let upload_task = tokio::spawn(parts.uploader.clone().run(parts.initial, up_rx, stop.clone(), stop.clone()));
+    let admit_task = tokio::spawn(admission(
+        parts.admitter.clone(),
+        settled_rx,
+        up_tx,
+        None,
+        report.clone(),
+        cfg.agent.rescan_interval,
+        true,
+    ));
+    let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
+    let left_behind = tokio::select! {
+        l = watcher.sweep(settled_tx) => l,
+        _ = shutdown.cancelled() => vec![],
+    };
+    for (p, reason) in left_behind {
+        tracing::info!(file = %p.display(), "not yet: {reason}");
+        report.push(Outcome::Pending {
+            file: p.display().to_string(),
+            reason,
+        });
+    }
+    let _ = admit_task.await;
+    let left = upload_task.await.unwrap_or_default();
+    deadline.abort();
+    for e in left {
+        report.push(Outcome::Pending {
+            file: e.meta.file_name.clone(),
+            reason: "not uploaded yet; it stays queued for the next run".into(),
+        });
+    }
+    Ok(report)
+}
+
+/// `--once --dry-run`: what would happen to each file in the watch directories. No network,
+/// nothing moved or written.
+pub fn dry_run(cfg: &Config) -> RunReport {
+    let report = RunReport::default();
+    for w in &cfg.watches {
+        let found = match crate::watch::scan::scan(w) {
+            Ok(f) => f,
+            Err(e) => {
+                report.push(Outcome::Pending {
+                    file: w.path.display().to_string(),
+                    reason: format!("cannot list the watch directory: {e}"),
+                });
+                continue;
+            }
+        };
+        for f in found {
+            let file = f.path.display().to_string();
+            let age = std::time::SystemTime::now()
+                .duration_since(f.fingerprint.mtime)
+                .unwrap_or(Duration::ZERO);
+            if age < cfg.agent.settle {
+                report.push(Outcome::Pending { file, reason: "still being written (modified within agent.settle)".into() });
+                continue;
+            }
+            if f.fingerprint.len > cfg.agent.max_file_size {
+                report.push(Outcome::Rejected {
+                    file,
+                    reason: format!("larger than agent.max_file_size ({})", bytesize::ByteSize(cfg.agent.max_file_size)),
+                    moved_to: None,
+                });
+                continue;
+            }
+            match admit::inspect(&f.path, &w.hints) {
+                Ok(i) => match i.verdict {
+                    Ok(r) => report.push(Outcome::WouldUpload {
+                        file,
+                        format: r.format.as_str().into(),
+                        scan_type: r.scan_type.as_str().into(),
+                        target: if r.scan_type.needs_target() { r.target } else { w.hints.target.clone() },
+                        size: i.size,
+                        sha256: i.sha256,
+                        warnings: r.warnings,
+                    }),
+                    Err(rej) if rej.kind == RejectKind::Incomplete && age < cfg.agent.incomplete_grace => {
+                        report.push(Outcome::Pending { file, reason: format!("{} (still being written)", rej.reason) })
+                    }
+                    Err(rej) => report.push(Outcome::Rejected { file, reason: rej.reason, moved_to: None }),
+                },
+                Err(e) => report.push(Outcome::Pending { file, reason: format!("cannot read it: {e}") }),
+            }
+        }
+    }
+    report
+}

@@ -1,0 +1,94 @@
+//! The command line, as clap definitions, and nothing else.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "hostedscan-agent",
+    version,
+    about = "Watches directories for scanner reports, validates them, and uploads them to HostedScan",
+    after_help = "Exit codes: 0 ok, 64 usage, 65 rejected/refused input, 75 work left pending, 77 API key refused, 78 invalid configuration."
+)]
+pub struct Cli {
+    /// Configuration file.
+    #[arg(short = 'c', long = "config", global = true, env = "HOSTEDSCAN_AGENT_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    pub config: PathBuf,
+
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    pub verbose: u8,
+
+    /// Only warnings and errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// One pass: sweep the watch directories, upload everything queued, exit.
+    #[arg(long)]
+    pub once: bool,
+
+    /// With --once: run this job now (repeatable; "all" runs every job).
+    #[arg(long = "job", value_name = "NAME", requires = "once")]
+    pub jobs: Vec<String>,
+
+    /// With --once: validate and print what would be uploaded; no network, nothing moved.
+    #[arg(long, requires = "once")]
+    pub dry_run: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration and print what is wrong (exit 78) or a summary.
+    CheckConfig,
+    /// Validate report files offline and print a verdict for each.
+    Validate {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Scan type to check against instead of detecting it (NMAP, NMAP_UDP, OPENVAS, OWASP_ZAP, OWASP_ZAP_ACTIVE, SSLYZE).
+        #[arg(long, value_name = "T")]
+        scan_type: Option<String>,
+        /// ZAP reports: the target to upload under (default: the report's first site).
+        #[arg(long)]
+        target: Option<String>,
+        /// Accept stopped or interrupted scans (as a watch's accept_partial does).
+        #[arg(long)]
+        accept_partial: bool,
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Queue, failures, last upload and errors, from the state directory.
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+    },
+    /// Check that the API is reachable and accepts the key.
+    TestConnection,
+    /// Move files from failed/ (or, with --rejected, from rejected/) back for another try.
+    Requeue {
+        /// Take files from rejected/ instead: they go back to the watch directory they came from and are validated again.
+        #[arg(long)]
+        rejected: bool,
+        /// File names in failed/ (or rejected/); none means all of them.
+        names: Vec<String>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}

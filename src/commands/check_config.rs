@@ -1,0 +1,44 @@
+//! `check-config`: load and validate the configuration; print the problems (exit 78) or a short
+//! summary of what the agent would do.
+
+use crate::cli::Cli;
+use crate::config::Env;
+use crate::exit;
+
+pub fn run(cli: &Cli, env: &Env) -> i32 {
+    let cfg = match super::load(cli, env) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for w in &cfg.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!("{}: OK", cfg.file.display());
+    println!("  api        {}", cfg.api.url);
+    match &cfg.api.key {
+        Some((_, origin)) => println!("  key        from {origin}"),
+        None => println!("  key        none yet (needed to upload; see api.key_file)"),
+    }
+    println!(
+        "  source     {}",
+        cfg.source
+            .id
+            .as_ref()
+            .map(|id| format!("id {id}"))
+            .unwrap_or_else(|| format!("{:?} (IMPORTED)", cfg.source.name))
+    );
+    println!("  state_dir  {}", cfg.agent.state_dir.display());
+    for w in &cfg.watches {
+        println!(
+            "  watch      {} (scan_type {}{}{})",
+            w.path.display(),
+            w.hints.scan_type.map(|t| t.as_str()).unwrap_or("auto"),
+            if w.recursive { ", recursive" } else { "" },
+            if w.path.exists() { "" } else { ", will be created" }
+        );
+    }
+    if cfg.api.key.is_none() {
+        return exit::CONFIG;
+    }
+    exit::OK
+}

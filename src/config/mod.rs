@@ -1,0 +1,620 @@
+//! Configuration: the TOML file (plus `HOSTEDSCAN_AGENT__SECTION__KEY` environment overrides)
+//! read through the `config` crate into `raw` structs, then validated into the typed settings
+//! the rest of the agent uses. Every problem names its key and says how to fix it; all problems
+//! are reported at once so an operator fixes the file in one go.
+
+mod raw;
+mod secret;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use url::Url;
+
+pub use raw::RawJob;
+pub use secret::{ApiKey, KeyOrigin};
+
+use crate::validate::{Hints, ScanType};
+
+/// Where the config is read from when `-c` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostedscan-agent/agent.toml";
+
+/// One thing wrong with the configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+fn problem(key: impl Into<String>, message: impl Into<String>) -> Problem {
+    Problem {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Why a configuration cannot be used. Always exit code 78.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("{}", problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid { problems: Vec<Problem> },
+}
+
+impl ConfigError {
+    fn one(key: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            problems: vec![problem(key, message)],
+        }
+    }
+}
+
+/// What happens to a file once HostedScan has accepted it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUpload {
+    Archive,
+    Delete,
+    Keep,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiSettings {
+    /// Base URL without a trailing slash, e.g. `https://api.hostedscan.com/v1`.
+    pub url: Url,
+    pub key: Option<(ApiKey, KeyOrigin)>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    pub proxy: Option<Url>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ApiSettings {
+    /// The key, or the configuration error that says where to put one.
+    pub fn require_key(&self) -> Result<&ApiKey, ConfigError> {
+        self.key.as_ref().map(|(k, _)| k).ok_or_else(|| {
+            ConfigError::one(
+                "api.key_file",
+                "no API key found: put it in a file readable only by the agent and set \
+                 api.key_file, or use the systemd credential \"api-key\", or $HOSTEDSCAN_API_KEY",
+            )
+        })
+    }
+
+    /// `url` joined with an endpoint path such as `results`.
+    pub fn endpoint(&self, path: &str) -> String {
+        format!("{}/{}", self.url.as_str().trim_end_matches('/'), path)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceSettings {
+    /// The source name with `{hostname}` expanded.
+    pub name: String,
+    pub id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentSettings {
+    pub state_dir: PathBuf,
+    pub upload_concurrency: usize,
+    pub max_file_size: u64,
+    pub settle: Duration,
+    pub incomplete_grace: Duration,
+    pub rescan_interval: Duration,
+    pub after_upload: AfterUpload,
+    pub archive_retention: Duration,
+    pub max_concurrent_jobs: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct RetrySettings {
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    pub once_deadline: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct WatchSettings {
+    pub path: PathBuf,
+    pub hints: Hints,
+    pub include: GlobSet,
+    pub exclude: GlobSet,
+    pub recursive: bool,
+}
+
+impl WatchSettings {
+    /// Whether a file name passes the include/exclude globs. Dotfiles and editor/partial
+    /// suffixes are always skipped: they are how writers mark a file as not finished.
+    pub fn wants(&self, file_name: &str) -> bool {
+        if is_temporary_name(file_name) {
+            return false;
+        }
+        self.include.is_match(file_name) && !self.exclude.is_match(file_name)
+    }
+}
+
+/// Names that writers use for files they have not finished: never read.
+pub fn is_temporary_name(name: &str) -> bool {
+    name.starts_with('.')
+        || name.ends_with('~')
+        || [".tmp", ".part", ".swp"]
+            .iter()
+            .any(|s| name.len() > s.len() && name.to_ascii_lowercase().ends_with(s))
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was read from.
+    pub file: PathBuf,
+    pub api: ApiSettings,
+    pub source: SourceSettings,
+    pub agent: AgentSettings,
+    pub retry: RetrySettings,
+    pub watches: Vec<WatchSettings>,
+    pub jobs: Vec<RawJob>,
+    /// Non-fatal remarks (e.g. a key in a world-readable config file).
+    pub warnings: Vec<String>,
+}
+
+/// The process environment as the loader sees it (injected by tests).
+pub type Env = HashMap<String, String>;
+
+impl Config {
+    /// Read, override from `env`, and validate. `env` is normally `std::env::vars()`.
+    pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        let meta = std::fs::metadata(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: match e.kind() {
+                std::io::ErrorKind::NotFound => {
+                    "not found: create it (see config/agent.toml for a commented example) or pass -c PATH"
+                        .to_string()
+                }
+                _ => e.to_string(),
+            },
+        })?;
+        if meta.permissions().mode() & 0o002 != 0 {
+            return Err(ConfigError::File {
+                path: path.to_path_buf(),
+                message: format!(
+                    "is writable by other users, who could redirect uploads or read the key: run `chmod o-w {}`",
+                    path.display()
+                ),
+            });
+        }
+        let overrides: HashMap<String, String> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("HOSTEDSCAN_AGENT__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let built = config::Config::builder()
+            .add_source(config::File::from(path).format(config::FileFormat::Toml))
+            .add_source(
+                config::Environment::with_prefix("HOSTEDSCAN_AGENT")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true)
+                    .source(Some(overrides)),
+            )
+            .build()
+            .map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                message: e.to_string(),
+            })?;
+        let raw: raw::RawConfig = built.try_deserialize().map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: explain_serde(&e.to_string()),
+        })?;
+        let mut cfg = validate(raw, path, env)?;
+        if cfg.api.key.as_ref().map(|(_, o)| o) == Some(&KeyOrigin::ConfigFile)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            cfg.warnings.push(format!(
+                "{} holds api.key and is readable by other users: move the key to api.key_file, \
+                 or run `chmod o-r {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+        Ok(cfg)
+    }
+}
+
+/// serde's "unknown field" message, with the list of valid keys it carries kept.
+fn explain_serde(msg: &str) -> String {
+    if msg.contains("unknown field") {
+        format!("{msg} (unknown keys are refused so a misspelling cannot silently change behaviour)")
+    } else {
+        msg.to_string()
+    }
+}
+
+struct Checker {
+    problems: Vec<Problem>,
+}
+
+impl Checker {
+    fn duration(&mut self, key: &str, value: &str) -> Duration {
+        match humantime::parse_duration(value.trim()) {
+            Ok(d) => d,
+            Err(e) => {
+                self.problems.push(problem(
+                    key,
+                    format!("{value:?} is not a duration ({e}): write it like \"90s\", \"5m\" or \"1h 30m\""),
+                ));
+                Duration::ZERO
+            }
+        }
+    }
+
+    fn size(&mut self, key: &str, value: &str) -> u64 {
+        match value.trim().parse::<bytesize::ByteSize>() {
+            Ok(s) if s.as_u64() > 0 => s.as_u64(),
+            _ => {
+                self.problems.push(problem(
+                    key,
+                    format!("{value:?} is not a size: write it like \"512MiB\" or \"2GiB\""),
+                ));
+                0
+            }
+        }
+    }
+
+    fn globs(&mut self, key: &str, patterns: &[String]) -> GlobSet {
+        let mut b = GlobSetBuilder::new();
+        for p in patterns {
+            match Glob::new(p) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => self
+                    .problems
+                    .push(problem(key, format!("{p:?} is not a valid glob: {e}"))),
+            }
+        }
+        b.build().unwrap_or_else(|_| GlobSet::empty())
+    }
+
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(problem(key, message));
+    }
+}
+
+fn absolute(p: &str) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() {
+        p
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(&p))
+            .unwrap_or(p)
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, ConfigError> {
+    let mut c = Checker {
+        problems: Vec::new(),
+    };
+
+    // [api]
+    let url = match Url::parse(raw.api.url.trim()) {
+        Ok(u) if u.scheme() == "https" => Some(u),
+        Ok(u) if u.scheme() == "http" && is_loopback(&u) => Some(u),
+        Ok(u) if u.scheme() == "http" => {
+            c.push(
+                "api.url",
+                format!("{u} uses http://, which is only allowed for loopback hosts: use https://"),
+            );
+            None
+        }
+        Ok(u) => {
+            c.push("api.url", format!("{u}: the scheme must be https"));
+            None
+        }
+        Err(e) => {
+            c.push(
+                "api.url",
+                format!("{:?} is not a URL ({e}); the default is https://api.hostedscan.com/v1", raw.api.url),
+            );
+            None
+        }
+    };
+    let timeout = c.duration("api.timeout", &raw.api.timeout);
+    let connect_timeout = c.duration("api.connect_timeout", &raw.api.connect_timeout);
+    let proxy = raw.api.proxy.as_deref().and_then(|p| match Url::parse(p) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            c.push("api.proxy", format!("{p:?} is not a URL ({e}): write it like \"http://proxy.internal:3128\""));
+            None
+        }
+    });
+    let ca_file = raw.api.ca_file.as_deref().map(absolute);
+    if let Some(ca) = &ca_file {
+        if !ca.is_file() {
+            c.push("api.ca_file", format!("{} is not a readable file", ca.display()));
+        }
+    }
+    let key = resolve_key(&raw.api, env, &mut c);
+
+    // [source]
+    let hostname = gethostname::gethostname().to_string_lossy().into_owned();
+    let name = raw.source.name.replace("{hostname}", &hostname);
+    if name.trim().is_empty() {
+        c.push("source.name", "must not be empty");
+    }
+    let id = raw.source.id.filter(|s| !s.trim().is_empty());
+
+    // [agent]
+    let a = &raw.agent;
+    let state_dir = absolute(&a.state_dir);
+    let upload_concurrency = match a.upload_concurrency {
+        n @ 1..=64 => n as usize,
+        n => {
+            c.push("agent.upload_concurrency", format!("{n} is out of range: use 1 to 64"));
+            1
+        }
+    };
+    let max_concurrent_jobs = match a.max_concurrent_jobs {
+        n @ 1..=64 => n as usize,
+        n => {
+            c.push("agent.max_concurrent_jobs", format!("{n} is out of range: use 1 to 64"));
+            1
+        }
+    };
+    let after_upload = match a.after_upload.as_str() {
+        "archive" => AfterUpload::Archive,
+        "delete" => AfterUpload::Delete,
+        "keep" => AfterUpload::Keep,
+        other => {
+            c.push(
+                "agent.after_upload",
+                format!("{other:?} is not one of \"archive\", \"delete\", \"keep\""),
+            );
+            AfterUpload::Archive
+        }
+    };
+    let agent = AgentSettings {
+        state_dir: state_dir.clone(),
+        upload_concurrency,
+        max_file_size: c.size("agent.max_file_size", &a.max_file_size),
+        settle: c.duration("agent.settle", &a.settle),
+        incomplete_grace: c.duration("agent.incomplete_grace", &a.incomplete_grace),
+        rescan_interval: c.duration("agent.rescan_interval", &a.rescan_interval),
+        after_upload,
+        archive_retention: c.duration("agent.archive_retention", &a.archive_retention),
+        max_concurrent_jobs,
+    };
+    if agent.rescan_interval < Duration::from_secs(1) && c.problems.is_empty() {
+        c.push("agent.rescan_interval", "must be at least 1s");
+    }
+
+    // [retry]
+    let retry = RetrySettings {
+        initial_backoff: c.duration("retry.initial_backoff", &raw.retry.initial_backoff),
+        max_backoff: c.duration("retry.max_backoff", &raw.retry.max_backoff),
+        once_deadline: c.duration("retry.once_deadline", &raw.retry.once_deadline),
+    };
+    if retry.initial_backoff.is_zero() {
+        c.push("retry.initial_backoff", "must be more than 0s");
+    }
+    if retry.max_backoff < retry.initial_backoff {
+        c.push("retry.max_backoff", "must not be smaller than retry.initial_backoff");
+    }
+
+    // [[watch]]
+    let raw_watches = if raw.watch.is_empty() && raw.job.is_empty() {
+        vec![raw::RawWatch {
+            path: state_dir.join("inbox").to_string_lossy().into_owned(),
+            scan_type: "auto".into(),
+            include: None,
+            exclude: vec![],
+            recursive: false,
+            target: None,
+            accept_partial: false,
+        }]
+    } else {
+        raw.watch
+    };
+    let mut seen = BTreeMap::new();
+    let mut watches = Vec::new();
+    for (i, w) in raw_watches.into_iter().enumerate() {
+        let key = |k: &str| format!("watch[{i}].{k}");
+        let path = absolute(&w.path);
+        if let Some(j) = seen.insert(path.clone(), i) {
+            c.push(key("path"), format!("{} is also watch[{j}]", path.display()));
+        }
+        for internal in ["queue", "failed", "rejected", "archive"] {
+            if path.starts_with(state_dir.join(internal)) {
+                c.push(
+                    key("path"),
+                    format!("{} is inside the agent's own {internal}/ directory", path.display()),
+                );
+            }
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => c.push(key("path"), format!("{} is not a directory", path.display())),
+            Err(_) => {
+                let parent_ok = path.parent().is_some_and(|p| p.is_dir() || p.starts_with(&state_dir));
+                if !parent_ok {
+                    c.push(
+                        key("path"),
+                        format!(
+                            "{} does not exist and neither does its parent: create it, or fix the path",
+                            path.display()
+                        ),
+                    );
+                }
+            }
+        }
+        let scan_type = match w.scan_type.as_str() {
+            "auto" => None,
+            s => match s.parse::<ScanType>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    c.push(key("scan_type"), format!("{e} (or \"auto\")"));
+                    None
+                }
+            },
+        };
+        let target = w.target.filter(|t| !t.trim().is_empty());
+        if let Some(t) = &target {
+            if t.starts_with('-') {
+                c.push(key("target"), format!("{t:?} must not start with '-'"));
+            }
+        }
+        let include = w.include.unwrap_or_else(|| vec!["*".into()]);
+        watches.push(WatchSettings {
+            path,
+            hints: Hints {
+                scan_type,
+                target,
+                accept_partial: w.accept_partial,
+            },
+            include: c.globs(&key("include"), &include),
+            exclude: c.globs(&key("exclude"), &w.exclude),
+            recursive: w.recursive,
+        });
+    }
+
+    // [[job]]: accepted and checked for the basics; scheduling comes with a later version.
+    let mut names = BTreeMap::new();
+    for (i, j) in raw.job.iter().enumerate() {
+        if j.name.is_empty()
+            || !j
+                .name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            c.push(
+                format!("job[{i}].name"),
+                format!("{:?}: use letters, digits, '-' and '_' only", j.name),
+            );
+        }
+        if let Some(k) = names.insert(j.name.clone(), i) {
+            c.push(format!("job[{i}].name"), format!("{:?} is also job[{k}]", j.name));
+        }
+        if !["nmap", "zap", "openvas", "sslyze", "command"].contains(&j.scanner.as_str()) {
+            c.push(
+                format!("job[{i}].scanner"),
+                format!("{:?} is not one of nmap, zap, openvas, sslyze, command", j.scanner),
+            );
+        }
+    }
+    let mut warnings = Vec::new();
+    if !raw.job.is_empty() {
+        warnings.push(format!(
+            "{} [[job]] entr{} configured, but this version of hostedscan-agent does not run scheduled jobs yet: they are ignored",
+            raw.job.len(),
+            if raw.job.len() == 1 { "y is" } else { "ies are" }
+        ));
+    }
+
+    if !c.problems.is_empty() {
+        return Err(ConfigError::Invalid {
+            problems: c.problems,
+        });
+    }
+    Ok(Config {
+        file: file.to_path_buf(),
+        api: ApiSettings {
+            url: url.expect("checked above"),
+            key,
+            timeout,
+            connect_timeout,
+            proxy,
+            ca_file,
+        },
+        source: SourceSettings { name, id },
+        agent,
+        retry,
+        watches,
+        jobs: raw.job,
+        warnings,
+    })
+}
+
+/// The first of: systemd credential, key_file, $HOSTEDSCAN_API_KEY, api.key.
+fn resolve_key(api: &raw::RawApi, env: &Env, c: &mut Checker) -> Option<(ApiKey, KeyOrigin)> {
+    if let Some(dir) = env.get("CREDENTIALS_DIRECTORY") {
+        let p = Path::new(dir).join("api-key");
+        if let Ok(s) = std::fs::read_to_string(&p) {
+            if !s.trim().is_empty() {
+                return Some((ApiKey::new(s.trim()), KeyOrigin::Credential(p)));
+            }
+        }
+    }
+    if let Some(f) = &api.key_file {
+        let p = absolute(f);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.permissions().mode() & 0o044 != 0 => {
+                c.push(
+                    "api.key_file",
+                    format!(
+                        "{} is readable by other users: run `chmod 600 {}` (and make the agent's user its owner)",
+                        p.display(),
+                        p.display()
+                    ),
+                );
+                return None;
+            }
+            Ok(_) => match std::fs::read_to_string(&p) {
+                Ok(s) if !s.trim().is_empty() => {
+                    return Some((ApiKey::new(s.trim()), KeyOrigin::KeyFile(p)))
+                }
+                Ok(_) => {
+                    c.push("api.key_file", format!("{} is empty", p.display()));
+                    return None;
+                }
+                Err(e) => {
+                    c.push("api.key_file", format!("cannot read {}: {e}", p.display()));
+                    return None;
+                }
+            },
+            Err(e) => {
+                c.push("api.key_file", format!("cannot read {}: {e}", p.display()));
+                return None;
+            }
+        }
+    }
+    if let Some(k) = env.get("HOSTEDSCAN_API_KEY").filter(|k| !k.trim().is_empty()) {
+        return Some((ApiKey::new(k.trim()), KeyOrigin::Environment));
+    }
+    api.key
+        .as_deref()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| (ApiKey::new(k.trim()), KeyOrigin::ConfigFile))
+}
+
+/// Create watch directories that do not exist yet (their parent exists: checked at load).
+pub fn prepare_watch_dirs(cfg: &Config) -> std::io::Result<()> {
+    for w in &cfg.watches {
+        if !w.path.exists() {
+            std::fs::create_dir_all(&w.path)?;
+            std::fs::set_permissions(&w.path, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

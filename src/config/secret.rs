@@ -1,0 +1,56 @@
+//! The API key as a type that cannot leak: no `Display`, a `Debug` that prints `[redacted]`,
+//! and one explicit `expose()` used only where the request header is built.
+
+use std::fmt;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the `X-HOSTEDSCAN-API-KEY` header and nothing else.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey([redacted])")
+    }
+}
+
+/// Where the key came from, so messages can say which one to fix without showing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyOrigin {
+    Credential(std::path::PathBuf),
+    KeyFile(std::path::PathBuf),
+    Environment,
+    ConfigFile,
+}
+
+impl fmt::Display for KeyOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyOrigin::Credential(p) => write!(f, "systemd credential {}", p.display()),
+            KeyOrigin::KeyFile(p) => write!(f, "api.key_file {}", p.display()),
+            KeyOrigin::Environment => f.write_str("$HOSTEDSCAN_API_KEY"),
+            KeyOrigin::ConfigFile => f.write_str("api.key in the config file"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_the_key() {
+        let k = ApiKey::new("s3cret-value");
+        assert!(!format!("{k:?}").contains("s3cret"));
+        assert!(!format!("{:?}", Some(k)).contains("s3cret"));
+    }
+}

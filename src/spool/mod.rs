@@ -1,0 +1,273 @@
+//! The state directory: the agent's custody of every file it has accepted. It owns the layout
+//! (`queue/`, `failed/`, `rejected/`, `archive/`, `source.json`, the ledger), the lock that keeps
+//! two agents off one directory, and the recovery that runs at start: the same scan that finds
+//! work after a clean stop also finds it after `kill -9`.
+
+pub mod fsutil;
+pub mod ledger;
+pub mod queue;
+pub mod requeue;
+pub mod source;
+pub mod status_file;
+
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use ledger::Ledger;
+pub use queue::{EntryMeta, QueuedEntry};
+
+use fsutil::{ensure_dir, now_rfc3339, remove_durably, unique_name, write_atomic, TMP_PREFIX};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error("state directory {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    #[error("state directory {} is in use by another hostedscan-agent (lock {}): stop it first", dir.display(), lock.display())]
+    Locked { dir: PathBuf, lock: PathBuf },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Paths of the state directory's parts.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+    pub queue: PathBuf,
+    pub failed: PathBuf,
+    pub rejected: PathBuf,
+    pub archive: PathBuf,
+    pub tmp: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: &Path) -> Layout {
+        Layout {
+            root: root.to_path_buf(),
+            queue: root.join("queue"),
+            failed: root.join("failed"),
+            rejected: root.join("rejected"),
+            archive: root.join("archive"),
+            tmp: root.join("tmp"),
+        }
+    }
+}
+
+/// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RejectRecord {
+    /// Where the file came from.
+    pub file: PathBuf,
+    pub reason: String,
+    pub kind: String,
+    pub format: String,
+    pub at: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    #[serde(default)]
+    pub size: Option<u64>,
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// Why HostedScan refused a file, as written in `failed/<name>.error.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FailRecord {
+    pub file: PathBuf,
+    pub reason: String,
+    pub status: u16,
+    pub message: String,
+    pub at: String,
+    /// Everything needed to put it back into the queue (`requeue`).
+    pub entry: EntryMeta,
+}
+
+/// An open, locked state directory.
+pub struct Spool {
+    pub layout: Layout,
+    _lock: File,
+}
+
+impl Spool {
+    /// Create the layout if needed, take the lock, and clean up what an interrupted run left.
+    pub fn open(root: &Path) -> Result<Spool, SpoolError> {
+        let layout = Layout::new(root);
+        for d in [
+            &layout.root,
+            &layout.queue,
+            &layout.failed,
+            &layout.rejected,
+            &layout.archive,
+            &layout.tmp,
+        ] {
+            ensure_dir(d).map_err(io_err(d))?;
+        }
+        let lock_path = root.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(SpoolError::Locked {
+                    dir: root.to_path_buf(),
+                    lock: lock_path,
+                })
+            }
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
+        }
+        let spool = Spool {
+            layout,
+            _lock: lock,
+        };
+        spool.recover()?;
+        Ok(spool)
+    }
+
+    /// Remove temporary files and metadata whose admission never finished.
+    fn recover(&self) -> Result<(), SpoolError> {
+        for dir in [&self.layout.tmp, &self.layout.queue, &self.layout.failed, &self.layout.rejected] {
+            for e in fs::read_dir(dir).map_err(io_err(dir))? {
+                let e = e.map_err(io_err(dir))?;
+                if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+        queue::remove_orphan_metadata(&self.layout.queue).map_err(io_err(&self.layout.queue))
+    }
+
+    /// A unique name in `dir` for a file and its `suffix` sidecar.
+    fn free_name(dir: &Path, wanted: &str, sidecar: &str) -> String {
+        unique_name(dir, wanted, |n| {
+            n.ends_with(queue::META_SUFFIX) || dir.join(format!("{n}{sidecar}")).exists()
+        })
+    }
+
+    /// Put `data` (a temporary file in the state directory) into `rejected/` with its reason.
+    /// The reason is written first, so the file is never there without one.
+    pub fn reject_temp(&self, data: &Path, file_name: &str, record: &RejectRecord) -> io::Result<PathBuf> {
+        let dir = &self.layout.rejected;
+        let name = Self::free_name(dir, file_name, ".reason.json");
+        write_atomic(&dir.join(format!("{name}.reason.json")), &to_json(record))?;
+        let dest = dir.join(&name);
+        fsutil::move_file(data, &dest)?;
+        Ok(dest)
+    }
+
+    /// Move an original (e.g. one too big to read) into `rejected/` with its reason.
+    pub fn reject_original(&self, original: &Path, record: &RejectRecord) -> io::Result<PathBuf> {
+        let file_name = original
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "report".into());
+        self.reject_temp(original, &file_name, record)
+    }
+
+    /// Move a queued entry into `failed/` with HostedScan's answer.
+    pub fn fail(&self, entry: &QueuedEntry, status: u16, message: &str) -> io::Result<PathBuf> {
+        let dir = &self.layout.failed;
+        let name = Self::free_name(dir, &entry.meta.file_name, ".error.json");
+        let record = FailRecord {
+            file: entry.meta.original.clone(),
+            reason: format!("HostedScan refused the upload with HTTP {status}: {message}"),
+            status,
+            message: message.to_string(),
+            at: now_rfc3339(),
+            entry: entry.meta.clone(),
+        };
+        write_atomic(&dir.join(format!("{name}.error.json")), &to_json(&record))?;
+        let dest = dir.join(&name);
+        fsutil::move_file(&entry.data_path, &dest)?;
+        remove_durably(&entry.meta_path)?;
+        Ok(dest)
+    }
+
+    /// After a successful upload: archive the queued copy (under today's date) or delete it.
+    pub fn finish(&self, entry: &QueuedEntry, archive: bool) -> io::Result<Option<PathBuf>> {
+        let dest = if archive {
+            let day = &now_rfc3339()[..10];
+            let dir = self.layout.archive.join(day);
+            ensure_dir(&dir)?;
+            let name = unique_name(&dir, &entry.meta.file_name, |_| false);
+            let dest = dir.join(name);
+            fsutil::move_file(&entry.data_path, &dest)?;
+            Some(dest)
+        } else {
+            remove_durably(&entry.data_path)?;
+            None
+        };
+        remove_durably(&entry.meta_path)?;
+        Ok(dest)
+    }
+
+    /// Delete archive day folders older than `retention`.
+    pub fn prune_archive(&self, retention: std::time::Duration) -> io::Result<usize> {
+        let cutoff = std::time::SystemTime::now()
+            .checked_sub(retention)
+            .unwrap_or(std::time::UNIX_EPOCH);
+        let cutoff_day = humantime::format_rfc3339_seconds(cutoff).to_string()[..10].to_string();
+        let mut removed = 0;
+        for e in fs::read_dir(&self.layout.archive)? {
+            let e = e?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.len() == 10 && name.as_str() < cutoff_day.as_str() && e.file_type()?.is_dir() {
+                fs::remove_dir_all(e.path())?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
+    let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+    b.push(b'\n');
+    b
+}
+
+/// Counts of what is where, for `status` (works without the lock, while the daemon runs).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Counts {
+    pub queued: usize,
+    pub failed: usize,
+    pub rejected: usize,
+}
+
+/// Files (not sidecars, not temporaries) in one of the agent's directories.
+pub fn list_payloads(dir: &Path, sidecar: &str) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let rd = match fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for e in rd {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with('.') || n.ends_with(sidecar) || !e.file_type()?.is_file() {
+            continue;
+        }
+        out.push(n);
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn counts(layout: &Layout) -> io::Result<Counts> {
+    Ok(Counts {
+        queued: list_payloads(&layout.queue, queue::META_SUFFIX)?.len(),
+        failed: list_payloads(&layout.failed, ".error.json")?.len(),
+        rejected: list_payloads(&layout.rejected, ".reason.json")?.len(),
+    })
+}

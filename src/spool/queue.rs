@@ -1,0 +1,142 @@
+//! `queue/`: admitted files waiting for upload. Each entry is the file under its own name plus
+//! `<name>.meta.json` saying what it is. The metadata is made durable first and the data is
+//! renamed in last, so the data's arrival is the commit point: a crash before it leaves only
+//! metadata, which recovery removes (the original is still in the watch directory).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::fsutil::{self, now_rfc3339, unique_name, write_atomic};
+use crate::validate::ScanType;
+
+pub const META_SUFFIX: &str = ".meta.json";
+
+/// What the agent knows about a queued file: enough to upload it without reading it again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EntryMeta {
+    /// The name in `queue/`.
+    pub name: String,
+    /// Where it came from.
+    pub original: PathBuf,
+    /// The original file name, sent as the multipart file name.
+    pub file_name: String,
+    pub format: String,
+    pub content_type: String,
+    pub scan_type: ScanType,
+    /// Sent as the `target` field when present.
+    pub target: Option<String>,
+    pub sha256: String,
+    pub size: u64,
+    pub admitted_at: String,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// A file in the queue. Only made by [`commit`] (admission) and [`load_all`] (recovery of what
+/// admission committed before), so whatever the uploader holds has passed validation.
+#[derive(Debug, Clone)]
+pub struct QueuedEntry {
+    pub meta: EntryMeta,
+    pub data_path: PathBuf,
+    pub meta_path: PathBuf,
+}
+
+/// What admission knows about a validated file before it enters the queue.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub original: PathBuf,
+    pub file_name: String,
+    pub format: String,
+    pub content_type: String,
+    pub scan_type: ScanType,
+    pub target: Option<String>,
+    pub sha256: String,
+    pub size: u64,
+    pub warnings: Vec<String>,
+}
+
+/// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
+pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry> {
+    let name = unique_name(queue, &a.file_name, |n| {
+        n.ends_with(META_SUFFIX) || queue.join(format!("{n}{META_SUFFIX}")).exists()
+    });
+    let meta = EntryMeta {
+        name: name.clone(),
+        original: a.original,
+        file_name: a.file_name,
+        format: a.format,
+        content_type: a.content_type,
+        scan_type: a.scan_type,
+        target: a.target,
+        sha256: a.sha256,
+        size: a.size,
+        admitted_at: now_rfc3339(),
+        warnings: a.warnings,
+    };
+    let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
+    write_atomic(&meta_path, &super::to_json(&meta))?;
+    let data_path = queue.join(&name);
+    if let Err(e) = fs::rename(data, &data_path).and_then(|()| fsutil::sync_dir(queue)) {
+        let _ = fs::remove_file(&meta_path);
+        return Err(e);
+    }
+    Ok(QueuedEntry {
+        meta,
+        data_path,
+        meta_path,
+    })
+}
+
+/// Every committed entry, oldest admission first. Entries whose metadata cannot be read are
+/// returned separately so the caller can set them aside with a reason instead of losing them.
+pub fn load_all(queue: &Path) -> io::Result<(Vec<QueuedEntry>, Vec<(PathBuf, String)>)> {
+    let mut good = Vec::new();
+    let mut bad = Vec::new();
+    for name in super::list_payloads(queue, META_SUFFIX)? {
+        let data_path = queue.join(&name);
+        let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
+        match fs::read(&meta_path) {
+            Ok(bytes) => match serde_json::from_slice::<EntryMeta>(&bytes) {
+                Ok(mut meta) => {
+                    meta.name = name;
+                    good.push(QueuedEntry {
+                        meta,
+                        data_path,
+                        meta_path,
+                    })
+                }
+                Err(e) => bad.push((data_path, format!("its metadata {} is unreadable: {e}", meta_path.display()))),
+            },
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bad.push((
+                data_path,
+                "found in queue/ without its metadata (copied in by hand?)".to_string(),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    good.sort_by(|a, b| {
+        (a.meta.admitted_at.as_str(), a.meta.name.as_str()).cmp(&(b.meta.admitted_at.as_str(), b.meta.name.as_str()))
+    });
+    Ok((good, bad))
+}
+
+/// Metadata whose data never arrived: an admission interrupted before its commit point.
+pub fn remove_orphan_metadata(queue: &Path) -> io::Result<()> {
+    for e in fs::read_dir(queue)? {
+        let n = e?.file_name().to_string_lossy().into_owned();
+        if let Some(data) = n.strip_suffix(META_SUFFIX) {
+            if fs::symlink_metadata(queue.join(data)).is_err() {
+                fs::remove_file(queue.join(&n))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The SHA-256 of every queued entry (content already in the agent's custody).
+pub fn queued_hashes(queue: &Path) -> io::Result<Vec<String>> {
+    Ok(load_all(queue)?.0.into_iter().map(|e| e.meta.sha256).collect())
+}

@@ -1,0 +1,108 @@
+//! `requeue`: give files another chance. From `failed/` a file goes straight back into `queue/`
+//! (it was valid; the API refused it, perhaps for a reason since fixed). From `rejected/` it goes
+//! back to the watch directory it came from, to be validated again: nothing skips validation.
+//! Safe while the daemon runs: it picks up new queue entries and watch-directory files itself.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::fsutil::{self, unique_name};
+use super::queue::{self, Admission};
+use super::{list_payloads, FailRecord, Layout, RejectRecord};
+
+#[derive(Debug)]
+pub struct Moved {
+    pub name: String,
+    pub to: PathBuf,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequeueError {
+    #[error("{name}: no such file in {}", dir.display())]
+    NotFound { name: String, dir: PathBuf },
+    #[error("{name}: {message}")]
+    Other { name: String, message: String },
+}
+
+fn select(dir: &Path, sidecar: &str, names: &[String]) -> io::Result<Vec<String>> {
+    let all = list_payloads(dir, sidecar)?;
+    if names.is_empty() {
+        return Ok(all);
+    }
+    Ok(names.to_vec())
+}
+
+pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved, RequeueError>>> {
+    let mut out = Vec::new();
+    for name in select(&layout.failed, ".error.json", names)? {
+        let data = layout.failed.join(&name);
+        let sidecar = layout.failed.join(format!("{name}.error.json"));
+        if !data.is_file() {
+            out.push(Err(RequeueError::NotFound { name, dir: layout.failed.clone() }));
+            continue;
+        }
+        let record: FailRecord = match std::fs::read(&sidecar).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Err(RequeueError::Other { name, message: format!("cannot read {}: {e}", sidecar.display()) }));
+                continue;
+            }
+        };
+        let m = record.entry;
+        let a = Admission {
+            original: m.original,
+            file_name: m.file_name,
+            format: m.format,
+            content_type: m.content_type,
+            scan_type: m.scan_type,
+            target: m.target,
+            sha256: m.sha256,
+            size: m.size,
+            warnings: m.warnings,
+        };
+        match queue::commit(&layout.queue, &data, a) {
+            Ok(e) => {
+                let _ = fsutil::remove_durably(&sidecar);
+                out.push(Ok(Moved { name, to: e.data_path }));
+            }
+            Err(e) => out.push(Err(RequeueError::Other { name, message: e.to_string() })),
+        }
+    }
+    Ok(out)
+}
+
+pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved, RequeueError>>> {
+    let mut out = Vec::new();
+    for name in select(&layout.rejected, ".reason.json", names)? {
+        let data = layout.rejected.join(&name);
+        let sidecar = layout.rejected.join(format!("{name}.reason.json"));
+        if !data.is_file() {
+            out.push(Err(RequeueError::NotFound { name, dir: layout.rejected.clone() }));
+            continue;
+        }
+        let record: RejectRecord = match std::fs::read(&sidecar).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+            Ok(r) => r,
+            Err(e) => {
+                out.push(Err(RequeueError::Other { name, message: format!("cannot read {}: {e}", sidecar.display()) }));
+                continue;
+            }
+        };
+        let Some(dir) = record.file.parent().filter(|d| d.is_dir()) else {
+            out.push(Err(RequeueError::Other {
+                name,
+                message: format!("it came from {}, which no longer exists: move it into a watch directory by hand", record.file.display()),
+            }));
+            continue;
+        };
+        let wanted = record.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(name.clone());
+        let dest = dir.join(unique_name(dir, &wanted, |_| false));
+        match fsutil::move_file(&data, &dest) {
+            Ok(()) => {
+                let _ = fsutil::remove_durably(&sidecar);
+                out.push(Ok(Moved { name, to: dest }));
+            }
+            Err(e) => out.push(Err(RequeueError::Other { name, message: e.to_string() })),
+        }
+    }
+    Ok(out)
+}

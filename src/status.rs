@@ -1,0 +1,140 @@
+//! The status report: what is queued, failed and rejected, what was uploaded and when, the last
+//! error and the source in use, read from the state directory alone, so it works whether the
+//! daemon is running or not and never needs the API key.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::spool::{self, ledger, source, status_file, Layout};
+
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub state_dir: String,
+    pub daemon_running: bool,
+    pub queued: usize,
+    pub failed: usize,
+    pub rejected: usize,
+    pub uploaded_total: u64,
+    pub last_upload_at: Option<String>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<String>,
+    pub paused: Option<String>,
+    pub paused_until: Option<String>,
+    pub source_id: Option<String>,
+    pub source_name: Option<String>,
+    pub failed_files: Vec<String>,
+    pub rejected_files: Vec<String>,
+    pub jobs: Vec<JobStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct JobStatus {
+    pub name: String,
+    pub last_run: Option<String>,
+    pub outcome: Option<String>,
+    pub next_run: Option<String>,
+}
+
+/// Whether a daemon holds the state directory's lock right now.
+fn locked(root: &Path) -> bool {
+    let Ok(f) = std::fs::OpenOptions::new().read(true).open(root.join("lock")) else {
+        return false;
+    };
+    match f.try_lock_shared() {
+        Ok(()) => {
+            let _ = f.unlock();
+            false
+        }
+        Err(std::fs::TryLockError::WouldBlock) => true,
+        Err(_) => false,
+    }
+}
+
+pub fn gather(state_dir: &Path, jobs: &[crate::config::RawJob]) -> std::io::Result<Status> {
+    let layout = Layout::new(state_dir);
+    let counts = spool::counts(&layout)?;
+    let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;
+    let src = source::load_readonly(state_dir);
+    let daemon = status_file::load(state_dir);
+    let running = locked(state_dir);
+    Ok(Status {
+        state_dir: state_dir.display().to_string(),
+        daemon_running: running,
+        queued: counts.queued,
+        failed: counts.failed,
+        rejected: counts.rejected,
+        uploaded_total: summary.total,
+        last_upload_at: summary.last_at,
+        last_error: daemon.as_ref().and_then(|d| d.last_error.clone()),
+        last_error_at: daemon.as_ref().and_then(|d| d.last_error_at.clone()),
+        paused: daemon.as_ref().filter(|_| running).and_then(|d| d.paused.clone()),
+        paused_until: daemon.as_ref().filter(|_| running).and_then(|d| d.paused_until.clone()),
+        source_id: src.as_ref().map(|s| s.id.clone()),
+        source_name: src.map(|s| s.name),
+        failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
+        rejected_files: spool::list_payloads(&layout.rejected, ".reason.json")?,
+        jobs: jobs
+            .iter()
+            .map(|j| JobStatus {
+                name: j.name.clone(),
+                last_run: None,
+                outcome: None,
+                next_run: None,
+            })
+            .collect(),
+    })
+}
+
+pub fn render_text(s: &Status) -> String {
+    let mut out = String::new();
+    let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
+    out.push_str(&format!("state directory  {}\n", s.state_dir));
+    out.push_str(&format!(
+        "daemon           {}\n",
+        if s.daemon_running { "running" } else { "not running" }
+    ));
+    out.push_str(&format!(
+        "source           {}{}\n",
+        dash(&s.source_id),
+        s.source_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+    ));
+    out.push_str(&format!("queued           {}\n", s.queued));
+    out.push_str(&format!("uploaded         {} (last {})\n", s.uploaded_total, dash(&s.last_upload_at)));
+    out.push_str(&format!("failed           {}{}\n", s.failed, list(&s.failed_files)));
+    out.push_str(&format!("rejected         {}{}\n", s.rejected, list(&s.rejected_files)));
+    if let Some(p) = &s.paused {
+        out.push_str(&format!("uploads paused   {p} until {}\n", dash(&s.paused_until)));
+    }
+    out.push_str(&format!(
+        "last error       {}{}\n",
+        dash(&s.last_error),
+        s.last_error_at.as_ref().map(|t| format!(" (at {t})")).unwrap_or_default()
+    ));
+    for j in &s.jobs {
+        out.push_str(&format!(
+            "job {:<12} last {} ({}), next {}\n",
+            j.name,
+            dash(&j.last_run),
+            dash(&j.outcome),
+            dash(&j.next_run)
+        ));
+    }
+    if s.failed > 0 || s.rejected > 0 {
+        out.push_str("see failed/*.error.json and rejected/*.reason.json for why; `hostedscan-agent requeue` sends failed files again\n");
+    }
+    out
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        return String::new();
+    }
+    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let more = names.len().saturating_sub(5);
+    format!(
+        ": {}{}",
+        shown.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    )
+}

@@ -1,0 +1,205 @@
+//! The HostedScan API over HTTP: the client (rustls, certificates always verified, optional
+//! extra CA and proxy, no redirects so the key never travels elsewhere), source listing and
+//! creation, and the streamed multipart upload. Each call returns an [`Attempt`]; deciding what
+//! to do about it is `retry.rs`'s job.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use reqwest::multipart::{Form, Part};
+use tokio_util::io::ReaderStream;
+
+use super::retry::Attempt;
+use crate::config::{ApiKey, ApiSettings};
+use crate::spool::QueuedEntry;
+
+pub const USER_AGENT: &str = concat!("hostedscan-agent/", env!("CARGO_PKG_VERSION"));
+const KEY_HEADER: &str = "X-HOSTEDSCAN-API-KEY";
+/// How much of a response body is kept for messages.
+const BODY_LIMIT: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("api.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("api.proxy: {0}")]
+    Proxy(String),
+    #[error("the API key contains characters that cannot be sent in a header")]
+    BadKey,
+    #[error("cannot build the HTTP client: {0}")]
+    Build(String),
+}
+
+#[derive(Clone)]
+pub struct Api {
+    client: reqwest::Client,
+    settings: ApiSettings,
+}
+
+impl Api {
+    pub fn new(settings: &ApiSettings, key: &ApiKey) -> Result<Api, ClientError> {
+        let mut headers = HeaderMap::new();
+        let mut v = HeaderValue::from_str(key.expose()).map_err(|_| ClientError::BadKey)?;
+        v.set_sensitive(true);
+        headers.insert(KEY_HEADER, v);
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .user_agent(USER_AGENT)
+            .default_headers(headers)
+            .timeout(settings.timeout)
+            .connect_timeout(settings.connect_timeout)
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca).map_err(|e| ClientError::CaFile {
+                path: ca.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::CaFile {
+                path: ca.display().to_string(),
+                message: format!("not a PEM certificate bundle: {e}"),
+            })?;
+            if certs.is_empty() {
+                return Err(ClientError::CaFile {
+                    path: ca.display().to_string(),
+                    message: "holds no PEM certificate".into(),
+                });
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if let Some(p) = &settings.proxy {
+            let proxy = reqwest::Proxy::all(p.as_str())
+                .map_err(|e| ClientError::Proxy(e.to_string()))?
+                .no_proxy(reqwest::NoProxy::from_env());
+            b = b.proxy(proxy);
+        }
+        let client = b.build().map_err(|e| ClientError::Build(e.to_string()))?;
+        Ok(Api {
+            client,
+            settings: settings.clone(),
+        })
+    }
+
+    pub fn settings(&self) -> &ApiSettings {
+        &self.settings
+    }
+
+    /// `GET /sources`, one page.
+    pub async fn list_sources(&self, page_token: Option<&str>) -> Attempt {
+        let mut req = self.client.get(self.settings.endpoint("sources"));
+        if let Some(t) = page_token {
+            req = req.query(&[("page_token", t)]);
+        }
+        into_attempt(req.send().await).await
+    }
+
+    /// `POST /sources` for an IMPORTED source.
+    pub async fn create_source(&self, name: &str) -> Attempt {
+        let req = self
+            .client
+            .post(self.settings.endpoint("sources"))
+            .json(&serde_json::json!({"source_type": "IMPORTED", "name": name}));
+        into_attempt(req.send().await).await
+    }
+
+    /// `POST /results`: the queued file streamed from disk as the `file` part.
+    pub async fn upload(&self, entry: &QueuedEntry, source_id: &str) -> Attempt {
+        let file = match tokio::fs::File::open(&entry.data_path).await {
+            Ok(f) => f,
+            Err(e) => {
+                return Attempt::Transport {
+                    message: format!("cannot open queued file {}: {e}", entry.data_path.display()),
+                    timeout: false,
+                }
+            }
+        };
+        let len = match file.metadata().await {
+            Ok(m) => m.len(),
+            Err(e) => {
+                return Attempt::Transport {
+                    message: e.to_string(),
+                    timeout: false,
+                }
+            }
+        };
+        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
+        let part = match Part::stream_with_length(body, len)
+            .file_name(entry.meta.file_name.clone())
+            .mime_str(&entry.meta.content_type)
+        {
+            Ok(p) => p,
+            Err(e) => {
+                return Attempt::Transport {
+                    message: format!("bad content type {}: {e}", entry.meta.content_type),
+                    timeout: false,
+                }
+            }
+        };
+        let mut form = Form::new()
+            .text("source_id", source_id.to_string())
+            .text("scan_type", entry.meta.scan_type.as_str());
+        if let Some(t) = &entry.meta.target {
+            form = form.text("target", t.clone());
+        }
+        let form = form.part("file", part);
+        let req = self.client.post(self.settings.endpoint("results")).multipart(form);
+        into_attempt(req.send().await).await
+    }
+}
+
+async fn into_attempt(res: reqwest::Result<reqwest::Response>) -> Attempt {
+    let mut resp = match res {
+        Ok(r) => r,
+        Err(e) => return transport(e),
+    };
+    let status = resp.status().as_u16();
+    let header = |r: &reqwest::Response, h| {
+        r.headers()
+            .get(h)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+            .map(String::from)
+    };
+    let retry_after = header(&resp, RETRY_AFTER);
+    let content_type = header(&resp, reqwest::header::CONTENT_TYPE);
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(c)) => {
+                let room = BODY_LIMIT.saturating_sub(body.len());
+                body.extend_from_slice(&c[..c.len().min(room)]);
+                if room == 0 {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // The status is what matters; a body cut short still tells us the outcome.
+            Err(_) => break,
+        }
+    }
+    Attempt::Response {
+        status,
+        retry_after,
+        content_type,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn transport(e: reqwest::Error) -> Attempt {
+    // reqwest's Display includes the URL (never the key, which is only in a header) and the
+    // cause chain is where the useful part ("connection refused") is.
+    let mut message = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        src = s.source();
+    }
+    Attempt::Transport {
+        message,
+        timeout: e.is_timeout(),
+    }
+}
+
+/// A short wait used by callers that poll (kept here so tests can see the one constant).
+pub const POLL: Duration = Duration::from_millis(200);

@@ -1,0 +1,292 @@
+//! The upload stage: takes queued entries (from admission, and from `queue/` at start), uploads
+//! `upload_concurrency` of them at a time, and settles each one: archived or deleted after a 2xx
+//! (recorded in the ledger first), moved to `failed/` on a permanent refusal, or kept queued and
+//! retried after the shared backoff. On shutdown it stops taking work and abandons what is in
+//! flight after a grace; an abandoned file is still in `queue/` and goes out next time.
+
+pub mod api;
+pub mod backoff;
+pub mod retry;
+pub mod source;
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::AfterUpload;
+use crate::report::{Outcome, RunReport};
+use crate::spool::fsutil::now_rfc3339;
+use crate::spool::ledger::LedgerLine;
+use crate::spool::status_file::StatusBoard;
+use crate::spool::{Ledger, QueuedEntry, Spool};
+
+pub use api::Api;
+pub use backoff::Backoff;
+use retry::{classify, Decision};
+use source::{SourceError, SourceResolver};
+
+/// Entries held in memory at most; past this, admission waits (the files wait safely on disk).
+const PENDING_CAP: usize = 10_000;
+
+pub struct Uploader {
+    pub api: Api,
+    pub backoff: Arc<Backoff>,
+    pub source: Arc<SourceResolver>,
+    pub spool: Arc<Spool>,
+    pub ledger: Arc<Mutex<Ledger>>,
+    pub report: RunReport,
+    pub status: Arc<StatusBoard>,
+    pub after_upload: AfterUpload,
+    pub concurrency: usize,
+    /// `--once`: a 401/403 ends the pass (exit 77) instead of waiting for a fixed key.
+    pub once: bool,
+    /// How often `queue/` is listed for entries put there behind the daemon's back (`requeue`).
+    pub queue_rescan: Duration,
+}
+
+/// How one entry's upload ended.
+enum Settled {
+    Done,
+    /// Still in `queue/`: shutdown, deadline, or (with `--once`) the key was refused.
+    Left(QueuedEntry),
+    AuthStop(QueuedEntry),
+}
+
+impl Uploader {
+    /// Run until `stop` (no new work; in-flight uploads get until `abort`) or, when `rx` closes
+    /// and everything pending is settled, return the entries left in the queue.
+    pub async fn run(
+        self: Arc<Self>,
+        initial: Vec<QueuedEntry>,
+        mut rx: mpsc::Receiver<QueuedEntry>,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Vec<QueuedEntry> {
+        let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
+        let mut pending: VecDeque<QueuedEntry> = initial.into();
+        let mut inflight: JoinSet<(String, Settled)> = JoinSet::new();
+        let mut rescan = tokio::time::interval(self.queue_rescan);
+        rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        rescan.reset();
+        let mut left = Vec::new();
+        let mut rx_open = true;
+        let mut auth_stopped = false;
+        loop {
+            while !stop.is_cancelled() && !auth_stopped && inflight.len() < self.concurrency {
+                let Some(entry) = pending.pop_front() else { break };
+                let me = self.clone();
+                let abort = abort.clone();
+                let stop = stop.clone();
+                inflight.spawn(async move {
+                    let name = entry.meta.name.clone();
+                    (name, me.upload_one(entry, stop, abort).await)
+                });
+            }
+            if inflight.is_empty() && (stop.is_cancelled() || auth_stopped || (!rx_open && pending.is_empty())) {
+                break;
+            }
+            tokio::select! {
+                biased;
+                Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
+                    Ok((name, Settled::Done)) => { known.remove(&name); }
+                    Ok((_, Settled::Left(e))) => left.push(e),
+                    Ok((_, Settled::AuthStop(e))) => { auth_stopped = true; left.push(e); }
+                    Err(e) => tracing::error!(error = %e, "an upload task failed; its file stays queued"),
+                },
+                r = rx.recv(), if rx_open && pending.len() < PENDING_CAP => match r {
+                    Some(e) => {
+                        if known.insert(e.meta.name.clone()) {
+                            pending.push_back(e);
+                        }
+                    }
+                    None => rx_open = false,
+                },
+                _ = rescan.tick(), if !self.once && pending.len() < PENDING_CAP => {
+                    match crate::spool::queue::load_all(&self.spool.layout.queue) {
+                        Ok((entries, _)) => {
+                            for e in entries {
+                                if known.insert(e.meta.name.clone()) {
+                                    tracing::info!(file = %e.meta.name, "found a new entry in queue/");
+                                    pending.push_back(e);
+                                }
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
+                    }
+                },
+                _ = stop.cancelled(), if !stop.is_cancelled() => {}
+            }
+        }
+        left.extend(pending);
+        // Whatever admission had already handed over is queued on disk too.
+        rx.close();
+        while let Some(e) = rx.recv().await {
+            left.push(e);
+        }
+        left
+    }
+
+    async fn upload_one(&self, entry: QueuedEntry, stop: CancellationToken, abort: CancellationToken) -> Settled {
+        let name = entry.meta.name.clone();
+        loop {
+            let ticket = tokio::select! {
+                t = self.backoff.ready() => t,
+                // Waiting out a backoff is not work in flight: leave at once on shutdown.
+                _ = stop.cancelled() => return Settled::Left(entry),
+            };
+            let source_id = match self.source.resolve(&self.api).await {
+                Ok(id) => id,
+                Err(SourceError::Retry { after, reason }) => {
+                    let p = self.backoff.failure(ticket, after);
+                    self.status.error(&reason);
+                    tracing::warn!(retry_in = %humantime::format_duration(round(p.delay)), "cannot resolve the HostedScan source: {reason}");
+                    continue;
+                }
+                Err(SourceError::Unauthorized { status, message }) => {
+                    match self.key_refused(ticket, status, &message) {
+                        Some(()) => return Settled::AuthStop(entry),
+                        None => continue,
+                    }
+                }
+                Err(SourceError::Refused { status, message }) => {
+                    let p = self.backoff.failure(ticket, None);
+                    let msg = format!("HostedScan refused to create or list the source (HTTP {status}: {message}); check source.name / source.id");
+                    self.status.error(&msg);
+                    if p.counted {
+                        tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
+                    }
+                    continue;
+                }
+            };
+            if self.already_uploaded(&source_id, &entry.meta.sha256) {
+                tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
+                if let Err(e) = self.spool.finish(&entry, self.after_upload == AfterUpload::Archive) {
+                    tracing::error!(file = %name, error = %e, "cannot clear the queued copy");
+                }
+                self.report.push(Outcome::Duplicate {
+                    file: entry.meta.file_name.clone(),
+                    sha256: entry.meta.sha256.clone(),
+                });
+                return Settled::Done;
+            }
+            tracing::debug!(file = %name, scan_type = entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
+            let attempt = tokio::select! {
+                a = self.api.upload(&entry, &source_id) => a,
+                _ = abort.cancelled() => {
+                    tracing::info!(file = %name, "upload abandoned at shutdown; the file stays queued");
+                    return Settled::Left(entry);
+                }
+            };
+            match classify(&attempt, SystemTime::now()) {
+                Decision::Success { result_id } => {
+                    self.backoff.success();
+                    self.status.resumed();
+                    self.settle_success(&entry, &source_id, result_id);
+                    return Settled::Done;
+                }
+                Decision::Retry { after, reason } => {
+                    let p = self.backoff.failure(ticket, after);
+                    self.status.error(&reason);
+                    self.status.paused("backoff", p.delay);
+                    tracing::warn!(file = %name, retry_in = %humantime::format_duration(round(p.delay)), "upload failed, will retry: {reason}");
+                }
+                Decision::Unauthorized { status, message } => {
+                    if self.key_refused(ticket, status, &message).is_some() {
+                        return Settled::AuthStop(entry);
+                    }
+                }
+                Decision::Permanent { status, message } => {
+                    self.backoff.success();
+                    match self.spool.fail(&entry, status, &message) {
+                        Ok(dest) => tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}"),
+                        Err(e) => tracing::error!(file = %name, status, error = %e, "HostedScan refused the file ({message}) and it cannot be moved to failed/; it stays queued"),
+                    }
+                    self.status.error(&format!("{name}: HTTP {status}: {message}"));
+                    self.report.push(Outcome::Failed {
+                        file: entry.meta.file_name.clone(),
+                        status,
+                        message,
+                    });
+                    return Settled::Done;
+                }
+            }
+        }
+    }
+
+    /// A 401/403. Returns `Some` when the pass should end (`--once`).
+    fn key_refused(&self, ticket: backoff::Ticket, status: u16, message: &str) -> Option<()> {
+        let p = self.backoff.failure(ticket, None);
+        let msg = format!(
+            "HostedScan refused the API key (HTTP {status}: {message}): uploads are paused, nothing is dropped; fix the key ({})",
+            self.api
+                .settings()
+                .key
+                .as_ref()
+                .map(|(_, o)| o.to_string())
+                .unwrap_or_default()
+        );
+        self.status.error(&msg);
+        self.status.paused("auth", p.delay);
+        if self.once {
+            self.report.auth_failed(msg.clone());
+            tracing::error!("{msg}");
+            return Some(());
+        }
+        if p.counted {
+            tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
+        }
+        None
+    }
+
+    fn already_uploaded(&self, source_id: &str, sha256: &str) -> bool {
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(source_id, sha256)
+    }
+
+    fn settle_success(&self, entry: &QueuedEntry, source_id: &str, result_id: Option<String>) {
+        let m = &entry.meta;
+        let line = LedgerLine {
+            sha256: m.sha256.clone(),
+            source_id: source_id.to_string(),
+            at: now_rfc3339(),
+            file: m.file_name.clone(),
+            scan_type: m.scan_type.as_str().to_string(),
+            size: m.size,
+            result_id: result_id.clone(),
+        };
+        if let Err(e) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).record(line) {
+            // The upload happened; at worst it is repeated after a restart (at-least-once).
+            tracing::error!(file = %m.name, error = %e, "uploaded, but cannot write the ledger");
+        }
+        let moved = self.spool.finish(entry, self.after_upload == AfterUpload::Archive);
+        if let Err(e) = &moved {
+            tracing::error!(file = %m.name, error = %e, "uploaded, but cannot clear the queued copy");
+        }
+        tracing::info!(
+            file = %m.file_name,
+            scan_type = m.scan_type.as_str(),
+            target = m.target.as_deref().unwrap_or("-"),
+            bytes = m.size,
+            result_id = result_id.as_deref().unwrap_or("-"),
+            "uploaded"
+        );
+        self.report.push(Outcome::Uploaded {
+            file: m.file_name.clone(),
+            scan_type: m.scan_type.as_str().to_string(),
+            target: m.target.clone(),
+            size: m.size,
+            sha256: m.sha256.clone(),
+            result_id,
+        });
+    }
+}
+
+fn round(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}

@@ -1,0 +1,213 @@
+//! The retry decision, as data: given what one attempt produced, is it done, worth retrying
+//! (and not before when), a key problem, or a permanent refusal of this file? No network, no
+//! clock of its own, no sleeping: the backoff loop lives in `backoff.rs`.
+
+use std::time::{Duration, SystemTime};
+
+/// What one HTTP attempt produced.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    Response {
+        status: u16,
+        retry_after: Option<String>,
+        content_type: Option<String>,
+        /// The start of the body (bounded), for messages and result ids.
+        body: String,
+    },
+    /// No response: connection refused or reset, DNS, TLS, timeout.
+    Transport { message: String, timeout: bool },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    Success { result_id: Option<String> },
+    Retry { after: Option<Duration>, reason: String },
+    /// 401/403: the key is wrong or revoked. Nothing is dropped; uploads pause.
+    Unauthorized { status: u16, message: String },
+    /// Any other 4xx: this file will never be accepted as it is.
+    Permanent { status: u16, message: String },
+}
+
+pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
+    let (status, retry_after, content_type, body) = match attempt {
+        Attempt::Transport { message, timeout } => {
+            return Decision::Retry {
+                after: None,
+                reason: if *timeout {
+                    format!("timed out: {message}")
+                } else {
+                    format!("could not reach the API: {message}")
+                },
+            }
+        }
+        Attempt::Response {
+            status,
+            retry_after,
+            content_type,
+            body,
+        } => (*status, retry_after, content_type.as_deref(), body.as_str()),
+    };
+    let message = server_message(status, content_type, body);
+    match status {
+        200..=299 => {
+            if looks_like_html(content_type, body) {
+                // A 2xx HTML page is a proxy or captive portal, not HostedScan: keep the file.
+                return Decision::Retry {
+                    after: None,
+                    reason: format!("HTTP {status} with an HTML page instead of the API's JSON (a proxy in the way?)"),
+                };
+            }
+            Decision::Success {
+                result_id: result_id(body),
+            }
+        }
+        401 | 403 => Decision::Unauthorized { status, message },
+        408 | 429 => Decision::Retry {
+            after: retry_after.as_deref().and_then(|h| parse_retry_after(h, now)),
+            reason: format!("HTTP {status}: {message}"),
+        },
+        501 => Decision::Permanent { status, message },
+        500..=599 => Decision::Retry {
+            after: retry_after.as_deref().and_then(|h| parse_retry_after(h, now)),
+            reason: format!("HTTP {status}: {message}"),
+        },
+        400..=499 => Decision::Permanent { status, message },
+        // 1xx/3xx (redirects are not followed: the key must not travel to another host).
+        _ => Decision::Retry {
+            after: None,
+            reason: format!("unexpected HTTP {status}: {message} (is api.url right?)"),
+        },
+    }
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+fn looks_like_html(content_type: Option<&str>, body: &str) -> bool {
+    content_type.is_some_and(|c| c.contains("html"))
+        || body.trim_start().get(..1) == Some("<")
+}
+
+/// The server's own words: `{"error": "..."}` when it sends that, else a short description.
+pub fn server_message(status: u16, content_type: Option<&str>, body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        for k in ["error", "message", "detail"] {
+            if let Some(s) = v.get(k).and_then(|e| e.as_str()) {
+                return s.to_string();
+            }
+        }
+        if let Some(s) = v.pointer("/error/message").and_then(|e| e.as_str()) {
+            return s.to_string();
+        }
+    }
+    if looks_like_html(content_type, body) {
+        return format!("an HTML page instead of JSON (status {status})");
+    }
+    let t: String = body.trim().chars().take(200).collect();
+    if t.is_empty() {
+        http_reason(status).to_string()
+    } else {
+        t
+    }
+}
+
+fn http_reason(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        408 => "Request Timeout",
+        413 => "Payload Too Large",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "no message",
+    }
+}
+
+fn result_id(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let id = v.pointer("/data/id").or_else(|| v.get("id"))?;
+    match id {
+        serde_json::Value::String(s) => Some(s.clone()),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(status: u16, retry_after: Option<&str>, body: &str) -> Attempt {
+        Attempt::Response {
+            status,
+            retry_after: retry_after.map(String::from),
+            content_type: Some("application/json".into()),
+            body: body.into(),
+        }
+    }
+
+    #[test]
+    fn success_keeps_the_result_id() {
+        let d = classify(&resp(200, None, r#"{"data":{"id":"abc"}}"#), SystemTime::now());
+        assert_eq!(d, Decision::Success { result_id: Some("abc".into()) });
+    }
+
+    #[test]
+    fn retryable_statuses_are_retried_and_others_are_permanent() {
+        for s in [408, 429, 500, 502, 503, 504] {
+            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Retry { .. }), "{s}");
+        }
+        for s in [400, 404, 409, 413, 422, 501] {
+            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Permanent { .. }), "{s}");
+        }
+        for s in [401, 403] {
+            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Unauthorized { .. }), "{s}");
+        }
+    }
+
+    #[test]
+    fn transport_errors_are_retried() {
+        let d = classify(&Attempt::Transport { message: "connection reset".into(), timeout: false }, SystemTime::now());
+        assert!(matches!(d, Decision::Retry { after: None, .. }));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_and_as_a_date() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        let d = classify(&resp(429, Some("12"), "{}"), now);
+        assert!(matches!(d, Decision::Retry { after: Some(a), .. } if a == Duration::from_secs(12)));
+        assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn the_servers_error_message_is_kept_for_failed_files() {
+        let d = classify(&resp(400, None, r#"{"error":"scan_type is invalid"}"#), SystemTime::now());
+        assert_eq!(d, Decision::Permanent { status: 400, message: "scan_type is invalid".into() });
+    }
+
+    #[test]
+    fn html_answers_are_described_not_dumped() {
+        let a = Attempt::Response { status: 502, retry_after: None, content_type: Some("text/html".into()), body: "<html>bad gateway</html>".into() };
+        match classify(&a, SystemTime::now()) {
+            Decision::Retry { reason, .. } => assert!(reason.contains("HTML page"), "{reason}"),
+            d => panic!("{d:?}"),
+        }
+        let ok_html = Attempt::Response { status: 200, retry_after: None, content_type: Some("text/html".into()), body: "<html>login</html>".into() };
+        assert!(matches!(classify(&ok_html, SystemTime::now()), Decision::Retry { .. }));
+    }
+}
