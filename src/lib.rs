@@ -23,7 +23,6 @@ pub mod commands;
 pub mod config;
 pub mod logging;
 pub mod spool;
-#[path = "validate_stub.rs"]
 pub mod validate;
 pub mod exit;
 pub mod report;

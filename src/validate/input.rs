@@ -1,0 +1,363 @@
+//! Byte plumbing between the caller's reader and the parsers. `Trap` keeps the caller's
+//! original `io::Error` (so `validate` can hand it back untouched and the file is retried
+//! rather than rejected), `read_prefix` pulls the few bytes the sniffer needs without
+//! seeking, and `Checked` sits under every parser to enforce UTF-8, cap the size of a single
+//! XML token and remember where lines start so reasons can say "line L, column C".
+
+use std::collections::VecDeque;
+use std::io::{self, BufRead, Read};
+
+/// How many bytes after leading whitespace the sniffer gets to look at.
+pub(crate) const SNIFF_LEN: usize = 512;
+/// Leading whitespace beyond this is dropped instead of kept in the prefix, so a file of
+/// nothing but blanks cannot make us buffer it.
+const MAX_KEPT_WS: usize = 64 * 1024;
+/// How many recent newline offsets we remember for line:column reporting. Errors are always
+/// near the read head, so a short history is enough; older positions fall back to byte offsets.
+const NEWLINE_HISTORY: usize = 4096;
+
+/// Records the first I/O error of the wrapped reader. The parsers only ever see a copy with
+/// the same kind; the original goes back to the caller.
+pub(crate) struct Trap<R> {
+    inner: R,
+    error: Option<io::Error>,
+    failed: Option<io::ErrorKind>,
+}
+
+impl<R: BufRead> Trap<R> {
+    pub(crate) fn new(inner: R) -> Self {
+        Trap {
+            inner,
+            error: None,
+            failed: None,
+        }
+    }
+
+    pub(crate) fn take_error(&mut self) -> Option<io::Error> {
+        self.error.take()
+    }
+}
+
+impl<R: BufRead> Read for Trap<R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl<R: BufRead> BufRead for Trap<R> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if let Some(kind) = self.failed {
+            // Never touch a reader that has failed once: the caller decides about retries.
+            return Err(io::Error::new(kind, "the file could not be read"));
+        }
+        match self.inner.fill_buf() {
+            Ok(buf) => Ok(buf),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let kind = e.kind();
+                self.failed = Some(kind);
+                self.error = Some(e);
+                Err(io::Error::new(kind, "the file could not be read"))
+            }
+        }
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt)
+    }
+}
+
+/// The first bytes of the file, already consumed from the reader.
+pub(crate) struct Prefix {
+    /// Bytes after the BOM (and after any dropped run of leading whitespace).
+    pub bytes: Vec<u8>,
+    /// Absolute offset of `bytes[0]` in the file.
+    pub base: u64,
+    /// Newlines in the dropped leading whitespace, so line numbers stay absolute.
+    pub base_newlines: u64,
+}
+
+impl Prefix {
+    /// The bytes after leading whitespace.
+    pub(crate) fn content(&self) -> &[u8] {
+        let start = self
+            .bytes
+            .iter()
+            .position(|b| !is_ws(*b))
+            .unwrap_or(self.bytes.len());
+        &self.bytes[start..]
+    }
+}
+
+pub(crate) fn is_ws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+/// Reads until `SNIFF_LEN` bytes past the leading whitespace are in hand, or EOF.
+pub(crate) fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Prefix> {
+    let mut p = Prefix {
+        bytes: Vec::with_capacity(SNIFF_LEN + 64),
+        base: 0,
+        base_newlines: 0,
+    };
+    let mut bom_checked = false;
+    loop {
+        let content_len = p.content().len();
+        if content_len >= SNIFF_LEN {
+            break;
+        }
+        let buf = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            break;
+        }
+        let take = buf.len().min(SNIFF_LEN + 64);
+        p.bytes.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if !bom_checked && p.bytes.len() >= 3 {
+            bom_checked = true;
+            if p.bytes.starts_with(b"\xEF\xBB\xBF") {
+                p.bytes.drain(..3);
+                p.base = 3;
+            }
+        }
+        if p.bytes.len() > MAX_KEPT_WS && p.bytes.iter().all(|b| is_ws(*b)) {
+            p.base += p.bytes.len() as u64;
+            p.base_newlines += p.bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            p.bytes.clear();
+        }
+    }
+    if !bom_checked && p.bytes.starts_with(b"\xEF\xBB\xBF") {
+        p.bytes.drain(..3);
+        p.base = 3;
+    }
+    Ok(p)
+}
+
+/// Why `Checked` stopped handing out bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stop {
+    /// Invalid UTF-8 starting at this absolute offset.
+    BadUtf8(u64),
+    /// A single token grew past the limit; it started at this absolute offset.
+    TokenTooLarge(u64),
+}
+
+/// Wraps the parser's input: validates UTF-8 incrementally, tracks newlines and enforces the
+/// per-token size cap (the one place where quick-xml would otherwise buffer without bound).
+pub(crate) struct Checked<B> {
+    inner: B,
+    base: u64,
+    /// Bytes consumed from `inner`.
+    consumed: u64,
+    /// Leading bytes of `inner`'s current buffer that were already validated.
+    checked: usize,
+    scan: Scan,
+    /// A multi-byte sequence was cut by EOF: only fatal if the document was otherwise accepted.
+    pub(crate) truncated_utf8: Option<u64>,
+    pub(crate) stop: Option<Stop>,
+    mark: u64,
+    max_token: u64,
+}
+
+/// UTF-8 and newline state, kept apart from `inner` so it can be updated while the inner
+/// buffer is borrowed.
+struct Scan {
+    carry: [u8; 4],
+    carry_len: usize,
+    carry_at: u64,
+    newlines: VecDeque<u64>,
+    newline_total: u64,
+}
+
+impl<B: BufRead> Checked<B> {
+    pub(crate) fn new(inner: B, base: u64, base_newlines: u64, max_token: u64) -> Self {
+        Checked {
+            inner,
+            base,
+            consumed: 0,
+            checked: 0,
+            scan: Scan {
+                carry: [0; 4],
+                carry_len: 0,
+                carry_at: 0,
+                newlines: VecDeque::new(),
+                newline_total: base_newlines,
+            },
+            truncated_utf8: None,
+            stop: None,
+            mark: 0,
+            max_token,
+        }
+    }
+
+    /// Starts a new token for the size cap.
+    pub(crate) fn mark(&mut self) {
+        self.mark = self.consumed;
+    }
+
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// "line L, column C (byte N)" for an absolute offset at or before the read head.
+    pub(crate) fn locate(&self, offset: u64) -> String {
+        self.scan.locate(offset)
+    }
+}
+
+impl Scan {
+    fn locate(&self, offset: u64) -> String {
+        let after = self
+            .newlines
+            .iter()
+            .rev()
+            .take_while(|p| **p >= offset)
+            .count() as u64;
+        let known_all = self.newlines.len() < NEWLINE_HISTORY;
+        let before_in_history = self.newlines.len() as u64 - after;
+        if !known_all && before_in_history == 0 {
+            return format!("byte {offset}");
+        }
+        let line = self.newline_total - after + 1;
+        let line_start = self
+            .newlines
+            .iter()
+            .rev()
+            .find(|p| **p < offset)
+            .map(|p| p + 1)
+            .unwrap_or(0);
+        let col = offset.saturating_sub(line_start) + 1;
+        format!("line {line}, column {col} (byte {offset})")
+    }
+
+    fn feed(&mut self, abs: u64, bytes: &[u8]) -> Result<(), u64> {
+        for (i, b) in bytes.iter().enumerate() {
+            if *b == b'\n' {
+                if self.newlines.len() == NEWLINE_HISTORY {
+                    self.newlines.pop_front();
+                }
+                self.newlines.push_back(abs + i as u64);
+                self.newline_total += 1;
+            }
+        }
+        let mut rest = bytes;
+        let mut at = abs;
+        if self.carry_len > 0 {
+            let width = utf8_width(self.carry[0]);
+            let take = (width - self.carry_len).min(rest.len());
+            self.carry[self.carry_len..self.carry_len + take].copy_from_slice(&rest[..take]);
+            self.carry_len += take;
+            rest = &rest[take..];
+            at += take as u64;
+            if self.carry_len < width {
+                // Still incomplete; the cut bytes must at least be continuation bytes.
+                if self.carry[1..self.carry_len]
+                    .iter()
+                    .any(|b| b & 0xC0 != 0x80)
+                {
+                    return Err(self.carry_at);
+                }
+                return Ok(());
+            }
+            if std::str::from_utf8(&self.carry[..width]).is_err() {
+                return Err(self.carry_at);
+            }
+            self.carry_len = 0;
+        }
+        match std::str::from_utf8(rest) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                match e.error_len() {
+                    Some(_) => Err(at + valid as u64),
+                    None => {
+                        let tail = &rest[valid..];
+                        self.carry[..tail.len()].copy_from_slice(tail);
+                        self.carry_len = tail.len();
+                        self.carry_at = at + valid as u64;
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn utf8_width(lead: u8) -> usize {
+    match lead {
+        0xC0..=0xDF => 2,
+        0xE0..=0xEF => 3,
+        _ => 4,
+    }
+}
+
+impl<B: BufRead> BufRead for Checked<B> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if let Some(stop) = self.stop {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("input rejected: {stop:?}"),
+            ));
+        }
+        if self.consumed.saturating_sub(self.mark) > self.max_token {
+            let stop = Stop::TokenTooLarge(self.base + self.mark);
+            self.stop = Some(stop);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("input rejected: {stop:?}"),
+            ));
+        }
+        // Validate bytes the first time they are handed out.
+        let abs = self.base + self.consumed;
+        let buf = self.inner.fill_buf()?;
+        if buf.is_empty() {
+            if self.scan.carry_len > 0 && self.truncated_utf8.is_none() {
+                self.truncated_utf8 = Some(self.scan.carry_at);
+            }
+            return Ok(buf);
+        }
+        let fresh_from = self.checked.min(buf.len());
+        if buf.len() > fresh_from {
+            self.checked = buf.len();
+            if let Err(off) = self.scan.feed(abs + fresh_from as u64, &buf[fresh_from..]) {
+                let stop = Stop::BadUtf8(off);
+                self.stop = Some(stop);
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("input rejected: {stop:?}"),
+                ));
+            }
+        }
+        Ok(buf)
+    }
+
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt);
+        self.consumed += amt as u64;
+        self.checked = self.checked.saturating_sub(amt);
+    }
+}
+
+impl<B: BufRead> Read for Checked<B> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}

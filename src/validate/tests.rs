@@ -1,0 +1,879 @@
+//! Tests for `validate`: the shared samples with their expected verdicts, and small inline
+//! fixtures for each rule (truncation at every offset, hardening, hints, I/O errors).
+
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::Path;
+
+use super::*;
+
+fn run(bytes: &[u8]) -> Verdict {
+    run_with(bytes, &Hints::default())
+}
+
+fn run_with(bytes: &[u8], hints: &Hints) -> Verdict {
+    validate(bytes, hints).expect("no I/O error from a byte slice")
+}
+
+/// The same, but the reader hands out `cap` bytes at a time, so every chunk boundary case
+/// (UTF-8 sequences, tags, the sniff prefix) gets exercised.
+fn run_chunked(bytes: &[u8], cap: usize) -> Verdict {
+    validate(BufReader::with_capacity(cap, bytes), &Hints::default()).expect("no I/O error")
+}
+
+fn rejected(v: &Verdict) -> &Rejection {
+    match v {
+        Ok(r) => panic!("expected a rejection, got {r:?}"),
+        Err(r) => r,
+    }
+}
+
+fn accepted(v: &Verdict) -> &Report {
+    match v {
+        Ok(r) => r,
+        Err(r) => panic!("expected acceptance, got {r:?}"),
+    }
+}
+
+fn assert_kind(v: &Verdict, kind: RejectKind, needle: &str) {
+    let r = rejected(v);
+    assert_eq!(r.kind, kind, "{r:?}");
+    assert!(
+        r.reason.contains(needle),
+        "reason should mention {needle:?}: {}",
+        r.reason
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// The shared samples.
+
+#[test]
+fn shared_samples_match_expected_tsv() {
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/samples"));
+    let tsv = dir.join("EXPECTED.tsv");
+    let Ok(table) = std::fs::read_to_string(&tsv) else {
+        eprintln!("skipping: ../shared/samples not found ({})", tsv.display());
+        return;
+    };
+    // Rejections whose kind the policy pins down.
+    let kinds = [
+        ("nmap/nmap-7.93-error-nse.xml", RejectKind::ScanFailed),
+        ("nmap/nmap-7.93-interrupted.xml", RejectKind::Incomplete),
+        ("gvm-csv/no_vuln.csv", RejectKind::Unsupported),
+        ("gvm-csv/one_vuln.csv", RejectKind::Unsupported),
+        (
+            "zap-json/sshniro-markdown-in-json/report_json.json",
+            RejectKind::NotAReport,
+        ),
+        ("sslyze-json/unavailable-host.json", RejectKind::ScanFailed),
+        ("sslyze-json/test-empty-report.json", RejectKind::NotAReport),
+    ];
+    let mut checked = 0;
+    for line in table.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('\t').collect();
+        assert!(cols.len() >= 4, "bad EXPECTED.tsv line: {line}");
+        let (path, verdict, scan_type, target) = (cols[0], cols[1], cols[2], cols[3]);
+        let file = std::fs::File::open(dir.join(path)).expect("sample listed in EXPECTED.tsv");
+        let v = validate(BufReader::new(file), &Hints::default()).expect("readable sample");
+        match verdict {
+            "accept" => {
+                let r = match &v {
+                    Ok(r) => r,
+                    Err(e) => panic!("{path}: expected accept, got {e:?}"),
+                };
+                assert_eq!(r.scan_type.as_str(), scan_type, "{path}: {r:?}");
+                let want = (target != "-").then(|| target.to_string());
+                assert_eq!(r.target, want, "{path}: {r:?}");
+            }
+            "reject" => {
+                let r = match &v {
+                    Ok(r) => panic!("{path}: expected reject, got {r:?}"),
+                    Err(e) => e,
+                };
+                assert!(!r.reason.is_empty(), "{path}: empty reason");
+                if let Some((_, kind)) = kinds.iter().find(|(p, _)| *p == path) {
+                    assert_eq!(r.kind, *kind, "{path}: {r:?}");
+                }
+            }
+            other => panic!("{path}: unknown verdict {other}"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 21, "only {checked} samples checked");
+}
+
+// ---------------------------------------------------------------------------------------
+// Nmap.
+
+const NMAP: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE nmaprun>
+<?xml-stylesheet href="file:///usr/share/nmap/nmap.xsl" type="text/xsl"?>
+<!-- Nmap 7.93 scan initiated as: nmap -&#45;reason -oX - 10.0.0.1 (café ✓) -->
+<nmaprun scanner="nmap" args="nmap -oX - 10.0.0.1" start="1" version="7.93" xmloutputversion="1.05">
+<scaninfo type="connect" protocol="tcp" numservices="1" services="22"/>
+<verbose level="0"/>
+<debugging level="0"/>
+<host starttime="1" endtime="2"><status state="up" reason="conn-refused" reason_ttl="0"/>
+<address addr="10.0.0.1" addrtype="ipv4"/>
+<hostnames><hostname name="hôte.example" type="PTR"/></hostnames>
+<ports><port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="0"/><service name="ssh" method="table" conf="3"/><script id="x" output="a &lt;b&gt; &#x263A; &amp; c"><![CDATA[raw <text>]]>ünïcode &#233;</script></port></ports>
+</host>
+<runstats><finished time="2" timestr="x" summary="done" elapsed="1.00" exit="success"/><hosts up="1" down="0" total="1"/>
+</runstats>
+</nmaprun>
+"#;
+
+fn nmap_with(scaninfo: &str, finished: &str, hosts: &str) -> String {
+    NMAP.replace(
+        r#"<scaninfo type="connect" protocol="tcp" numservices="1" services="22"/>"#,
+        scaninfo,
+    )
+    .replace(
+        r#"<finished time="2" timestr="x" summary="done" elapsed="1.00" exit="success"/>"#,
+        finished,
+    )
+    .replace(r#"<hosts up="1" down="0" total="1"/>"#, hosts)
+}
+
+#[test]
+fn nmap_fixture_is_accepted() {
+    let v = run(NMAP.as_bytes());
+    let r = accepted(&v);
+    assert_eq!(r.format, Format::NmapXml);
+    assert_eq!(r.scan_type, ScanType::Nmap);
+    assert_eq!(r.target, None);
+    assert!(r.warnings.is_empty(), "{r:?}");
+    assert_eq!(run_chunked(NMAP.as_bytes(), 1), v);
+    assert_eq!(run_chunked(NMAP.as_bytes(), 7), v);
+}
+
+#[test]
+fn nmap_truncated_at_every_offset_is_never_accepted() {
+    let end = NMAP.find("</nmaprun>").expect("fixture") + "</nmaprun>".len();
+    let bytes = NMAP.as_bytes();
+    for cut in 0..end {
+        for v in [run(&bytes[..cut]), run_chunked(&bytes[..cut], 3)] {
+            let r = rejected(&v);
+            assert!(
+                matches!(r.kind, RejectKind::Incomplete | RejectKind::Malformed),
+                "cut at {cut}: {r:?}"
+            );
+        }
+    }
+    // Cut inside the body, the verdict is "truncated", not "broken".
+    let mid = NMAP.find("<ports>").expect("fixture");
+    assert_kind(&run(&bytes[..mid]), RejectKind::Incomplete, "truncated");
+    // Trailing whitespace after the root is fine.
+    accepted(&run(&bytes[..end]));
+}
+
+#[test]
+fn nmap_exit_error_quotes_errormsg() {
+    let doc = nmap_with(
+        r#"<scaninfo type="connect" protocol="tcp" numservices="1" services="22"/>"#,
+        r#"<finished time="2" timestr="x" elapsed="0.1" exit="error" errormsg="NSE: failed to initialize the script engine:&#xa;&apos;nope&apos; did not match"/>"#,
+        r#"<hosts up="0" down="0" total="0"/>"#,
+    );
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::ScanFailed,
+        "NSE: failed to initialize the script engine:\n'nope' did not match",
+    );
+}
+
+#[test]
+fn nmap_early_fatal_is_scan_failed() {
+    let doc = r#"<nmaprun><runstats><finished time="1" timestr="x" elapsed="0" summary="" exit="error" errormsg="Unable to split netmask from target expression: &quot;10.0.0.0/33&quot;"/><hosts up="0" down="0" total="0"/></runstats></nmaprun>"#;
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::ScanFailed,
+        "\"10.0.0.0/33\"",
+    );
+}
+
+#[test]
+fn nmap_udp_only_vs_mixed() {
+    let udp = r#"<scaninfo type="udp" protocol="udp" numservices="1" services="53"/>"#;
+    let tcp = r#"<scaninfo type="syn" protocol="tcp" numservices="1" services="22"/>"#;
+    let fin = r#"<finished time="2" timestr="x" summary="done" elapsed="1.00" exit="success"/>"#;
+    let hosts = r#"<hosts up="1" down="0" total="1"/>"#;
+    let only_udp = nmap_with(udp, fin, hosts);
+    assert_eq!(
+        accepted(&run(only_udp.as_bytes())).scan_type,
+        ScanType::NmapUdp
+    );
+    let mixed = nmap_with(&format!("{udp}\n{tcp}"), fin, hosts);
+    assert_eq!(accepted(&run(mixed.as_bytes())).scan_type, ScanType::Nmap);
+    let ping = nmap_with("", fin, hosts);
+    assert_eq!(accepted(&run(ping.as_bytes())).scan_type, ScanType::Nmap);
+    // A configured NMAP_UDP wins within the family, with a note.
+    let hints = Hints {
+        scan_type: Some(ScanType::NmapUdp),
+        ..Hints::default()
+    };
+    let r = run_with(mixed.as_bytes(), &hints);
+    assert_eq!(accepted(&r).scan_type, ScanType::NmapUdp);
+    assert!(!accepted(&r).warnings.is_empty());
+}
+
+#[test]
+fn nmap_append_output_is_malformed() {
+    let twice = format!("{NMAP}{NMAP}");
+    assert_kind(
+        &run(twice.as_bytes()),
+        RejectKind::Malformed,
+        "more than one XML document",
+    );
+    let no_decl = NMAP.replace(r#"<?xml version="1.0" encoding="UTF-8"?>"#, "");
+    let twice = format!("{NMAP}{no_decl}");
+    assert_kind(
+        &run(twice.as_bytes()),
+        RejectKind::Malformed,
+        "more than one XML document",
+    );
+}
+
+#[test]
+fn nmap_missing_runstats_and_warnings() {
+    let start = NMAP.find("<runstats>").expect("fixture");
+    let stop = NMAP.find("</nmaprun>").expect("fixture");
+    let doc = format!("{}{}", &NMAP[..start], &NMAP[stop..]);
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::Partial,
+        "runstats/finished",
+    );
+
+    let doc = NMAP
+        .replace(
+            r#"<host starttime="1" endtime="2">"#,
+            r#"<host starttime="1" endtime="2" timedout="true">"#,
+        )
+        .replace(
+            r#"<hosts up="1" down="0" total="1"/>"#,
+            r#"<hosts up="1" down="0" total="0"/>"#,
+        );
+    let v = run(doc.as_bytes());
+    let w = accepted(&v).warnings.join("\n");
+    assert!(w.contains("timed out") && w.contains("10.0.0.1"), "{w}");
+    assert!(w.contains("total=\"0\""), "{w}");
+}
+
+#[test]
+fn nmap_masscan_is_not_a_report() {
+    let doc = NMAP.replace(r#"scanner="nmap""#, r#"scanner="masscan""#);
+    assert_kind(&run(doc.as_bytes()), RejectKind::NotAReport, "masscan");
+}
+
+#[test]
+fn nmap_text_output_is_unsupported() {
+    let v = run(b"# Nmap 7.93 scan initiated Thu Nov 26 as: nmap -oN x 10.0.0.1\nNmap scan report for 10.0.0.1\n");
+    assert_kind(&v, RejectKind::Unsupported, "-oX");
+    assert_eq!(rejected(&v).format, Format::NmapText);
+    assert_kind(
+        &run(b"Starting Nmap 7.93 ( https://nmap.org )\n"),
+        RejectKind::Unsupported,
+        "-oX",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// XML hardening and well-formedness.
+
+#[test]
+fn comment_before_declaration_is_malformed() {
+    let doc = format!("<!-- SPDX-License-Identifier: Apache-2.0 -->\n{NMAP}");
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::Malformed,
+        "a comment comes before it",
+    );
+    let doc = format!("\n{NMAP}");
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::Malformed,
+        "not at the start",
+    );
+}
+
+#[test]
+fn bom_is_accepted() {
+    let doc = format!("\u{FEFF}{NMAP}");
+    accepted(&run(doc.as_bytes()));
+    accepted(&run_chunked(doc.as_bytes(), 1));
+    let json =
+        "\u{FEFF}{\"@version\":\"2.9.0\",\"site\":[{\"@name\":\"https://a\",\"alerts\":[]}]}";
+    accepted(&run(json.as_bytes()));
+}
+
+#[test]
+fn internal_dtd_subset_and_entities_are_forbidden() {
+    let xxe = NMAP.replace(
+        "<!DOCTYPE nmaprun>",
+        "<!DOCTYPE nmaprun [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>",
+    );
+    assert_kind(
+        &run(xxe.as_bytes()),
+        RejectKind::Forbidden,
+        "internal subset",
+    );
+    let text = NMAP.replace("ünïcode", "&xxe;");
+    assert_kind(&run(text.as_bytes()), RejectKind::Forbidden, "&xxe;");
+    let attr = NMAP.replace(r#"summary="done""#, r#"summary="&lol;""#);
+    assert_kind(&run(attr.as_bytes()), RejectKind::Forbidden, "&lol;");
+    // An external DTD (Nmap 6.45) is never fetched, and allowed.
+    let ext = NMAP.replace(
+        "<!DOCTYPE nmaprun>",
+        "<!DOCTYPE nmaprun PUBLIC \"-//IDN nmap.org//DTD Nmap XML 1.04//EN\" \"https://svn.nmap.org/nmap/docs/nmap.dtd\">",
+    );
+    accepted(&run(ext.as_bytes()));
+}
+
+#[test]
+fn invalid_utf8_reports_the_byte_offset() {
+    let at = NMAP.find("ünïcode").expect("fixture");
+    let mut doc = NMAP.as_bytes().to_vec();
+    doc[at] = 0xFF;
+    for v in [run(&doc), run_chunked(&doc, 1), run_chunked(&doc, 5)] {
+        assert_kind(&v, RejectKind::Malformed, &format!("byte {at})"));
+        assert!(rejected(&v).reason.contains("UTF-8"));
+    }
+    // A lead byte followed by a non-continuation byte, split across reads.
+    let mut doc = NMAP.as_bytes().to_vec();
+    doc[at] = 0xC3;
+    doc[at + 1] = b'(';
+    assert_kind(
+        &run_chunked(&doc, 2),
+        RejectKind::Malformed,
+        &format!("byte {at})"),
+    );
+    // JSON too.
+    let json = b"{\"@version\":\"2.9.0\",\"site\":[{\"@name\":\"http://x\xFF\",\"alerts\":[]}]}";
+    let at = json.iter().position(|b| *b == 0xFF).expect("fixture");
+    assert_kind(&run(json), RejectKind::Malformed, &format!("byte {at})"));
+    // Inside an attribute value, too.
+    let at = NMAP.find("hôte").expect("fixture") + 1;
+    let mut doc = NMAP.as_bytes().to_vec();
+    doc[at] = 0x80;
+    assert_kind(&run(&doc), RejectKind::Malformed, &format!("byte {at})"));
+}
+
+#[test]
+fn xml_oddities() {
+    // Text after the root.
+    let doc = format!("{NMAP}trailing words\n");
+    assert_kind(
+        &run(doc.as_bytes()),
+        RejectKind::Malformed,
+        "after the root",
+    );
+    // Mismatched tags.
+    let doc = NMAP.replace("</ports>", "</port>");
+    assert_eq!(rejected(&run(doc.as_bytes())).kind, RejectKind::Malformed);
+    // Tags interleaved by nmap's status output (nmap#1601).
+    let doc = NMAP.replace(
+        r#"<port protocol="tcp" portid="22">"#,
+        r#"<port protocol="tcp" <taskprogress task="x"/> portid="22">"#,
+    );
+    assert_eq!(rejected(&run(doc.as_bytes())).kind, RejectKind::Malformed);
+    // Duplicate attribute.
+    let doc = NMAP.replace(r#"version="7.93""#, r#"version="7.93" version="7.94""#);
+    assert_eq!(rejected(&run(doc.as_bytes())).kind, RejectKind::Malformed);
+    // Non-UTF-8 declared encoding.
+    let doc = NMAP.replace("UTF-8", "ISO-8859-1");
+    assert_kind(&run(doc.as_bytes()), RejectKind::Unsupported, "ISO-8859-1");
+    // Unknown root.
+    assert_kind(
+        &run(b"<svg xmlns=\"x\"><g/></svg>"),
+        RejectKind::NotAReport,
+        "<svg>",
+    );
+    // HTML.
+    assert_kind(
+        &run(b"<!DOCTYPE html><html><body>"),
+        RejectKind::NotAReport,
+        "HTML",
+    );
+}
+
+#[test]
+fn nesting_limit() {
+    let mut doc = String::from("<nmaprun scanner=\"nmap\">");
+    for _ in 0..5000 {
+        doc.push_str("<a>");
+    }
+    assert_kind(&run(doc.as_bytes()), RejectKind::Limit, "4096");
+}
+
+// ---------------------------------------------------------------------------------------
+// GVM.
+
+fn gvm(status: &str, results_attr: &str, n: usize, errors: u32) -> String {
+    let mut results = String::new();
+    for i in 0..n {
+        results.push_str(&format!(
+            "<result id=\"r{i}\"><name>n</name><host>10.0.0.{i}</host><detection><result id=\"d\"/></detection><description>a &lt;b&gt;</description></result>\n"
+        ));
+    }
+    format!(
+        r#"<report id="x" format_id="a994b278-1f62-11e1-96ac-406186ea4fc5" extension="xml" content_type="text/xml">
+  <owner><name>u</name></owner><name>n</name><task id="t"><name>scan</name></task>
+  <report id="x"><gmp><version>22.6</version></gmp><scan_run_status>{status}</scan_run_status>
+    <results {results_attr}>
+{results}    </results>
+    <result_count>{n}<full>{n}</full><filtered>{n}</filtered></result_count>
+    <errors><count>{errors}</count></errors>
+    <scan_end>2024-01-01T00:00:00Z</scan_end>
+  </report>
+</report>
+"#
+    )
+}
+
+#[test]
+fn gvm_done_is_accepted() {
+    let v = run(gvm("Done", r#"start="1" max="-1""#, 3, 0).as_bytes());
+    let r = accepted(&v);
+    assert_eq!((r.format, r.scan_type), (Format::GvmXml, ScanType::Openvas));
+    assert!(r.warnings.is_empty(), "{r:?}");
+    let v = run(gvm("Done", r#"start="1" max="-1""#, 1, 2).as_bytes());
+    assert!(accepted(&v)
+        .warnings
+        .iter()
+        .any(|w| w.contains("2 scan error")));
+}
+
+#[test]
+fn gvm_stopped_is_partial_unless_accepted() {
+    let doc = gvm("Stopped", r#"start="1" max="-1""#, 1, 0);
+    assert_kind(&run(doc.as_bytes()), RejectKind::Partial, "Stopped");
+    let hints = Hints {
+        accept_partial: true,
+        ..Hints::default()
+    };
+    let v = run_with(doc.as_bytes(), &hints);
+    assert!(accepted(&v).warnings.iter().any(|w| w.contains("Stopped")));
+    assert_kind(
+        &run(gvm("Interrupted", r#"max="-1""#, 1, 0).as_bytes()),
+        RejectKind::Partial,
+        "Interrupted",
+    );
+}
+
+#[test]
+fn gvm_pagination() {
+    let doc = gvm("Done", r#"start="1" max="2""#, 2, 0);
+    assert_kind(&run(doc.as_bytes()), RejectKind::Partial, "rows=-1");
+    // A page that is not full is the whole report.
+    accepted(&run(gvm("Done", r#"start="1" max="50""#, 8, 0).as_bytes()));
+}
+
+#[test]
+fn gvm_base64_error_response_wrapped_and_fragments() {
+    let b64 = r#"<report id="x" format_id="c1645568-627a-11e3-a660-406186ea4fc5" extension="csv" content_type="text/csv"><owner><name>u</name></owner>SVAsSG9zdG5hbWUsUG9ydCxQb3J0IFByb3RvY29sLENWU1MsU2V2ZXJpdHks</report>"#;
+    assert_kind(&run(b64.as_bytes()), RejectKind::Unsupported, "base64");
+    let resp = r#"<get_reports_response status="404" status_text="Failed to find report 'x'"/>"#;
+    assert_kind(&run(resp.as_bytes()), RejectKind::ScanFailed, "404");
+    let wrapped = format!(
+        "<get_reports_response status=\"200\" status_text=\"OK\">{}</get_reports_response>",
+        gvm("Done", r#"max="-1""#, 1, 0)
+    );
+    let v = run(wrapped.as_bytes());
+    assert!(accepted(&v).warnings.is_empty(), "{v:?}");
+    let b64_wrapped = format!(
+        "<?xml version=\"1.0\"?><get_reports_response status=\"200\" status_text=\"OK\">{b64}</get_reports_response>"
+    );
+    assert_kind(
+        &run(b64_wrapped.as_bytes()),
+        RejectKind::Unsupported,
+        "base64",
+    );
+    let lone = r#"<result id="r"><name>n</name><host>1.2.3.4</host></result>"#;
+    assert_eq!(rejected(&run(lone.as_bytes())).kind, RejectKind::NotAReport);
+    let no_results = r#"<report id="x" format_id="a994b278-1f62-11e1-96ac-406186ea4fc5"><report id="x"><scan_run_status>Done</scan_run_status></report></report>"#;
+    assert_kind(
+        &run(no_results.as_bytes()),
+        RejectKind::NotAReport,
+        "<results>",
+    );
+    let legacy = r#"<report id="x"><scan_run_status>Done</scan_run_status><results><result id="a"/></results></report>"#;
+    let v = run(legacy.as_bytes());
+    assert!(accepted(&v).warnings.iter().any(|w| w.contains("legacy")));
+}
+
+#[test]
+fn gvm_csv_is_unsupported() {
+    let csv = b"IP,Hostname,Port,Port Protocol,CVSS,Severity,QoD,Solution Type,NVT Name\n10.0.0.8,,22,tcp,5.0,Medium,80,x,y\n";
+    let v = run(csv);
+    assert_kind(
+        &v,
+        RejectKind::Unsupported,
+        "a994b278-1f62-11e1-96ac-406186ea4fc5",
+    );
+    assert_eq!(rejected(&v).format, Format::GvmCsv);
+}
+
+// ---------------------------------------------------------------------------------------
+// ZAP.
+
+const ZAP_XML_NO_SITE: &str = r#"<?xml version="1.0"?><OWASPZAPReport programName="ZAP" version="2.16.1" generated="x">
+</OWASPZAPReport>"#;
+
+#[test]
+fn zap_xml_without_site_needs_a_target() {
+    let v = run(ZAP_XML_NO_SITE.as_bytes());
+    assert_kind(&v, RejectKind::NoTarget, "target");
+    let hints = Hints {
+        target: Some("https://app.example.com".to_string()),
+        ..Hints::default()
+    };
+    let v = run_with(ZAP_XML_NO_SITE.as_bytes(), &hints);
+    let r = accepted(&v);
+    assert_eq!(r.target.as_deref(), Some("https://app.example.com"));
+    assert_eq!(r.scan_type, ScanType::OwaspZap);
+    let hints = Hints {
+        scan_type: Some(ScanType::OwaspZapActive),
+        target: Some("https://app.example.com".to_string()),
+        ..Hints::default()
+    };
+    assert_eq!(
+        accepted(&run_with(ZAP_XML_NO_SITE.as_bytes(), &hints)).scan_type,
+        ScanType::OwaspZapActive
+    );
+}
+
+#[test]
+fn zap_xml_sites_and_insight() {
+    let doc = r#"<?xml version="1.0"?><OWASPZAPReport version="2.16.1" generated="x">
+<site name="https://a.example" host="a.example" port="443" ssl="true"><alerts><alertitem><desc>&lt;p&gt;x&lt;/p&gt;</desc></alertitem></alerts></site>
+<site name="https://b.example" host="b.example" port="443" ssl="true"><alerts/></site>
+<stoppingInsight><level>High</level><reason>Memory is low</reason></stoppingInsight>
+</OWASPZAPReport>"#;
+    let v = run(doc.as_bytes());
+    let r = accepted(&v);
+    assert_eq!(r.target.as_deref(), Some("https://a.example"));
+    let w = r.warnings.join("\n");
+    assert!(
+        w.contains("https://b.example") && w.contains("2 sites"),
+        "{w}"
+    );
+    assert!(
+        w.contains("stoppingInsight") && w.contains("Memory is low"),
+        "{w}"
+    );
+    // Truncated ZAP XML.
+    assert_eq!(
+        rejected(&run(&doc.as_bytes()[..doc.len() - 5])).kind,
+        RejectKind::Incomplete
+    );
+}
+
+#[test]
+fn zap_json_variants() {
+    let ok = r#"{"@programName":"ZAP","@version":"2.14.0","site":[{"@name":"http://x.test","@port":"80","alerts":[{"instances":[{"nodeName":null}],"systemic":false}]}],"stoppingInsight":{"reason":"user stopped"}}"#;
+    let v = run(ok.as_bytes());
+    let r = accepted(&v);
+    assert_eq!(
+        (r.format, r.target.as_deref()),
+        (Format::ZapJson, Some("http://x.test"))
+    );
+    assert!(
+        r.warnings.iter().any(|w| w.contains("user stopped")),
+        "{r:?}"
+    );
+
+    let legacy = r#"{"@version":"2.7.0","site":{"@name":"http://old.test","alerts":[]}}"#;
+    let v = run(legacy.as_bytes());
+    assert_eq!(accepted(&v).target.as_deref(), Some("http://old.test"));
+    assert!(accepted(&v).warnings.iter().any(|w| w.contains("2.7")));
+
+    let no_site = r#"{"@version":"2.14.0","site":[]}"#;
+    assert_kind(&run(no_site.as_bytes()), RejectKind::NoTarget, "target");
+
+    let double = serde_json::to_string(legacy).expect("encode");
+    let v = run(double.as_bytes());
+    assert_kind(&v, RejectKind::NotAReport, "double-encoded");
+
+    assert_eq!(
+        rejected(&run(&ok.as_bytes()[..40])).kind,
+        RejectKind::Incomplete
+    );
+    assert_eq!(
+        rejected(&run(format!("{ok} x").as_bytes())).kind,
+        RejectKind::Malformed
+    );
+    accepted(&run(format!("{ok}\n\n").as_bytes()));
+
+    let md = b"\n# ZAP Scanning Report\n\n## Summary of Alerts\n";
+    assert_kind(&run(md), RejectKind::NotAReport, "Markdown");
+
+    let other = r#"{"name":"x","items":[1,2,3]}"#;
+    assert_kind(
+        &run(other.as_bytes()),
+        RejectKind::NotAReport,
+        "\"name\", \"items\"",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// SSLyze.
+
+fn sslyze(servers: &str, tail: &str) -> String {
+    format!(r#"{{"invalid_server_strings":[],"server_scan_results":[{servers}]{tail}}}"#)
+}
+
+const SSL_DATES: &str = r#","date_scans_started":"2025-11-05T12:15:09Z","date_scans_completed":"2025-11-05T12:15:53Z","sslyze_version":"6.2.0","sslyze_url":"https://github.com/nabla-c0d3/sslyze""#;
+
+fn server(host: &str, status: &str, result: &str) -> String {
+    format!(
+        r#"{{"uuid":"u","server_location":{{"hostname":"{host}","port":443,"connection_type":"DIRECT","ip_address":"1.2.3.4"}},"connectivity_status":"ERROR","connectivity_error_trace":"Traceback...\nConnectionRefused: refused\n","scan_status":"{status}","scan_result":{result}}}"#
+    )
+}
+
+#[test]
+fn sslyze_variants() {
+    let ok_result = r#"{"certificate_info":{"status":"COMPLETED","error_reason":null,"result":{"x":[1,{"y":"z"}]}},"heartbleed":{"status":"ERROR","error_reason":"BUG_IN_SSLYZE","error_trace":"..."},"robot":{"status":"NOT_SCHEDULED"}}"#;
+    let good = sslyze(&server("a.test", "COMPLETED", ok_result), SSL_DATES);
+    let v = run(good.as_bytes());
+    let r = accepted(&v);
+    assert_eq!(
+        (r.format, r.scan_type),
+        (Format::SslyzeJson, ScanType::Sslyze)
+    );
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("heartbleed (BUG_IN_SSLYZE)")),
+        "{r:?}"
+    );
+
+    let down = sslyze(
+        &server("b.test", "ERROR_NO_CONNECTIVITY", "null"),
+        SSL_DATES,
+    );
+    assert_kind(
+        &run(down.as_bytes()),
+        RejectKind::ScanFailed,
+        "ERROR_NO_CONNECTIVITY",
+    );
+    assert!(rejected(&run(down.as_bytes()))
+        .reason
+        .contains("b.test:443"));
+
+    let mixed = sslyze(
+        &format!(
+            "{},{}",
+            server("a.test", "COMPLETED", "{}"),
+            server("b.test", "ERROR_NO_CONNECTIVITY", "null")
+        ),
+        SSL_DATES,
+    );
+    let v = run(mixed.as_bytes());
+    assert!(accepted(&v).warnings.iter().any(|w| w.contains("b.test")));
+
+    assert_kind(&run(b"[]"), RejectKind::NotAReport, "array");
+    assert_kind(
+        &run(sslyze("", SSL_DATES).as_bytes()),
+        RejectKind::ScanFailed,
+        "empty",
+    );
+
+    let no_dates = sslyze(
+        &server("a.test", "COMPLETED", "{}"),
+        r#","sslyze_version":"6.2.0""#,
+    );
+    assert_kind(
+        &run(no_dates.as_bytes()),
+        RejectKind::Malformed,
+        "date_scans_started",
+    );
+
+    let legacy = r#"{"server_scan_results":[{"server_info":{"server_location":{"hostname":"old.test","port":443,"ip_address":"1.2.3.4"},"tls_probing_result":{}},"scan_commands":["certificate_info"],"scan_commands_results":{"certificate_info":{}},"scan_commands_errors":{},"scan_commands_extra_arguments":{}}],"server_connectivity_errors":[],"sslyze_url":"u","sslyze_version":"3.0.7","total_scan_time":1.5}"#;
+    let v = run(legacy.as_bytes());
+    assert!(accepted(&v).warnings.iter().any(|w| w.contains("legacy")));
+
+    // Configured for ZAP: mismatch.
+    let hints = Hints {
+        scan_type: Some(ScanType::OwaspZap),
+        ..Hints::default()
+    };
+    assert_kind(
+        &run_with(good.as_bytes(), &hints),
+        RejectKind::Mismatch,
+        "SSLYZE",
+    );
+}
+
+#[test]
+fn mismatch_names_the_fix() {
+    let hints = Hints {
+        scan_type: Some(ScanType::Sslyze),
+        ..Hints::default()
+    };
+    assert_kind(
+        &run_with(NMAP.as_bytes(), &hints),
+        RejectKind::Mismatch,
+        "NMAP or NMAP_UDP",
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Odds and ends.
+
+#[test]
+fn empty_and_blank_files_are_incomplete() {
+    assert_eq!(rejected(&run(b"")).kind, RejectKind::Incomplete);
+    assert_eq!(rejected(&run(b" \n\t\n")).kind, RejectKind::Incomplete);
+    assert_eq!(rejected(&run(b"\xEF\xBB\xBF")).kind, RejectKind::Incomplete);
+    assert_eq!(rejected(&run(b"\xFF\xFE<\0")).kind, RejectKind::Malformed);
+    assert_kind(&run(b"\x00\x01\x02binary"), RejectKind::NotAReport, "\\x00");
+    assert_kind(&run(b"%PDF-1.4\n"), RejectKind::NotAReport, "PDF");
+    assert_kind(
+        &run(b"nope, just text"),
+        RejectKind::NotAReport,
+        "plain text",
+    );
+}
+
+/// Hands out `data` in small pieces, then fails with `kind` (or is interrupted once first).
+struct Flaky {
+    data: Vec<u8>,
+    pos: usize,
+    fail_at: usize,
+    kind: io::ErrorKind,
+    interrupted: bool,
+}
+
+impl Read for Flaky {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        // Every other read is interrupted by a "signal" and must be retried by someone.
+        self.interrupted = !self.interrupted;
+        if self.interrupted {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "signal"));
+        }
+        if self.pos >= self.fail_at {
+            return Err(io::Error::new(self.kind, "disk on fire"));
+        }
+        let end = (self.pos + 16).min(self.fail_at).min(self.data.len());
+        let n = (end - self.pos).min(out.len());
+        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+fn flaky(data: &[u8], fail_at: usize) -> impl BufRead {
+    BufReader::with_capacity(
+        8,
+        Flaky {
+            data: data.to_vec(),
+            pos: 0,
+            fail_at,
+            kind: io::ErrorKind::ConnectionReset,
+            interrupted: false,
+        },
+    )
+}
+
+#[test]
+fn reader_errors_surface_as_io_errors() {
+    let json = sslyze(&server("a.test", "COMPLETED", "{}"), SSL_DATES);
+    for (doc, at) in [
+        (NMAP.as_bytes(), 3),
+        (NMAP.as_bytes(), 700),
+        (json.as_bytes(), 2),
+        (json.as_bytes(), 300),
+        (
+            b"IP,Hostname,Port,Port Protocol,CVSS,Severity,".as_slice(),
+            10,
+        ),
+    ] {
+        let err = match validate(flaky(doc, at), &Hints::default()) {
+            Err(e) => e,
+            Ok(v) => panic!("fail at {at}: expected an I/O error, got {v:?}"),
+        };
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionReset);
+        assert_eq!(err.to_string(), "disk on fire");
+    }
+    // An Interrupted read is retried, not reported.
+    let v = validate(flaky(NMAP.as_bytes(), usize::MAX), &Hints::default()).expect("retried");
+    accepted(&v);
+}
+
+#[test]
+fn names_and_serde() {
+    for t in ScanType::ALL {
+        assert_eq!(t.as_str().parse::<ScanType>(), Ok(t));
+        let json = serde_json::to_string(&t).expect("ser");
+        assert_eq!(json, format!("\"{}\"", t.as_str()));
+        assert_eq!(serde_json::from_str::<ScanType>(&json).expect("de"), t);
+    }
+    let err = "nmap".parse::<ScanType>().expect_err("lower case");
+    assert!(err.to_string().contains("OWASP_ZAP_ACTIVE"));
+    assert!(ScanType::OwaspZap.needs_target() && !ScanType::Nmap.needs_target());
+    for f in [
+        Format::NmapXml,
+        Format::GvmXml,
+        Format::GvmCsv,
+        Format::ZapXml,
+        Format::ZapJson,
+        Format::SslyzeJson,
+        Format::NmapText,
+        Format::Json,
+        Format::Xml,
+        Format::Unknown,
+    ] {
+        assert_eq!(
+            serde_json::to_string(&f).expect("ser"),
+            format!("\"{}\"", f.as_str())
+        );
+    }
+    assert_eq!(Format::GvmXml.content_type(), "application/xml");
+    assert_eq!(Format::SslyzeJson.content_type(), "application/json");
+    assert_eq!(
+        serde_json::to_string(&RejectKind::NotAReport).expect("ser"),
+        "\"not_a_report\""
+    );
+}
+
+#[test]
+fn mutated_fixtures_never_panic() {
+    let json = sslyze(&server("a.test", "COMPLETED", "{}"), SSL_DATES);
+    let zap =
+        r#"{"@version":"2.14.0","site":[{"@name":"http://x.test","alerts":[{"a":"\u00e9\n"}]}]}"#;
+    let docs = [
+        NMAP.to_string(),
+        gvm("Done", r#"max="2""#, 2, 1),
+        json,
+        zap.to_string(),
+    ];
+    for doc in &docs {
+        let bytes = doc.as_bytes();
+        for i in 0..bytes.len() {
+            for b in [b'<', b'&', b'"', b'>', b'[', b'{', 0xFF, 0xC3, b'\0'] {
+                let mut m = bytes.to_vec();
+                m[i] = b;
+                let _ = run(&m);
+            }
+            // Deleting a byte shifts everything after it.
+            let mut m = bytes.to_vec();
+            m.remove(i);
+            let _ = run(&m);
+        }
+    }
+}
+
+#[test]
+fn oversized_xml_token_hits_the_limit() {
+    let doc = NMAP.replace("ünïcode", &"x".repeat(5000));
+    // The cap is checked whenever the parser asks for more input, so it can overshoot by at
+    // most one buffer of the caller's reader.
+    let reader = BufReader::with_capacity(64, doc.as_bytes());
+    let v = validate_limited(reader, &Hints::default(), 1000).expect("no I/O error");
+    assert_kind(&v, RejectKind::Limit, "larger than 1000 bytes");
+    let v = validate_limited(NMAP.as_bytes(), &Hints::default(), 1000).expect("no I/O error");
+    accepted(&v);
+}

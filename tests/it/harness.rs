@@ -1,0 +1,240 @@
+//! Test harness: a temporary agent home (config, inbox, state directory) pointed at a HostedScan
+//! stand-in on 127.0.0.1, the real agent run in-process through `run(config, shutdown)` or as the
+//! built binary, and fixtures made by real nmap where it is installed.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hostedscan_agent::config::{Config, Env};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::standin::{Endpoint, Fault, StandIn};
+
+pub const KEY: &str = "test-key";
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+pub fn fixture_bytes(name: &str) -> Vec<u8> {
+    std::fs::read(fixture(name)).unwrap()
+}
+
+/// The shared samples, when this checkout has them beside it.
+pub fn samples_dir() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/samples");
+    if p.join("EXPECTED.tsv").is_file() {
+        Some(p)
+    } else {
+        eprintln!("skipping: ../shared/samples not found (it sits beside the checkout in CI)");
+        None
+    }
+}
+
+/// An Nmap XML report of a port this test opens on 127.0.0.1, made by the real nmap when it is
+/// installed (CI installs it), else the committed fixture made the same way.
+pub fn nmap_report() -> Vec<u8> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let out = Command::new("nmap")
+        .args(["-n", "-Pn", "-sT", "-p", &port.to_string(), "-oX", "-", "127.0.0.1"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let s = String::from_utf8_lossy(&o.stdout);
+            assert!(s.contains(&format!("portid=\"{port}\"")), "nmap did not report the port:\n{s}");
+            o.stdout
+        }
+        _ => {
+            eprintln!("note: nmap is not installed; using tests/fixtures/nmap-tcp-localhost.xml");
+            fixture_bytes("nmap-tcp-localhost.xml")
+        }
+    }
+}
+
+/// A temporary agent installation.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+    pub inbox: PathBuf,
+    pub state: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Home {
+    /// `extra` is appended to the generated config (more sections or keys of [agent] given as
+    /// `agent_extra`).
+    pub fn new(url: &str, agent_extra: &str, extra: &str) -> Home {
+        let dir = tempfile::tempdir().unwrap();
+        let inbox = dir.path().join("inbox");
+        let state = dir.path().join("state");
+        let config = dir.path().join("agent.toml");
+        let body = format!(
+            r#"[api]
+url = "{url}"
+key = "{KEY}"
+timeout = "5s"
+connect_timeout = "2s"
+
+[source]
+name = "Agent tests"
+
+[agent]
+state_dir = "{state}"
+settle = "200ms"
+rescan_interval = "1s"
+{agent_extra}
+
+[retry]
+initial_backoff = "50ms"
+max_backoff = "400ms"
+once_deadline = "5s"
+
+[[watch]]
+path = "{inbox}"
+{extra}
+"#,
+            state = state.display(),
+            inbox = inbox.display(),
+        );
+        std::fs::write(&config, body).unwrap();
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::create_dir_all(&inbox).unwrap();
+        Home {
+            dir,
+            inbox,
+            state,
+            config,
+        }
+    }
+
+    pub fn load(&self) -> Config {
+        Config::load(&self.config, &Env::new()).unwrap()
+    }
+
+    /// Write a file into the inbox the way a careful writer does (temp name, then rename), with an
+    /// mtime in the past so it is settled at once.
+    pub fn drop_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let tmp = self.inbox.join(format!(".{name}.part"));
+        std::fs::write(&tmp, bytes).unwrap();
+        let past = std::time::SystemTime::now() - Duration::from_secs(60);
+        let f = std::fs::File::options().write(true).open(&tmp).unwrap();
+        f.set_modified(past).unwrap();
+        drop(f);
+        let dest = self.inbox.join(name);
+        std::fs::rename(&tmp, &dest).unwrap();
+        dest
+    }
+
+    pub fn names_in(&self, sub: &str) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(self.state.join(sub)) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+
+    pub fn inbox_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.inbox)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Files under archive/ (any day).
+    pub fn archived(&self) -> Vec<String> {
+        let mut out = vec![];
+        if let Ok(days) = std::fs::read_dir(self.state.join("archive")) {
+            for d in days.flatten() {
+                for f in std::fs::read_dir(d.path()).unwrap().flatten() {
+                    out.push(f.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Run the built binary with this home's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .env_remove("HOSTEDSCAN_API_KEY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        Output {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Output {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The daemon, in-process.
+pub struct Daemon {
+    pub token: CancellationToken,
+    pub handle: JoinHandle<Result<(), hostedscan_agent::app::AppError>>,
+}
+
+impl Daemon {
+    pub fn start(cfg: Config) -> Daemon {
+        let token = CancellationToken::new();
+        let handle = tokio::spawn(hostedscan_agent::run(cfg, token.clone()));
+        Daemon { token, handle }
+    }
+
+    /// Stop it and wait; panics if it takes longer than the shutdown grace plus a margin.
+    pub async fn stop(self) {
+        self.token.cancel();
+        tokio::time::timeout(Duration::from_secs(25), self.handle)
+            .await
+            .expect("the daemon did not stop within its grace")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Poll `cond` until it holds or `timeout` passes.
+pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for: {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Append to a file in steps, the way a scanner writes its report.
+pub fn append(path: &Path, bytes: &[u8]) {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Make a file's mtime `secs` seconds in the past.
+pub fn age(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs)).unwrap();
+}
