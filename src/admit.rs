@@ -62,11 +62,17 @@ impl Settled {
 /// What admission did with a file.
 #[derive(Debug)]
 pub enum Admitted {
-    Queued(QueuedEntry),
+    Queued(Box<QueuedEntry>),
     /// The same content is already queued or uploaded; the original was handled per
     /// `after_upload` (or left in place with `keep`).
-    Duplicate { sha256: String, left_in_place: bool },
-    Rejected { reason: String, moved_to: Option<PathBuf> },
+    Duplicate {
+        sha256: String,
+        left_in_place: bool,
+    },
+    Rejected {
+        reason: String,
+        moved_to: Option<PathBuf>,
+    },
     /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
     /// next scan.
     NotYet {
@@ -130,7 +136,11 @@ fn open_plain(path: &Path) -> io::Result<File> {
 
 /// Run the validator over `file`, hashing and copying into `out`. Returns the verdict, the
 /// digest and the byte count, having read the whole file exactly once.
-fn read_once<W: Write>(file: File, hints: &Hints, out: W) -> Result<(Verdict, String, u64), ReadError> {
+fn read_once<W: Write>(
+    file: File,
+    hints: &Hints,
+    out: W,
+) -> Result<(Verdict, String, u64), ReadError> {
     let mut tee = Tee {
         inner: file,
         hasher: Sha256::new(),
@@ -192,7 +202,9 @@ impl Admitter {
         incomplete_grace: Duration,
         after_upload: AfterUpload,
     ) -> io::Result<Admitter> {
-        let custody = queue::queued_hashes(&spool.layout.queue)?.into_iter().collect();
+        let custody = queue::queued_hashes(&spool.layout.queue)?
+            .into_iter()
+            .collect();
         Ok(Admitter {
             spool,
             ledger,
@@ -205,11 +217,18 @@ impl Admitter {
     }
 
     fn in_custody(&self, sha256: &str) -> bool {
-        if self.custody.lock().unwrap_or_else(|p| p.into_inner()).contains(sha256) {
+        if self
+            .custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(sha256)
+        {
             return true;
         }
         let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        self.source_id.as_deref().is_some_and(|id| ledger.contains(id, sha256))
+        self.source_id
+            .as_deref()
+            .is_some_and(|id| ledger.contains(id, sha256))
     }
 
     /// The whole admission of one file. Blocking: run it on a blocking thread.
@@ -222,8 +241,14 @@ impl Admitter {
         };
         let file = match open_plain(&s.path) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return not_yet("it disappeared before it could be read".into()),
-            Err(e) => return not_yet(format!("cannot open it ({e}): check its permissions; it will be tried again")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return not_yet("it disappeared before it could be read".into())
+            }
+            Err(e) => {
+                return not_yet(format!(
+                    "cannot open it ({e}): check its permissions; it will be tried again"
+                ))
+            }
         };
         let meta = match file.metadata() {
             Ok(m) => m,
@@ -245,13 +270,23 @@ impl Admitter {
                 bytesize::ByteSize(meta.len()),
                 bytesize::ByteSize(self.max_file_size)
             );
-            let record = self.record(s, &reason, "too_large", "unknown", vec![], Some(meta.len()), None);
+            let record = self.record(
+                s,
+                &reason,
+                "too_large",
+                "unknown",
+                vec![],
+                Some(meta.len()),
+                None,
+            );
             return match self.spool.reject_original(&s.path, &record) {
                 Ok(dest) => Admitted::Rejected {
                     reason,
                     moved_to: Some(dest),
                 },
-                Err(e) => not_yet(format!("{reason}, but it cannot be moved to rejected/: {e}")),
+                Err(e) => not_yet(format!(
+                    "{reason}, but it cannot be moved to rejected/: {e}"
+                )),
             };
         }
 
@@ -266,12 +301,23 @@ impl Admitter {
         let mut writer = BufWriter::with_capacity(256 * 1024, out);
         let (verdict, sha256, size) = match read_once(file, &s.hints, &mut writer) {
             Ok(x) => x,
-            Err(ReadError::Write(e)) => return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e))),
-            Err(ReadError::Read(e)) => return cleanup(not_yet(format!("reading it failed ({e}); it will be tried again"))),
+            Err(ReadError::Write(e)) => {
+                return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)))
+            }
+            Err(ReadError::Read(e)) => {
+                return cleanup(not_yet(format!(
+                    "reading it failed ({e}); it will be tried again"
+                )))
+            }
         };
         let out = match writer.into_inner() {
             Ok(f) => f,
-            Err(e) => return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, e.error()))),
+            Err(e) => {
+                return cleanup(not_yet(state_dir_trouble(
+                    &self.spool.layout.tmp,
+                    e.error(),
+                )))
+            }
         };
         if let Err(e) = out.sync_all() {
             return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
@@ -291,7 +337,10 @@ impl Admitter {
         }
 
         match verdict {
-            Ok(report) => self.accept(s, &tmp, &name, report, sha256, size).unwrap_or_else(cleanup),
+            Ok(report) => match self.accept(s, &tmp, &name, report, sha256, size) {
+                a @ Admitted::NotYet { .. } => cleanup(a),
+                a => a,
+            },
             Err(rej) => {
                 let age = SystemTime::now()
                     .duration_since(s.seen.mtime)
@@ -311,7 +360,15 @@ impl Admitter {
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default();
-                let record = self.record(s, &rej.reason, &kind, rej.format.as_str(), rej.warnings.clone(), Some(size), Some(sha256));
+                let record = self.record(
+                    s,
+                    &rej.reason,
+                    &kind,
+                    rej.format.as_str(),
+                    rej.warnings.clone(),
+                    Some(size),
+                    Some(sha256),
+                );
                 match self.spool.reject_temp(&tmp, &name, &record) {
                     Ok(dest) => {
                         self.remove_original(s);
@@ -329,14 +386,25 @@ impl Admitter {
         }
     }
 
-    fn accept(&self, s: &Settled, tmp: &Path, name: &str, report: Report, sha256: String, size: u64) -> Result<Admitted, Admitted> {
+    /// Commit a valid file (or recognise it as a duplicate). A `NotYet` answer leaves `tmp` for
+    /// the caller to remove.
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &self,
+        s: &Settled,
+        tmp: &Path,
+        name: &str,
+        report: Report,
+        sha256: String,
+        size: u64,
+    ) -> Admitted {
         if self.in_custody(&sha256) {
             let _ = fs::remove_file(tmp);
             let left = self.dispose_duplicate(s);
-            return Ok(Admitted::Duplicate {
+            return Admitted::Duplicate {
                 sha256,
                 left_in_place: left,
-            });
+            };
         }
         let target = if report.scan_type.needs_target() {
             report.target.clone()
@@ -354,19 +422,27 @@ impl Admitter {
             size,
             warnings: report.warnings.clone(),
         };
-        let entry = queue::commit(&self.spool.layout.queue, tmp, admission).map_err(|e| Admitted::NotYet {
-            reason: state_dir_trouble(&self.spool.layout.queue, &e),
-            still_writing: false,
-            recheck_in: None,
-        })?;
-        self.custody.lock().unwrap_or_else(|p| p.into_inner()).insert(sha256);
+        let entry = match queue::commit(&self.spool.layout.queue, tmp, admission) {
+            Ok(e) => e,
+            Err(e) => {
+                return Admitted::NotYet {
+                    reason: state_dir_trouble(&self.spool.layout.queue, &e),
+                    still_writing: false,
+                    recheck_in: None,
+                }
+            }
+        };
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(sha256);
         for w in &report.warnings {
             tracing::warn!(file = %name, "{w}");
         }
         if self.after_upload != AfterUpload::Keep {
             self.remove_original(s);
         }
-        Ok(Admitted::Queued(entry))
+        Admitted::Queued(Box::new(entry))
     }
 
     /// Content the agent already has: handle the original as if it had just been uploaded.
@@ -401,7 +477,16 @@ impl Admitter {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn record(&self, s: &Settled, reason: &str, kind: &str, format: &str, warnings: Vec<String>, size: Option<u64>, sha256: Option<String>) -> RejectRecord {
+    fn record(
+        &self,
+        s: &Settled,
+        reason: &str,
+        kind: &str,
+        format: &str,
+        warnings: Vec<String>,
+        size: Option<u64>,
+        sha256: Option<String>,
+    ) -> RejectRecord {
         RejectRecord {
             file: s.path.clone(),
             reason: reason.to_string(),

@@ -74,13 +74,21 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         let context = context.to_string();
         move |source| AppError::Io { context, source }
     };
-    let ledger = Arc::new(Mutex::new(Ledger::open(&spool.layout.root).map_err(io("cannot open the ledger"))?));
-    let (initial, unreadable) = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
+    let ledger = Arc::new(Mutex::new(
+        Ledger::open(&spool.layout.root).map_err(io("cannot open the ledger"))?,
+    ));
+    let queue::Loaded {
+        entries: initial,
+        unreadable,
+    } = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
     for (path, reason) in unreadable {
         set_aside(&spool, &path, &reason);
     }
     if !initial.is_empty() {
-        tracing::info!(files = initial.len(), "resuming the uploads left in the queue");
+        tracing::info!(
+            files = initial.len(),
+            "resuming the uploads left in the queue"
+        );
     }
     let api = Api::new(&cfg.api, &key)?;
     let source = Arc::new(SourceResolver::new(
@@ -101,7 +109,10 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
     );
     let uploader = Arc::new(Uploader {
         api,
-        backoff: Arc::new(Backoff::new(cfg.retry.initial_backoff, cfg.retry.max_backoff)),
+        backoff: Arc::new(Backoff::new(
+            cfg.retry.initial_backoff,
+            cfg.retry.max_backoff,
+        )),
         source,
         spool: spool.clone(),
         ledger,
@@ -133,7 +144,9 @@ fn set_aside(spool: &Spool, path: &std::path::Path, reason: &str) {
         sha256: None,
     };
     match spool.reject_original(path, &record) {
-        Ok(dest) => tracing::warn!(file = %path.display(), moved_to = %dest.display(), "{}", record.reason),
+        Ok(dest) => {
+            tracing::warn!(file = %path.display(), moved_to = %dest.display(), "{}", record.reason)
+        }
         Err(e) => tracing::error!(file = %path.display(), error = %e, "{}", record.reason),
     }
 }
@@ -168,7 +181,7 @@ async fn admission(
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
                 let keep = admitter.after_upload == AfterUpload::Keep;
-                if uploads.send(entry).await.is_err() {
+                if uploads.send(*entry).await.is_err() {
                     // The uploader has stopped (shutdown): the entry is safe in queue/.
                     tracing::debug!(file = %file, "queued for the next start");
                 }
@@ -178,9 +191,15 @@ async fn admission(
                     Feedback::Done
                 }
             }
-            Admitted::Duplicate { sha256, left_in_place } => {
+            Admitted::Duplicate {
+                sha256,
+                left_in_place,
+            } => {
                 tracing::info!(file = %file, sha256 = %sha256, "already uploaded or queued (same content); not uploading it again");
-                report.push(Outcome::Duplicate { file: file.clone(), sha256 });
+                report.push(Outcome::Duplicate {
+                    file: file.clone(),
+                    sha256,
+                });
                 if left_in_place {
                     Feedback::Parked
                 } else {
@@ -189,17 +208,28 @@ async fn admission(
             }
             Admitted::Rejected { reason, moved_to } => {
                 tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {reason}");
-                report.push(Outcome::Rejected { file: file.clone(), reason, moved_to });
+                report.push(Outcome::Rejected {
+                    file: file.clone(),
+                    reason,
+                    moved_to,
+                });
                 Feedback::Done
             }
-            Admitted::NotYet { reason, still_writing, recheck_in } => {
+            Admitted::NotYet {
+                reason,
+                still_writing,
+                recheck_in,
+            } => {
                 if still_writing {
                     tracing::info!(file = %file, "not yet: {reason}");
                 } else {
                     tracing::warn!(file = %file, "not admitted for now: {reason}");
                 }
                 if once {
-                    report.push(Outcome::Pending { file: file.clone(), reason });
+                    report.push(Outcome::Pending {
+                        file: file.clone(),
+                        reason,
+                    });
                 }
                 Feedback::Recheck(match (still_writing, recheck_in) {
                     (_, Some(d)) => d,
@@ -285,7 +315,10 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     });
     let left = upload_task.await.unwrap_or_default();
     abort_later.abort();
-    tracing::info!(queued = left.len(), "stopped; queued files go out at the next start");
+    tracing::info!(
+        queued = left.len(),
+        "stopped; queued files go out at the next start"
+    );
     Ok(())
 }
 
@@ -312,7 +345,12 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
             stop.cancel();
         }
     });
-    let upload_task = tokio::spawn(parts.uploader.clone().run(parts.initial, up_rx, stop.clone(), stop.clone()));
+    let upload_task = tokio::spawn(parts.uploader.clone().run(
+        parts.initial,
+        up_rx,
+        stop.clone(),
+        stop.clone(),
+    ));
     let admit_task = tokio::spawn(admission(
         parts.admitter.clone(),
         settled_rx,
@@ -367,13 +405,19 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                 .duration_since(f.fingerprint.mtime)
                 .unwrap_or(Duration::ZERO);
             if age < cfg.agent.settle {
-                report.push(Outcome::Pending { file, reason: "still being written (modified within agent.settle)".into() });
+                report.push(Outcome::Pending {
+                    file,
+                    reason: "still being written (modified within agent.settle)".into(),
+                });
                 continue;
             }
             if f.fingerprint.len > cfg.agent.max_file_size {
                 report.push(Outcome::Rejected {
                     file,
-                    reason: format!("larger than agent.max_file_size ({})", bytesize::ByteSize(cfg.agent.max_file_size)),
+                    reason: format!(
+                        "larger than agent.max_file_size ({})",
+                        bytesize::ByteSize(cfg.agent.max_file_size)
+                    ),
                     moved_to: None,
                 });
                 continue;
@@ -384,17 +428,34 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                         file,
                         format: r.format.as_str().into(),
                         scan_type: r.scan_type.as_str().into(),
-                        target: if r.scan_type.needs_target() { r.target } else { w.hints.target.clone() },
+                        target: if r.scan_type.needs_target() {
+                            r.target
+                        } else {
+                            w.hints.target.clone()
+                        },
                         size: i.size,
                         sha256: i.sha256,
                         warnings: r.warnings,
                     }),
-                    Err(rej) if rej.kind == RejectKind::Incomplete && age < cfg.agent.incomplete_grace => {
-                        report.push(Outcome::Pending { file, reason: format!("{} (still being written)", rej.reason) })
+                    Err(rej)
+                        if rej.kind == RejectKind::Incomplete
+                            && age < cfg.agent.incomplete_grace =>
+                    {
+                        report.push(Outcome::Pending {
+                            file,
+                            reason: format!("{} (still being written)", rej.reason),
+                        })
                     }
-                    Err(rej) => report.push(Outcome::Rejected { file, reason: rej.reason, moved_to: None }),
+                    Err(rej) => report.push(Outcome::Rejected {
+                        file,
+                        reason: rej.reason,
+                        moved_to: None,
+                    }),
                 },
-                Err(e) => report.push(Outcome::Pending { file, reason: format!("cannot read it: {e}") }),
+                Err(e) => report.push(Outcome::Pending {
+                    file,
+                    reason: format!("cannot read it: {e}"),
+                }),
             }
         }
     }

@@ -21,13 +21,13 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
-pub mod logging;
-pub mod spool;
-pub mod validate;
 pub mod exit;
+pub mod logging;
 pub mod report;
+pub mod spool;
 pub mod status;
 pub mod upload;
+pub mod validate;
 pub mod watch;
 
 pub use app::{run, run_once};

@@ -19,9 +19,17 @@ pub enum Outcome {
     },
     /// Same content already uploaded to this source: not sent again.
     Duplicate { file: String, sha256: String },
-    Rejected { file: String, reason: String, moved_to: Option<PathBuf> },
+    Rejected {
+        file: String,
+        reason: String,
+        moved_to: Option<PathBuf>,
+    },
     /// Refused by the API (4xx): in `failed/`.
-    Failed { file: String, status: u16, message: String },
+    Failed {
+        file: String,
+        status: u16,
+        message: String,
+    },
     /// Left for a later run: still being written, unreadable for now, or not yet uploaded.
     Pending { file: String, reason: String },
     /// Dry run: what would be uploaded.
@@ -81,5 +89,104 @@ impl RunReport {
         } else {
             crate::exit::OK
         }
+    }
+
+    /// One line per file, then the totals: what `--once` prints.
+    pub fn summary(&self, dry: bool) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let outcomes = self.outcomes();
+        let (mut up, mut rej, mut fail, mut pend, mut dup) = (0, 0, 0, 0, 0);
+        for o in &outcomes {
+            match o {
+                Outcome::Uploaded {
+                    file,
+                    scan_type,
+                    target,
+                    size,
+                    result_id,
+                    ..
+                } => {
+                    up += 1;
+                    let _ = writeln!(
+                        out,
+                        "uploaded   {file}  {scan_type}{}  {}{}",
+                        target.as_ref().map(|t| format!(" {t}")).unwrap_or_default(),
+                        bytesize::ByteSize(*size),
+                        result_id
+                            .as_ref()
+                            .map(|r| format!("  result {r}"))
+                            .unwrap_or_default()
+                    );
+                }
+                Outcome::WouldUpload {
+                    file,
+                    format,
+                    scan_type,
+                    target,
+                    size,
+                    sha256,
+                    warnings,
+                } => {
+                    up += 1;
+                    let _ = writeln!(
+                        out,
+                        "would upload  {file}  {format} {scan_type}{}  {}  sha256 {sha256}",
+                        target
+                            .as_ref()
+                            .map(|t| format!(" target {t}"))
+                            .unwrap_or_default(),
+                        bytesize::ByteSize(*size)
+                    );
+                    for w in warnings {
+                        let _ = writeln!(out, "              warning: {w}");
+                    }
+                }
+                Outcome::Duplicate { file, .. } => {
+                    dup += 1;
+                    let _ = writeln!(out, "duplicate  {file}  same content already uploaded or queued; not sent again");
+                }
+                Outcome::Rejected {
+                    file,
+                    reason,
+                    moved_to,
+                } => {
+                    rej += 1;
+                    let _ = writeln!(
+                        out,
+                        "{}  {file}  {reason}{}",
+                        if dry { "would reject " } else { "rejected  " },
+                        moved_to
+                            .as_ref()
+                            .map(|p| format!("  -> {}", p.display()))
+                            .unwrap_or_default()
+                    );
+                }
+                Outcome::Failed {
+                    file,
+                    status,
+                    message,
+                } => {
+                    fail += 1;
+                    let _ = writeln!(
+                        out,
+                        "failed     {file}  HTTP {status}: {message}  -> failed/"
+                    );
+                }
+                Outcome::Pending { file, reason } => {
+                    pend += 1;
+                    let _ = writeln!(out, "pending    {file}  {reason}");
+                }
+            }
+        }
+        if let Some(msg) = self.auth_failure() {
+            let _ = writeln!(out, "key refused  {msg}");
+        }
+        let _ = writeln!(
+            out,
+            "{} {up}, rejected {rej}, failed {fail}, pending {pend}, duplicates {dup}",
+            if dry { "would upload" } else { "uploaded" }
+        );
+        out
     }
 }

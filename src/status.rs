@@ -38,7 +38,10 @@ pub struct JobStatus {
 
 /// Whether a daemon holds the state directory's lock right now.
 fn locked(root: &Path) -> bool {
-    let Ok(f) = std::fs::OpenOptions::new().read(true).open(root.join("lock")) else {
+    let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .open(root.join("lock"))
+    else {
         return false;
     };
     match f.try_lock_shared() {
@@ -68,8 +71,14 @@ pub fn gather(state_dir: &Path, jobs: &[crate::config::RawJob]) -> std::io::Resu
         last_upload_at: summary.last_at,
         last_error: daemon.as_ref().and_then(|d| d.last_error.clone()),
         last_error_at: daemon.as_ref().and_then(|d| d.last_error_at.clone()),
-        paused: daemon.as_ref().filter(|_| running).and_then(|d| d.paused.clone()),
-        paused_until: daemon.as_ref().filter(|_| running).and_then(|d| d.paused_until.clone()),
+        paused: daemon
+            .as_ref()
+            .filter(|_| running)
+            .and_then(|d| d.paused.clone()),
+        paused_until: daemon
+            .as_ref()
+            .filter(|_| running)
+            .and_then(|d| d.paused_until.clone()),
         source_id: src.as_ref().map(|s| s.id.clone()),
         source_name: src.map(|s| s.name),
         failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
@@ -92,24 +101,49 @@ pub fn render_text(s: &Status) -> String {
     out.push_str(&format!("state directory  {}\n", s.state_dir));
     out.push_str(&format!(
         "daemon           {}\n",
-        if s.daemon_running { "running" } else { "not running" }
+        if s.daemon_running {
+            "running"
+        } else {
+            "not running"
+        }
     ));
     out.push_str(&format!(
         "source           {}{}\n",
         dash(&s.source_id),
-        s.source_name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+        s.source_name
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
     ));
     out.push_str(&format!("queued           {}\n", s.queued));
-    out.push_str(&format!("uploaded         {} (last {})\n", s.uploaded_total, dash(&s.last_upload_at)));
-    out.push_str(&format!("failed           {}{}\n", s.failed, list(&s.failed_files)));
-    out.push_str(&format!("rejected         {}{}\n", s.rejected, list(&s.rejected_files)));
+    out.push_str(&format!(
+        "uploaded         {} (last {})\n",
+        s.uploaded_total,
+        dash(&s.last_upload_at)
+    ));
+    out.push_str(&format!(
+        "failed           {}{}\n",
+        s.failed,
+        list(&s.failed_files)
+    ));
+    out.push_str(&format!(
+        "rejected         {}{}\n",
+        s.rejected,
+        list(&s.rejected_files)
+    ));
     if let Some(p) = &s.paused {
-        out.push_str(&format!("uploads paused   {p} until {}\n", dash(&s.paused_until)));
+        out.push_str(&format!(
+            "uploads paused   {p} until {}\n",
+            dash(&s.paused_until)
+        ));
     }
     out.push_str(&format!(
         "last error       {}{}\n",
         dash(&s.last_error),
-        s.last_error_at.as_ref().map(|t| format!(" (at {t})")).unwrap_or_default()
+        s.last_error_at
+            .as_ref()
+            .map(|t| format!(" (at {t})"))
+            .unwrap_or_default()
     ));
     for j in &s.jobs {
         out.push_str(&format!(
@@ -135,6 +169,10 @@ fn list(names: &[String]) -> String {
     format!(
         ": {}{}",
         shown.join(", "),
-        if more > 0 { format!(" and {more} more") } else { String::new() }
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        }
     )
 }

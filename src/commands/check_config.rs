@@ -34,7 +34,11 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
             w.path.display(),
             w.hints.scan_type.map(|t| t.as_str()).unwrap_or("auto"),
             if w.recursive { ", recursive" } else { "" },
-            if w.path.exists() { "" } else { ", will be created" }
+            if w.path.exists() {
+                ""
+            } else {
+                ", will be created"
+            }
         );
     }
     if cfg.api.key.is_none() {

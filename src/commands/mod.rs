@@ -16,9 +16,19 @@ pub fn dispatch(cli: Cli) -> i32 {
     let env: Env = std::env::vars().collect();
     match &cli.command {
         Some(Command::CheckConfig) => check_config::run(&cli, &env),
-        Some(Command::Validate { format, scan_type, target, accept_partial, files }) => {
-            validate::run(*format, scan_type.as_deref(), target.clone(), *accept_partial, files)
-        }
+        Some(Command::Validate {
+            format,
+            scan_type,
+            target,
+            accept_partial,
+            files,
+        }) => validate::run(
+            *format,
+            scan_type.as_deref(),
+            target.clone(),
+            *accept_partial,
+            files,
+        ),
         Some(Command::Status { format }) => status::run(&cli, &env, *format),
         Some(Command::TestConnection) => test_connection::run(&cli, &env),
         Some(Command::Requeue { rejected, names }) => requeue::run(&cli, &env, *rejected, names),

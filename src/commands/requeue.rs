@@ -20,12 +20,22 @@ pub fn run(cli: &Cli, env: &Env, rejected: bool, names: &[String]) -> i32 {
     let results = match results {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("hostedscan-agent: cannot read the state directory {}: {e}", layout.root.display());
+            eprintln!(
+                "hostedscan-agent: cannot read the state directory {}: {e}",
+                layout.root.display()
+            );
             return exit::TEMPFAIL;
         }
     };
     if results.is_empty() {
-        println!("nothing to requeue in {}", if rejected { layout.rejected.display() } else { layout.failed.display() });
+        println!(
+            "nothing to requeue in {}",
+            if rejected {
+                layout.rejected.display()
+            } else {
+                layout.failed.display()
+            }
+        );
     }
     let mut code = exit::OK;
     for r in results {

@@ -12,13 +12,18 @@ pub fn run(cli: &Cli, env: &Env, format: OutputFormat) -> i32 {
     match crate::status::gather(&cfg.agent.state_dir, &cfg.jobs) {
         Ok(s) => {
             match format {
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default()),
+                OutputFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&s).unwrap_or_default())
+                }
                 OutputFormat::Text => print!("{}", crate::status::render_text(&s)),
             }
             exit::OK
         }
         Err(e) => {
-            eprintln!("hostedscan-agent: cannot read the state directory {}: {e}", cfg.agent.state_dir.display());
+            eprintln!(
+                "hostedscan-agent: cannot read the state directory {}: {e}",
+                cfg.agent.state_dir.display()
+            );
             exit::TEMPFAIL
         }
     }

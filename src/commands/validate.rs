@@ -23,7 +23,13 @@ struct Line<'a> {
     size: Option<u64>,
 }
 
-pub fn run(format: OutputFormat, scan_type: Option<&str>, target: Option<String>, accept_partial: bool, files: &[PathBuf]) -> i32 {
+pub fn run(
+    format: OutputFormat,
+    scan_type: Option<&str>,
+    target: Option<String>,
+    accept_partial: bool,
+    files: &[PathBuf],
+) -> i32 {
     let scan_type = match scan_type.map(str::parse::<ScanType>).transpose() {
         Ok(t) => t,
         Err(e) => {
@@ -39,13 +45,41 @@ pub fn run(format: OutputFormat, scan_type: Option<&str>, target: Option<String>
     let mut all_valid = true;
     for f in files {
         let path = f.display().to_string();
-        let (valid, format_, st, tgt, reason, warnings, sha, size) = match crate::admit::inspect(f, &hints) {
-            Ok(i) => match i.verdict {
-                Ok(r) => (true, Some(r.format.as_str()), Some(r.scan_type.as_str()), r.target, None, r.warnings, Some(i.sha256), Some(i.size)),
-                Err(rej) => (false, Some(rej.format.as_str()), None, None, Some(rej.reason), rej.warnings, Some(i.sha256), Some(i.size)),
-            },
-            Err(e) => (false, None, None, None, Some(format!("cannot read it: {e}")), vec![], None, None),
-        };
+        let (valid, format_, st, tgt, reason, warnings, sha, size) =
+            match crate::admit::inspect(f, &hints) {
+                Ok(i) => match i.verdict {
+                    Ok(r) => (
+                        true,
+                        Some(r.format.as_str()),
+                        Some(r.scan_type.as_str()),
+                        r.target,
+                        None,
+                        r.warnings,
+                        Some(i.sha256),
+                        Some(i.size),
+                    ),
+                    Err(rej) => (
+                        false,
+                        Some(rej.format.as_str()),
+                        None,
+                        None,
+                        Some(rej.reason),
+                        rej.warnings,
+                        Some(i.sha256),
+                        Some(i.size),
+                    ),
+                },
+                Err(e) => (
+                    false,
+                    None,
+                    None,
+                    None,
+                    Some(format!("cannot read it: {e}")),
+                    vec![],
+                    None,
+                    None,
+                ),
+            };
         all_valid &= valid;
         match format {
             OutputFormat::Json => {
@@ -71,7 +105,7 @@ pub fn run(format: OutputFormat, scan_type: Option<&str>, target: Option<String>
                         tgt.map(|t| format!(" target {t}")).unwrap_or_default()
                     );
                 } else {
-                    println!("INVALID  {path}  {}", reason.unwrap_or_default());
+                    println!("INVALID  {path}  {}", one_line(&reason.unwrap_or_default()));
                 }
                 for w in &warnings {
                     println!("         warning: {w}");
@@ -84,4 +118,9 @@ pub fn run(format: OutputFormat, scan_type: Option<&str>, target: Option<String>
     } else {
         exit::DATAERR
     }
+}
+
+/// Multi-line reasons (nmap's errormsg) folded so each file stays on one line.
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

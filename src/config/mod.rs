@@ -233,7 +233,9 @@ impl Config {
 /// serde's "unknown field" message, with the list of valid keys it carries kept.
 fn explain_serde(msg: &str) -> String {
     if msg.contains("unknown field") {
-        format!("{msg} (unknown keys are refused so a misspelling cannot silently change behaviour)")
+        format!(
+            "{msg} (unknown keys are refused so a misspelling cannot silently change behaviour)"
+        )
     } else {
         msg.to_string()
     }
@@ -295,9 +297,7 @@ fn absolute(p: &str) -> PathBuf {
     if p.is_absolute() {
         p
     } else {
-        std::env::current_dir()
-            .map(|d| d.join(&p))
-            .unwrap_or(p)
+        std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
     }
 }
 
@@ -333,7 +333,10 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         Err(e) => {
             c.push(
                 "api.url",
-                format!("{:?} is not a URL ({e}); the default is https://api.hostedscan.com/v1", raw.api.url),
+                format!(
+                    "{:?} is not a URL ({e}); the default is https://api.hostedscan.com/v1",
+                    raw.api.url
+                ),
             );
             None
         }
@@ -343,14 +346,20 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
     let proxy = raw.api.proxy.as_deref().and_then(|p| match Url::parse(p) {
         Ok(u) => Some(u),
         Err(e) => {
-            c.push("api.proxy", format!("{p:?} is not a URL ({e}): write it like \"http://proxy.internal:3128\""));
+            c.push(
+                "api.proxy",
+                format!("{p:?} is not a URL ({e}): write it like \"http://proxy.internal:3128\""),
+            );
             None
         }
     });
     let ca_file = raw.api.ca_file.as_deref().map(absolute);
     if let Some(ca) = &ca_file {
         if !ca.is_file() {
-            c.push("api.ca_file", format!("{} is not a readable file", ca.display()));
+            c.push(
+                "api.ca_file",
+                format!("{} is not a readable file", ca.display()),
+            );
         }
     }
     let key = resolve_key(&raw.api, env, &mut c);
@@ -369,14 +378,20 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
     let upload_concurrency = match a.upload_concurrency {
         n @ 1..=64 => n as usize,
         n => {
-            c.push("agent.upload_concurrency", format!("{n} is out of range: use 1 to 64"));
+            c.push(
+                "agent.upload_concurrency",
+                format!("{n} is out of range: use 1 to 64"),
+            );
             1
         }
     };
     let max_concurrent_jobs = match a.max_concurrent_jobs {
         n @ 1..=64 => n as usize,
         n => {
-            c.push("agent.max_concurrent_jobs", format!("{n} is out of range: use 1 to 64"));
+            c.push(
+                "agent.max_concurrent_jobs",
+                format!("{n} is out of range: use 1 to 64"),
+            );
             1
         }
     };
@@ -417,7 +432,10 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         c.push("retry.initial_backoff", "must be more than 0s");
     }
     if retry.max_backoff < retry.initial_backoff {
-        c.push("retry.max_backoff", "must not be smaller than retry.initial_backoff");
+        c.push(
+            "retry.max_backoff",
+            "must not be smaller than retry.initial_backoff",
+        );
     }
 
     // [[watch]]
@@ -440,21 +458,32 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         let key = |k: &str| format!("watch[{i}].{k}");
         let path = absolute(&w.path);
         if let Some(j) = seen.insert(path.clone(), i) {
-            c.push(key("path"), format!("{} is also watch[{j}]", path.display()));
+            c.push(
+                key("path"),
+                format!("{} is also watch[{j}]", path.display()),
+            );
         }
         for internal in ["queue", "failed", "rejected", "archive"] {
             if path.starts_with(state_dir.join(internal)) {
                 c.push(
                     key("path"),
-                    format!("{} is inside the agent's own {internal}/ directory", path.display()),
+                    format!(
+                        "{} is inside the agent's own {internal}/ directory",
+                        path.display()
+                    ),
                 );
             }
         }
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => c.push(key("path"), format!("{} is not a directory", path.display())),
+            Ok(_) => c.push(
+                key("path"),
+                format!("{} is not a directory", path.display()),
+            ),
             Err(_) => {
-                let parent_ok = path.parent().is_some_and(|p| p.is_dir() || p.starts_with(&state_dir));
+                let parent_ok = path
+                    .parent()
+                    .is_some_and(|p| p.is_dir() || p.starts_with(&state_dir));
                 if !parent_ok {
                     c.push(
                         key("path"),
@@ -511,12 +540,18 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
             );
         }
         if let Some(k) = names.insert(j.name.clone(), i) {
-            c.push(format!("job[{i}].name"), format!("{:?} is also job[{k}]", j.name));
+            c.push(
+                format!("job[{i}].name"),
+                format!("{:?} is also job[{k}]", j.name),
+            );
         }
         if !["nmap", "zap", "openvas", "sslyze", "command"].contains(&j.scanner.as_str()) {
             c.push(
                 format!("job[{i}].scanner"),
-                format!("{:?} is not one of nmap, zap, openvas, sslyze, command", j.scanner),
+                format!(
+                    "{:?} is not one of nmap, zap, openvas, sslyze, command",
+                    j.scanner
+                ),
             );
         }
     }
@@ -596,7 +631,10 @@ fn resolve_key(api: &raw::RawApi, env: &Env, c: &mut Checker) -> Option<(ApiKey,
             }
         }
     }
-    if let Some(k) = env.get("HOSTEDSCAN_API_KEY").filter(|k| !k.trim().is_empty()) {
+    if let Some(k) = env
+        .get("HOSTEDSCAN_API_KEY")
+        .filter(|k| !k.trim().is_empty())
+    {
         return Some((ApiKey::new(k.trim()), KeyOrigin::Environment));
     }
     api.key

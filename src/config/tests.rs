@@ -29,7 +29,10 @@ impl Dir {
 }
 
 fn env(pairs: &[(&str, &str)]) -> Env {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 fn problems(r: Result<Config, ConfigError>) -> Vec<Problem> {
@@ -69,7 +72,10 @@ fn the_commented_example_config_parses() {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
     let c = Config::load(&p, &env(&[])).unwrap();
     assert_eq!(c.agent.state_dir, Path::new("/var/lib/hostedscan-agent"));
-    assert_eq!(c.watches[0].path, Path::new("/var/lib/hostedscan-agent/inbox"));
+    assert_eq!(
+        c.watches[0].path,
+        Path::new("/var/lib/hostedscan-agent/inbox")
+    );
     assert!(c.api.key.is_none());
 }
 
@@ -90,7 +96,10 @@ fn unknown_keys_are_refused_by_name() {
 #[test]
 fn environment_overrides_the_file() {
     let d = Dir::new();
-    let p = d.config(&format!("[agent]\nstate_dir = {:?}\nupload_concurrency = 2", d.state()));
+    let p = d.config(&format!(
+        "[agent]\nstate_dir = {:?}\nupload_concurrency = 2",
+        d.state()
+    ));
     let c = Config::load(
         &p,
         &env(&[
@@ -113,7 +122,10 @@ fn every_bad_value_is_reported_at_once_with_its_key() {
         d.state(),
         d.path().join("in").display()
     ));
-    let keys: Vec<String> = problems(Config::load(&p, &env(&[]))).into_iter().map(|p| p.key).collect();
+    let keys: Vec<String> = problems(Config::load(&p, &env(&[])))
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
     for k in [
         "api.url",
         "agent.settle",
@@ -139,7 +151,10 @@ fn http_is_only_for_loopback() {
         ("http://api.example.com/v1", false),
         ("ftp://api.example.com/v1", false),
     ] {
-        let p = d.config(&format!("[api]\nurl = {url:?}\n[agent]\nstate_dir = {:?}", d.state()));
+        let p = d.config(&format!(
+            "[api]\nurl = {url:?}\n[agent]\nstate_dir = {:?}",
+            d.state()
+        ));
         assert_eq!(Config::load(&p, &env(&[])).is_ok(), ok, "{url}");
     }
 }
@@ -163,7 +178,11 @@ fn a_missing_watch_directory_needs_an_existing_parent() {
     ));
     let ps = problems(Config::load(&p, &env(&[])));
     assert_eq!(ps[0].key, "watch[0].path");
-    assert!(ps[0].message.contains("does not exist"), "{}", ps[0].message);
+    assert!(
+        ps[0].message.contains("does not exist"),
+        "{}",
+        ps[0].message
+    );
 }
 
 #[test]
@@ -172,7 +191,11 @@ fn a_key_file_readable_by_others_is_refused_with_the_fix() {
     let kf = d.path().join("api-key");
     std::fs::write(&kf, "secret-key\n").unwrap();
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let p = d.config(&format!("[api]\nkey_file = {:?}\n[agent]\nstate_dir = {:?}", kf.display(), d.state()));
+    let p = d.config(&format!(
+        "[api]\nkey_file = {:?}\n[agent]\nstate_dir = {:?}",
+        kf.display(),
+        d.state()
+    ));
     let ps = problems(Config::load(&p, &env(&[])));
     assert_eq!(ps[0].key, "api.key_file");
     assert!(ps[0].message.contains("chmod 600"), "{}", ps[0].message);
@@ -181,7 +204,10 @@ fn a_key_file_readable_by_others_is_refused_with_the_fix() {
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
     let c = Config::load(&p, &env(&[])).unwrap();
     assert_eq!(c.api.require_key().unwrap().expose(), "secret-key");
-    assert!(!format!("{c:?}").contains("secret-key"), "Debug output must not show the key");
+    assert!(
+        !format!("{c:?}").contains("secret-key"),
+        "Debug output must not show the key"
+    );
 }
 
 #[test]
@@ -202,16 +228,44 @@ fn the_key_comes_from_the_first_source_that_has_one() {
     let kf = d.path().join("key");
     std::fs::write(&kf, "from-file").unwrap();
     std::fs::set_permissions(&kf, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let with_file = format!("[api]\nkey = \"from-config\"\nkey_file = {:?}\n[agent]\nstate_dir = {:?}", kf.display(), d.state());
-    let without_file = format!("[api]\nkey = \"from-config\"\n[agent]\nstate_dir = {:?}", d.state());
+    let with_file = format!(
+        "[api]\nkey = \"from-config\"\nkey_file = {:?}\n[agent]\nstate_dir = {:?}",
+        kf.display(),
+        d.state()
+    );
+    let without_file = format!(
+        "[api]\nkey = \"from-config\"\n[agent]\nstate_dir = {:?}",
+        d.state()
+    );
     let key = |body: &str, e: &[(&str, &str)]| {
         let p = d.config(body);
-        Config::load(&p, &env(e)).unwrap().api.require_key().unwrap().expose().to_string()
+        Config::load(&p, &env(e))
+            .unwrap()
+            .api
+            .require_key()
+            .unwrap()
+            .expose()
+            .to_string()
     };
     let cred = creds.display().to_string();
-    assert_eq!(key(&with_file, &[("CREDENTIALS_DIRECTORY", &cred), ("HOSTEDSCAN_API_KEY", "from-env")]), "from-credential");
-    assert_eq!(key(&with_file, &[("HOSTEDSCAN_API_KEY", "from-env")]), "from-file");
-    assert_eq!(key(&without_file, &[("HOSTEDSCAN_API_KEY", "from-env")]), "from-env");
+    assert_eq!(
+        key(
+            &with_file,
+            &[
+                ("CREDENTIALS_DIRECTORY", &cred),
+                ("HOSTEDSCAN_API_KEY", "from-env")
+            ]
+        ),
+        "from-credential"
+    );
+    assert_eq!(
+        key(&with_file, &[("HOSTEDSCAN_API_KEY", "from-env")]),
+        "from-file"
+    );
+    assert_eq!(
+        key(&without_file, &[("HOSTEDSCAN_API_KEY", "from-env")]),
+        "from-env"
+    );
     assert_eq!(key(&without_file, &[]), "from-config");
 }
 
@@ -235,7 +289,15 @@ fn dotfiles_and_partial_names_are_never_wanted() {
     let c = Config::load(&p, &env(&[])).unwrap();
     let w = &c.watches[0];
     assert!(w.wants("scan.xml") && w.wants("report.json"));
-    for n in [".scan.xml", "scan.xml.tmp", "scan.xml.part", "scan.xml.swp", "scan.xml~", "scan.csv", "a-draft.xml"] {
+    for n in [
+        ".scan.xml",
+        "scan.xml.tmp",
+        "scan.xml.part",
+        "scan.xml.swp",
+        "scan.xml~",
+        "scan.csv",
+        "a-draft.xml",
+    ] {
         assert!(!w.wants(n), "{n}");
     }
 }

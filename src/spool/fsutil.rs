@@ -163,7 +163,10 @@ mod tests {
         assert_eq!(unique_name(d.path(), "scan.xml", |_| false), "scan.xml");
         fs::write(d.path().join("scan.xml"), b"x").unwrap();
         assert_eq!(unique_name(d.path(), "scan.xml", |_| false), "scan-1.xml");
-        assert_eq!(unique_name(d.path(), "scan.xml", |n| n == "scan-1.xml"), "scan-2.xml");
+        assert_eq!(
+            unique_name(d.path(), "scan.xml", |n| n == "scan-1.xml"),
+            "scan-2.xml"
+        );
     }
 
     #[test]

@@ -136,7 +136,12 @@ impl Spool {
 
     /// Remove temporary files and metadata whose admission never finished.
     fn recover(&self) -> Result<(), SpoolError> {
-        for dir in [&self.layout.tmp, &self.layout.queue, &self.layout.failed, &self.layout.rejected] {
+        for dir in [
+            &self.layout.tmp,
+            &self.layout.queue,
+            &self.layout.failed,
+            &self.layout.rejected,
+        ] {
             for e in fs::read_dir(dir).map_err(io_err(dir))? {
                 let e = e.map_err(io_err(dir))?;
                 if e.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
@@ -156,7 +161,12 @@ impl Spool {
 
     /// Put `data` (a temporary file in the state directory) into `rejected/` with its reason.
     /// The reason is written first, so the file is never there without one.
-    pub fn reject_temp(&self, data: &Path, file_name: &str, record: &RejectRecord) -> io::Result<PathBuf> {
+    pub fn reject_temp(
+        &self,
+        data: &Path,
+        file_name: &str,
+        record: &RejectRecord,
+    ) -> io::Result<PathBuf> {
         let dir = &self.layout.rejected;
         let name = Self::free_name(dir, file_name, ".reason.json");
         write_atomic(&dir.join(format!("{name}.reason.json")), &to_json(record))?;

@@ -90,9 +90,16 @@ pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry
     })
 }
 
-/// Every committed entry, oldest admission first. Entries whose metadata cannot be read are
-/// returned separately so the caller can set them aside with a reason instead of losing them.
-pub fn load_all(queue: &Path) -> io::Result<(Vec<QueuedEntry>, Vec<(PathBuf, String)>)> {
+/// What `queue/` holds.
+pub struct Loaded {
+    /// Committed entries, oldest admission first.
+    pub entries: Vec<QueuedEntry>,
+    /// Data files whose metadata is missing or unreadable, with why: set aside, never lost.
+    pub unreadable: Vec<(PathBuf, String)>,
+}
+
+/// Every committed entry, and the files that cannot be uploaded as they are.
+pub fn load_all(queue: &Path) -> io::Result<Loaded> {
     let mut good = Vec::new();
     let mut bad = Vec::new();
     for name in super::list_payloads(queue, META_SUFFIX)? {
@@ -108,7 +115,10 @@ pub fn load_all(queue: &Path) -> io::Result<(Vec<QueuedEntry>, Vec<(PathBuf, Str
                         meta_path,
                     })
                 }
-                Err(e) => bad.push((data_path, format!("its metadata {} is unreadable: {e}", meta_path.display()))),
+                Err(e) => bad.push((
+                    data_path,
+                    format!("its metadata {} is unreadable: {e}", meta_path.display()),
+                )),
             },
             Err(e) if e.kind() == io::ErrorKind::NotFound => bad.push((
                 data_path,
@@ -118,9 +128,13 @@ pub fn load_all(queue: &Path) -> io::Result<(Vec<QueuedEntry>, Vec<(PathBuf, Str
         }
     }
     good.sort_by(|a, b| {
-        (a.meta.admitted_at.as_str(), a.meta.name.as_str()).cmp(&(b.meta.admitted_at.as_str(), b.meta.name.as_str()))
+        (a.meta.admitted_at.as_str(), a.meta.name.as_str())
+            .cmp(&(b.meta.admitted_at.as_str(), b.meta.name.as_str()))
     });
-    Ok((good, bad))
+    Ok(Loaded {
+        entries: good,
+        unreadable: bad,
+    })
 }
 
 /// Metadata whose data never arrived: an admission interrupted before its commit point.
@@ -138,5 +152,9 @@ pub fn remove_orphan_metadata(queue: &Path) -> io::Result<()> {
 
 /// The SHA-256 of every queued entry (content already in the agent's custody).
 pub fn queued_hashes(queue: &Path) -> io::Result<Vec<String>> {
-    Ok(load_all(queue)?.0.into_iter().map(|e| e.meta.sha256).collect())
+    Ok(load_all(queue)?
+        .entries
+        .into_iter()
+        .map(|e| e.meta.sha256)
+        .collect())
 }

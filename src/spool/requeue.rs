@@ -38,13 +38,22 @@ pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved,
         let data = layout.failed.join(&name);
         let sidecar = layout.failed.join(format!("{name}.error.json"));
         if !data.is_file() {
-            out.push(Err(RequeueError::NotFound { name, dir: layout.failed.clone() }));
+            out.push(Err(RequeueError::NotFound {
+                name,
+                dir: layout.failed.clone(),
+            }));
             continue;
         }
-        let record: FailRecord = match std::fs::read(&sidecar).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        let record: FailRecord = match std::fs::read(&sidecar)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
             Ok(r) => r,
             Err(e) => {
-                out.push(Err(RequeueError::Other { name, message: format!("cannot read {}: {e}", sidecar.display()) }));
+                out.push(Err(RequeueError::Other {
+                    name,
+                    message: format!("cannot read {}: {e}", sidecar.display()),
+                }));
                 continue;
             }
         };
@@ -63,9 +72,15 @@ pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved,
         match queue::commit(&layout.queue, &data, a) {
             Ok(e) => {
                 let _ = fsutil::remove_durably(&sidecar);
-                out.push(Ok(Moved { name, to: e.data_path }));
+                out.push(Ok(Moved {
+                    name,
+                    to: e.data_path,
+                }));
             }
-            Err(e) => out.push(Err(RequeueError::Other { name, message: e.to_string() })),
+            Err(e) => out.push(Err(RequeueError::Other {
+                name,
+                message: e.to_string(),
+            })),
         }
     }
     Ok(out)
@@ -77,13 +92,22 @@ pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Move
         let data = layout.rejected.join(&name);
         let sidecar = layout.rejected.join(format!("{name}.reason.json"));
         if !data.is_file() {
-            out.push(Err(RequeueError::NotFound { name, dir: layout.rejected.clone() }));
+            out.push(Err(RequeueError::NotFound {
+                name,
+                dir: layout.rejected.clone(),
+            }));
             continue;
         }
-        let record: RejectRecord = match std::fs::read(&sidecar).map_err(|e| e.to_string()).and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string())) {
+        let record: RejectRecord = match std::fs::read(&sidecar)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        {
             Ok(r) => r,
             Err(e) => {
-                out.push(Err(RequeueError::Other { name, message: format!("cannot read {}: {e}", sidecar.display()) }));
+                out.push(Err(RequeueError::Other {
+                    name,
+                    message: format!("cannot read {}: {e}", sidecar.display()),
+                }));
                 continue;
             }
         };
@@ -94,14 +118,21 @@ pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Move
             }));
             continue;
         };
-        let wanted = record.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or(name.clone());
+        let wanted = record
+            .file
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or(name.clone());
         let dest = dir.join(unique_name(dir, &wanted, |_| false));
         match fsutil::move_file(&data, &dest) {
             Ok(()) => {
                 let _ = fsutil::remove_durably(&sidecar);
                 out.push(Ok(Moved { name, to: dest }));
             }
-            Err(e) => out.push(Err(RequeueError::Other { name, message: e.to_string() })),
+            Err(e) => out.push(Err(RequeueError::Other {
+                name,
+                message: e.to_string(),
+            })),
         }
     }
     Ok(out)

@@ -54,10 +54,11 @@ impl Api {
                 path: ca.display().to_string(),
                 message: e.to_string(),
             })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::CaFile {
-                path: ca.display().to_string(),
-                message: format!("not a PEM certificate bundle: {e}"),
-            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ClientError::CaFile {
+                    path: ca.display().to_string(),
+                    message: format!("not a PEM certificate bundle: {e}"),
+                })?;
             if certs.is_empty() {
                 return Err(ClientError::CaFile {
                     path: ca.display().to_string(),
@@ -143,7 +144,10 @@ impl Api {
             form = form.text("target", t.clone());
         }
         let form = form.part("file", part);
-        let req = self.client.post(self.settings.endpoint("results")).multipart(form);
+        let req = self
+            .client
+            .post(self.settings.endpoint("results"))
+            .multipart(form);
         into_attempt(req.send().await).await
     }
 }

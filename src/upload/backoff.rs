@@ -77,7 +77,10 @@ impl Backoff {
             s.generation += 1;
             let cap = self
                 .initial
-                .saturating_mul(1u32.checked_shl(s.failures.saturating_sub(1).min(31)).unwrap_or(u32::MAX))
+                .saturating_mul(
+                    1u32.checked_shl(s.failures.saturating_sub(1).min(31))
+                        .unwrap_or(u32::MAX),
+                )
                 .min(self.max);
             let jittered = cap.mul_f64(rand::random::<f64>());
             // Full jitter, but never hammer: at least a tenth of the step.
@@ -94,7 +97,10 @@ impl Backoff {
             }
         }
         Pause {
-            delay: s.until.map(|u| u.saturating_duration_since(now)).unwrap_or_default(),
+            delay: s
+                .until
+                .map(|u| u.saturating_duration_since(now))
+                .unwrap_or_default(),
             counted,
         }
     }
@@ -125,7 +131,10 @@ mod tests {
         }
         for (i, d) in caps.iter().enumerate() {
             let cap = Duration::from_secs(1 << i.min(3));
-            assert!(*d <= cap && *d >= cap / 10, "step {i}: {d:?} not within jitter of {cap:?}");
+            assert!(
+                *d <= cap && *d >= cap / 10,
+                "step {i}: {d:?} not within jitter of {cap:?}"
+            );
         }
         assert_eq!(b.snapshot().0, 6);
         b.success();

@@ -77,7 +77,9 @@ impl Uploader {
         let mut auth_stopped = false;
         loop {
             while !stop.is_cancelled() && !auth_stopped && inflight.len() < self.concurrency {
-                let Some(entry) = pending.pop_front() else { break };
+                let Some(entry) = pending.pop_front() else {
+                    break;
+                };
                 let me = self.clone();
                 let abort = abort.clone();
                 let stop = stop.clone();
@@ -86,7 +88,9 @@ impl Uploader {
                     (name, me.upload_one(entry, stop, abort).await)
                 });
             }
-            if inflight.is_empty() && (stop.is_cancelled() || auth_stopped || (!rx_open && pending.is_empty())) {
+            if inflight.is_empty()
+                && (stop.is_cancelled() || auth_stopped || (!rx_open && pending.is_empty()))
+            {
                 break;
             }
             tokio::select! {
@@ -107,8 +111,8 @@ impl Uploader {
                 },
                 _ = rescan.tick(), if !self.once && pending.len() < PENDING_CAP => {
                     match crate::spool::queue::load_all(&self.spool.layout.queue) {
-                        Ok((entries, _)) => {
-                            for e in entries {
+                        Ok(loaded) => {
+                            for e in loaded.entries {
                                 if known.insert(e.meta.name.clone()) {
                                     tracing::info!(file = %e.meta.name, "found a new entry in queue/");
                                     pending.push_back(e);
@@ -130,7 +134,12 @@ impl Uploader {
         left
     }
 
-    async fn upload_one(&self, entry: QueuedEntry, stop: CancellationToken, abort: CancellationToken) -> Settled {
+    async fn upload_one(
+        &self,
+        entry: QueuedEntry,
+        stop: CancellationToken,
+        abort: CancellationToken,
+    ) -> Settled {
         let name = entry.meta.name.clone();
         loop {
             let ticket = tokio::select! {
@@ -164,7 +173,10 @@ impl Uploader {
             };
             if self.already_uploaded(&source_id, &entry.meta.sha256) {
                 tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
-                if let Err(e) = self.spool.finish(&entry, self.after_upload == AfterUpload::Archive) {
+                if let Err(e) = self
+                    .spool
+                    .finish(&entry, self.after_upload == AfterUpload::Archive)
+                {
                     tracing::error!(file = %name, error = %e, "cannot clear the queued copy");
                 }
                 self.report.push(Outcome::Duplicate {
@@ -202,10 +214,15 @@ impl Uploader {
                 Decision::Permanent { status, message } => {
                     self.backoff.success();
                     match self.spool.fail(&entry, status, &message) {
-                        Ok(dest) => tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}"),
-                        Err(e) => tracing::error!(file = %name, status, error = %e, "HostedScan refused the file ({message}) and it cannot be moved to failed/; it stays queued"),
+                        Ok(dest) => {
+                            tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
+                        }
+                        Err(e) => {
+                            tracing::error!(file = %name, status, error = %e, "HostedScan refused the file ({message}) and it cannot be moved to failed/; it stays queued")
+                        }
                     }
-                    self.status.error(&format!("{name}: HTTP {status}: {message}"));
+                    self.status
+                        .error(&format!("{name}: HTTP {status}: {message}"));
                     self.report.push(Outcome::Failed {
                         file: entry.meta.file_name.clone(),
                         status,
@@ -260,11 +277,18 @@ impl Uploader {
             size: m.size,
             result_id: result_id.clone(),
         };
-        if let Err(e) = self.ledger.lock().unwrap_or_else(|p| p.into_inner()).record(line) {
+        if let Err(e) = self
+            .ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(line)
+        {
             // The upload happened; at worst it is repeated after a restart (at-least-once).
             tracing::error!(file = %m.name, error = %e, "uploaded, but cannot write the ledger");
         }
-        let moved = self.spool.finish(entry, self.after_upload == AfterUpload::Archive);
+        let moved = self
+            .spool
+            .finish(entry, self.after_upload == AfterUpload::Archive);
         if let Err(e) = &moved {
             tracing::error!(file = %m.name, error = %e, "uploaded, but cannot clear the queued copy");
         }

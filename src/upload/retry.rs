@@ -20,12 +20,23 @@ pub enum Attempt {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    Success { result_id: Option<String> },
-    Retry { after: Option<Duration>, reason: String },
+    Success {
+        result_id: Option<String>,
+    },
+    Retry {
+        after: Option<Duration>,
+        reason: String,
+    },
     /// 401/403: the key is wrong or revoked. Nothing is dropped; uploads pause.
-    Unauthorized { status: u16, message: String },
+    Unauthorized {
+        status: u16,
+        message: String,
+    },
     /// Any other 4xx: this file will never be accepted as it is.
-    Permanent { status: u16, message: String },
+    Permanent {
+        status: u16,
+        message: String,
+    },
 }
 
 pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
@@ -63,12 +74,16 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
         }
         401 | 403 => Decision::Unauthorized { status, message },
         408 | 429 => Decision::Retry {
-            after: retry_after.as_deref().and_then(|h| parse_retry_after(h, now)),
+            after: retry_after
+                .as_deref()
+                .and_then(|h| parse_retry_after(h, now)),
             reason: format!("HTTP {status}: {message}"),
         },
         501 => Decision::Permanent { status, message },
         500..=599 => Decision::Retry {
-            after: retry_after.as_deref().and_then(|h| parse_retry_after(h, now)),
+            after: retry_after
+                .as_deref()
+                .and_then(|h| parse_retry_after(h, now)),
             reason: format!("HTTP {status}: {message}"),
         },
         400..=499 => Decision::Permanent { status, message },
@@ -91,8 +106,7 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 }
 
 fn looks_like_html(content_type: Option<&str>, body: &str) -> bool {
-    content_type.is_some_and(|c| c.contains("html"))
-        || body.trim_start().get(..1) == Some("<")
+    content_type.is_some_and(|c| c.contains("html")) || body.trim_start().get(..1) == Some("<")
 }
 
 /// The server's own words: `{"error": "..."}` when it sends that, else a short description.
@@ -160,26 +174,58 @@ mod tests {
 
     #[test]
     fn success_keeps_the_result_id() {
-        let d = classify(&resp(200, None, r#"{"data":{"id":"abc"}}"#), SystemTime::now());
-        assert_eq!(d, Decision::Success { result_id: Some("abc".into()) });
+        let d = classify(
+            &resp(200, None, r#"{"data":{"id":"abc"}}"#),
+            SystemTime::now(),
+        );
+        assert_eq!(
+            d,
+            Decision::Success {
+                result_id: Some("abc".into())
+            }
+        );
     }
 
     #[test]
     fn retryable_statuses_are_retried_and_others_are_permanent() {
         for s in [408, 429, 500, 502, 503, 504] {
-            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Retry { .. }), "{s}");
+            assert!(
+                matches!(
+                    classify(&resp(s, None, "{}"), SystemTime::now()),
+                    Decision::Retry { .. }
+                ),
+                "{s}"
+            );
         }
         for s in [400, 404, 409, 413, 422, 501] {
-            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Permanent { .. }), "{s}");
+            assert!(
+                matches!(
+                    classify(&resp(s, None, "{}"), SystemTime::now()),
+                    Decision::Permanent { .. }
+                ),
+                "{s}"
+            );
         }
         for s in [401, 403] {
-            assert!(matches!(classify(&resp(s, None, "{}"), SystemTime::now()), Decision::Unauthorized { .. }), "{s}");
+            assert!(
+                matches!(
+                    classify(&resp(s, None, "{}"), SystemTime::now()),
+                    Decision::Unauthorized { .. }
+                ),
+                "{s}"
+            );
         }
     }
 
     #[test]
     fn transport_errors_are_retried() {
-        let d = classify(&Attempt::Transport { message: "connection reset".into(), timeout: false }, SystemTime::now());
+        let d = classify(
+            &Attempt::Transport {
+                message: "connection reset".into(),
+                timeout: false,
+            },
+            SystemTime::now(),
+        );
         assert!(matches!(d, Decision::Retry { after: None, .. }));
     }
 
@@ -188,26 +234,53 @@ mod tests {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         assert_eq!(parse_retry_after("7", now), Some(Duration::from_secs(7)));
         let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
-        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(30)));
+        assert_eq!(
+            parse_retry_after(&later, now),
+            Some(Duration::from_secs(30))
+        );
         let d = classify(&resp(429, Some("12"), "{}"), now);
-        assert!(matches!(d, Decision::Retry { after: Some(a), .. } if a == Duration::from_secs(12)));
+        assert!(
+            matches!(d, Decision::Retry { after: Some(a), .. } if a == Duration::from_secs(12))
+        );
         assert_eq!(parse_retry_after("soon", now), None);
     }
 
     #[test]
     fn the_servers_error_message_is_kept_for_failed_files() {
-        let d = classify(&resp(400, None, r#"{"error":"scan_type is invalid"}"#), SystemTime::now());
-        assert_eq!(d, Decision::Permanent { status: 400, message: "scan_type is invalid".into() });
+        let d = classify(
+            &resp(400, None, r#"{"error":"scan_type is invalid"}"#),
+            SystemTime::now(),
+        );
+        assert_eq!(
+            d,
+            Decision::Permanent {
+                status: 400,
+                message: "scan_type is invalid".into()
+            }
+        );
     }
 
     #[test]
     fn html_answers_are_described_not_dumped() {
-        let a = Attempt::Response { status: 502, retry_after: None, content_type: Some("text/html".into()), body: "<html>bad gateway</html>".into() };
+        let a = Attempt::Response {
+            status: 502,
+            retry_after: None,
+            content_type: Some("text/html".into()),
+            body: "<html>bad gateway</html>".into(),
+        };
         match classify(&a, SystemTime::now()) {
             Decision::Retry { reason, .. } => assert!(reason.contains("HTML page"), "{reason}"),
             d => panic!("{d:?}"),
         }
-        let ok_html = Attempt::Response { status: 200, retry_after: None, content_type: Some("text/html".into()), body: "<html>login</html>".into() };
-        assert!(matches!(classify(&ok_html, SystemTime::now()), Decision::Retry { .. }));
+        let ok_html = Attempt::Response {
+            status: 200,
+            retry_after: None,
+            content_type: Some("text/html".into()),
+            body: "<html>login</html>".into(),
+        };
+        assert!(matches!(
+            classify(&ok_html, SystemTime::now()),
+            Decision::Retry { .. }
+        ));
     }
 }

@@ -17,10 +17,19 @@ use crate::spool::source::{self as store, SourceRecord};
 #[derive(Debug, Clone)]
 pub enum SourceError {
     /// Try again after a backoff.
-    Retry { after: Option<std::time::Duration>, reason: String },
-    Unauthorized { status: u16, message: String },
+    Retry {
+        after: Option<std::time::Duration>,
+        reason: String,
+    },
+    Unauthorized {
+        status: u16,
+        message: String,
+    },
     /// The API refuses in a way retrying will not fix (e.g. 400 on create).
-    Refused { status: u16, message: String },
+    Refused {
+        status: u16,
+        message: String,
+    },
 }
 
 pub struct SourceResolver {
@@ -110,7 +119,10 @@ impl SourceResolver {
         let mut token: Option<String> = None;
         for _ in 0..MAX_PAGES {
             let attempt = api.list_sources(token.as_deref()).await;
-            if let Attempt::Response { status: 404 | 400, .. } = attempt {
+            if let Attempt::Response {
+                status: 404 | 400, ..
+            } = attempt
+            {
                 tracing::debug!("GET /sources is not available; creating the source");
                 return Ok(None);
             }
@@ -121,14 +133,18 @@ impl SourceResolver {
             let v: serde_json::Value = match serde_json::from_str(&body) {
                 Ok(v) => v,
                 Err(_) => {
-                    tracing::warn!("GET /sources answered something that is not JSON; creating the source");
+                    tracing::warn!(
+                        "GET /sources answered something that is not JSON; creating the source"
+                    );
                     return Ok(None);
                 }
             };
             if let Some(list) = v.get("data").and_then(|d| d.as_array()) {
                 for s in list {
-                    let is_imported = s.get("source_type").and_then(|t| t.as_str()) == Some("IMPORTED");
-                    let same_name = s.get("name").and_then(|t| t.as_str()) == Some(self.name.as_str());
+                    let is_imported =
+                        s.get("source_type").and_then(|t| t.as_str()) == Some("IMPORTED");
+                    let same_name =
+                        s.get("name").and_then(|t| t.as_str()) == Some(self.name.as_str());
                     if is_imported && same_name {
                         if let Some(id) = s.get("id").and_then(|i| i.as_str()) {
                             return Ok(Some(id.to_string()));
@@ -151,7 +167,9 @@ impl SourceResolver {
     async fn create(&self, api: &Api) -> Result<String, SourceError> {
         let attempt = api.create_source(&self.name).await;
         match classify(&attempt, std::time::SystemTime::now()) {
-            Decision::Success { result_id: Some(id) } => Ok(id),
+            Decision::Success {
+                result_id: Some(id),
+            } => Ok(id),
             Decision::Success { result_id: None } => Err(SourceError::Retry {
                 after: None,
                 reason: "POST /sources answered without a source id".into(),

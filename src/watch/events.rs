@@ -22,26 +22,31 @@ pub struct Events {
 /// is dropped and replaced by a rescan request, which the channel's own slack always carries.
 pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result<Events> {
     let overflow_tx = tx.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-        Ok(ev) => {
-            if ev.need_rescan() {
-                let _ = overflow_tx.try_send(Hint::Rescan);
-                return;
-            }
-            if matches!(ev.kind, EventKind::Access(notify::event::AccessKind::Open(_)) | EventKind::Access(notify::event::AccessKind::Read)) {
-                return;
-            }
-            for p in ev.paths {
-                if tx.try_send(Hint::Path(p)).is_err() {
+    let mut watcher =
+        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
+            Ok(ev) => {
+                if ev.need_rescan() {
                     let _ = overflow_tx.try_send(Hint::Rescan);
+                    return;
+                }
+                if matches!(
+                    ev.kind,
+                    EventKind::Access(notify::event::AccessKind::Open(_))
+                        | EventKind::Access(notify::event::AccessKind::Read)
+                ) {
+                    return;
+                }
+                for p in ev.paths {
+                    if tx.try_send(Hint::Path(p)).is_err() {
+                        let _ = overflow_tx.try_send(Hint::Rescan);
+                    }
                 }
             }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "file notification error; falling back to a full scan");
-            let _ = overflow_tx.try_send(Hint::Rescan);
-        }
-    })?;
+            Err(e) => {
+                tracing::warn!(error = %e, "file notification error; falling back to a full scan");
+                let _ = overflow_tx.try_send(Hint::Rescan);
+            }
+        })?;
     for (d, recursive) in dirs {
         let mode = if *recursive {
             RecursiveMode::Recursive
@@ -56,8 +61,12 @@ pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result
 /// inotify's limits, turned into something an operator can act on.
 fn explain(e: notify::Error, dir: &std::path::Path) -> notify::Error {
     let hint = match &e.kind {
-        notify::ErrorKind::MaxFilesWatch => Some("the inotify watch limit is reached: raise fs.inotify.max_user_watches"),
-        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => Some("too many open files: raise fs.inotify.max_user_instances or the file limit"),
+        notify::ErrorKind::MaxFilesWatch => {
+            Some("the inotify watch limit is reached: raise fs.inotify.max_user_watches")
+        }
+        notify::ErrorKind::Io(io) if io.raw_os_error() == Some(24) => {
+            Some("too many open files: raise fs.inotify.max_user_instances or the file limit")
+        }
         _ => None,
     };
     match hint {

@@ -77,7 +77,9 @@ impl Watcher {
 
     /// How long until a file last modified at `mtime` has been still for `settle`.
     fn settle_left(&self, mtime: SystemTime) -> Duration {
-        let age = SystemTime::now().duration_since(mtime).unwrap_or(Duration::ZERO);
+        let age = SystemTime::now()
+            .duration_since(mtime)
+            .unwrap_or(Duration::ZERO);
         self.settle.saturating_sub(age)
     }
 
@@ -110,11 +112,18 @@ impl Watcher {
     }
 
     fn observe_path(&mut self, path: PathBuf) {
-        let Some(i) = self.watch_of(&path) else { return };
+        let Some(i) = self.watch_of(&path) else {
+            return;
+        };
         match scan::check(&self.watches[i].0, &path) {
             Some(f) => self.observe(i, f.path, f.fingerprint),
             None => {
-                if self.tracked.get(&path).is_some_and(|t| t.state != State::Admitting) && !path.exists() {
+                if self
+                    .tracked
+                    .get(&path)
+                    .is_some_and(|t| t.state != State::Admitting)
+                    && !path.exists()
+                {
                     self.tracked.remove(&path);
                 }
             }
@@ -235,7 +244,8 @@ impl Watcher {
             }
         };
         self.full_scan();
-        let mut rescan = tokio::time::interval_at(Instant::now() + self.rescan_interval, self.rescan_interval);
+        let mut rescan =
+            tokio::time::interval_at(Instant::now() + self.rescan_interval, self.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (next, full) = self.dispatch(&to_admit);
@@ -287,14 +297,20 @@ impl Watcher {
         paths.sort();
         for p in paths {
             let t = &self.tracked[&p];
-            let now_fp = self.watch_of(&p).and_then(|i| scan::check(&self.watches[i].0, &p));
+            let now_fp = self
+                .watch_of(&p)
+                .and_then(|i| scan::check(&self.watches[i].0, &p));
             match now_fp {
                 Some(f) if f.fingerprint == t.fp && self.settle_left(t.fp.mtime).is_zero() => {
-                    if to_admit.send(self.settled(&p, t)).await.is_err() {
+                    // A closed channel means the pass is over (shutdown): stop offering.
+                    let Ok(()) = to_admit.send(self.settled(&p, t)).await else {
                         break;
-                    }
+                    };
                 }
-                Some(_) => left.push((p, "still being written (it changed during the settle time)".to_string())),
+                Some(_) => left.push((
+                    p,
+                    "still being written (it changed during the settle time)".to_string(),
+                )),
                 None => {}
             }
         }

@@ -26,7 +26,9 @@ pub fn wanted(w: &WatchSettings, path: &Path) -> bool {
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
-    let Some(name) = parts.pop() else { return false };
+    let Some(name) = parts.pop() else {
+        return false;
+    };
     if !w.recursive && !parts.is_empty() {
         return false;
     }

@@ -17,7 +17,9 @@ pub use crate::standin::{Endpoint, Fault, StandIn};
 pub const KEY: &str = "test-key";
 
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 pub fn fixture_bytes(name: &str) -> Vec<u8> {
@@ -41,12 +43,24 @@ pub fn nmap_report() -> Vec<u8> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let out = Command::new("nmap")
-        .args(["-n", "-Pn", "-sT", "-p", &port.to_string(), "-oX", "-", "127.0.0.1"])
+        .args([
+            "-n",
+            "-Pn",
+            "-sT",
+            "-p",
+            &port.to_string(),
+            "-oX",
+            "-",
+            "127.0.0.1",
+        ])
         .output();
     match out {
         Ok(o) if o.status.success() => {
             let s = String::from_utf8_lossy(&o.stdout);
-            assert!(s.contains(&format!("portid=\"{port}\"")), "nmap did not report the port:\n{s}");
+            assert!(
+                s.contains(&format!("portid=\"{port}\"")),
+                "nmap did not report the port:\n{s}"
+            );
             o.stdout
         }
         _ => {
@@ -229,12 +243,17 @@ pub async fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() ->
 
 /// Append to a file in steps, the way a scanner writes its report.
 pub fn append(path: &Path, bytes: &[u8]) {
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     f.write_all(bytes).unwrap();
 }
 
 /// Make a file's mtime `secs` seconds in the past.
 pub fn age(path: &Path, secs: u64) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
-    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs)).unwrap();
+    f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs))
+        .unwrap();
 }

@@ -1,0 +1,230 @@
+//! The other verbs as the built binary: validate, status, test-connection, check-config,
+//! requeue --rejected, and the key never showing in any output.
+
+use crate::harness::*;
+
+#[test]
+fn validate_json_prints_the_contracts_fields_and_exits_65_on_any_invalid() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let good = fixture("zap-intranet.json");
+    let bad = fixture("nmap-error-localhost.xml");
+    let out = home.cli(&[
+        "validate",
+        "--format",
+        "json",
+        good.to_str().unwrap(),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 65, "{out:?}");
+    let lines: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    for l in &lines {
+        for k in [
+            "path",
+            "valid",
+            "format",
+            "scan_type",
+            "target",
+            "reason",
+            "warnings",
+        ] {
+            assert!(l.get(k).is_some(), "{k} missing in {l}");
+        }
+    }
+    assert_eq!(lines[0]["valid"], true);
+    assert_eq!(lines[0]["format"], "zap-json");
+    assert_eq!(lines[0]["scan_type"], "OWASP_ZAP");
+    assert_eq!(lines[0]["target"], "http://127.0.0.1:8080");
+    assert!(lines[0]["reason"].is_null());
+    assert_eq!(lines[1]["valid"], false);
+    assert!(lines[1]["scan_type"].is_null());
+    assert!(lines[1]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("exit=\"error\""));
+
+    let out = home.cli(&["validate", good.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let out = home.cli(&["validate", "--scan-type", "SSLYZE", good.to_str().unwrap()]);
+    assert_eq!(
+        out.code, 65,
+        "a configured type that does not fit is a rejection: {out:?}"
+    );
+    let out = home.cli(&["validate", "/no/such/file.xml"]);
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(out.stdout.contains("cannot read"), "{}", out.stdout);
+}
+
+#[test]
+fn validate_text_is_one_line_per_file() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let bad = fixture("nmap-error-localhost.xml");
+    let out = home.cli(&["validate", bad.to_str().unwrap()]);
+    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_json_reports_the_state_directory() {
+    let api = StandIn::start().await;
+    api.push_fault(Endpoint::Results, Fault::Status(400));
+    let home = Home::new(&api.url(), "upload_concurrency = 1", "");
+    home.drop_file("refused.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    home.drop_file("bad.json", b"[]");
+    home.drop_file("ok.xml", &fixture_bytes("nmap-udp-localhost.xml"));
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 65, "{out:?}");
+    let out = home.cli(&["status", "--format", "json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    for k in [
+        "queued",
+        "failed",
+        "rejected",
+        "uploaded_total",
+        "last_upload_at",
+        "last_error",
+        "source_id",
+        "jobs",
+    ] {
+        assert!(s.get(k).is_some(), "{k} missing in {s}");
+    }
+    assert_eq!(s["queued"], 0);
+    assert_eq!(s["failed"], 1);
+    assert_eq!(s["rejected"], 1);
+    assert_eq!(s["uploaded_total"], 1);
+    assert!(s["last_upload_at"].is_string());
+    assert_eq!(s["source_id"], api.sources()[0].id.as_str());
+    assert!(s["jobs"].is_array());
+    let text = home.cli(&["status"]);
+    assert!(
+        text.stdout.contains("failed           1") && text.stdout.contains("refused.xml"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_connection_says_whether_the_key_works() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["test-connection"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("key accepted"), "{}", out.stdout);
+    api.set_key("rotated");
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["test-connection"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 77, "{out:?}");
+    assert!(!out.stderr.contains(KEY));
+    api.go_down().await;
+    let out = tokio::task::spawn_blocking(move || home.cli(&["test-connection"]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(api.sources().is_empty(), "test-connection creates nothing");
+}
+
+#[test]
+fn check_config_accepts_a_good_file_and_explains_a_bad_one() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("OK"));
+    assert!(
+        !out.stdout.contains(KEY),
+        "check-config must not print the key"
+    );
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("[source]", "[source]\nnmae = \"x\"");
+    std::fs::write(&home.config, cfg).unwrap();
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("nmae"), "{}", out.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_never_appears_in_trace_logs_or_json_logs() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    let (out, home) = tokio::task::spawn_blocking(move || {
+        let mut o = home.cli(&["--once", "-vv"]);
+        let j = home.cli(&["--once", "--log-format", "json", "-vv"]);
+        o.stderr.push_str(&j.stderr);
+        (o, home)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("uploaded"),
+        "trace output expected: {}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains(KEY) && !out.stdout.contains(KEY),
+        "the key leaked:\n{}",
+        out.stderr
+    );
+    let status = home.cli(&["status", "--format", "json"]);
+    assert!(!status.stdout.contains(KEY));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requeue_rejected_sends_a_file_back_through_validation() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    // A ZAP report saved under scan_type SSLYZE is rejected; the operator fixes the config.
+    let cfg = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(&home.config, format!("{cfg}scan_type = \"SSLYZE\"\n")).unwrap();
+    home.drop_file("zap.json", &fixture_bytes("zap-intranet.json"));
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 65, "{out:?}");
+    std::fs::write(&home.config, &cfg).unwrap();
+    let out = home.cli(&["requeue", "--rejected", "zap.json"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(home.inbox_names(), vec!["zap.json".to_string()]);
+    let (out, _home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads()[0].scan_type, "OWASP_ZAP");
+}
+
+#[test]
+fn the_daemon_binary_stops_cleanly_on_sigterm() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(0));
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the daemon did not stop"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -1,0 +1,180 @@
+//! A misbehaving API: every file still ends uploaded exactly once (or in failed/ for a permanent
+//! refusal), and the shared backoff keeps an outage from multiplying requests.
+
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn results_requests(api: &StandIn) -> usize {
+    api.requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/results"))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_timeouts_resets_and_html_are_retried_until_accepted() {
+    let api = StandIn::start().await;
+    for f in [
+        Fault::Status(500),
+        Fault::Status(502),
+        Fault::StatusWithBody(
+            503,
+            "text/html".into(),
+            "<html><body>maintenance</body></html>".into(),
+        ),
+        Fault::DropConnection,
+        Fault::Hang,
+        Fault::Status(408),
+    ] {
+        api.push_fault(Endpoint::Results, f);
+    }
+    // timeout 1s so the hang costs little.
+    let home = Home::new(&api.url(), "upload_concurrency = 1", "");
+    let cfg_text = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    std::fs::write(&home.config, cfg_text).unwrap();
+    let d = Daemon::start(home.load());
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    home.drop_file("a.xml", &report);
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    assert_eq!(ups[0].bytes, report);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    d.stop().await;
+    assert_eq!(api.uploads().len(), 1);
+    assert_eq!(results_requests(&api), 7, "six faults, then the success");
+    assert!(home.names_in("failed").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honoured() {
+    let api = StandIn::start().await;
+    api.push_fault(Endpoint::Results, Fault::RetryAfter(429, "2".into()));
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    api.wait_for_uploads(1, WAIT).await;
+    d.stop().await;
+    let times: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/results"))
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(times.len(), 2);
+    let gap = times[1].duration_since(times[0]);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "retried after {gap:?}, before Retry-After: 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_pauses_the_queue_instead_of_multiplying_requests() {
+    let api = StandIn::start().await;
+    api.set_default_fault(Endpoint::Results, Some(Fault::Status(503)));
+    // Backoff from 50ms capped at 400ms, 2 uploads at once, 20 files.
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    for i in 0..20 {
+        home.drop_file(
+            &format!("s{i:02}.xml"),
+            format!(
+                "{}<!-- {i} -->\n",
+                String::from_utf8(fixture_bytes("nmap-tcp-localhost.xml")).unwrap()
+            )
+            .as_bytes(),
+        );
+    }
+    eventually("all 20 queued", WAIT, || home.names_in("queue").len() == 40).await;
+    let start = Instant::now();
+    let before = results_requests(&api);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let during = results_requests(&api) - before;
+    // One shared backoff: at most `upload_concurrency` requests per pause, and pauses are at least
+    // a tenth of the 400ms cap once grown, so a few dozen requests at most, not 20 files' worth each.
+    let secs = start.elapsed().as_secs_f64();
+    assert!(
+        during <= 60,
+        "{during} requests in {secs:.1}s during the outage"
+    );
+    api.set_default_fault(Endpoint::Results, None);
+    let ups = api.wait_for_uploads(20, WAIT).await;
+    d.stop().await;
+    assert_eq!(ups.len(), 20);
+    let mut names: Vec<_> = ups.iter().map(|u| u.file_name.clone()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), 20, "each file exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_key_pauses_uploads_and_nothing_is_lost_when_it_is_fixed() {
+    let api = StandIn::start_with_key("the-new-key").await;
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    eventually(
+        "the key is refused at least twice (the agent keeps checking)",
+        WAIT,
+        || api.requests().iter().filter(|r| r.status == 401).count() >= 2,
+    )
+    .await;
+    assert!(api.uploads().is_empty());
+    assert!(
+        home.names_in("queue").contains(&"a.xml".to_string()),
+        "the file stays queued"
+    );
+    assert!(home.names_in("failed").is_empty());
+    let status = std::fs::read_to_string(home.state.join("status.json")).unwrap();
+    assert!(
+        status.contains("refused the API key") && !status.contains(KEY),
+        "{status}"
+    );
+    api.set_key(KEY);
+    api.wait_for_uploads(1, WAIT).await;
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_down_at_start_and_back_later_gets_everything() {
+    let api = StandIn::start().await;
+    api.go_down().await;
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    home.drop_file("b.xml", &fixture_bytes("nmap-udp-localhost.xml"));
+    eventually("both queued while the API is down", WAIT, || {
+        home.names_in("queue").len() == 4
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    api.come_back().await;
+    api.wait_for_uploads(2, WAIT).await;
+    d.stop().await;
+    assert_eq!(api.sources().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_during_a_hung_upload_is_bounded_and_keeps_the_file() {
+    let api = StandIn::start().await;
+    api.set_default_fault(Endpoint::Results, Some(Fault::Hang));
+    let home = Home::new(&api.url(), "", "");
+    let cfg_text = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"10m\"");
+    std::fs::write(&home.config, cfg_text).unwrap();
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    eventually("the upload is in flight", WAIT, || {
+        results_requests(&api) >= 1
+    })
+    .await;
+    let start = Instant::now();
+    d.stop().await;
+    assert!(start.elapsed() < hostedscan_agent::app::SHUTDOWN_GRACE + Duration::from_secs(3));
+    assert!(home.names_in("queue").contains(&"a.xml".to_string()));
+}
