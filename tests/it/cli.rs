@@ -103,7 +103,8 @@ async fn status_json_reports_the_state_directory() {
     assert!(s["jobs"].is_array());
     let text = home.cli(&["status"]);
     assert!(
-        text.stdout.contains("failed           1") && text.stdout.contains("refused.xml"),
+        text.stdout.contains("failed           1: ")
+            && text.stdout.contains("rejected         1: bad.json"),
         "{}",
         text.stdout
     );
