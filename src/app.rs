@@ -145,6 +145,9 @@ fn set_aside(spool: &Spool, path: &std::path::Path, reason: &str) {
     };
     match spool.reject_original(path, &record) {
         Ok(dest) => {
+            // Its unreadable metadata is described in the reason; it would only confuse recovery.
+            let meta = PathBuf::from(format!("{}{}", path.display(), queue::META_SUFFIX));
+            let _ = crate::spool::fsutil::remove_durably(&meta);
             tracing::warn!(file = %path.display(), moved_to = %dest.display(), "{}", record.reason)
         }
         Err(e) => tracing::error!(file = %path.display(), error = %e, "{}", record.reason),

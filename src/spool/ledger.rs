@@ -3,7 +3,7 @@
 //! are never uploaded twice, and it is where `status` finds the totals.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -87,9 +87,11 @@ impl Ledger {
             .mode(0o600)
             .open(&path)?;
         // Make sure a line cut by a crash does not glue itself to the next one.
-        if fs::metadata(&path)?.len() > 0 {
-            let bytes = fs::read(&path)?;
-            if bytes.last() != Some(&b'\n') {
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let mut last = [0u8; 1];
+            std::os::unix::fs::FileExt::read_exact_at(&File::open(&path)?, &mut last, len - 1)?;
+            if last[0] != b'\n' {
                 file.write_all(b"\n")?;
             }
         }

@@ -171,6 +171,13 @@ impl Uploader {
                     continue;
                 }
             };
+            if !entry.data_path.exists() {
+                // Removed by hand from queue/: nothing left to send, and retrying would stall
+                // the shared backoff for everyone.
+                tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
+                let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
+                return Settled::Done;
+            }
             if self.already_uploaded(&source_id, &entry.meta.sha256) {
                 tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
                 if let Err(e) = self

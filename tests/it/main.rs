@@ -12,3 +12,4 @@ mod daemon;
 mod faults;
 mod once;
 mod samples;
+mod state;

@@ -258,6 +258,11 @@ impl StandIn {
 
     /// Starts on an ephemeral port of 127.0.0.1, accepting `key`.
     pub async fn start_with_key(key: &str) -> StandIn {
+        Self::start_on(0, key).await
+    }
+
+    /// Starts on `port` of 127.0.0.1 (0: any free port), accepting `key`.
+    pub async fn start_on(port: u16, key: &str) -> StandIn {
         let inner = Arc::new(Inner {
             state: Mutex::new(State0 {
                 key: key.to_string(),
@@ -275,8 +280,8 @@ impl StandIn {
             next_conn: AtomicU64::new(0),
             next_request: AtomicU64::new(0),
         });
-        let listener =
-            bind(SocketAddr::from(([127, 0, 0, 1], 0))).expect("stand-in: cannot bind 127.0.0.1:0");
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], port)))
+            .unwrap_or_else(|e| panic!("stand-in: cannot bind 127.0.0.1:{port}: {e}"));
         let addr = listener.local_addr().expect("stand-in: local_addr");
         let accept = tokio::spawn(accept_loop(inner.clone(), listener));
         StandIn {

@@ -1,0 +1,164 @@
+//! The state directory across restarts and damage: whatever an interrupted run or a careless
+//! hand left there is repaired or set aside, and the agent starts.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    // A first run creates the layout.
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let q = home.state.join("queue");
+    // An admission cut before its commit point: metadata without data.
+    std::fs::write(q.join("orphan.xml.meta.json"), b"{}").unwrap();
+    // A half-written copy.
+    std::fs::write(home.state.join("tmp/.tmp-0123456789abcdef"), b"<nmaprun").unwrap();
+    // A file someone copied into queue/ by hand, and one whose metadata is garbage.
+    std::fs::write(
+        q.join("by-hand.xml"),
+        fixture_bytes("nmap-tcp-localhost.xml"),
+    )
+    .unwrap();
+    std::fs::write(
+        q.join("garbled.xml"),
+        fixture_bytes("nmap-udp-localhost.xml"),
+    )
+    .unwrap();
+    std::fs::write(q.join("garbled.xml.meta.json"), b"{\"name\": tru").unwrap();
+    // A source.json cut in half.
+    std::fs::write(home.state.join("source.json"), b"{\"id\": \"abc").unwrap();
+    // A ledger whose last line was cut by the crash.
+    let mut ledger = std::fs::read(home.state.join("ledger.jsonl")).unwrap_or_default();
+    ledger.extend_from_slice(b"{\"sha256\":\"00");
+    std::fs::write(home.state.join("ledger.jsonl"), ledger).unwrap();
+
+    home.drop_file("new.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert!(home.names_in("tmp").is_empty());
+    let rejected = home.names_in("rejected");
+    for n in [
+        "by-hand.xml",
+        "by-hand.xml.reason.json",
+        "garbled.xml",
+        "garbled.xml.reason.json",
+    ] {
+        assert!(
+            rejected.contains(&n.to_string()),
+            "{n} not set aside: {rejected:?}"
+        );
+    }
+    let aside = std::fs::read_dir(&home.state).unwrap().flatten().any(|e| {
+        e.file_name()
+            .to_string_lossy()
+            .starts_with("source.json.corrupt-")
+    });
+    assert!(aside, "the broken source.json is kept aside");
+    let ledger = std::fs::read_to_string(home.state.join("ledger.jsonl")).unwrap();
+    assert!(
+        ledger.lines().last().unwrap().contains("new.xml"),
+        "{ledger}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_agents_never_share_a_state_directory() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    eventually("the daemon holds the lock", WAIT, || {
+        home.state.join("lock").exists()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(
+        out.stderr.contains("in use by another hostedscan-agent"),
+        "{}",
+        out.stderr
+    );
+    let status = home.cli(&["status", "--format", "json"]);
+    let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    assert_eq!(s["daemon_running"], true);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_watches_see_subdirectories_and_others_do_not() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "recursive = true");
+    std::fs::create_dir_all(home.inbox.join("site-a/2026")).unwrap();
+    std::fs::create_dir_all(home.inbox.join(".hidden")).unwrap();
+    let deep = home.inbox.join("site-a/2026/deep.xml");
+    std::fs::write(&deep, fixture_bytes("nmap-tcp-localhost.xml")).unwrap();
+    age(&deep, 60);
+    std::fs::write(
+        home.inbox.join(".hidden/no.xml"),
+        fixture_bytes("nmap-udp-localhost.xml"),
+    )
+    .unwrap();
+    let d = Daemon::start(home.load());
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    assert_eq!(ups[0].file_name.as_deref(), Some("deep.xml"));
+    // A subdirectory made while running is watched too.
+    std::fs::create_dir_all(home.inbox.join("site-b")).unwrap();
+    std::fs::write(
+        home.inbox.join("site-b/later.xml"),
+        fixture_bytes("zap-intranet.xml"),
+    )
+    .unwrap();
+    api.wait_for_uploads(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    d.stop().await;
+    assert_eq!(api.uploads().len(), 2, "dot-directories are skipped");
+
+    let flat = Home::new(&api.url(), "", "");
+    std::fs::create_dir_all(flat.inbox.join("sub")).unwrap();
+    std::fs::write(
+        flat.inbox.join("sub/x.xml"),
+        fixture_bytes("nmap-tcp-localhost.xml"),
+    )
+    .unwrap();
+    let (out, _flat) = tokio::task::spawn_blocking(move || (flat.cli(&["--once"]), flat))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("uploaded 0,"), "{}", out.stdout);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configured_proxy_carries_the_uploads() {
+    let api = StandIn::start().await;
+    // Nothing listens on port 9: the uploads can only arrive through the proxy.
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let proxy = api.url().trim_end_matches("/v1").to_string();
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("[api]\n", &format!("[api]\nproxy = \"{proxy}\"\n"));
+    std::fs::write(&home.config, cfg).unwrap();
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    let (out, _home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1);
+}
