@@ -1,6 +1,6 @@
 //! The agent's main job end to end, offline, in one command:
 //!
-//!     cargo run --release --example demo
+//!     cargo run --example demo
 //!
 //! It starts a HostedScan stand-in on 127.0.0.1, makes a temporary agent home, puts example
 //! reports in its watch directory (a live Nmap scan of a port this demo opens on 127.0.0.1 when
@@ -174,7 +174,7 @@ async fn main() {
     }
     let code = report.exit_code();
     println!(
-        "\nexit code of this pass: {code} (65 = some input was rejected; see README: Exit codes)"
+        "\nexit code of this pass: {code} (65 = some input was rejected; see Exit codes in README.md)"
     );
     api.shutdown().await;
 }

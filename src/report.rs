@@ -91,14 +91,14 @@ impl RunReport {
         }
     }
 
-    /// One line per file, then the totals: what `--once` prints.
+    /// One line per file (uploads first, then duplicates, rejections, refusals and what is left
+    /// pending), then the totals: what `--once` prints.
     pub fn summary(&self, dry: bool) -> String {
         use std::fmt::Write;
-        let mut out = String::new();
+        let mut lines: Vec<(u8, &str, String, String)> = Vec::new();
         let outcomes = self.outcomes();
-        let (mut up, mut rej, mut fail, mut pend, mut dup) = (0, 0, 0, 0, 0);
         for o in &outcomes {
-            match o {
+            let (rank, label, file, detail) = match o {
                 Outcome::Uploaded {
                     file,
                     scan_type,
@@ -106,19 +106,20 @@ impl RunReport {
                     size,
                     result_id,
                     ..
-                } => {
-                    up += 1;
-                    let _ = writeln!(
-                        out,
-                        "uploaded   {file}  {scan_type}{}  {}{}",
+                } => (
+                    0,
+                    "uploaded",
+                    file,
+                    format!(
+                        "{scan_type}{}  {}{}",
                         target.as_ref().map(|t| format!(" {t}")).unwrap_or_default(),
                         bytesize::ByteSize(*size),
                         result_id
                             .as_ref()
                             .map(|r| format!("  result {r}"))
                             .unwrap_or_default()
-                    );
-                }
+                    ),
+                ),
                 Outcome::WouldUpload {
                     file,
                     format,
@@ -127,66 +128,102 @@ impl RunReport {
                     size,
                     sha256,
                     warnings,
-                } => {
-                    up += 1;
-                    let _ = writeln!(
-                        out,
-                        "would upload  {file}  {format} {scan_type}{}  {}  sha256 {sha256}",
+                } => (
+                    0,
+                    "would upload",
+                    file,
+                    format!(
+                        "{format} {scan_type}{}  {}  sha256 {sha256}{}",
                         target
                             .as_ref()
                             .map(|t| format!(" target {t}"))
                             .unwrap_or_default(),
-                        bytesize::ByteSize(*size)
-                    );
-                    for w in warnings {
-                        let _ = writeln!(out, "              warning: {w}");
-                    }
-                }
-                Outcome::Duplicate { file, .. } => {
-                    dup += 1;
-                    let _ = writeln!(out, "duplicate  {file}  same content already uploaded or queued; not sent again");
-                }
+                        bytesize::ByteSize(*size),
+                        warnings
+                            .iter()
+                            .map(|w| format!("  (warning: {w})"))
+                            .collect::<String>()
+                    ),
+                ),
+                Outcome::Duplicate { file, .. } => (
+                    1,
+                    "duplicate",
+                    file,
+                    "same content already uploaded or queued; not sent again".into(),
+                ),
                 Outcome::Rejected {
                     file,
                     reason,
                     moved_to,
-                } => {
-                    rej += 1;
-                    let _ = writeln!(
-                        out,
-                        "{}  {file}  {reason}{}",
-                        if dry { "would reject " } else { "rejected  " },
+                } => (
+                    2,
+                    if dry { "would reject" } else { "rejected" },
+                    file,
+                    format!(
+                        "{reason}{}",
                         moved_to
                             .as_ref()
-                            .map(|p| format!("  -> {}", p.display()))
+                            .map(|p| format!("  -> {}", short(p)))
                             .unwrap_or_default()
-                    );
-                }
+                    ),
+                ),
                 Outcome::Failed {
                     file,
                     status,
                     message,
-                } => {
-                    fail += 1;
-                    let _ = writeln!(
-                        out,
-                        "failed     {file}  HTTP {status}: {message}  -> failed/"
-                    );
-                }
-                Outcome::Pending { file, reason } => {
-                    pend += 1;
-                    let _ = writeln!(out, "pending    {file}  {reason}");
-                }
-            }
+                } => (
+                    3,
+                    "failed",
+                    file,
+                    format!("HTTP {status}: {message}  -> failed/"),
+                ),
+                Outcome::Pending { file, reason } => (4, "pending", file, reason.clone()),
+            };
+            lines.push((rank, label, base(file), one_line(&detail)));
+        }
+        lines.sort_by_key(|l| l.0);
+        let count = |r: u8| lines.iter().filter(|l| l.0 == r).count();
+        let mut out = String::new();
+        for (_, label, file, detail) in &lines {
+            let _ = writeln!(out, "{label:<12}  {file}  {detail}");
         }
         if let Some(msg) = self.auth_failure() {
-            let _ = writeln!(out, "key refused  {msg}");
+            let _ = writeln!(out, "{:<12}  {}", "key refused", one_line(&msg));
         }
         let _ = writeln!(
             out,
-            "{} {up}, rejected {rej}, failed {fail}, pending {pend}, duplicates {dup}",
-            if dry { "would upload" } else { "uploaded" }
+            "{} {}, rejected {}, failed {}, pending {}, duplicates {}",
+            if dry { "would upload" } else { "uploaded" },
+            count(0),
+            count(2),
+            count(3),
+            count(4),
+            count(1)
         );
         out
     }
+}
+
+/// The file's name, without the directory: the summary is read at a glance.
+fn base(file: &str) -> String {
+    std::path::Path::new(file)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| file.to_string())
+}
+
+/// `.../state/rejected/x.xml` as `rejected/x.xml`.
+fn short(p: &std::path::Path) -> String {
+    let parts: Vec<_> = p.components().rev().take(2).collect();
+    parts
+        .iter()
+        .rev()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Multi-line reasons (nmap's errormsg) folded so each file stays on one line.
+pub fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }

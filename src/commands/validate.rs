@@ -105,7 +105,10 @@ pub fn run(
                         tgt.map(|t| format!(" target {t}")).unwrap_or_default()
                     );
                 } else {
-                    println!("INVALID  {path}  {}", one_line(&reason.unwrap_or_default()));
+                    println!(
+                        "INVALID  {path}  {}",
+                        crate::report::one_line(&reason.unwrap_or_default())
+                    );
                 }
                 for w in &warnings {
                     println!("         warning: {w}");
@@ -118,9 +121,4 @@ pub fn run(
     } else {
         exit::DATAERR
     }
-}
-
-/// Multi-line reasons (nmap's errormsg) folded so each file stays on one line.
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
