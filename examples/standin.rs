@@ -4,6 +4,7 @@
 //!
 //! PORT defaults to 8080 and KEY to "test-key". Each STATUS (e.g. 503 422) is answered to one
 //! upload, in order, before uploads are accepted. Every request and upload is printed.
+//! STANDIN_KEEP_BYTES=0 keeps only each upload's size and SHA-256 (for benchmarks).
 //! Point the agent at it with `[api] url = "http://127.0.0.1:PORT/v1"` and `key = "KEY"`.
 
 #[allow(dead_code)]
@@ -18,6 +19,10 @@ async fn main() {
     let port: u16 = args.first().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let key = args.get(1).cloned().unwrap_or_else(|| "test-key".into());
     let api = standin::StandIn::start_on(port, &key).await;
+    // Benchmarks send gigabytes: keep only sizes and hashes then.
+    if std::env::var("STANDIN_KEEP_BYTES").as_deref() == Ok("0") {
+        api.set_keep_bytes(false);
+    }
     for s in args.iter().skip(2).filter_map(|s| s.parse::<u16>().ok()) {
         api.push_fault(standin::Endpoint::Results, standin::Fault::Status(s));
     }

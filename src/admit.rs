@@ -65,10 +65,9 @@ pub enum Admitted {
     Queued(Box<QueuedEntry>),
     /// The same content is already queued or uploaded; the original was handled per
     /// `after_upload` (or left in place with `keep`).
-    Duplicate {
-        sha256: String,
-        left_in_place: bool,
-    },
+    Duplicate { sha256: String },
+    /// It cannot be dealt with until it changes (e.g. too big, and it cannot be moved).
+    Stuck { reason: String },
     Rejected {
         reason: String,
         moved_to: Option<PathBuf>,
@@ -284,9 +283,9 @@ impl Admitter {
                     reason,
                     moved_to: Some(dest),
                 },
-                Err(e) => not_yet(format!(
-                    "{reason}, but it cannot be moved to rejected/: {e}"
-                )),
+                Err(e) => Admitted::Stuck {
+                    reason: format!("{reason}, but it cannot be moved to rejected/: {e}"),
+                },
             };
         }
 
@@ -377,10 +376,12 @@ impl Admitter {
                             moved_to: Some(dest),
                         }
                     }
-                    Err(e) => cleanup(not_yet(format!(
-                        "{}; it cannot be moved to rejected/ ({e}), so it stays where it is",
-                        rej.reason
-                    ))),
+                    Err(e) => cleanup(Admitted::Stuck {
+                        reason: format!(
+                            "{}; it cannot be moved to rejected/ ({e}), so it stays where it is",
+                            rej.reason
+                        ),
+                    }),
                 }
             }
         }
@@ -400,11 +401,8 @@ impl Admitter {
     ) -> Admitted {
         if self.in_custody(&sha256) {
             let _ = fs::remove_file(tmp);
-            let left = self.dispose_duplicate(s);
-            return Admitted::Duplicate {
-                sha256,
-                left_in_place: left,
-            };
+            self.dispose_duplicate(s);
+            return Admitted::Duplicate { sha256 };
         }
         let target = if report.scan_type.needs_target() {
             report.target.clone()
@@ -446,31 +444,38 @@ impl Admitter {
     }
 
     /// Content the agent already has: handle the original as if it had just been uploaded.
-    /// Returns whether it stays in place.
-    fn dispose_duplicate(&self, s: &Settled) -> bool {
+    fn dispose_duplicate(&self, s: &Settled) {
         match self.after_upload {
-            AfterUpload::Keep => true,
-            AfterUpload::Delete => {
-                self.remove_original(s);
-                false
-            }
+            AfterUpload::Keep => {}
+            AfterUpload::Delete => self.remove_original(s),
             AfterUpload::Archive => {
-                let day = &now_rfc3339()[..10];
-                let dir = self.spool.layout.archive.join(day);
-                let res = fsutil::ensure_dir(&dir).and_then(|()| {
-                    let n = fsutil::unique_name(&dir, &s.file_name(), |_| false);
-                    fsutil::move_file(&s.path, &dir.join(n))
-                });
-                if let Err(e) = res {
-                    tracing::warn!(file = %s.path.display(), error = %e, "cannot archive a duplicate; leaving it in place");
-                    return true;
+                if self.original_unchanged(s) {
+                    if let Err(e) = self.spool.archive(&s.path, &s.file_name()) {
+                        tracing::warn!(file = %s.path.display(), error = %e, "cannot archive a duplicate; leaving it in place");
+                    }
                 }
-                false
             }
         }
     }
 
+    /// Whether the watch directory still holds the very file that was read (same inode, size
+    /// and mtime), and not a new report written under the same name meanwhile.
+    fn original_unchanged(&self, s: &Settled) -> bool {
+        match fs::symlink_metadata(&s.path) {
+            Ok(m) if Fingerprint::of(&m) == s.seen => true,
+            Ok(_) => {
+                tracing::info!(file = %s.path.display(), "a new file has taken this name since it was read; it is left for its own turn");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The original leaves the watch directory, unless it is no longer the file that was read.
     fn remove_original(&self, s: &Settled) {
+        if !self.original_unchanged(s) {
+            return;
+        }
         if let Err(e) = fsutil::remove_durably(&s.path) {
             tracing::warn!(file = %s.path.display(), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice");
         }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::admit::{self, Admitted, Admitter, Settled};
-use crate::config::{AfterUpload, Config, ConfigError};
+use crate::admit::{self, Admitted, Admitter, Fingerprint, Settled};
+use crate::config::{Config, ConfigError};
 use crate::report::{Outcome, RunReport};
 use crate::spool::status_file::StatusBoard;
 use crate::spool::{queue, Ledger, RejectRecord, Spool, SpoolError};
@@ -180,59 +180,48 @@ async fn admission(
             }
         };
         let file = s.path.display().to_string();
+        // Whether the watcher should look at this path again depends on what is there now, not
+        // on what admission meant to do: a file that could not be removed is parked (not read
+        // again and again), a new file under the same name is looked at on its own.
+        let done_with_it = || match std::fs::symlink_metadata(&s.path) {
+            Err(_) => Feedback::Done,
+            Ok(m) if Fingerprint::of(&m) == s.seen => Feedback::Parked,
+            Ok(_) => Feedback::Recheck(Duration::ZERO),
+        };
         let fb = match result {
             Admitted::Queued(entry) => {
-                tracing::info!(file = %file, scan_type = entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
-                let keep = admitter.after_upload == AfterUpload::Keep;
+                tracing::info!(file = %file, scan_type = %entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
                 if uploads.send(*entry).await.is_err() {
-                    // The uploader has stopped (shutdown): the entry is safe in queue/.
-                    tracing::debug!(file = %file, "queued for the next start");
+                    // The uploader has stopped: the entry is safe in queue/ for the next run.
+                    if once {
+                        report.push(Outcome::Pending { file: file.clone(), reason: "queued; not uploaded before the pass ended".into() });
+                    }
                 }
-                if keep {
-                    Feedback::Parked
-                } else {
-                    Feedback::Done
-                }
+                done_with_it()
             }
-            Admitted::Duplicate {
-                sha256,
-                left_in_place,
-            } => {
+            Admitted::Duplicate { sha256 } => {
                 tracing::info!(file = %file, sha256 = %sha256, "already uploaded or queued (same content); not uploading it again");
-                report.push(Outcome::Duplicate {
-                    file: file.clone(),
-                    sha256,
-                });
-                if left_in_place {
-                    Feedback::Parked
-                } else {
-                    Feedback::Done
-                }
+                report.push(Outcome::Duplicate { file: file.clone(), sha256 });
+                done_with_it()
             }
             Admitted::Rejected { reason, moved_to } => {
-                tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {reason}");
-                report.push(Outcome::Rejected {
-                    file: file.clone(),
-                    reason,
-                    moved_to,
-                });
-                Feedback::Done
+                tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {}", crate::report::one_line(&reason));
+                report.push(Outcome::Rejected { file: file.clone(), reason, moved_to });
+                done_with_it()
             }
-            Admitted::NotYet {
-                reason,
-                still_writing,
-                recheck_in,
-            } => {
+            Admitted::Stuck { reason } => {
+                tracing::error!(file = %file, "left in place until it changes: {}", crate::report::one_line(&reason));
+                report.push(Outcome::Pending { file: file.clone(), reason });
+                Feedback::Parked
+            }
+            Admitted::NotYet { reason, still_writing, recheck_in } => {
                 if still_writing {
                     tracing::info!(file = %file, "not yet: {reason}");
                 } else {
                     tracing::warn!(file = %file, "not admitted for now: {reason}");
                 }
                 if once {
-                    report.push(Outcome::Pending {
-                        file: file.clone(),
-                        reason,
-                    });
+                    report.push(Outcome::Pending { file: file.clone(), reason });
                 }
                 Feedback::Recheck(match (still_writing, recheck_in) {
                     (_, Some(d)) => d,

@@ -209,7 +209,7 @@ impl Config {
             .build()
             .map_err(|e| ConfigError::File {
                 path: path.to_path_buf(),
-                message: e.to_string(),
+                message: without_source_lines(&e.to_string()),
             })?;
         let raw: raw::RawConfig = built.try_deserialize().map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
@@ -228,6 +228,23 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// A parse error without the quoted source lines: the line at fault may be `key = "..."`, and
+/// the key must never reach a log.
+fn without_source_lines(msg: &str) -> String {
+    msg.lines()
+        .filter(|l| {
+            let quoted = l
+                .split_once('|')
+                .is_some_and(|(n, _)| n.trim().chars().all(|c| c.is_ascii_digit()));
+            !quoted
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// serde's "unknown field" message, with the list of valid keys it carries kept.
@@ -299,6 +316,26 @@ fn absolute(p: &str) -> PathBuf {
     } else {
         std::env::current_dir().map(|d| d.join(&p)).unwrap_or(p)
     }
+}
+
+/// `p` with symlinks resolved as far as it exists (the rest appended), for overlap checks.
+fn canonical(p: &Path) -> PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+            (Some(n), Some(parent)) => {
+                rest.push(n);
+                existing = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+    let mut out = existing.canonicalize().unwrap_or(existing);
+    for n in rest.into_iter().rev() {
+        out.push(n);
+    }
+    out
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -463,16 +500,27 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
                 format!("{} is also watch[{j}]", path.display()),
             );
         }
-        for internal in ["queue", "failed", "rejected", "archive"] {
-            if path.starts_with(state_dir.join(internal)) {
+        // The agent must never read its own custody back in: no watch directory inside the
+        // state directory's working parts, and none that holds the state directory.
+        let (canon_path, canon_state) = (canonical(&path), canonical(&state_dir));
+        for internal in ["queue", "failed", "rejected", "archive", "tmp"] {
+            if canon_path.starts_with(canon_state.join(internal)) {
                 c.push(
                     key("path"),
-                    format!(
-                        "{} is inside the agent's own {internal}/ directory",
-                        path.display()
-                    ),
+                    format!("{} is inside the agent's own {internal}/ directory", path.display()),
                 );
             }
+        }
+        if canon_state.starts_with(&canon_path) && (w.recursive || canon_state == canon_path) {
+            c.push(
+                key("path"),
+                format!(
+                    "{} contains the state directory {}: watch a subdirectory such as {}/inbox instead",
+                    path.display(),
+                    state_dir.display(),
+                    state_dir.display()
+                ),
+            );
         }
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => {}

@@ -301,3 +301,30 @@ fn dotfiles_and_partial_names_are_never_wanted() {
         assert!(!w.wants(n), "{n}");
     }
 }
+
+#[test]
+fn a_watch_directory_may_not_hold_the_state_directory() {
+    let d = Dir::new();
+    for (path, recursive, ok) in [
+        (d.state(), false, false),
+        (d.path().display().to_string(), true, false),
+        (d.path().display().to_string(), false, true),
+        (format!("{}/queue", d.state()), false, false),
+        (format!("{}/inbox", d.state()), false, true),
+    ] {
+        let p = d.config(&format!(
+            "[agent]\nstate_dir = {:?}\n[[watch]]\npath = {path:?}\nrecursive = {recursive}",
+            d.state()
+        ));
+        assert_eq!(Config::load(&p, &env(&[])).is_ok(), ok, "{path} recursive={recursive}");
+    }
+}
+
+#[test]
+fn a_syntax_error_never_echoes_the_line_with_the_key() {
+    let d = Dir::new();
+    let p = d.config("[api]\nkey = \"s3cret-key-value\n");
+    let e = Config::load(&p, &env(&[])).unwrap_err().to_string();
+    assert!(!e.contains("s3cret"), "{e}");
+    assert!(e.contains("line 2") || e.contains("TOML"), "{e}");
+}

@@ -95,45 +95,82 @@ pub fn sanitize(name: &str) -> String {
     s
 }
 
-/// Move `from` to `to` (same directory tree of the agent or across filesystems), durably.
-/// Across filesystems the data is copied, synced, renamed into place, then the source removed.
-pub fn move_file(from: &Path, to: &Path) -> io::Result<()> {
+/// Reserve a unique name in `dir` for a file and its `sidecar` (e.g. `.reason.json`) by creating
+/// the sidecar with O_EXCL: threads of this agent and a concurrent `requeue` can never pick the
+/// same name. Returns the name; the (empty) sidecar is the caller's to fill with `write_atomic`.
+pub fn reserve(dir: &Path, wanted: &str, sidecar: &str) -> io::Result<String> {
+    loop {
+        let name = unique_name(dir, wanted, |n| {
+            n.ends_with(sidecar) || dir.join(format!("{n}{sidecar}")).exists()
+        });
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(format!("{name}{sidecar}")))
+        {
+            Ok(_) => return Ok(name),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Move `from` to `to` without ever replacing an existing `to` (link, then unlink), durably.
+/// Across filesystems the data is copied to a temporary file beside `to`, synced and linked
+/// into place, and only then is `from` removed; if `from` cannot be removed, the copy is taken
+/// back, so a failure never leaves the same file in two places.
+pub fn place(from: &Path, to: &Path) -> io::Result<()> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
-    match fs::rename(from, to) {
+    match fs::hard_link(from, to) {
         Ok(()) => {
             sync_dir(to_dir)?;
+            if let Err(e) = fs::remove_file(from) {
+                let _ = fs::remove_file(to);
+                return Err(e);
+            }
             if let Some(d) = from.parent() {
                 sync_dir(d)?;
             }
             Ok(())
         }
-        Err(e) if e.raw_os_error() == Some(libc_exdev()) => {
+        Err(e) if e.raw_os_error() == Some(EXDEV) => {
             let (mut out, tmp) = create_temp(to_dir)?;
             let res = (|| {
                 let mut input = File::open(from)?;
                 io::copy(&mut input, &mut out)?;
                 out.sync_all()?;
-                fs::rename(&tmp, to)?;
+                fs::hard_link(&tmp, to)?;
                 sync_dir(to_dir)?;
-                fs::remove_file(from)?;
+                if let Err(e) = fs::remove_file(from) {
+                    let _ = fs::remove_file(to);
+                    return Err(e);
+                }
                 if let Some(d) = from.parent() {
                     sync_dir(d)?;
                 }
                 Ok(())
             })();
-            if res.is_err() {
-                let _ = fs::remove_file(&tmp);
-            }
+            let _ = fs::remove_file(&tmp);
             res
         }
         Err(e) => Err(e),
     }
 }
 
-/// EXDEV ("Invalid cross-device link") on Linux.
-const fn libc_exdev() -> i32 {
-    18
+/// Move `from` into `dir` under a free name based on `wanted`; returns where it went.
+pub fn place_unique(from: &Path, dir: &Path, wanted: &str) -> io::Result<PathBuf> {
+    loop {
+        let dest = dir.join(unique_name(dir, wanted, |_| false));
+        match place(from, &dest) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            r => return r.map(|()| dest),
+        }
+    }
 }
+
+/// EXDEV ("Invalid cross-device link") on Linux.
+const EXDEV: i32 = 18;
 
 /// Remove a file and make the removal durable. A file already gone is fine.
 pub fn remove_durably(path: &Path) -> io::Result<()> {
@@ -184,5 +221,31 @@ mod tests {
         write_atomic(&p, b"2").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"2");
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod place_tests {
+    use super::*;
+
+    #[test]
+    fn place_never_replaces_an_existing_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        fs::write(&a, b"new").unwrap();
+        fs::write(&b, b"old").unwrap();
+        assert_eq!(place(&a, &b).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&b).unwrap(), b"old");
+        assert_eq!(fs::read(&a).unwrap(), b"new", "the source is untouched on failure");
+        let dest = place_unique(&a, d.path(), "b").unwrap();
+        assert_eq!(dest, d.path().join("b-1"));
+        assert!(!a.exists());
+    }
+
+    #[test]
+    fn reserve_hands_out_each_name_once() {
+        let d = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..3).map(|_| reserve(d.path(), "x.xml", ".reason.json").unwrap()).collect();
+        assert_eq!(names, ["x.xml", "x-1.xml", "x-2.xml"]);
     }
 }

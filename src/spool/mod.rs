@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub use ledger::Ledger;
 pub use queue::{EntryMeta, QueuedEntry};
 
-use fsutil::{ensure_dir, now_rfc3339, remove_durably, unique_name, write_atomic, TMP_PREFIX};
+use fsutil::{ensure_dir, now_rfc3339, remove_durably, write_atomic, TMP_PREFIX};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -149,30 +149,16 @@ impl Spool {
                 }
             }
         }
+        for (dir, suffix) in [(&self.layout.failed, ERROR_SUFFIX), (&self.layout.rejected, REASON_SUFFIX)] {
+            remove_empty_orphans(dir, suffix).map_err(io_err(dir))?;
+        }
         queue::remove_orphan_metadata(&self.layout.queue).map_err(io_err(&self.layout.queue))
     }
 
-    /// A unique name in `dir` for a file and its `suffix` sidecar.
-    fn free_name(dir: &Path, wanted: &str, sidecar: &str) -> String {
-        unique_name(dir, wanted, |n| {
-            n.ends_with(queue::META_SUFFIX) || dir.join(format!("{n}{sidecar}")).exists()
-        })
-    }
-
-    /// Put `data` (a temporary file in the state directory) into `rejected/` with its reason.
-    /// The reason is written first, so the file is never there without one.
-    pub fn reject_temp(
-        &self,
-        data: &Path,
-        file_name: &str,
-        record: &RejectRecord,
-    ) -> io::Result<PathBuf> {
-        let dir = &self.layout.rejected;
-        let name = Self::free_name(dir, file_name, ".reason.json");
-        write_atomic(&dir.join(format!("{name}.reason.json")), &to_json(record))?;
-        let dest = dir.join(&name);
-        fsutil::move_file(data, &dest)?;
-        Ok(dest)
+    /// Put `data` (a file in the state directory, or an original) into `rejected/` with its
+    /// reason. The reason is written first, so the file is never there without one.
+    pub fn reject_temp(&self, data: &Path, file_name: &str, record: &RejectRecord) -> io::Result<PathBuf> {
+        place_with_sidecar(&self.layout.rejected, data, file_name, REASON_SUFFIX, &to_json(record))
     }
 
     /// Move an original (e.g. one too big to read) into `rejected/` with its reason.
@@ -186,8 +172,6 @@ impl Spool {
 
     /// Move a queued entry into `failed/` with HostedScan's answer.
     pub fn fail(&self, entry: &QueuedEntry, status: u16, message: &str) -> io::Result<PathBuf> {
-        let dir = &self.layout.failed;
-        let name = Self::free_name(dir, &entry.meta.file_name, ".error.json");
         let record = FailRecord {
             file: entry.meta.original.clone(),
             reason: format!("HostedScan refused the upload with HTTP {status}: {message}"),
@@ -196,9 +180,13 @@ impl Spool {
             at: now_rfc3339(),
             entry: entry.meta.clone(),
         };
-        write_atomic(&dir.join(format!("{name}.error.json")), &to_json(&record))?;
-        let dest = dir.join(&name);
-        fsutil::move_file(&entry.data_path, &dest)?;
+        let dest = place_with_sidecar(
+            &self.layout.failed,
+            &entry.data_path,
+            &entry.meta.file_name,
+            ERROR_SUFFIX,
+            &to_json(&record),
+        )?;
         remove_durably(&entry.meta_path)?;
         Ok(dest)
     }
@@ -206,19 +194,20 @@ impl Spool {
     /// After a successful upload: archive the queued copy (under today's date) or delete it.
     pub fn finish(&self, entry: &QueuedEntry, archive: bool) -> io::Result<Option<PathBuf>> {
         let dest = if archive {
-            let day = &now_rfc3339()[..10];
-            let dir = self.layout.archive.join(day);
-            ensure_dir(&dir)?;
-            let name = unique_name(&dir, &entry.meta.file_name, |_| false);
-            let dest = dir.join(name);
-            fsutil::move_file(&entry.data_path, &dest)?;
-            Some(dest)
+            Some(self.archive(&entry.data_path, &entry.meta.file_name)?)
         } else {
             remove_durably(&entry.data_path)?;
             None
         };
         remove_durably(&entry.meta_path)?;
         Ok(dest)
+    }
+
+    /// Move `file` into today's `archive/YYYY-MM-DD/`.
+    pub fn archive(&self, file: &Path, file_name: &str) -> io::Result<PathBuf> {
+        let dir = self.layout.archive.join(&now_rfc3339()[..10]);
+        ensure_dir(&dir)?;
+        fsutil::place_unique(file, &dir, file_name)
     }
 
     /// Delete archive day folders older than `retention`.
@@ -240,10 +229,39 @@ impl Spool {
     }
 }
 
+pub const REASON_SUFFIX: &str = ".reason.json";
+pub const ERROR_SUFFIX: &str = ".error.json";
+
+/// Reserve a name (by its sidecar), write the sidecar, then move `data` in under that name.
+fn place_with_sidecar(dir: &Path, data: &Path, wanted: &str, suffix: &str, sidecar: &[u8]) -> io::Result<PathBuf> {
+    let name = fsutil::reserve(dir, wanted, suffix)?;
+    let sidecar_path = dir.join(format!("{name}{suffix}"));
+    let dest = dir.join(&name);
+    let res = write_atomic(&sidecar_path, sidecar).and_then(|()| fsutil::place(data, &dest));
+    if res.is_err() {
+        let _ = fs::remove_file(&sidecar_path);
+    }
+    res.map(|()| dest)
+}
+
 pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
     let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
     b.push(b'\n');
     b
+}
+
+/// Empty sidecars without their file: names reserved by a move that never happened.
+fn remove_empty_orphans(dir: &Path, suffix: &str) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let n = e.file_name().to_string_lossy().into_owned();
+        if let Some(data) = n.strip_suffix(suffix) {
+            if e.metadata()?.len() == 0 && fs::symlink_metadata(dir.join(data)).is_err() {
+                fs::remove_file(e.path())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Counts of what is where, for `status` (works without the lock, while the daemon runs).
@@ -277,7 +295,7 @@ pub fn list_payloads(dir: &Path, sidecar: &str) -> io::Result<Vec<String>> {
 pub fn counts(layout: &Layout) -> io::Result<Counts> {
     Ok(Counts {
         queued: list_payloads(&layout.queue, queue::META_SUFFIX)?.len(),
-        failed: list_payloads(&layout.failed, ".error.json")?.len(),
-        rejected: list_payloads(&layout.rejected, ".reason.json")?.len(),
+        failed: list_payloads(&layout.failed, ERROR_SUFFIX)?.len(),
+        rejected: list_payloads(&layout.rejected, REASON_SUFFIX)?.len(),
     })
 }

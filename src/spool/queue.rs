@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{self, now_rfc3339, unique_name, write_atomic};
+use super::fsutil::{self, write_atomic};
 use crate::validate::ScanType;
 
 pub const META_SUFFIX: &str = ".meta.json";
@@ -60,9 +60,9 @@ pub struct Admission {
 
 /// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
 pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry> {
-    let name = unique_name(queue, &a.file_name, |n| {
-        n.ends_with(META_SUFFIX) || queue.join(format!("{n}{META_SUFFIX}")).exists()
-    });
+    // The metadata file is created first, exclusively: it reserves the name (no two entries,
+    // even from a concurrent `requeue`, share one) and is durable before the data arrives.
+    let name = fsutil::reserve(queue, &a.file_name, META_SUFFIX)?;
     let meta = EntryMeta {
         name: name.clone(),
         original: a.original,
@@ -73,13 +73,14 @@ pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry
         target: a.target,
         sha256: a.sha256,
         size: a.size,
-        admitted_at: now_rfc3339(),
+        // Microseconds, so the queue keeps admission order within a second.
+        admitted_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         warnings: a.warnings,
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
-    write_atomic(&meta_path, &super::to_json(&meta))?;
     let data_path = queue.join(&name);
-    if let Err(e) = fs::rename(data, &data_path).and_then(|()| fsutil::sync_dir(queue)) {
+    let res = write_atomic(&meta_path, &super::to_json(&meta)).and_then(|()| fsutil::place(data, &data_path));
+    if let Err(e) = res {
         let _ = fs::remove_file(&meta_path);
         return Err(e);
     }

@@ -6,7 +6,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::fsutil::{self, unique_name};
+use super::fsutil;
 use super::queue::{self, Admission};
 use super::{list_payloads, FailRecord, Layout, RejectRecord};
 
@@ -123,9 +123,8 @@ pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Move
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or(name.clone());
-        let dest = dir.join(unique_name(dir, &wanted, |_| false));
-        match fsutil::move_file(&data, &dest) {
-            Ok(()) => {
+        match fsutil::place_unique(&data, dir, &wanted) {
+            Ok(dest) => {
                 let _ = fsutil::remove_durably(&sidecar);
                 out.push(Ok(Moved { name, to: dest }));
             }

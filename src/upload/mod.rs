@@ -192,7 +192,7 @@ impl Uploader {
                 });
                 return Settled::Done;
             }
-            tracing::debug!(file = %name, scan_type = entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
+            tracing::debug!(file = %name, scan_type = %entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
             let attempt = tokio::select! {
                 a = self.api.upload(&entry, &source_id) => a,
                 _ = abort.cancelled() => {
@@ -301,10 +301,10 @@ impl Uploader {
         }
         tracing::info!(
             file = %m.file_name,
-            scan_type = m.scan_type.as_str(),
-            target = m.target.as_deref().unwrap_or("-"),
+            scan_type = %m.scan_type.as_str(),
+            target = %m.target.as_deref().unwrap_or("-"),
             bytes = m.size,
-            result_id = result_id.as_deref().unwrap_or("-"),
+            result_id = %result_id.as_deref().unwrap_or("-"),
             "uploaded"
         );
         self.report.push(Outcome::Uploaded {
