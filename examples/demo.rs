@@ -8,7 +8,6 @@
 //! runs one pass of the real agent (`--once`), and prints what was uploaded, what was rejected
 //! and why, and where every file ended up.
 
-#[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
 mod standin;
 

@@ -7,7 +7,6 @@
 //! STANDIN_KEEP_BYTES=0 keeps only each upload's size and SHA-256 (for benchmarks).
 //! Point the agent at it with `[api] url = "http://127.0.0.1:PORT/v1"` and `key = "KEY"`.
 
-#[allow(dead_code)]
 #[path = "../tests/support/standin.rs"]
 mod standin;
 

@@ -65,9 +65,13 @@ pub enum Admitted {
     Queued(Box<QueuedEntry>),
     /// The same content is already queued or uploaded; the original was handled per
     /// `after_upload` (or left in place with `keep`).
-    Duplicate { sha256: String },
+    Duplicate {
+        sha256: String,
+    },
     /// It cannot be dealt with until it changes (e.g. too big, and it cannot be moved).
-    Stuck { reason: String },
+    Stuck {
+        reason: String,
+    },
     Rejected {
         reason: String,
         moved_to: Option<PathBuf>,

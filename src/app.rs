@@ -108,7 +108,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         .map_err(io("cannot read queue/"))?,
     );
     let uploader = Arc::new(Uploader {
-        api,
+        api: std::sync::RwLock::new(api),
         backoff: Arc::new(Backoff::new(
             cfg.retry.initial_backoff,
             cfg.retry.max_backoff,
@@ -194,34 +194,54 @@ async fn admission(
                 if uploads.send(*entry).await.is_err() {
                     // The uploader has stopped: the entry is safe in queue/ for the next run.
                     if once {
-                        report.push(Outcome::Pending { file: file.clone(), reason: "queued; not uploaded before the pass ended".into() });
+                        report.push(Outcome::Pending {
+                            file: file.clone(),
+                            reason: "queued; not uploaded before the pass ended".into(),
+                        });
                     }
                 }
                 done_with_it()
             }
             Admitted::Duplicate { sha256 } => {
                 tracing::info!(file = %file, sha256 = %sha256, "already uploaded or queued (same content); not uploading it again");
-                report.push(Outcome::Duplicate { file: file.clone(), sha256 });
+                report.push(Outcome::Duplicate {
+                    file: file.clone(),
+                    sha256,
+                });
                 done_with_it()
             }
             Admitted::Rejected { reason, moved_to } => {
                 tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {}", crate::report::one_line(&reason));
-                report.push(Outcome::Rejected { file: file.clone(), reason, moved_to });
+                report.push(Outcome::Rejected {
+                    file: file.clone(),
+                    reason,
+                    moved_to,
+                });
                 done_with_it()
             }
             Admitted::Stuck { reason } => {
                 tracing::error!(file = %file, "left in place until it changes: {}", crate::report::one_line(&reason));
-                report.push(Outcome::Pending { file: file.clone(), reason });
+                report.push(Outcome::Pending {
+                    file: file.clone(),
+                    reason,
+                });
                 Feedback::Parked
             }
-            Admitted::NotYet { reason, still_writing, recheck_in } => {
+            Admitted::NotYet {
+                reason,
+                still_writing,
+                recheck_in,
+            } => {
                 if still_writing {
                     tracing::info!(file = %file, "not yet: {reason}");
                 } else {
                     tracing::warn!(file = %file, "not admitted for now: {reason}");
                 }
                 if once {
-                    report.push(Outcome::Pending { file: file.clone(), reason });
+                    report.push(Outcome::Pending {
+                        file: file.clone(),
+                        reason,
+                    });
                 }
                 Feedback::Recheck(match (still_writing, recheck_in) {
                     (_, Some(d)) => d,
@@ -324,9 +344,12 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
     }
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (up_tx, up_rx) = mpsc::channel(64);
+    // At the deadline (or a signal) no new attempt starts; one already sending gets the
+    // shutdown grace to finish, since abandoning it could mean sending it twice next run.
     let stop = CancellationToken::new();
+    let abort = CancellationToken::new();
     let deadline = tokio::spawn({
-        let stop = stop.clone();
+        let (stop, abort) = (stop.clone(), abort.clone());
         let shutdown = shutdown.clone();
         let d = cfg.retry.once_deadline;
         async move {
@@ -335,13 +358,15 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
                 _ = shutdown.cancelled() => {}
             }
             stop.cancel();
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            abort.cancel();
         }
     });
     let upload_task = tokio::spawn(parts.uploader.clone().run(
         parts.initial,
         up_rx,
         stop.clone(),
-        stop.clone(),
+        abort.clone(),
     ));
     let admit_task = tokio::spawn(admission(
         parts.admitter.clone(),
@@ -355,7 +380,10 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let left_behind = tokio::select! {
         l = watcher.sweep(settled_tx) => l,
-        _ = shutdown.cancelled() => vec![],
+        _ = shutdown.cancelled() => vec![(
+            PathBuf::from("(watch directories)"),
+            "the pass was stopped before every file was looked at".to_string(),
+        )],
     };
     for (p, reason) in left_behind {
         tracing::info!(file = %p.display(), "not yet: {reason}");

@@ -42,7 +42,9 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
     };
     rt.block_on(async {
         let shutdown = CancellationToken::new();
-        let signals = tokio::spawn(watch_signals(shutdown.clone()));
+        // A second signal exits at once: 0 for the daemon, 75 (work left) for a pass.
+        let now_code = if cli.once { exit::TEMPFAIL } else { exit::OK };
+        let signals = tokio::spawn(watch_signals(shutdown.clone(), now_code));
         let code = if cli.once {
             match crate::app::run_once(cfg, shutdown).await {
                 Ok(report) => {
@@ -70,7 +72,7 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
     })
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
+async fn watch_signals(shutdown: CancellationToken, now_code: i32) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -90,7 +92,7 @@ async fn watch_signals(shutdown: CancellationToken) {
         _ = int.recv() => {},
     }
     tracing::warn!("second signal: exiting at once; queued files stay queued");
-    std::process::exit(exit::OK);
+    std::process::exit(now_code);
 }
 
 fn print_summary(report: &RunReport, dry: bool) {

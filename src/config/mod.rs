@@ -323,7 +323,10 @@ fn canonical(p: &Path) -> PathBuf {
     let mut existing = p.to_path_buf();
     let mut rest = Vec::new();
     while !existing.exists() {
-        match (existing.file_name().map(|n| n.to_owned()), existing.parent()) {
+        match (
+            existing.file_name().map(|n| n.to_owned()),
+            existing.parent(),
+        ) {
             (Some(n), Some(parent)) => {
                 rest.push(n);
                 existing = parent.to_path_buf();
@@ -507,7 +510,10 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
             if canon_path.starts_with(canon_state.join(internal)) {
                 c.push(
                     key("path"),
-                    format!("{} is inside the agent's own {internal}/ directory", path.display()),
+                    format!(
+                        "{} is inside the agent's own {internal}/ directory",
+                        path.display()
+                    ),
                 );
             }
         }

@@ -32,6 +32,21 @@ pub enum KeyOrigin {
     ConfigFile,
 }
 
+impl KeyOrigin {
+    /// The key as its file says now (credential or key file); `None` for the others, which
+    /// cannot change while the agent runs.
+    pub fn reload(&self) -> Option<ApiKey> {
+        match self {
+            KeyOrigin::Credential(p) | KeyOrigin::KeyFile(p) => std::fs::read_to_string(p)
+                .ok()
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .map(ApiKey::new),
+            KeyOrigin::Environment | KeyOrigin::ConfigFile => None,
+        }
+    }
+}
+
 impl fmt::Display for KeyOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

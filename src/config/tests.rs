@@ -316,7 +316,11 @@ fn a_watch_directory_may_not_hold_the_state_directory() {
             "[agent]\nstate_dir = {:?}\n[[watch]]\npath = {path:?}\nrecursive = {recursive}",
             d.state()
         ));
-        assert_eq!(Config::load(&p, &env(&[])).is_ok(), ok, "{path} recursive={recursive}");
+        assert_eq!(
+            Config::load(&p, &env(&[])).is_ok(),
+            ok,
+            "{path} recursive={recursive}"
+        );
     }
 }
 

@@ -234,9 +234,16 @@ mod place_tests {
         let (a, b) = (d.path().join("a"), d.path().join("b"));
         fs::write(&a, b"new").unwrap();
         fs::write(&b, b"old").unwrap();
-        assert_eq!(place(&a, &b).unwrap_err().kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            place(&a, &b).unwrap_err().kind(),
+            io::ErrorKind::AlreadyExists
+        );
         assert_eq!(fs::read(&b).unwrap(), b"old");
-        assert_eq!(fs::read(&a).unwrap(), b"new", "the source is untouched on failure");
+        assert_eq!(
+            fs::read(&a).unwrap(),
+            b"new",
+            "the source is untouched on failure"
+        );
         let dest = place_unique(&a, d.path(), "b").unwrap();
         assert_eq!(dest, d.path().join("b-1"));
         assert!(!a.exists());
@@ -245,7 +252,9 @@ mod place_tests {
     #[test]
     fn reserve_hands_out_each_name_once() {
         let d = tempfile::tempdir().unwrap();
-        let names: Vec<String> = (0..3).map(|_| reserve(d.path(), "x.xml", ".reason.json").unwrap()).collect();
+        let names: Vec<String> = (0..3)
+            .map(|_| reserve(d.path(), "x.xml", ".reason.json").unwrap())
+            .collect();
         assert_eq!(names, ["x.xml", "x-1.xml", "x-2.xml"]);
     }
 }

@@ -149,7 +149,10 @@ impl Spool {
                 }
             }
         }
-        for (dir, suffix) in [(&self.layout.failed, ERROR_SUFFIX), (&self.layout.rejected, REASON_SUFFIX)] {
+        for (dir, suffix) in [
+            (&self.layout.failed, ERROR_SUFFIX),
+            (&self.layout.rejected, REASON_SUFFIX),
+        ] {
             remove_empty_orphans(dir, suffix).map_err(io_err(dir))?;
         }
         queue::remove_orphan_metadata(&self.layout.queue).map_err(io_err(&self.layout.queue))
@@ -157,8 +160,19 @@ impl Spool {
 
     /// Put `data` (a file in the state directory, or an original) into `rejected/` with its
     /// reason. The reason is written first, so the file is never there without one.
-    pub fn reject_temp(&self, data: &Path, file_name: &str, record: &RejectRecord) -> io::Result<PathBuf> {
-        place_with_sidecar(&self.layout.rejected, data, file_name, REASON_SUFFIX, &to_json(record))
+    pub fn reject_temp(
+        &self,
+        data: &Path,
+        file_name: &str,
+        record: &RejectRecord,
+    ) -> io::Result<PathBuf> {
+        place_with_sidecar(
+            &self.layout.rejected,
+            data,
+            file_name,
+            REASON_SUFFIX,
+            &to_json(record),
+        )
     }
 
     /// Move an original (e.g. one too big to read) into `rejected/` with its reason.
@@ -212,9 +226,12 @@ impl Spool {
 
     /// Delete archive day folders older than `retention`.
     pub fn prune_archive(&self, retention: std::time::Duration) -> io::Result<usize> {
-        let cutoff = std::time::SystemTime::now()
+        let Some(cutoff) = std::time::SystemTime::now()
             .checked_sub(retention)
-            .unwrap_or(std::time::UNIX_EPOCH);
+            .filter(|c| *c > std::time::UNIX_EPOCH)
+        else {
+            return Ok(0);
+        };
         let cutoff_day = humantime::format_rfc3339_seconds(cutoff).to_string()[..10].to_string();
         let mut removed = 0;
         for e in fs::read_dir(&self.layout.archive)? {
@@ -233,7 +250,13 @@ pub const REASON_SUFFIX: &str = ".reason.json";
 pub const ERROR_SUFFIX: &str = ".error.json";
 
 /// Reserve a name (by its sidecar), write the sidecar, then move `data` in under that name.
-fn place_with_sidecar(dir: &Path, data: &Path, wanted: &str, suffix: &str, sidecar: &[u8]) -> io::Result<PathBuf> {
+fn place_with_sidecar(
+    dir: &Path,
+    data: &Path,
+    wanted: &str,
+    suffix: &str,
+    sidecar: &[u8],
+) -> io::Result<PathBuf> {
     let name = fsutil::reserve(dir, wanted, suffix)?;
     let sidecar_path = dir.join(format!("{name}{suffix}"));
     let dest = dir.join(&name);

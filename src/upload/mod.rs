@@ -10,14 +10,14 @@ pub mod retry;
 pub mod source;
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::AfterUpload;
+use crate::config::{AfterUpload, KeyOrigin};
 use crate::report::{Outcome, RunReport};
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::ledger::LedgerLine;
@@ -33,7 +33,8 @@ use source::{SourceError, SourceResolver};
 const PENDING_CAP: usize = 10_000;
 
 pub struct Uploader {
-    pub api: Api,
+    /// Replaced when a refused key is fixed in its file (the client carries the key).
+    pub api: RwLock<Api>,
     pub backoff: Arc<Backoff>,
     pub source: Arc<SourceResolver>,
     pub spool: Arc<Spool>,
@@ -48,15 +49,22 @@ pub struct Uploader {
     pub queue_rescan: Duration,
 }
 
-/// How one entry's upload ended.
+/// How one upload attempt of an entry ended.
 enum Settled {
     Done,
+    /// Not accepted yet: back to the end of the queue, to be tried after the shared backoff.
+    /// One file that keeps failing cannot hold an upload slot while others wait.
+    Retry(QueuedEntry),
     /// Still in `queue/`: shutdown, deadline, or (with `--once`) the key was refused.
     Left(QueuedEntry),
     AuthStop(QueuedEntry),
 }
 
 impl Uploader {
+    fn api(&self) -> Api {
+        self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     /// Run until `stop` (no new work; in-flight uploads get until `abort`) or, when `rx` closes
     /// and everything pending is settled, return the entries left in the queue.
     pub async fn run(
@@ -85,7 +93,7 @@ impl Uploader {
                 let stop = stop.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
-                    (name, me.upload_one(entry, stop, abort).await)
+                    (name, me.attempt(entry, stop, abort).await)
                 });
             }
             if inflight.is_empty()
@@ -97,9 +105,16 @@ impl Uploader {
                 biased;
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
                     Ok((name, Settled::Done)) => { known.remove(&name); }
+                    Ok((_, Settled::Retry(e))) => pending.push_back(e),
                     Ok((_, Settled::Left(e))) => left.push(e),
                     Ok((_, Settled::AuthStop(e))) => { auth_stopped = true; left.push(e); }
-                    Err(e) => tracing::error!(error = %e, "an upload task failed; its file stays queued"),
+                    Err(e) => {
+                        // Its file is still in queue/; the next start (or queue rescan) retries it.
+                        tracing::error!(error = %e, "an upload task failed unexpectedly");
+                        if self.once {
+                            self.report.push(Outcome::Pending { file: "(an upload)".into(), reason: format!("internal error: {e}") });
+                        }
+                    }
                 },
                 r = rx.recv(), if rx_open && pending.len() < PENDING_CAP => match r {
                     Some(e) => {
@@ -134,124 +149,131 @@ impl Uploader {
         left
     }
 
-    async fn upload_one(
+    /// One attempt: wait for the shared backoff, resolve the source, upload, settle.
+    async fn attempt(
         &self,
         entry: QueuedEntry,
         stop: CancellationToken,
         abort: CancellationToken,
     ) -> Settled {
         let name = entry.meta.name.clone();
-        loop {
-            let ticket = tokio::select! {
-                t = self.backoff.ready() => t,
-                // Waiting out a backoff is not work in flight: leave at once on shutdown.
-                _ = stop.cancelled() => return Settled::Left(entry),
-            };
-            let source_id = match self.source.resolve(&self.api).await {
-                Ok(id) => id,
-                Err(SourceError::Retry { after, reason }) => {
-                    let p = self.backoff.failure(ticket, after);
-                    self.status.error(&reason);
+        let ticket = tokio::select! {
+            t = self.backoff.ready() => t,
+            // Waiting out a backoff is not work in flight: leave at once on shutdown.
+            _ = stop.cancelled() => return Settled::Left(entry),
+        };
+        let api = self.api();
+        let resolved = tokio::select! {
+            r = self.source.resolve(&api) => r,
+            _ = abort.cancelled() => return Settled::Left(entry),
+        };
+        let source_id = match resolved {
+            Ok(id) => id,
+            Err(SourceError::Retry { after, reason }) => {
+                let p = self.backoff.failure(ticket, after);
+                self.status.error(&reason);
+                if p.counted {
                     tracing::warn!(retry_in = %humantime::format_duration(round(p.delay)), "cannot resolve the HostedScan source: {reason}");
-                    continue;
                 }
-                Err(SourceError::Unauthorized { status, message }) => {
-                    match self.key_refused(ticket, status, &message) {
-                        Some(()) => return Settled::AuthStop(entry),
-                        None => continue,
-                    }
-                }
-                Err(SourceError::Refused { status, message }) => {
-                    let p = self.backoff.failure(ticket, None);
-                    let msg = format!("HostedScan refused to create or list the source (HTTP {status}: {message}); check source.name / source.id");
-                    self.status.error(&msg);
-                    if p.counted {
-                        tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
-                    }
-                    continue;
-                }
-            };
-            if !entry.data_path.exists() {
-                // Removed by hand from queue/: nothing left to send, and retrying would stall
-                // the shared backoff for everyone.
-                tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
-                let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
-                return Settled::Done;
+                return Settled::Retry(entry);
             }
-            if self.already_uploaded(&source_id, &entry.meta.sha256) {
-                tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
-                if let Err(e) = self
-                    .spool
-                    .finish(&entry, self.after_upload == AfterUpload::Archive)
-                {
-                    tracing::error!(file = %name, error = %e, "cannot clear the queued copy");
+            Err(SourceError::Unauthorized { status, message }) => {
+                return match self.key_refused(ticket, status, &message) {
+                    Some(()) => Settled::AuthStop(entry),
+                    None => Settled::Retry(entry),
+                };
+            }
+            Err(SourceError::Refused { status, message }) => {
+                let p = self.backoff.failure(ticket, None);
+                let msg = format!("HostedScan refused to create or list the source (HTTP {status}: {message}); check source.name / source.id");
+                self.status.error(&msg);
+                if p.counted {
+                    tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
                 }
-                self.report.push(Outcome::Duplicate {
+                return Settled::Retry(entry);
+            }
+        };
+        if !entry.data_path.exists() {
+            // Removed by hand from queue/: nothing left to send, and retrying would stall the
+            // shared backoff for everyone.
+            tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
+            let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
+            return Settled::Done;
+        }
+        if self.already_uploaded(&source_id, &entry.meta.sha256) {
+            tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
+            if let Err(e) = self
+                .spool
+                .finish(&entry, self.after_upload == AfterUpload::Archive)
+            {
+                tracing::error!(file = %name, error = %e, "cannot clear the queued copy");
+            }
+            self.report.push(Outcome::Duplicate {
+                file: entry.meta.file_name.clone(),
+                sha256: entry.meta.sha256.clone(),
+            });
+            return Settled::Done;
+        }
+        tracing::debug!(file = %name, scan_type = %entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
+        let attempt = tokio::select! {
+            a = api.upload(&entry, &source_id) => a,
+            _ = abort.cancelled() => {
+                tracing::info!(file = %name, "upload abandoned at shutdown; the file stays queued");
+                return Settled::Left(entry);
+            }
+        };
+        match classify(&attempt, SystemTime::now()) {
+            Decision::Success { result_id } => {
+                self.backoff.success();
+                self.status.resumed();
+                self.settle_success(&entry, &source_id, result_id);
+                Settled::Done
+            }
+            Decision::Retry { after, reason } => {
+                let p = self.backoff.failure(ticket, after);
+                self.status.error(&reason);
+                self.status.paused("backoff", p.delay);
+                tracing::warn!(file = %name, retry_in = %humantime::format_duration(round(p.delay)), "upload failed, will retry: {reason}");
+                Settled::Retry(entry)
+            }
+            Decision::Unauthorized { status, message } => {
+                match self.key_refused(ticket, status, &message) {
+                    Some(()) => Settled::AuthStop(entry),
+                    None => Settled::Retry(entry),
+                }
+            }
+            Decision::Permanent { status, message } => {
+                // The API answered: it is up, whatever it thinks of this file.
+                self.backoff.success();
+                match self.spool.fail(&entry, status, &message) {
+                    Ok(dest) => {
+                        tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %name, status, error = %e, "HostedScan refused the file ({message}) and it cannot be moved to failed/; it stays queued")
+                    }
+                }
+                self.status
+                    .error(&format!("{name}: HTTP {status}: {message}"));
+                self.report.push(Outcome::Failed {
                     file: entry.meta.file_name.clone(),
-                    sha256: entry.meta.sha256.clone(),
+                    status,
+                    message,
                 });
-                return Settled::Done;
-            }
-            tracing::debug!(file = %name, scan_type = %entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
-            let attempt = tokio::select! {
-                a = self.api.upload(&entry, &source_id) => a,
-                _ = abort.cancelled() => {
-                    tracing::info!(file = %name, "upload abandoned at shutdown; the file stays queued");
-                    return Settled::Left(entry);
-                }
-            };
-            match classify(&attempt, SystemTime::now()) {
-                Decision::Success { result_id } => {
-                    self.backoff.success();
-                    self.status.resumed();
-                    self.settle_success(&entry, &source_id, result_id);
-                    return Settled::Done;
-                }
-                Decision::Retry { after, reason } => {
-                    let p = self.backoff.failure(ticket, after);
-                    self.status.error(&reason);
-                    self.status.paused("backoff", p.delay);
-                    tracing::warn!(file = %name, retry_in = %humantime::format_duration(round(p.delay)), "upload failed, will retry: {reason}");
-                }
-                Decision::Unauthorized { status, message } => {
-                    if self.key_refused(ticket, status, &message).is_some() {
-                        return Settled::AuthStop(entry);
-                    }
-                }
-                Decision::Permanent { status, message } => {
-                    self.backoff.success();
-                    match self.spool.fail(&entry, status, &message) {
-                        Ok(dest) => {
-                            tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
-                        }
-                        Err(e) => {
-                            tracing::error!(file = %name, status, error = %e, "HostedScan refused the file ({message}) and it cannot be moved to failed/; it stays queued")
-                        }
-                    }
-                    self.status
-                        .error(&format!("{name}: HTTP {status}: {message}"));
-                    self.report.push(Outcome::Failed {
-                        file: entry.meta.file_name.clone(),
-                        status,
-                        message,
-                    });
-                    return Settled::Done;
-                }
+                Settled::Done
             }
         }
     }
 
-    /// A 401/403. Returns `Some` when the pass should end (`--once`).
+    /// A 401/403. Returns `Some` when the pass should end (`--once`). The daemon re-reads a key
+    /// kept in a file, so fixing the file is enough; the retry comes after the backoff.
     fn key_refused(&self, ticket: backoff::Ticket, status: u16, message: &str) -> Option<()> {
         let p = self.backoff.failure(ticket, None);
+        let settings = self.api().settings().clone();
+        let origin = settings.key.as_ref().map(|(_, o)| o.clone());
         let msg = format!(
             "HostedScan refused the API key (HTTP {status}: {message}): uploads are paused, nothing is dropped; fix the key ({})",
-            self.api
-                .settings()
-                .key
-                .as_ref()
-                .map(|(_, o)| o.to_string())
-                .unwrap_or_default()
+            origin.as_ref().map(|o| o.to_string()).unwrap_or_default()
         );
         self.status.error(&msg);
         self.status.paused("auth", p.delay);
@@ -259,6 +281,25 @@ impl Uploader {
             self.report.auth_failed(msg.clone());
             tracing::error!("{msg}");
             return Some(());
+        }
+        if let Some(new_key) = origin.as_ref().and_then(|o| o.reload()) {
+            if settings.key.as_ref().map(|(k, _)| k) != Some(&new_key) {
+                let mut s2 = settings.clone();
+                s2.key = Some((
+                    new_key.clone(),
+                    origin.clone().unwrap_or(KeyOrigin::ConfigFile),
+                ));
+                match Api::new(&s2, &new_key) {
+                    Ok(api) => {
+                        *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
+                        tracing::info!(
+                            "the API key changed in its file; retrying with the new one"
+                        );
+                        return None;
+                    }
+                    Err(e) => tracing::error!(error = %e, "the new API key cannot be used"),
+                }
+            }
         }
         if p.counted {
             tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");

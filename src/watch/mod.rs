@@ -301,7 +301,9 @@ impl Watcher {
                 .watch_of(&p)
                 .and_then(|i| scan::check(&self.watches[i].0, &p));
             match now_fp {
-                Some(f) if f.fingerprint == t.fp && self.settle_left(t.fp.mtime).is_zero() => {
+                // Unchanged over the wait (an mtime in the future, from a skewed clock, does
+                // not hold it back forever).
+                Some(f) if f.fingerprint == t.fp => {
                     // A closed channel means the pass is over (shutdown): stop offering.
                     let Ok(()) = to_admit.send(self.settled(&p, t)).await else {
                         break;

@@ -1,7 +1,6 @@
 //! Integration tests: the real agent (in-process and as the built binary) against a HostedScan
 //! stand-in on 127.0.0.1. One test binary; each module is one area of the contract.
 
-#[allow(dead_code)]
 #[path = "../support/standin.rs"]
 mod standin;
 

@@ -48,7 +48,8 @@ async fn a_rejected_file_makes_once_exit_65() {
         .unwrap();
     assert_eq!(out.code, 65, "{out:?}");
     assert!(
-        out.stdout.contains("rejected      bad.xml  nmap finished with exit=\"error\""),
+        out.stdout
+            .contains("rejected      bad.xml  nmap finished with exit=\"error\""),
         "{}",
         out.stdout
     );
