@@ -178,3 +178,75 @@ async fn shutdown_during_a_hung_upload_is_bounded_and_keeps_the_file() {
     assert!(start.elapsed() < hostedscan_agent::app::SHUTDOWN_GRACE + Duration::from_secs(3));
     assert!(home.names_in("queue").contains(&"a.xml".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fixing_the_key_file_resumes_uploads_without_a_restart() {
+    use std::os::unix::fs::PermissionsExt;
+    let api = StandIn::start_with_key("rotated-key").await;
+    let home = Home::new(&api.url(), "", "");
+    let key_file = home.dir.path().join("api-key");
+    std::fs::write(&key_file, "revoked-key\n").unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
+        &format!("key = \"{KEY}\""),
+        &format!("key_file = \"{}\"", key_file.display()),
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    eventually("the revoked key is refused", WAIT, || {
+        api.requests().iter().any(|r| r.status == 401)
+    })
+    .await;
+    std::fs::write(&key_file, "rotated-key\n").unwrap();
+    api.wait_for_uploads(1, WAIT).await;
+    d.stop().await;
+    assert!(home.names_in("failed").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_of_the_same_name_refused_together_are_both_kept() {
+    let api = StandIn::start().await;
+    // Two watch directories, both with a "scan.xml", refused at the same moment.
+    let home = Home::new(&api.url(), "upload_concurrency = 4", "");
+    let second = home.dir.path().join("inbox2");
+    std::fs::create_dir_all(&second).unwrap();
+    let cfg = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(
+        &home.config,
+        format!("{cfg}\n[[watch]]\npath = \"{}\"\n", second.display()),
+    )
+    .unwrap();
+    api.set_default_fault(Endpoint::Results, Some(Fault::Status(422)));
+    home.drop_file("scan.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    let other = second.join("scan.xml");
+    std::fs::write(&other, fixture_bytes("nmap-udp-localhost.xml")).unwrap();
+    age(&other, 60);
+    let d = Daemon::start(home.load());
+    eventually("both in failed/", WAIT, || {
+        home.names_in("failed").len() == 4
+    })
+    .await;
+    d.stop().await;
+    let failed = home.names_in("failed");
+    assert_eq!(
+        failed,
+        [
+            "scan-1.xml",
+            "scan-1.xml.error.json",
+            "scan.xml",
+            "scan.xml.error.json"
+        ]
+    );
+    let mut contents = vec![
+        std::fs::read(home.state.join("failed/scan.xml")).unwrap(),
+        std::fs::read(home.state.join("failed/scan-1.xml")).unwrap(),
+    ];
+    contents.sort();
+    let mut expected = vec![
+        fixture_bytes("nmap-tcp-localhost.xml"),
+        fixture_bytes("nmap-udp-localhost.xml"),
+    ];
+    expected.sort();
+    assert_eq!(contents, expected, "neither file overwrote the other");
+}
