@@ -304,6 +304,17 @@ impl Checker {
         b.build().unwrap_or_else(|_| GlobSet::empty())
     }
 
+    /// A count of things at once: 1 to 64.
+    fn count(&mut self, key: &str, value: i64) -> usize {
+        match value {
+            n @ 1..=64 => n as usize,
+            n => {
+                self.push(key, format!("{n} is out of range: use 1 to 64"));
+                1
+            }
+        }
+    }
+
     fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.problems.push(problem(key, message));
     }
@@ -415,26 +426,8 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
     // [agent]
     let a = &raw.agent;
     let state_dir = absolute(&a.state_dir);
-    let upload_concurrency = match a.upload_concurrency {
-        n @ 1..=64 => n as usize,
-        n => {
-            c.push(
-                "agent.upload_concurrency",
-                format!("{n} is out of range: use 1 to 64"),
-            );
-            1
-        }
-    };
-    let max_concurrent_jobs = match a.max_concurrent_jobs {
-        n @ 1..=64 => n as usize,
-        n => {
-            c.push(
-                "agent.max_concurrent_jobs",
-                format!("{n} is out of range: use 1 to 64"),
-            );
-            1
-        }
-    };
+    let upload_concurrency = c.count("agent.upload_concurrency", a.upload_concurrency);
+    let max_concurrent_jobs = c.count("agent.max_concurrent_jobs", a.max_concurrent_jobs);
     let after_upload = match a.after_upload.as_str() {
         "archive" => AfterUpload::Archive,
         "delete" => AfterUpload::Delete,

@@ -123,17 +123,7 @@ pub fn reserve(dir: &Path, wanted: &str, sidecar: &str) -> io::Result<String> {
 pub fn place(from: &Path, to: &Path) -> io::Result<()> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
     match fs::hard_link(from, to) {
-        Ok(()) => {
-            sync_dir(to_dir)?;
-            if let Err(e) = fs::remove_file(from) {
-                let _ = fs::remove_file(to);
-                return Err(e);
-            }
-            if let Some(d) = from.parent() {
-                sync_dir(d)?;
-            }
-            Ok(())
-        }
+        Ok(()) => release_source(from, to, to_dir),
         Err(e) if e.raw_os_error() == Some(EXDEV) => {
             let (mut out, tmp) = create_temp(to_dir)?;
             let res = (|| {
@@ -141,20 +131,26 @@ pub fn place(from: &Path, to: &Path) -> io::Result<()> {
                 io::copy(&mut input, &mut out)?;
                 out.sync_all()?;
                 fs::hard_link(&tmp, to)?;
-                sync_dir(to_dir)?;
-                if let Err(e) = fs::remove_file(from) {
-                    let _ = fs::remove_file(to);
-                    return Err(e);
-                }
-                if let Some(d) = from.parent() {
-                    sync_dir(d)?;
-                }
-                Ok(())
+                release_source(from, to, to_dir)
             })();
             let _ = fs::remove_file(&tmp);
             res
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The second half of a move: `to` is in place; make it durable and remove `from`, or take `to`
+/// back if `from` cannot go (never the same file in two places).
+fn release_source(from: &Path, to: &Path, to_dir: &Path) -> io::Result<()> {
+    sync_dir(to_dir)?;
+    if let Err(e) = fs::remove_file(from) {
+        let _ = fs::remove_file(to);
+        return Err(e);
+    }
+    match from.parent() {
+        Some(d) => sync_dir(d),
+        None => Ok(()),
     }
 }
 

@@ -58,6 +58,23 @@ pub struct Admission {
     pub warnings: Vec<String>,
 }
 
+impl From<EntryMeta> for Admission {
+    /// What an entry was admitted with (to put it back into the queue).
+    fn from(m: EntryMeta) -> Admission {
+        Admission {
+            original: m.original,
+            file_name: m.file_name,
+            format: m.format,
+            content_type: m.content_type,
+            scan_type: m.scan_type,
+            target: m.target,
+            sha256: m.sha256,
+            size: m.size,
+            warnings: m.warnings,
+        }
+    }
+}
+
 /// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
 pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry> {
     // The metadata file is created first, exclusively: it reserves the name (no two entries,

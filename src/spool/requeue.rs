@@ -32,6 +32,20 @@ fn select(dir: &Path, sidecar: &str, names: &[String]) -> io::Result<Vec<String>
     Ok(names.to_vec())
 }
 
+/// The sidecar's record, or why it cannot be read.
+fn read_record<T: serde::de::DeserializeOwned>(
+    name: &str,
+    sidecar: &Path,
+) -> Result<T, RequeueError> {
+    std::fs::read(sidecar)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+        .map_err(|e| RequeueError::Other {
+            name: name.to_string(),
+            message: format!("cannot read {}: {e}", sidecar.display()),
+        })
+}
+
 pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved, RequeueError>>> {
     let mut out = Vec::new();
     for name in select(&layout.failed, ".error.json", names)? {
@@ -44,31 +58,14 @@ pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved,
             }));
             continue;
         }
-        let record: FailRecord = match std::fs::read(&sidecar)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
+        let record: FailRecord = match read_record(&name, &sidecar) {
             Ok(r) => r,
             Err(e) => {
-                out.push(Err(RequeueError::Other {
-                    name,
-                    message: format!("cannot read {}: {e}", sidecar.display()),
-                }));
+                out.push(Err(e));
                 continue;
             }
         };
-        let m = record.entry;
-        let a = Admission {
-            original: m.original,
-            file_name: m.file_name,
-            format: m.format,
-            content_type: m.content_type,
-            scan_type: m.scan_type,
-            target: m.target,
-            sha256: m.sha256,
-            size: m.size,
-            warnings: m.warnings,
-        };
+        let a = Admission::from(record.entry);
         match queue::commit(&layout.queue, &data, a) {
             Ok(e) => {
                 let _ = fsutil::remove_durably(&sidecar);
@@ -98,16 +95,10 @@ pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Move
             }));
             continue;
         }
-        let record: RejectRecord = match std::fs::read(&sidecar)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-        {
+        let record: RejectRecord = match read_record(&name, &sidecar) {
             Ok(r) => r,
             Err(e) => {
-                out.push(Err(RequeueError::Other {
-                    name,
-                    message: format!("cannot read {}: {e}", sidecar.display()),
-                }));
+                out.push(Err(e));
                 continue;
             }
         };
