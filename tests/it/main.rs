@@ -12,3 +12,4 @@ mod faults;
 mod once;
 mod samples;
 mod state;
+mod tls;
