@@ -156,15 +156,27 @@ fn set_aside(spool: &Spool, path: &std::path::Path, reason: &str) {
 
 /// The admission worker: one file at a time on a blocking thread, outcome logged, recorded,
 /// fed back to the watcher, and queued entries passed on to the uploader.
-async fn admission(
+struct AdmissionStage {
     admitter: Arc<Admitter>,
-    mut rx: mpsc::Receiver<Settled>,
     uploads: mpsc::Sender<crate::spool::QueuedEntry>,
+    /// To the watcher (daemon only).
     feedback: Option<mpsc::Sender<(PathBuf, Feedback)>>,
     report: RunReport,
+    status: Arc<StatusBoard>,
     rescan_interval: Duration,
     once: bool,
-) {
+}
+
+async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
+    let AdmissionStage {
+        admitter,
+        uploads,
+        feedback,
+        report,
+        status,
+        rescan_interval,
+        once,
+    } = stage;
     while let Some(s) = rx.recv().await {
         let a = admitter.clone();
         let s2 = s.clone();
@@ -236,6 +248,7 @@ async fn admission(
                     tracing::info!(file = %file, "not yet: {reason}");
                 } else {
                     tracing::warn!(file = %file, "not admitted for now: {reason}");
+                    status.error(&format!("{file}: {reason}"));
                 }
                 if once {
                     report.push(Outcome::Pending {
@@ -270,13 +283,16 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let watch_task = tokio::spawn(watcher.run(settled_tx, fb_rx, shutdown.clone()));
     let admit_task = tokio::spawn(admission(
-        parts.admitter.clone(),
+        AdmissionStage {
+            admitter: parts.admitter.clone(),
+            uploads: up_tx,
+            feedback: Some(fb_tx),
+            report: report.clone(),
+            status: parts.uploader.status.clone(),
+            rescan_interval: cfg.agent.rescan_interval,
+            once: false,
+        },
         settled_rx,
-        up_tx,
-        Some(fb_tx),
-        report.clone(),
-        cfg.agent.rescan_interval,
-        false,
     ));
     let abort = CancellationToken::new();
     let upload_task = tokio::spawn(parts.uploader.clone().run(
@@ -369,13 +385,16 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
         abort.clone(),
     ));
     let admit_task = tokio::spawn(admission(
-        parts.admitter.clone(),
+        AdmissionStage {
+            admitter: parts.admitter.clone(),
+            uploads: up_tx,
+            feedback: None,
+            report: report.clone(),
+            status: parts.uploader.status.clone(),
+            rescan_interval: cfg.agent.rescan_interval,
+            once: true,
+        },
         settled_rx,
-        up_tx,
-        None,
-        report.clone(),
-        cfg.agent.rescan_interval,
-        true,
     ));
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let left_behind = tokio::select! {

@@ -162,3 +162,109 @@ async fn the_configured_proxy_carries_the_uploads() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1);
 }
+
+/// A small tmpfs mounted for one test (root only; skipped elsewhere), unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl SmallFs {
+    fn mount(at: &std::path::Path, size: &str) -> Option<SmallFs> {
+        std::fs::create_dir_all(at).ok()?;
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| SmallFs(at.to_path_buf()))
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let Some(_fs) = SmallFs::mount(&home.state, "1m") else {
+        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    std::fs::create_dir_all(home.state.join("tmp")).unwrap();
+    let filler = home.state.join("filler");
+    std::fs::write(&filler, vec![b'x'; 900 * 1024]).unwrap();
+    let mut report = fixture_bytes("nmap-tcp-localhost.xml");
+    report.extend(std::iter::repeat_n(b'\n', 300 * 1024));
+    let d = Daemon::start(home.load());
+    home.drop_file("big.xml", &report);
+    let status_path = home.state.join("status.json");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        home.inbox_names(),
+        vec!["big.xml".to_string()],
+        "the original stays while the state directory is full"
+    );
+    assert!(api.uploads().is_empty());
+    assert!(
+        home.names_in("rejected").is_empty(),
+        "a full disk is not the file's fault"
+    );
+    std::fs::remove_file(&filler).unwrap();
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    assert_eq!(ups[0].bytes, report);
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_uploading_loses_nothing() {
+    let api = StandIn::start().await;
+    api.set_default_fault(Endpoint::Results, Some(Fault::Hang));
+    let home = Home::new(&api.url(), "", "");
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"10m\"");
+    std::fs::write(&home.config, cfg).unwrap();
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    home.drop_file("b.xml", &fixture_bytes("nmap-udp-localhost.xml"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("uploads in flight", WAIT, || {
+        api.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/results"))
+            .count()
+            >= 2
+    })
+    .await;
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(home.inbox_names().is_empty());
+    assert_eq!(
+        home.names_in("queue").len(),
+        4,
+        "both files are in the queue with their metadata"
+    );
+    api.set_default_fault(Endpoint::Results, None);
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let mut names: Vec<_> = api
+        .uploads()
+        .iter()
+        .filter_map(|u| u.file_name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["a.xml", "b.xml"]);
+    assert!(home.names_in("queue").is_empty());
+}
