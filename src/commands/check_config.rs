@@ -13,11 +13,14 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
     for w in &cfg.warnings {
         eprintln!("warning: {w}");
     }
+    if let Err(e) = cfg.api.require_key() {
+        super::print_config_error(&e);
+        return exit::CONFIG;
+    }
     println!("{}: OK", cfg.file.display());
     println!("  api        {}", cfg.api.url);
-    match &cfg.api.key {
-        Some((_, origin)) => println!("  key        from {origin}"),
-        None => println!("  key        none yet (needed to upload; see api.key_file)"),
+    if let Some((_, origin)) = &cfg.api.key {
+        println!("  key        from {origin}");
     }
     println!(
         "  source     {}",
@@ -40,9 +43,6 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
                 ", will be created"
             }
         );
-    }
-    if cfg.api.key.is_none() {
-        return exit::CONFIG;
     }
     exit::OK
 }
