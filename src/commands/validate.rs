@@ -1,4 +1,5 @@
-//! `validate FILE...`: the same validation admission uses, offline, one verdict per file.
+//! `validate FILE...`: the same validation admission uses, offline, one verdict per file: a
+//! line of text each, or one JSON object each with exactly the contract's fields.
 
 use std::path::PathBuf;
 
@@ -6,21 +7,48 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::exit;
+use crate::report::one_line;
 use crate::validate::{Hints, ScanType};
 
 #[derive(Serialize)]
-struct Line<'a> {
-    path: &'a str,
+struct Verdict {
+    path: String,
     valid: bool,
-    format: Option<&'a str>,
-    scan_type: Option<&'a str>,
-    target: Option<&'a str>,
-    reason: Option<&'a str>,
-    warnings: &'a [String],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sha256: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<u64>,
+    format: Option<&'static str>,
+    scan_type: Option<&'static str>,
+    target: Option<String>,
+    reason: Option<String>,
+    warnings: Vec<String>,
+}
+
+fn judge(path: &std::path::Path, hints: &Hints) -> Verdict {
+    let mut v = Verdict {
+        path: path.display().to_string(),
+        valid: false,
+        format: None,
+        scan_type: None,
+        target: None,
+        reason: None,
+        warnings: vec![],
+    };
+    match crate::admit::inspect(path, hints) {
+        Ok(i) => match i.verdict {
+            Ok(r) => {
+                v.valid = true;
+                v.format = Some(r.format.as_str());
+                v.scan_type = Some(r.scan_type.as_str());
+                v.target = r.target;
+                v.warnings = r.warnings;
+            }
+            Err(rej) => {
+                v.format = Some(rej.format.as_str());
+                v.reason = Some(rej.reason);
+                v.warnings = rej.warnings;
+            }
+        },
+        Err(e) => v.reason = Some(format!("cannot read it: {e}")),
+    }
+    v
 }
 
 pub fn run(
@@ -44,74 +72,30 @@ pub fn run(
     };
     let mut all_valid = true;
     for f in files {
-        let path = f.display().to_string();
-        let (valid, format_, st, tgt, reason, warnings, sha, size) =
-            match crate::admit::inspect(f, &hints) {
-                Ok(i) => match i.verdict {
-                    Ok(r) => (
-                        true,
-                        Some(r.format.as_str()),
-                        Some(r.scan_type.as_str()),
-                        r.target,
-                        None,
-                        r.warnings,
-                        Some(i.sha256),
-                        Some(i.size),
-                    ),
-                    Err(rej) => (
-                        false,
-                        Some(rej.format.as_str()),
-                        None,
-                        None,
-                        Some(rej.reason),
-                        rej.warnings,
-                        Some(i.sha256),
-                        Some(i.size),
-                    ),
-                },
-                Err(e) => (
-                    false,
-                    None,
-                    None,
-                    None,
-                    Some(format!("cannot read it: {e}")),
-                    vec![],
-                    None,
-                    None,
-                ),
-            };
-        all_valid &= valid;
+        let v = judge(f, &hints);
+        all_valid &= v.valid;
         match format {
-            OutputFormat::Json => {
-                let line = Line {
-                    path: &path,
-                    valid,
-                    format: format_,
-                    scan_type: st,
-                    target: tgt.as_deref(),
-                    reason: reason.as_deref(),
-                    warnings: &warnings,
-                    sha256: sha.as_deref(),
-                    size,
-                };
-                println!("{}", serde_json::to_string(&line).unwrap_or_default());
-            }
+            OutputFormat::Json => println!("{}", serde_json::to_string(&v).unwrap_or_default()),
             OutputFormat::Text => {
-                if valid {
+                // One line per file, warnings included, so the output greps and reads at a glance.
+                let warnings = match v.warnings.len() {
+                    0 => String::new(),
+                    _ => format!("  (warning: {})", one_line(&v.warnings.join("; "))),
+                };
+                if v.valid {
                     println!(
-                        "ok       {path}  {} {}{}",
-                        format_.unwrap_or("-"),
-                        st.unwrap_or("-"),
-                        tgt.map(|t| format!(" target {t}")).unwrap_or_default()
+                        "ok       {}  {} {}{}{warnings}",
+                        v.path,
+                        v.format.unwrap_or("-"),
+                        v.scan_type.unwrap_or("-"),
+                        v.target.map(|t| format!(" target {t}")).unwrap_or_default()
                     );
                 } else {
                     println!(
-                        "INVALID  {path}  {}",
-                        crate::report::one_line(&reason.unwrap_or_default())
+                        "INVALID  {}  {}{warnings}",
+                        v.path,
+                        one_line(&v.reason.unwrap_or_default())
                     );
-                }
-                for w in &warnings {
-                    println!("         warning: {w}");
                 }
             }
         }

@@ -37,6 +37,8 @@ pub struct SourceResolver {
     name: String,
     configured: Option<String>,
     known: Mutex<Option<String>>,
+    /// Found or created, but not yet written to source.json (so not yet used).
+    unsaved: Mutex<Option<String>>,
 }
 
 /// Pages of `GET /sources` read at most, so a broken `next_page_token` cannot loop forever.
@@ -49,6 +51,7 @@ impl SourceResolver {
             name,
             configured,
             known: Mutex::new(None),
+            unsaved: Mutex::new(None),
         }
     }
 
@@ -99,6 +102,13 @@ impl SourceResolver {
             }
             tracing::warn!(remembered = %r.name, api_url = %r.api_url, name = %self.name, "the remembered source is for another URL or name; looking up the configured one");
         }
+        // A source created earlier whose id could not be saved: save it now, never create another.
+        if let Some(id) = self.unsaved.lock().await.clone() {
+            save(&id)?;
+            *self.unsaved.lock().await = None;
+            *known = Some(id.clone());
+            return Ok(id);
+        }
         let id = match self.find(api).await? {
             Some(id) => {
                 tracing::info!(source_id = %id, name = %self.name, "using the existing IMPORTED source");
@@ -110,7 +120,10 @@ impl SourceResolver {
                 id
             }
         };
-        save(&id)?;
+        if let Err(e) = save(&id) {
+            *self.unsaved.lock().await = Some(id);
+            return Err(e);
+        }
         *known = Some(id.clone());
         Ok(id)
     }
