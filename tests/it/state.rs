@@ -215,6 +215,11 @@ async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
         home.names_in("rejected").is_empty(),
         "a full disk is not the file's fault"
     );
+    let status = std::fs::read_to_string(&status_path).unwrap();
+    assert!(
+        status.contains("state directory cannot take it"),
+        "status must say why: {status}"
+    );
     std::fs::remove_file(&filler).unwrap();
     let ups = api.wait_for_uploads(1, WAIT).await;
     assert_eq!(ups[0].bytes, report);
