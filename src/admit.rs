@@ -180,7 +180,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Validate and hash a file without writing anything (`--dry-run`, `validate`).
+/// Validate a file and nothing else (`validate`): no hash, no copy, and a rejection stops the
+/// read where the problem is.
+pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
+    let f = open_plain(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other("not a regular file"));
+    }
+    validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
+}
+
+/// Validate and hash a file without writing anything (`--dry-run`).
 pub fn inspect(path: &Path, hints: &Hints) -> io::Result<Inspection> {
     let f = open_plain(path)?;
     if !f.metadata()?.is_file() {

@@ -31,8 +31,8 @@ fn judge(path: &std::path::Path, hints: &Hints) -> Verdict {
         reason: None,
         warnings: vec![],
     };
-    match crate::admit::inspect(path, hints) {
-        Ok(i) => match i.verdict {
+    match crate::admit::check(path, hints) {
+        Ok(verdict) => match verdict {
             Ok(r) => {
                 v.valid = true;
                 v.format = Some(r.format.as_str());
