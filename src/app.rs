@@ -49,7 +49,8 @@ impl AppError {
     pub fn exit_code(&self) -> i32 {
         match self {
             AppError::Config(_) | AppError::Client(_) => crate::exit::CONFIG,
-            AppError::Spool(SpoolError::Locked { .. }) => crate::exit::TEMPFAIL,
+            // Another agent holds the state directory, or it cannot be used right now: the
+            // work is still there for a later run.
             AppError::Spool(_) | AppError::Io { .. } => crate::exit::TEMPFAIL,
         }
     }
@@ -165,6 +166,8 @@ struct AdmissionStage {
     status: Arc<StatusBoard>,
     rescan_interval: Duration,
     once: bool,
+    /// Stop after the file in hand; the others wait in their directory for the next start.
+    shutdown: CancellationToken,
 }
 
 async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
@@ -176,8 +179,28 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         status,
         rescan_interval,
         once,
+        shutdown,
     } = stage;
-    while let Some(s) = rx.recv().await {
+    loop {
+        let s = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => {
+                if once {
+                    rx.close();
+                    while let Ok(s) = rx.try_recv() {
+                        report.push(Outcome::Pending {
+                            file: s.path.display().to_string(),
+                            reason: "the pass was stopped before it was read".into(),
+                        });
+                    }
+                }
+                break;
+            }
+            s = rx.recv() => match s {
+                Some(s) => s,
+                None => break,
+            },
+        };
         let a = admitter.clone();
         let s2 = s.clone();
         let result = match tokio::task::spawn_blocking(move || a.admit(&s2)).await {
@@ -291,6 +314,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             status: parts.uploader.status.clone(),
             rescan_interval: cfg.agent.rescan_interval,
             once: false,
+            shutdown: shutdown.clone(),
         },
         settled_rx,
     ));
@@ -331,9 +355,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
 
     shutdown.cancelled().await;
     tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
-    let _ = watch_task.await;
-    let _ = admit_task.await;
-    let _ = housekeeping.await;
+    // The grace counts from the signal, whatever each stage is doing.
     let abort_later = tokio::spawn({
         let abort = abort.clone();
         async move {
@@ -341,6 +363,9 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             abort.cancel();
         }
     });
+    let _ = watch_task.await;
+    let _ = admit_task.await;
+    let _ = housekeeping.await;
     let left = upload_task.await.unwrap_or_default();
     abort_later.abort();
     tracing::info!(
@@ -393,6 +418,7 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
             status: parts.uploader.status.clone(),
             rescan_interval: cfg.agent.rescan_interval,
             once: true,
+            shutdown: shutdown.clone(),
         },
         settled_rx,
     ));

@@ -173,3 +173,45 @@ fn dry_run_prints_verdicts_and_touches_nothing() {
     assert_eq!(home.inbox_names().len(), 3, "nothing moved");
     assert!(!home.state.exists(), "nothing written: {:?}", home.state);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_stopped_by_sigterm_exits_75_and_keeps_the_file_queued() {
+    let api = StandIn::start().await;
+    api.set_default_fault(Endpoint::Results, Some(Fault::Hang));
+    let home = Home::new(&api.url(), "", "");
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .arg("--once")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    eventually(
+        "the upload is in flight",
+        std::time::Duration::from_secs(20),
+        || api.requests().iter().any(|r| r.path.ends_with("/results")),
+    )
+    .await;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(75),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pending"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(home.names_in("queue").contains(&"a.xml".to_string()));
+}
