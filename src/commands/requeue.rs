@@ -13,7 +13,11 @@ pub fn run(cli: &Cli, env: &Env, rejected: bool, names: &[String]) -> i32 {
     };
     let layout = Layout::new(&cfg.agent.state_dir);
     let results = if rejected {
-        requeue::rejected(&layout, names)
+        requeue::rejected(&layout, names, |dir| {
+            cfg.watches
+                .iter()
+                .any(|w| dir == w.path || (w.recursive && dir.starts_with(&w.path)))
+        })
     } else {
         requeue::failed(&layout, names)
     };

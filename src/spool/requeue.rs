@@ -83,7 +83,13 @@ pub fn failed(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved,
     Ok(out)
 }
 
-pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Moved, RequeueError>>> {
+/// `watched` says whether a directory is (still) read by the agent: a file put back anywhere
+/// else would sit there unnoticed.
+pub fn rejected(
+    layout: &Layout,
+    names: &[String],
+    watched: impl Fn(&Path) -> bool,
+) -> io::Result<Vec<Result<Moved, RequeueError>>> {
     let mut out = Vec::new();
     for name in select(&layout.rejected, ".reason.json", names)? {
         let data = layout.rejected.join(&name);
@@ -102,10 +108,13 @@ pub fn rejected(layout: &Layout, names: &[String]) -> io::Result<Vec<Result<Move
                 continue;
             }
         };
-        let Some(dir) = record.file.parent().filter(|d| d.is_dir()) else {
+        let Some(dir) = record.file.parent().filter(|d| d.is_dir() && watched(d)) else {
             out.push(Err(RequeueError::Other {
                 name,
-                message: format!("it came from {}, which no longer exists: move it into a watch directory by hand", record.file.display()),
+                message: format!(
+                    "it came from {}, which is not a watch directory now: move it into one by hand",
+                    record.file.display()
+                ),
             }));
             continue;
         };
