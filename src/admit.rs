@@ -100,7 +100,8 @@ pub struct Admitter {
     pub max_file_size: u64,
     pub incomplete_grace: Duration,
     pub after_upload: AfterUpload,
-    custody: Mutex<HashSet<String>>,
+    /// SHA-256 of what `queue/` holds (shared with the uploader, which removes what leaves).
+    pub custody: Arc<Mutex<HashSet<String>>>,
 }
 
 /// A reader that hashes, counts and copies every byte the validator pulls through it.
@@ -225,7 +226,7 @@ impl Admitter {
             max_file_size,
             incomplete_grace,
             after_upload,
-            custody: Mutex::new(custody),
+            custody: Arc::new(Mutex::new(custody)),
         })
     }
 

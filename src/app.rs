@@ -84,6 +84,11 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
     } = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
     for (path, reason) in unreadable {
         set_aside(&spool, &path, &reason);
+        report.push(Outcome::Rejected {
+            file: path.display().to_string(),
+            reason: format!("queue entry set aside: {reason}"),
+            moved_to: None,
+        });
     }
     if !initial.is_empty() {
         tracing::info!(
@@ -123,6 +128,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         concurrency: cfg.agent.upload_concurrency,
         once,
         queue_rescan: cfg.agent.rescan_interval,
+        custody: admitter.custody.clone(),
     });
     Ok(Parts {
         spool,
@@ -203,7 +209,23 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         };
         let a = admitter.clone();
         let s2 = s.clone();
-        let result = match tokio::task::spawn_blocking(move || a.admit(&s2)).await {
+        let mut reading = tokio::task::spawn_blocking(move || a.admit(&s2));
+        let joined = tokio::select! {
+            r = &mut reading => r,
+            _ = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                // A huge or hung read must not hold the stop hostage. Admission is crash-safe at
+                // every step, so leaving it is like a kill: the file is where a restart finds it.
+                tracing::warn!(file = %s.path.display(), "still being read at the end of the shutdown grace; left for the next start");
+                if once {
+                    report.push(Outcome::Pending { file: s.path.display().to_string(), reason: "the pass was stopped while it was being read".into() });
+                }
+                break;
+            }
+        };
+        let result = match joined {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(file = %s.path.display(), error = %e, "admission failed unexpectedly; the file stays where it is");
@@ -220,7 +242,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         // again and again), a new file under the same name is looked at on its own.
         let done_with_it = || match std::fs::symlink_metadata(&s.path) {
             Err(_) => Feedback::Done,
-            Ok(m) if Fingerprint::of(&m) == s.seen => Feedback::Parked,
+            Ok(m) if Fingerprint::of(&m) == s.seen => Feedback::Parked(s.seen),
             Ok(_) => Feedback::Recheck(Duration::ZERO),
         };
         let fb = match result {
@@ -260,7 +282,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                     file: file.clone(),
                     reason,
                 });
-                Feedback::Parked
+                Feedback::Parked(s.seen)
             }
             Admitted::NotYet {
                 reason,

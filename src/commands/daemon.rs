@@ -40,7 +40,7 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
             return exit::INTERNAL;
         }
     };
-    rt.block_on(async {
+    let code = rt.block_on(async {
         let shutdown = CancellationToken::new();
         // A second signal exits at once: 0 for the daemon, 75 (work left) for a pass.
         let now_code = if cli.once { exit::TEMPFAIL } else { exit::OK };
@@ -69,7 +69,10 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         };
         signals.abort();
         code
-    })
+    });
+    // Blocking work abandoned at the end of the grace (a hung read) must not keep the process.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }
 
 async fn watch_signals(shutdown: CancellationToken, now_code: i32) {

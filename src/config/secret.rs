@@ -36,14 +36,25 @@ impl KeyOrigin {
     /// The key as its file says now (credential or key file); `None` for the others, which
     /// cannot change while the agent runs.
     pub fn reload(&self) -> Option<ApiKey> {
-        match self {
-            KeyOrigin::Credential(p) | KeyOrigin::KeyFile(p) => std::fs::read_to_string(p)
-                .ok()
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .map(ApiKey::new),
-            KeyOrigin::Environment | KeyOrigin::ConfigFile => None,
-        }
+        use std::os::unix::fs::PermissionsExt;
+        let path = match self {
+            KeyOrigin::Credential(p) => p,
+            KeyOrigin::KeyFile(p) => {
+                // The same rule as at start: a key others can read is not used.
+                let mode = std::fs::metadata(p).ok()?.permissions().mode();
+                if mode & 0o044 != 0 {
+                    tracing::error!(file = %p.display(), "the key file is readable by other users: run `chmod 600` on it; not using it");
+                    return None;
+                }
+                p
+            }
+            KeyOrigin::Environment | KeyOrigin::ConfigFile => return None,
+        };
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .map(ApiKey::new)
     }
 }
 

@@ -101,7 +101,7 @@ pub fn sanitize(name: &str) -> String {
 pub fn reserve(dir: &Path, wanted: &str, sidecar: &str) -> io::Result<String> {
     loop {
         let name = unique_name(dir, wanted, |n| {
-            n.ends_with(sidecar) || dir.join(format!("{n}{sidecar}")).exists()
+            n.ends_with(sidecar) || fs::symlink_metadata(dir.join(format!("{n}{sidecar}"))).is_ok()
         });
         match OpenOptions::new()
             .write(true)
@@ -116,22 +116,68 @@ pub fn reserve(dir: &Path, wanted: &str, sidecar: &str) -> io::Result<String> {
     }
 }
 
-/// Move `from` to `to` without ever replacing an existing `to` (link, then unlink), durably.
-/// Across filesystems the data is copied to a temporary file beside `to`, synced and linked
-/// into place, and only then is `from` removed; if `from` cannot be removed, the copy is taken
-/// back, so a failure never leaves the same file in two places.
+/// Rename `from` to `to` on one filesystem, failing with `AlreadyExists` rather than replacing
+/// `to`. renameat2(RENAME_NOREPLACE) where the filesystem has it; else a hard link and unlink;
+/// else (no hard links, or protected_hardlinks on another user's file) a checked rename.
+fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    let unsupported = |e: &io::Error| {
+        matches!(
+            e.raw_os_error(),
+            Some(code) if code == EINVAL || code == ENOSYS || code == EOPNOTSUPP || code == EPERM || code == EMLINK
+        )
+    };
+    match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
+        Ok(()) => return Ok(()),
+        Err(e) => {
+            let e = io::Error::from(e);
+            if !unsupported(&e) {
+                return Err(e);
+            }
+        }
+    }
+    match fs::hard_link(from, to) {
+        Ok(()) => {
+            if let Err(e) = fs::remove_file(from) {
+                let _ = fs::remove_file(to);
+                return Err(e);
+            }
+            return Ok(());
+        }
+        Err(e) if !unsupported(&e) => return Err(e),
+        Err(_) => {}
+    }
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    fs::rename(from, to)
+}
+
+/// Move `from` to `to` without ever replacing an existing `to`, durably. Across filesystems the
+/// data is copied to a temporary file beside `to`, synced and renamed into place, and only then
+/// is `from` removed; if `from` cannot be removed, the copy is taken back, so a failure never
+/// leaves the same file in two places.
 pub fn place(from: &Path, to: &Path) -> io::Result<()> {
     let to_dir = to.parent().unwrap_or(Path::new("."));
-    match fs::hard_link(from, to) {
-        Ok(()) => release_source(from, to, to_dir),
+    match rename_noreplace(from, to) {
+        Ok(()) => {
+            sync_moved(to_dir, from.parent());
+            Ok(())
+        }
         Err(e) if e.raw_os_error() == Some(EXDEV) => {
             let (mut out, tmp) = create_temp(to_dir)?;
             let res = (|| {
                 let mut input = File::open(from)?;
                 io::copy(&mut input, &mut out)?;
                 out.sync_all()?;
-                fs::hard_link(&tmp, to)?;
-                release_source(from, to, to_dir)
+                rename_noreplace(&tmp, to)?;
+                sync_dir(to_dir)
+                    .and_then(|()| fs::remove_file(from))
+                    .inspect_err(|_| {
+                        let _ = fs::remove_file(to);
+                    })?;
+                sync_moved(to_dir, from.parent());
+                Ok(())
             })();
             let _ = fs::remove_file(&tmp);
             res
@@ -140,17 +186,13 @@ pub fn place(from: &Path, to: &Path) -> io::Result<()> {
     }
 }
 
-/// The second half of a move: `to` is in place; make it durable and remove `from`, or take `to`
-/// back if `from` cannot go (never the same file in two places).
-fn release_source(from: &Path, to: &Path, to_dir: &Path) -> io::Result<()> {
-    sync_dir(to_dir)?;
-    if let Err(e) = fs::remove_file(from) {
-        let _ = fs::remove_file(to);
-        return Err(e);
-    }
-    match from.parent() {
-        Some(d) => sync_dir(d),
-        None => Ok(()),
+/// Make a completed rename durable. The file already has exactly one place; a failing fsync
+/// (EIO) is reported but does not turn the move into a failure the caller would undo.
+fn sync_moved(to_dir: &Path, from_dir: Option<&Path>) {
+    for d in std::iter::once(to_dir).chain(from_dir) {
+        if let Err(e) = sync_dir(d) {
+            tracing::warn!(dir = %d.display(), error = %e, "fsync of a directory failed");
+        }
     }
 }
 
@@ -165,8 +207,13 @@ pub fn place_unique(from: &Path, dir: &Path, wanted: &str) -> io::Result<PathBuf
     }
 }
 
-/// EXDEV ("Invalid cross-device link") on Linux.
+// Linux errno values (no libc dependency for five constants).
+const EPERM: i32 = 1;
 const EXDEV: i32 = 18;
+const EINVAL: i32 = 22;
+const EMLINK: i32 = 31;
+const ENOSYS: i32 = 38;
+const EOPNOTSUPP: i32 = 95;
 
 /// Remove a file and make the removal durable. A file already gone is fine.
 pub fn remove_durably(path: &Path) -> io::Result<()> {

@@ -143,7 +143,10 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
                 data_path,
                 "found in queue/ without its metadata (copied in by hand?)".to_string(),
             )),
-            Err(e) => return Err(e),
+            Err(e) => bad.push((
+                data_path,
+                format!("its metadata {} cannot be read: {e}", meta_path.display()),
+            )),
         }
     }
     good.sort_by(|a, b| {

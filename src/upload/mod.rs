@@ -47,6 +47,9 @@ pub struct Uploader {
     pub once: bool,
     /// How often `queue/` is listed for entries put there behind the daemon's back (`requeue`).
     pub queue_rescan: Duration,
+    /// SHA-256 of the content in `queue/`, shared with admission: an entry that leaves the queue
+    /// (uploaded, refused, vanished) leaves it, so the same content dropped again is admitted.
+    pub custody: Arc<Mutex<HashSet<String>>>,
 }
 
 /// How one upload attempt of an entry ended.
@@ -76,7 +79,10 @@ impl Uploader {
     ) -> Vec<QueuedEntry> {
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
         let mut pending: VecDeque<QueuedEntry> = initial.into();
-        let mut inflight: JoinSet<(String, Settled)> = JoinSet::new();
+        let mut inflight: JoinSet<(String, String, Settled)> = JoinSet::new();
+        // Content being sent right now: a second entry with the same bytes waits, so the ledger
+        // sees the first upload before the second is considered.
+        let mut sending: HashSet<String> = HashSet::new();
         let mut rescan = tokio::time::interval(self.queue_rescan);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rescan.reset();
@@ -85,15 +91,23 @@ impl Uploader {
         let mut auth_stopped = false;
         loop {
             while !stop.is_cancelled() && !auth_stopped && inflight.len() < self.concurrency {
-                let Some(entry) = pending.pop_front() else {
+                let Some(pos) = pending
+                    .iter()
+                    .position(|e| !sending.contains(&e.meta.sha256))
+                else {
                     break;
                 };
+                let Some(entry) = pending.remove(pos) else {
+                    break;
+                };
+                sending.insert(entry.meta.sha256.clone());
                 let me = self.clone();
                 let abort = abort.clone();
                 let stop = stop.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
-                    (name, me.attempt(entry, stop, abort).await)
+                    let sha = entry.meta.sha256.clone();
+                    (name, sha, me.attempt(entry, stop, abort).await)
                 });
             }
             if inflight.is_empty()
@@ -104,10 +118,21 @@ impl Uploader {
             tokio::select! {
                 biased;
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
-                    Ok((name, Settled::Done)) => { known.remove(&name); }
-                    Ok((_, Settled::Retry(e))) => pending.push_back(e),
-                    Ok((_, Settled::Left(e))) => left.push(e),
-                    Ok((_, Settled::AuthStop(e))) => { auth_stopped = true; left.push(e); }
+                    Ok((name, sha, settled)) => {
+                        sending.remove(&sha);
+                        match settled {
+                            Settled::Done => {
+                                known.remove(&name);
+                                self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&sha);
+                            }
+                            Settled::Retry(e) => pending.push_back(e),
+                            Settled::Left(e) => left.push(e),
+                            Settled::AuthStop(e) => {
+                                auth_stopped = true;
+                                left.push(e);
+                            }
+                        }
+                    }
                     Err(e) => {
                         // Its file is still in queue/; the next start (or queue rescan) retries it.
                         tracing::error!(error = %e, "an upload task failed unexpectedly");

@@ -25,8 +25,9 @@ use crate::validate::Hints;
 pub enum Feedback {
     /// Gone from the watch directory (queued, rejected, archived).
     Done,
-    /// Still there on purpose (`after_upload = "keep"`): ignore until it changes.
-    Parked,
+    /// Still there, as it was when read (`after_upload = "keep"`, or it cannot be removed):
+    /// ignore it until it differs from this fingerprint.
+    Parked(Fingerprint),
     /// Still there; look again after this long (or when it changes).
     Recheck(Duration),
 }
@@ -130,7 +131,9 @@ impl Watcher {
         }
     }
 
-    fn full_scan(&mut self) {
+    /// Scan every watch directory; returns those that could not be listed, with why.
+    fn full_scan(&mut self) -> Vec<(PathBuf, String)> {
+        let mut failed = Vec::new();
         let mut present = std::collections::HashSet::new();
         for i in 0..self.watches.len() {
             match scan::scan(&self.watches[i].0) {
@@ -142,6 +145,10 @@ impl Watcher {
                 }
                 Err(e) => {
                     tracing::error!(dir = %self.watches[i].0.path.display(), error = %e, "cannot list the watch directory");
+                    failed.push((
+                        self.watches[i].0.path.clone(),
+                        format!("cannot list the watch directory: {e}"),
+                    ));
                     // Keep what we track there: the files are not known to be gone.
                     for (p, t) in &self.tracked {
                         if t.watch == i {
@@ -153,6 +160,7 @@ impl Watcher {
         }
         self.tracked
             .retain(|p, t| t.state == State::Admitting || present.contains(p));
+        failed
     }
 
     fn settled(&self, path: &std::path::Path, t: &Tracked) -> Settled {
@@ -200,9 +208,15 @@ impl Watcher {
             Feedback::Done => {
                 self.tracked.remove(&path);
             }
-            Feedback::Parked => {
+            Feedback::Parked(fp) => {
                 if let Some(t) = self.tracked.get_mut(&path) {
-                    t.state = State::Parked;
+                    if t.fp == fp {
+                        t.state = State::Parked;
+                    } else {
+                        // It changed while admission was deciding: that is a new file to read.
+                        t.state = State::Waiting;
+                        t.ready_at = now + self.settle;
+                    }
                 }
             }
             Feedback::Recheck(d) => {
@@ -243,7 +257,7 @@ impl Watcher {
                 None
             }
         };
-        self.full_scan();
+        let _ = self.full_scan();
         let mut rescan =
             tokio::time::interval_at(Instant::now() + self.rescan_interval, self.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -257,14 +271,16 @@ impl Watcher {
             };
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = rescan.tick() => self.full_scan(),
+                _ = rescan.tick() => {
+                    let _ = self.full_scan();
+                }
                 Some(h) = hints.recv() => {
                     let mut batch = vec![h];
                     while let Ok(h) = hints.try_recv() {
                         batch.push(h);
                     }
                     if batch.iter().any(|h| matches!(h, events::Hint::Rescan)) {
-                        self.full_scan();
+                        let _ = self.full_scan();
                     } else {
                         for h in batch {
                             if let events::Hint::Path(p) = h {
@@ -287,8 +303,7 @@ impl Watcher {
     /// `--once`: one scan; files still settling are waited for once, then handed over or, if
     /// they changed meanwhile, reported as still being written. Returns those left behind.
     pub async fn sweep(mut self, to_admit: mpsc::Sender<Settled>) -> Vec<(PathBuf, String)> {
-        self.full_scan();
-        let mut left = Vec::new();
+        let mut left = self.full_scan();
         let latest = self.tracked.values().map(|t| t.ready_at).max();
         if let Some(t) = latest {
             tokio::time::sleep_until(t).await;

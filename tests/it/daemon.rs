@@ -401,3 +401,23 @@ async fn a_refused_file_goes_to_failed_with_the_servers_message_and_requeue_send
     d.stop().await;
     assert!(home.names_in("failed").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn content_refused_once_is_admitted_again_when_dropped_again() {
+    let api = StandIn::start().await;
+    api.push_fault(Endpoint::Results, Fault::Status(422));
+    let home = Home::new(&api.url(), "", "");
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    let d = Daemon::start(home.load());
+    home.drop_file("scan.xml", &report);
+    eventually("refused into failed/", WAIT, || {
+        home.names_in("failed").len() == 2
+    })
+    .await;
+    // The operator fixed whatever it was and drops the same bytes again.
+    home.drop_file("scan.xml", &report);
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    d.stop().await;
+    assert_eq!(ups[0].bytes, report);
+    assert!(home.inbox_names().is_empty());
+}

@@ -44,7 +44,15 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
     let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
         .await
         .unwrap();
-    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.code, 65,
+        "set-aside entries are reported as rejected: {out:?}"
+    );
+    assert!(
+        out.stdout.contains("queue entry set aside"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(api.uploads().len(), 1);
     assert!(
         home.names_in("queue").is_empty(),
