@@ -658,7 +658,7 @@ fn is_ws_char(c: char) -> bool {
 }
 
 /// Most attributes a tag may hold before `attrs_plainly_ok` leaves it to the slow path.
-const PLAIN_ATTRS: usize = 32;
+const PLAIN_ATTRS: usize = 24;
 
 /// True if the attributes of start tag `raw` (after its `name_len`-byte name) are plainly
 /// well-formed: `key="value"` or `key='value'` pairs, no space around `=`, no duplicate key,
@@ -666,7 +666,7 @@ const PLAIN_ATTRS: usize = 32;
 /// `XmlPull::open`'s slow path (quick-xml's checked attribute iterator plus
 /// `check_attr_value`); `false` only means "let the slow path decide and word the error".
 pub(crate) fn attrs_plainly_ok(raw: &[u8], name_len: usize) -> bool {
-    let mut keys = [(0usize, 0usize); PLAIN_ATTRS];
+    let mut keys = [(0u32, 0u32); PLAIN_ATTRS];
     let mut nkeys = 0;
     let n = raw.len();
     let mut i = name_len;
@@ -685,10 +685,16 @@ pub(crate) fn attrs_plainly_ok(raw: &[u8], name_len: usize) -> bool {
             return false;
         }
         let key = &raw[key_start..i];
-        if keys[..nkeys].iter().any(|&(a, b)| &raw[a..b] == key) {
+        if keys[..nkeys]
+            .iter()
+            .any(|&(a, b)| &raw[a as usize..b as usize] == key)
+        {
             return false;
         }
-        keys[nkeys] = (key_start, i);
+        let (Ok(a), Ok(b)) = (u32::try_from(key_start), u32::try_from(i)) else {
+            return false;
+        };
+        keys[nkeys] = (a, b);
         nkeys += 1;
         i += 1;
         let quote = match raw.get(i) {
@@ -696,40 +702,41 @@ pub(crate) fn attrs_plainly_ok(raw: &[u8], name_len: usize) -> bool {
             _ => return false,
         };
         i += 1;
-        let Some(len) = memchr::memchr(quote, &raw[i..]) else {
-            return false;
-        };
-        if !value_plainly_ok(&raw[i..i + len]) {
-            return false;
+        // Values are short: one plain pass finds the closing quote and checks the value, where
+        // three memchr calls cost more in set-up than they save.
+        loop {
+            match raw.get(i) {
+                None | Some(b'<') => return false,
+                Some(&b) if b == quote => break,
+                Some(b'&') => match reference_end(&raw[i + 1..]) {
+                    Some(len) => i += len + 1,
+                    None => return false,
+                },
+                Some(_) => i += 1,
+            }
         }
-        i += len + 1;
+        i += 1;
     }
 }
 
-/// An attribute value without `<`, whose every `&` starts an allowed reference.
-fn value_plainly_ok(value: &[u8]) -> bool {
-    if memchr::memchr(b'<', value).is_some() {
-        return false;
+/// For the bytes after a `&` in an attribute value: the length of an allowed reference's
+/// `NAME;`, or None if the slow path must judge it. Stops at the first `;` like
+/// `check_attr_value`; a quote or `<` before it means no allowed reference (the name would
+/// hold it), so the slow path decides.
+fn reference_end(after: &[u8]) -> Option<usize> {
+    let semi = after
+        .iter()
+        .take(16)
+        .position(|b| *b == b';' || *b == b'"' || *b == b'\'' || *b == b'<')?;
+    if after[semi] != b';' {
+        return None;
     }
-    let mut rest = value;
-    while let Some(amp) = memchr::memchr(b'&', rest) {
-        let after = &rest[amp + 1..];
-        let Some(semi) = memchr::memchr(b';', after) else {
-            return false;
-        };
-        let ok = match std::str::from_utf8(&after[..semi]) {
-            Ok(name) => {
-                predefined_entity(name).is_some()
-                    || name.strip_prefix('#').and_then(char_ref).is_some()
-            }
-            Err(_) => false,
-        };
-        if !ok {
-            return false;
-        }
-        rest = &after[semi + 1..];
+    let name = std::str::from_utf8(&after[..semi]).ok()?;
+    if predefined_entity(name).is_some() || name.strip_prefix('#').and_then(char_ref).is_some() {
+        Some(semi + 1)
+    } else {
+        None
     }
-    true
 }
 
 fn is_xml_char(c: char) -> bool {
