@@ -399,6 +399,96 @@ fn xml_oddities() {
     );
 }
 
+/// `open` checks plain attribute lists in a fast pass and leaves anything else to quick-xml's
+/// checked iterator: whatever the fast pass accepts must also pass the slow path, and the
+/// verdicts (and reasons) must be those the slow path alone gave.
+#[test]
+fn attribute_fast_path_agrees_with_the_slow_path() {
+    let many: String = (0..40).map(|i| format!(" k{i}=\"{i}\"")).collect();
+    let many_dup = format!("{many} k3=\"again\"");
+    let cases: Vec<(String, Option<(RejectKind, &str)>)> = vec![
+        (r#" a="1" b='2'"#.into(), None),
+        (" a=\"1\"\n\tb=\"2\" ".into(), None),
+        (r#" a = "1""#.into(), None),
+        (r#" a="1"b="2""#.into(), None),
+        (r#" a="&#xa;&#10;&amp;&quot;&lt;&gt;&apos;""#.into(), None),
+        (r#" a="it's" b='say "hi"'"#.into(), None),
+        (many.clone(), None),
+        // Too long for the fast pass: the slow path accepts it.
+        (r#" b="&#x00000000000000000041;""#.into(), None),
+        (
+            r#" a="&amp" b="x;""#.into(),
+            Some((RejectKind::Malformed, "a bare '&'")),
+        ),
+        (
+            r#" a="1" a="2""#.into(),
+            Some((RejectKind::Malformed, "bad attribute in <port>")),
+        ),
+        (
+            many_dup,
+            Some((RejectKind::Malformed, "bad attribute in <port>")),
+        ),
+        (
+            r#" a="&#0;""#.into(),
+            Some((RejectKind::Malformed, "invalid character reference &#0;")),
+        ),
+        (
+            r#" a="&#xD800;""#.into(),
+            Some((RejectKind::Malformed, "invalid character reference")),
+        ),
+        (
+            r#" a="&foo;""#.into(),
+            Some((RejectKind::Forbidden, "entity reference &foo;")),
+        ),
+        (
+            r#" a="x & y""#.into(),
+            Some((RejectKind::Malformed, "a bare '&'")),
+        ),
+        (
+            r#" a="1 < 2""#.into(),
+            Some((
+                RejectKind::Malformed,
+                "a '<' inside an attribute value of <port>",
+            )),
+        ),
+        (
+            " a=1".into(),
+            Some((RejectKind::Malformed, "bad attribute in <port>")),
+        ),
+        (
+            " a".into(),
+            Some((RejectKind::Malformed, "bad attribute in <port>")),
+        ),
+        (
+            r#" a="1" b"#.into(),
+            Some((RejectKind::Malformed, "bad attribute in <port>")),
+        ),
+    ];
+    for (attrs, want) in cases {
+        let tag = format!("port protocol=\"tcp\" portid=\"22\"{attrs}");
+        let doc = NMAP.replace(r#"<port protocol="tcp" portid="22">"#, &format!("<{tag}>"));
+        assert_ne!(doc, NMAP, "fixture");
+        let fast = xml::attrs_plainly_ok(tag.as_bytes(), "port".len());
+        if attrs.starts_with(" a=\"") && want.is_none() {
+            assert!(
+                fast,
+                "plain attributes should take the fast pass: {attrs:?}"
+            );
+        }
+        for v in [run(doc.as_bytes()), run_chunked(doc.as_bytes(), 7)] {
+            match want {
+                None => {
+                    accepted(&v);
+                }
+                Some((kind, needle)) => {
+                    assert!(!fast, "the fast pass accepted {attrs:?}");
+                    assert_kind(&v, kind, needle);
+                }
+            }
+        }
+    }
+}
+
 #[test]
 fn nesting_limit() {
     let mut doc = String::from("<nmaprun scanner=\"nmap\">");

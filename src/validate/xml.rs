@@ -96,18 +96,22 @@ pub(crate) enum Node<'b> {
 }
 
 enum Step {
+    /// A start tag whose bytes are `cur` (address and length within the parse buffer).
     Start,
     End(usize),
+    /// Character data whose bytes are `cur`.
     Text,
-    Ref(String),
+    Ref(Cow<'static, str>),
     Eof,
 }
 
 pub(crate) struct XmlPull<'c, B: BufRead> {
     reader: Reader<&'c mut Checked<B>>,
+    /// The parse buffer. The `Node` handed out borrows the current start tag or text from it
+    /// (no copy per event); it is only reused by the next call to `next`.
     buf: Vec<u8>,
-    /// Copy of the current start tag or text, so a `Node` can borrow it after the parse
-    /// buffer is reused.
+    /// Lossy copy of the current tag or text, used only when its bytes are not valid UTF-8
+    /// (a character cut by the end of the file; `validate` rejects such files anyway).
     cur: String,
     cur_name_len: usize,
     names: Vec<u8>,
@@ -199,6 +203,10 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
             self.cur = String::new();
         }
         let mut buf = std::mem::take(&mut self.buf);
+        // Address and length of the bytes of the start tag or text being returned. They always
+        // lie inside `buf` (quick-xml's buffered reader borrows its events from it); this is
+        // checked below, once `buf` is no longer borrowed by the event.
+        let mut cur = (0usize, 0usize);
         let step = loop {
             buf.clear();
             if buf.capacity() > KEEP_BUF {
@@ -246,23 +254,21 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
                         }
                         return Err(self.outside_root(start));
                     }
-                    self.cur.clear();
-                    self.cur.push_str(&String::from_utf8_lossy(&t));
+                    cur = (t.as_ptr() as usize, t.len());
                     break Step::Text;
                 }
                 Event::CData(t) => {
                     if self.depth() == 0 {
                         return Err(self.outside_root(start));
                     }
-                    self.cur.clear();
-                    self.cur.push_str(&String::from_utf8_lossy(&t));
+                    cur = (t.as_ptr() as usize, t.len());
                     break Step::Text;
                 }
                 Event::GeneralRef(r) => {
                     if self.depth() == 0 {
                         return Err(self.outside_root(start));
                     }
-                    let name = String::from_utf8_lossy(&r).into_owned();
+                    let name = String::from_utf8_lossy(&r);
                     let text = self.resolve_ref(&name, start)?;
                     break Step::Ref(text);
                 }
@@ -280,10 +286,12 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
                 }
                 Event::Start(e) => {
                     self.open(&e, start, false)?;
+                    cur = (e.as_ptr() as usize, e.len());
                     break Step::Start;
                 }
                 Event::Empty(e) => {
                     self.open(&e, start, true)?;
+                    cur = (e.as_ptr() as usize, e.len());
                     break Step::Start;
                 }
                 Event::End(_) => {
@@ -318,21 +326,50 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
             }
         };
         self.buf = buf;
+        let text: &str = match step {
+            Step::Start | Step::Text => {
+                let (addr, len) = cur;
+                let bytes = addr
+                    .checked_sub(self.buf.as_ptr() as usize)
+                    .and_then(|off| self.buf.get(off..off.checked_add(len)?));
+                let Some(bytes) = bytes else {
+                    return Err(self.err(
+                        RejectKind::Malformed,
+                        "internal error: the XML parser returned data outside its buffer"
+                            .to_string(),
+                    ));
+                };
+                match std::str::from_utf8(bytes) {
+                    Ok(s) => s,
+                    Err(_) => {
+                        self.cur = String::from_utf8_lossy(bytes).into_owned();
+                        if matches!(step, Step::Start) {
+                            self.cur_name_len = self
+                                .cur
+                                .find(|c: char| is_ws_char(c))
+                                .unwrap_or(self.cur.len());
+                        }
+                        &self.cur
+                    }
+                }
+            }
+            _ => "",
+        };
         Ok(match step {
             Step::Start => Node::Start {
                 tag: Tag {
-                    raw: &self.cur,
+                    raw: text,
                     name_len: self.cur_name_len,
                 },
                 depth: self.ends.len(),
             },
             Step::End(depth) => Node::End { depth },
             Step::Text => Node::Text {
-                text: Cow::Borrowed(&self.cur),
+                text: Cow::Borrowed(text),
                 depth: self.ends.len(),
             },
             Step::Ref(s) => Node::Text {
-                text: Cow::Owned(s),
+                text: s,
                 depth: self.ends.len(),
             },
             Step::Eof => Node::Eof,
@@ -354,21 +391,24 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
                 ),
             ));
         }
-        let name = e.name();
-        let name = String::from_utf8_lossy(name.as_ref()).into_owned();
-        for attr in e.attributes() {
-            let attr = attr.map_err(|err| {
-                self.err(
-                    RejectKind::Malformed,
-                    format!("bad attribute in <{name}> at {}: {err}", self.locate(start)),
-                )
-            })?;
-            self.check_attr_value(&name, &attr.value, start)?;
+        let qname = e.name();
+        let name = qname.as_ref();
+        // Most tags are plainly well-formed: check those in one pass without allocating, and
+        // leave anything unusual to quick-xml's attribute iterator, which words the error.
+        if !attrs_plainly_ok(e, name.len()) {
+            let name = String::from_utf8_lossy(name);
+            for attr in e.attributes() {
+                let attr = attr.map_err(|err| {
+                    self.err(
+                        RejectKind::Malformed,
+                        format!("bad attribute in <{name}> at {}: {err}", self.locate(start)),
+                    )
+                })?;
+                self.check_attr_value(&name, &attr.value, start)?;
+            }
         }
-        self.cur.clear();
-        self.cur.push_str(&String::from_utf8_lossy(e));
-        self.cur_name_len = name.len().min(self.cur.len());
-        self.names.extend_from_slice(name.as_bytes());
+        self.cur_name_len = name.len();
+        self.names.extend_from_slice(name);
         self.ends.push(self.names.len());
         self.root_seen = true;
         self.pending_end = empty;
@@ -405,25 +445,13 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
     }
 
     /// The replacement text of a reference, or why it is not allowed.
-    fn resolve_ref(&self, name: &str, start: u64) -> Result<String, Rejection> {
-        let predefined = match name {
-            "lt" => Some("<"),
-            "gt" => Some(">"),
-            "amp" => Some("&"),
-            "apos" => Some("'"),
-            "quot" => Some("\""),
-            _ => None,
-        };
-        if let Some(s) = predefined {
-            return Ok(s.to_string());
+    fn resolve_ref(&self, name: &str, start: u64) -> Result<Cow<'static, str>, Rejection> {
+        if let Some(s) = predefined_entity(name) {
+            return Ok(Cow::Borrowed(s));
         }
         if let Some(num) = name.strip_prefix('#') {
-            let code = match num.strip_prefix('x') {
-                Some(hex) => u32::from_str_radix(hex, 16).ok(),
-                None => num.parse::<u32>().ok(),
-            };
-            return match code.and_then(char::from_u32).filter(|c| is_xml_char(*c)) {
-                Some(c) => Ok(c.to_string()),
+            return match char_ref(num) {
+                Some(c) => Ok(Cow::Owned(c.to_string())),
                 None => Err(self.err(
                     RejectKind::Malformed,
                     format!(
@@ -600,6 +628,114 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
                 }),
             ),
         }
+    }
+}
+
+/// The replacement text of one of the five predefined entities.
+fn predefined_entity(name: &str) -> Option<&'static str> {
+    match name {
+        "lt" => Some("<"),
+        "gt" => Some(">"),
+        "amp" => Some("&"),
+        "apos" => Some("'"),
+        "quot" => Some("\""),
+        _ => None,
+    }
+}
+
+/// The character of a character reference `&#NUM;` (`num` without the `#`), if it is one XML
+/// allows.
+fn char_ref(num: &str) -> Option<char> {
+    let code = match num.strip_prefix('x') {
+        Some(hex) => u32::from_str_radix(hex, 16).ok(),
+        None => num.parse::<u32>().ok(),
+    };
+    code.and_then(char::from_u32).filter(|c| is_xml_char(*c))
+}
+
+fn is_ws_char(c: char) -> bool {
+    c.is_ascii() && is_ws(c as u8)
+}
+
+/// Most attributes a tag may hold before `attrs_plainly_ok` leaves it to the slow path.
+const PLAIN_ATTRS: usize = 24;
+
+/// True if the attributes of start tag `raw` (after its `name_len`-byte name) are plainly
+/// well-formed: `key="value"` or `key='value'` pairs, no space around `=`, no duplicate key,
+/// no `<` in a value and only allowed references. Everything it accepts is also accepted by
+/// `XmlPull::open`'s slow path (quick-xml's checked attribute iterator plus
+/// `check_attr_value`); `false` only means "let the slow path decide and word the error".
+pub(crate) fn attrs_plainly_ok(raw: &[u8], name_len: usize) -> bool {
+    let mut keys = [(0u32, 0u32); PLAIN_ATTRS];
+    let mut nkeys = 0;
+    let n = raw.len();
+    let mut i = name_len;
+    loop {
+        while i < n && is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == n {
+            return true;
+        }
+        let key_start = i;
+        while i < n && raw[i] != b'=' && !is_ws(raw[i]) {
+            i += 1;
+        }
+        if i == key_start || i == n || raw[i] != b'=' || nkeys == PLAIN_ATTRS {
+            return false;
+        }
+        let key = &raw[key_start..i];
+        if keys[..nkeys]
+            .iter()
+            .any(|&(a, b)| &raw[a as usize..b as usize] == key)
+        {
+            return false;
+        }
+        let (Ok(a), Ok(b)) = (u32::try_from(key_start), u32::try_from(i)) else {
+            return false;
+        };
+        keys[nkeys] = (a, b);
+        nkeys += 1;
+        i += 1;
+        let quote = match raw.get(i) {
+            Some(&q @ (b'"' | b'\'')) => q,
+            _ => return false,
+        };
+        i += 1;
+        // Values are short: one plain pass finds the closing quote and checks the value, where
+        // three memchr calls cost more in set-up than they save.
+        loop {
+            match raw.get(i) {
+                None | Some(b'<') => return false,
+                Some(&b) if b == quote => break,
+                Some(b'&') => match reference_end(&raw[i + 1..]) {
+                    Some(len) => i += len + 1,
+                    None => return false,
+                },
+                Some(_) => i += 1,
+            }
+        }
+        i += 1;
+    }
+}
+
+/// For the bytes after a `&` in an attribute value: the length of an allowed reference's
+/// `NAME;`, or None if the slow path must judge it. Stops at the first `;` like
+/// `check_attr_value`; a quote or `<` before it means no allowed reference (the name would
+/// hold it), so the slow path decides.
+fn reference_end(after: &[u8]) -> Option<usize> {
+    let semi = after
+        .iter()
+        .take(16)
+        .position(|b| *b == b';' || *b == b'"' || *b == b'\'' || *b == b'<')?;
+    if after[semi] != b';' {
+        return None;
+    }
+    let name = std::str::from_utf8(&after[..semi]).ok()?;
+    if predefined_entity(name).is_some() || name.strip_prefix('#').and_then(char_ref).is_some() {
+        Some(semi + 1)
+    } else {
+        None
     }
 }
 
