@@ -40,14 +40,7 @@ impl<R: BufRead> Trap<R> {
 
 impl<R: BufRead> Read for Trap<R> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        read_through(self, out)
     }
 }
 
@@ -350,13 +343,18 @@ impl<B: BufRead> BufRead for Checked<B> {
 
 impl<B: BufRead> Read for Checked<B> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        read_through(self, out)
     }
+}
+
+/// `Read` for a `BufRead` layer: copy from its buffer, so every byte passes its checks.
+fn read_through<B: BufRead>(b: &mut B, out: &mut [u8]) -> io::Result<usize> {
+    let n = {
+        let buf = b.fill_buf()?;
+        let n = buf.len().min(out.len());
+        out[..n].copy_from_slice(&buf[..n]);
+        n
+    };
+    b.consume(n);
+    Ok(n)
 }
