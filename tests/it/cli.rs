@@ -205,6 +205,7 @@ async fn requeue_rejected_sends_a_file_back_through_validation() {
 
 #[test]
 fn the_daemon_binary_stops_cleanly_on_sigterm() {
+    use std::io::BufRead;
     let home = Home::new("http://127.0.0.1:9/v1", "", "");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
         .arg("-c")
@@ -212,7 +213,26 @@ fn the_daemon_binary_stops_cleanly_on_sigterm() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Wait for the start-up line (signal handlers are in place by then), however slow the machine.
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the daemon never said it started");
+        if line.contains("hostedscan-agent started") {
+            break;
+        }
+    }
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -228,4 +248,6 @@ fn the_daemon_binary_stops_cleanly_on_sigterm() {
         );
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    let rest: Vec<String> = rx.iter().collect(); // until stderr closes
+    assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
