@@ -114,7 +114,9 @@ pub(crate) fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Prefix> {
         if buf.is_empty() {
             break;
         }
-        let take = buf.len().min(SNIFF_LEN + 64);
+        // Never past SNIFF_LEN bytes of content, so the prefix (and what is judged from it) is
+        // the same however the reads happen to be cut.
+        let take = buf.len().min(SNIFF_LEN - content_len);
         p.bytes.extend_from_slice(&buf[..take]);
         r.consume(take);
         if !bom_checked && p.bytes.len() >= 3 {
@@ -159,6 +161,9 @@ pub(crate) struct Checked<B> {
     /// A multi-byte sequence was cut by EOF: only fatal if the document was otherwise accepted.
     pub(crate) truncated_utf8: Option<u64>,
     pub(crate) stop: Option<Stop>,
+    /// Invalid UTF-8 found ahead of the reader: the bytes before it are handed out first, so a
+    /// problem earlier in the file is reported first whatever the read sizes.
+    pending_bad: Option<u64>,
     mark: u64,
     max_token: u64,
 }
@@ -189,6 +194,7 @@ impl<B: BufRead> Checked<B> {
             },
             truncated_utf8: None,
             stop: None,
+            pending_bad: None,
             mark: 0,
             max_token,
         }
@@ -312,6 +318,14 @@ impl<B: BufRead> BufRead for Checked<B> {
         }
         // Validate bytes the first time they are handed out.
         let abs = self.base + self.consumed;
+        if let Some(off) = self.pending_bad.filter(|off| *off <= abs) {
+            let stop = Stop::BadUtf8(off);
+            self.stop = Some(stop);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("input rejected: {stop:?}"),
+            ));
+        }
         let buf = self.inner.fill_buf()?;
         if buf.is_empty() {
             if self.scan.carry_len > 0 && self.truncated_utf8.is_none() {
@@ -319,16 +333,26 @@ impl<B: BufRead> BufRead for Checked<B> {
             }
             return Ok(buf);
         }
+        if let Some(off) = self.pending_bad {
+            return Ok(&buf[..((off - abs) as usize).min(buf.len())]);
+        }
         let fresh_from = self.checked.min(buf.len());
         if buf.len() > fresh_from {
-            self.checked = buf.len();
-            if let Err(off) = self.scan.feed(abs + fresh_from as u64, &buf[fresh_from..]) {
-                let stop = Stop::BadUtf8(off);
-                self.stop = Some(stop);
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("input rejected: {stop:?}"),
-                ));
+            match self.scan.feed(abs + fresh_from as u64, &buf[fresh_from..]) {
+                Ok(()) => self.checked = buf.len(),
+                Err(off) if off > abs => {
+                    self.pending_bad = Some(off);
+                    self.checked = (off - abs) as usize;
+                    return Ok(&buf[..(off - abs) as usize]);
+                }
+                Err(off) => {
+                    let stop = Stop::BadUtf8(off);
+                    self.stop = Some(stop);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("input rejected: {stop:?}"),
+                    ));
+                }
             }
         }
         Ok(buf)

@@ -967,3 +967,34 @@ fn oversized_xml_token_hits_the_limit() {
     let v = validate_limited(NMAP.as_bytes(), &Hints::default(), 1000).expect("no I/O error");
     accepted(&v);
 }
+
+/// Found by fuzzing (fuzz/fuzz_targets/validate_chunked.rs): the verdict must not depend on how
+/// the reads are cut. The first problem in the file wins: a start that is no report at all
+/// before invalid UTF-8 further on, a non-report root element before it, and invalid UTF-8
+/// before a truncation.
+#[test]
+fn the_first_problem_wins_whatever_the_read_sizes() {
+    // The invalid bytes sit just past the 512-byte sniff window, where a larger read sees them.
+    let mut not_a_report = b"1.0\"?><OWASPZAPReport version=\"2\">".to_vec();
+    not_a_report.extend(std::iter::repeat_n(b'a', 510));
+    not_a_report.extend_from_slice(b"\xbc\xbc</OWASPZAPReport>");
+    let mut odd_root = b"<?xml version=\"1.0\"?><catalog>".to_vec();
+    odd_root.extend(std::iter::repeat_n(b'b', 2000));
+    odd_root.extend_from_slice(b"\xff</catalog>");
+    let mut bad_then_cut = NMAP.as_bytes()[..NMAP.len() / 2].to_vec();
+    bad_then_cut.extend_from_slice(b"<x a=\"\xc3\x28\">");
+    for doc in [not_a_report, odd_root, bad_then_cut] {
+        let whole = rejected(&run(&doc)).kind;
+        for cap in [1, 3, 7, 16, 61, 4096] {
+            assert_eq!(
+                rejected(&run_chunked(&doc, cap)).kind,
+                whole,
+                "read size {cap}"
+            );
+        }
+    }
+    let mut not_a_report = b"1.0\"?>".to_vec();
+    not_a_report.extend(std::iter::repeat_n(b'a', 600));
+    not_a_report.push(0xff);
+    assert_eq!(rejected(&run(&not_a_report)).kind, RejectKind::NotAReport);
+}
