@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +23,8 @@ pub struct LedgerLine {
 }
 
 pub struct Ledger {
-    path: PathBuf,
     file: File,
     seen: HashSet<(String, String)>,
-    total: u64,
-    last_at: Option<String>,
 }
 
 /// Totals read without opening the ledger for writing.
@@ -71,11 +68,7 @@ impl Ledger {
     pub fn open(state_dir: &Path) -> io::Result<Ledger> {
         let path = state_dir.join("ledger.jsonl");
         let mut seen = HashSet::new();
-        let mut total = 0;
-        let mut last_at = None;
         let bad = read_lines(&path, |l| {
-            total += 1;
-            last_at = Some(l.at.clone());
             seen.insert((l.source_id, l.sha256));
         })?;
         if bad > 0 {
@@ -95,13 +88,7 @@ impl Ledger {
                 file.write_all(b"\n")?;
             }
         }
-        Ok(Ledger {
-            path,
-            file,
-            seen,
-            total,
-            last_at,
-        })
+        Ok(Ledger { file, seen })
     }
 
     pub fn contains(&self, source_id: &str, sha256: &str) -> bool {
@@ -114,21 +101,7 @@ impl Ledger {
         bytes.push(b'\n');
         self.file.write_all(&bytes)?;
         self.file.sync_data()?;
-        self.total += 1;
-        self.last_at = Some(line.at.clone());
         self.seen.insert((line.source_id, line.sha256));
         Ok(())
-    }
-
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    pub fn last_at(&self) -> Option<&str> {
-        self.last_at.as_deref()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

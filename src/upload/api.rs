@@ -3,8 +3,6 @@
 //! creation, and the streamed multipart upload. Each call returns an [`Attempt`]; deciding what
 //! to do about it is `retry.rs`'s job.
 
-use std::time::Duration;
-
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 use tokio_util::io::ReaderStream;
@@ -204,6 +202,3 @@ fn transport(e: reqwest::Error) -> Attempt {
         timeout: e.is_timeout(),
     }
 }
-
-/// A short wait used by callers that poll (kept here so tests can see the one constant).
-pub const POLL: Duration = Duration::from_millis(200);
