@@ -146,6 +146,59 @@ pub(crate) enum Stop {
     BadUtf8(u64),
     /// A single token grew past the limit; it started at this absolute offset.
     TokenTooLarge(u64),
+    /// A JSON string grew past the limit (serde_json would buffer it whole); it started here.
+    StringTooLarge(u64),
+}
+
+/// Where the reader is in JSON strings, so one huge string can be refused before the JSON
+/// parser has buffered all of it (it buffers every string a visitor looks at).
+#[derive(Debug, Default)]
+struct JsonStrings {
+    cap: u64,
+    in_string: bool,
+    escaped: bool,
+    start: u64,
+}
+
+impl JsonStrings {
+    /// Scan `bytes` (at absolute offset `abs`); `Err(start)` when the current string is too long.
+    fn feed(&mut self, abs: u64, bytes: &[u8]) -> Result<(), u64> {
+        let mut i = 0;
+        while i < bytes.len() {
+            if self.escaped {
+                self.escaped = false;
+                i += 1;
+                continue;
+            }
+            if self.in_string {
+                match memchr::memchr2(b'"', b'\\', &bytes[i..]) {
+                    Some(k) => {
+                        self.escaped = bytes[i + k] == b'\\';
+                        self.in_string = self.escaped;
+                        if !self.in_string && abs + (i + k) as u64 - self.start > self.cap {
+                            return Err(self.start);
+                        }
+                        i += k + 1;
+                    }
+                    None => i = bytes.len(),
+                }
+            } else {
+                match memchr::memchr(b'"', &bytes[i..]) {
+                    Some(k) => {
+                        self.in_string = true;
+                        self.start = abs + (i + k) as u64;
+                        i += k + 1;
+                    }
+                    None => i = bytes.len(),
+                }
+            }
+        }
+        let end = abs + bytes.len() as u64;
+        if self.in_string && end - self.start > self.cap {
+            return Err(self.start);
+        }
+        Ok(())
+    }
 }
 
 /// Wraps the parser's input: validates UTF-8 incrementally, tracks newlines and enforces the
@@ -161,6 +214,8 @@ pub(crate) struct Checked<B> {
     /// A multi-byte sequence was cut by EOF: only fatal if the document was otherwise accepted.
     pub(crate) truncated_utf8: Option<u64>,
     pub(crate) stop: Option<Stop>,
+    /// JSON input: the string-length cap (None for XML).
+    json: Option<JsonStrings>,
     /// Invalid UTF-8 found ahead of the reader: the bytes before it are handed out first, so a
     /// problem earlier in the file is reported first whatever the read sizes.
     pending_bad: Option<u64>,
@@ -195,9 +250,19 @@ impl<B: BufRead> Checked<B> {
             truncated_utf8: None,
             stop: None,
             pending_bad: None,
+            json: None,
             mark: 0,
             max_token,
         }
+    }
+
+    /// Refuse JSON strings longer than `cap` bytes.
+    pub(crate) fn with_json_string_cap(mut self, cap: u64) -> Self {
+        self.json = Some(JsonStrings {
+            cap,
+            ..JsonStrings::default()
+        });
+        self
     }
 
     /// Starts a new token for the size cap.
@@ -338,7 +403,22 @@ impl<B: BufRead> BufRead for Checked<B> {
         }
         let fresh_from = self.checked.min(buf.len());
         if buf.len() > fresh_from {
-            match self.scan.feed(abs + fresh_from as u64, &buf[fresh_from..]) {
+            let fed = self.scan.feed(abs + fresh_from as u64, &buf[fresh_from..]);
+            let valid_to = match fed {
+                Ok(()) => buf.len(),
+                Err(off) => (off.saturating_sub(abs) as usize).clamp(fresh_from, buf.len()),
+            };
+            if let Some(js) = self.json.as_mut() {
+                if let Err(start) = js.feed(abs + fresh_from as u64, &buf[fresh_from..valid_to]) {
+                    let stop = Stop::StringTooLarge(start);
+                    self.stop = Some(stop);
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("input rejected: {stop:?}"),
+                    ));
+                }
+            }
+            match fed {
                 Ok(()) => self.checked = buf.len(),
                 Err(off) if off > abs => {
                     self.pending_bad = Some(off);
@@ -381,4 +461,34 @@ fn read_through<B: BufRead>(b: &mut B, out: &mut [u8]) -> io::Result<usize> {
     };
     b.consume(n);
     Ok(n)
+}
+
+#[cfg(test)]
+mod json_string_tests {
+    use super::JsonStrings;
+
+    fn longest_ok(doc: &[u8], cap: u64, chunk: usize) -> Result<(), u64> {
+        let mut js = JsonStrings {
+            cap,
+            ..JsonStrings::default()
+        };
+        for (i, c) in doc.chunks(chunk).enumerate() {
+            js.feed((i * chunk) as u64, c)?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_string_past_the_cap_is_caught_wherever_reads_are_cut() {
+        let long = br#"{"a": "0123456789abcdefghij", "b": 1}"#;
+        let short = br#"{"a": "0123", "b": "x\"y\\", "c": "\\\"zz"}"#;
+        for chunk in [1, 2, 3, 5, 64] {
+            assert_eq!(longest_ok(long, 10, chunk), Err(6), "chunk {chunk}");
+            assert_eq!(
+                longest_ok(short, 10, chunk),
+                Ok(()),
+                "escaped quotes end nothing: chunk {chunk}"
+            );
+        }
+    }
 }

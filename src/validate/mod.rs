@@ -280,6 +280,8 @@ pub(crate) struct Found {
 
 /// Longest single XML token (tag or text run) we are willing to buffer.
 const MAX_XML_TOKEN: u64 = 64 * 1024 * 1024;
+/// The longest JSON string accepted: serde_json holds each string a visitor reads whole.
+const MAX_JSON_STRING: u64 = 64 * 1024 * 1024;
 
 /// Validate a report read from `reader` in ONE streaming pass. Returns Err(io::Error) only for
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad
@@ -332,6 +334,9 @@ fn validate_limited<R: BufRead>(
                 u64::MAX
             };
             let mut checked = input::Checked::new(chained, base, base_newlines, max_token);
+            if matches!(sniffed, sniff::Sniffed::Json(_)) {
+                checked = checked.with_json_string_cap(MAX_JSON_STRING);
+            }
             let verdict = match sniffed {
                 sniff::Sniffed::Json(start) => json::check(&mut checked, start, &head, double_encoded),
                 _ => xml::check(&mut checked),
@@ -380,6 +385,18 @@ fn input_problems<B: BufRead>(
                      to buffer it",
                     checked.locate(off),
                     max_xml_token
+                ),
+            ))
+        }
+        Some(input::Stop::StringTooLarge(off)) => {
+            return Err(reject(
+                format,
+                RejectKind::Limit,
+                format!(
+                    "a single JSON string starting at {} is longer than {} bytes; refusing to \
+                     buffer it",
+                    checked.locate(off),
+                    MAX_JSON_STRING
                 ),
             ))
         }
