@@ -217,7 +217,7 @@ async fn a_truncated_young_file_waits_and_goes_up_once_complete() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_file_written_slowly_is_read_only_after_it_settles() {
+async fn a_file_written_slowly_is_uploaded_once_and_complete() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
     let report = nmap_report();
