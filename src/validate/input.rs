@@ -1,8 +1,8 @@
 //! Byte plumbing between the caller's reader and the parsers. `Trap` keeps the caller's
 //! original `io::Error` (so `validate` can hand it back untouched and the file is retried
 //! rather than rejected), `read_prefix` pulls the few bytes the sniffer needs without
-//! seeking, and `Checked` sits under every parser to enforce UTF-8, cap the size of a single
-//! XML token and remember where lines start so reasons can say "line L, column C".
+//! seeking, and `Checked` sits under every parser to enforce UTF-8, cap the length of a JSON
+//! string and remember where lines start so reasons can say "line L, column C".
 
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
@@ -144,8 +144,6 @@ pub(crate) fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Prefix> {
 pub(crate) enum Stop {
     /// Invalid UTF-8 starting at this absolute offset.
     BadUtf8(u64),
-    /// A single token grew past the limit; it started at this absolute offset.
-    TokenTooLarge(u64),
     /// A JSON string grew past the limit (serde_json would buffer it whole); it started here.
     StringTooLarge(u64),
 }
@@ -201,8 +199,8 @@ impl JsonStrings {
     }
 }
 
-/// Wraps the parser's input: validates UTF-8 incrementally, tracks newlines and enforces the
-/// per-token size cap (the one place where quick-xml would otherwise buffer without bound).
+/// Wraps the parser's input: validates UTF-8 incrementally, tracks newlines and, for JSON,
+/// enforces the string length cap (the one place where serde_json would buffer without bound).
 pub(crate) struct Checked<B> {
     inner: B,
     base: u64,
@@ -219,8 +217,6 @@ pub(crate) struct Checked<B> {
     /// Invalid UTF-8 found ahead of the reader: the bytes before it are handed out first, so a
     /// problem earlier in the file is reported first whatever the read sizes.
     pending_bad: Option<u64>,
-    mark: u64,
-    max_token: u64,
 }
 
 /// UTF-8 and newline state, kept apart from `inner` so it can be updated while the inner
@@ -234,7 +230,7 @@ struct Scan {
 }
 
 impl<B: BufRead> Checked<B> {
-    pub(crate) fn new(inner: B, base: u64, base_newlines: u64, max_token: u64) -> Self {
+    pub(crate) fn new(inner: B, base: u64, base_newlines: u64) -> Self {
         Checked {
             inner,
             base,
@@ -251,8 +247,6 @@ impl<B: BufRead> Checked<B> {
             stop: None,
             pending_bad: None,
             json: None,
-            mark: 0,
-            max_token,
         }
     }
 
@@ -263,11 +257,6 @@ impl<B: BufRead> Checked<B> {
             ..JsonStrings::default()
         });
         self
-    }
-
-    /// Starts a new token for the size cap.
-    pub(crate) fn mark(&mut self) {
-        self.mark = self.consumed;
     }
 
     pub(crate) fn base(&self) -> u64 {
@@ -368,14 +357,6 @@ fn utf8_width(lead: u8) -> usize {
 impl<B: BufRead> BufRead for Checked<B> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         if let Some(stop) = self.stop {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("input rejected: {stop:?}"),
-            ));
-        }
-        if self.consumed.saturating_sub(self.mark) > self.max_token {
-            let stop = Stop::TokenTooLarge(self.base + self.mark);
-            self.stop = Some(stop);
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("input rejected: {stop:?}"),

@@ -278,8 +278,6 @@ pub(crate) struct Found {
     pub site_count: usize,
 }
 
-/// Longest single XML token (tag or text run) we are willing to buffer.
-const MAX_XML_TOKEN: u64 = 64 * 1024 * 1024;
 /// The longest JSON string accepted: serde_json holds each string a visitor reads whole.
 const MAX_JSON_STRING: u64 = 64 * 1024 * 1024;
 
@@ -287,14 +285,14 @@ const MAX_JSON_STRING: u64 = 64 * 1024 * 1024;
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad
 /// content.
 pub fn validate<R: BufRead>(reader: R, hints: &Hints) -> io::Result<Verdict> {
-    validate_limited(reader, hints, MAX_XML_TOKEN)
+    validate_limited(reader, hints, xml::MAX_MARKUP)
 }
 
-/// `validate` with the XML token cap as a parameter, so tests can reach it cheaply.
+/// `validate` with the XML tag size cap as a parameter, so tests can reach it cheaply.
 fn validate_limited<R: BufRead>(
     reader: R,
     hints: &Hints,
-    max_xml_token: u64,
+    max_markup: usize,
 ) -> io::Result<Verdict> {
     let mut trap = input::Trap::new(reader);
     let prefix = match input::read_prefix(&mut trap) {
@@ -328,20 +326,15 @@ fn validate_limited<R: BufRead>(
             let base = prefix.base;
             let base_newlines = prefix.base_newlines;
             let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
-            let max_token = if sniffed == sniff::Sniffed::Xml {
-                max_xml_token
-            } else {
-                u64::MAX
-            };
-            let mut checked = input::Checked::new(chained, base, base_newlines, max_token);
+            let mut checked = input::Checked::new(chained, base, base_newlines);
             if matches!(sniffed, sniff::Sniffed::Json(_)) {
                 checked = checked.with_json_string_cap(MAX_JSON_STRING);
             }
             let verdict = match sniffed {
                 sniff::Sniffed::Json(start) => json::check(&mut checked, start, &head, double_encoded),
-                _ => xml::check(&mut checked),
+                _ => xml::check(&mut checked, max_markup),
             };
-            input_problems(verdict, &checked, max_xml_token)
+            input_problems(verdict, &checked)
         }
     };
     if let Some(e) = trap.take_error() {
@@ -358,7 +351,6 @@ fn validate_limited<R: BufRead>(
 fn input_problems<B: BufRead>(
     verdict: Result<Found, Rejection>,
     checked: &input::Checked<B>,
-    max_xml_token: u64,
 ) -> Result<Found, Rejection> {
     let format = match &verdict {
         Ok(f) => f.format.unwrap_or(Format::Unknown),
@@ -373,18 +365,6 @@ fn input_problems<B: BufRead>(
                     "invalid UTF-8 at {}: the file is not valid UTF-8 (a very old Nmap, or another \
                      encoding); re-run the scan or convert the file to UTF-8",
                     checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::TokenTooLarge(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Limit,
-                format!(
-                    "a single XML tag or text run starting at {} is larger than {} bytes; refusing \
-                     to buffer it",
-                    checked.locate(off),
-                    max_xml_token
                 ),
             ))
         }

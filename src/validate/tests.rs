@@ -399,34 +399,35 @@ fn xml_oddities() {
     );
 }
 
-/// `open` checks plain attribute lists in a fast pass and leaves anything else to quick-xml's
-/// checked iterator: whatever the fast pass accepts must also pass the slow path, and the
-/// verdicts (and reasons) must be those the slow path alone gave.
+/// Attribute syntax: what XML allows is accepted, and each kind of mistake is named.
 #[test]
-fn attribute_fast_path_agrees_with_the_slow_path() {
+fn attribute_rules() {
     let many: String = (0..40).map(|i| format!(" k{i}=\"{i}\"")).collect();
     let many_dup = format!("{many} k3=\"again\"");
     let cases: Vec<(String, Option<(RejectKind, &str)>)> = vec![
         (r#" a="1" b='2'"#.into(), None),
         (" a=\"1\"\n\tb=\"2\" ".into(), None),
         (r#" a = "1""#.into(), None),
-        (r#" a="1"b="2""#.into(), None),
         (r#" a="&#xa;&#10;&amp;&quot;&lt;&gt;&apos;""#.into(), None),
         (r#" a="it's" b='say "hi"'"#.into(), None),
+        (r#" a="1 > 0""#.into(), None),
         (many.clone(), None),
-        // Too long for the fast pass: the slow path accepts it.
         (r#" b="&#x00000000000000000041;""#.into(), None),
+        (
+            r#" a="1"b="2""#.into(),
+            Some((RejectKind::Malformed, "separated by whitespace")),
+        ),
         (
             r#" a="&amp" b="x;""#.into(),
             Some((RejectKind::Malformed, "a bare '&'")),
         ),
         (
             r#" a="1" a="2""#.into(),
-            Some((RejectKind::Malformed, "bad attribute in <port>")),
+            Some((RejectKind::Malformed, "attribute a appears twice")),
         ),
         (
             many_dup,
-            Some((RejectKind::Malformed, "bad attribute in <port>")),
+            Some((RejectKind::Malformed, "attribute k3 appears twice")),
         ),
         (
             r#" a="&#0;""#.into(),
@@ -448,41 +449,41 @@ fn attribute_fast_path_agrees_with_the_slow_path() {
             r#" a="1 < 2""#.into(),
             Some((
                 RejectKind::Malformed,
-                "a '<' inside an attribute value of <port>",
+                "a '<' inside the value of attribute a",
             )),
         ),
         (
             " a=1".into(),
-            Some((RejectKind::Malformed, "bad attribute in <port>")),
+            Some((
+                RejectKind::Malformed,
+                "the value of attribute a is not quoted",
+            )),
         ),
         (
             " a".into(),
-            Some((RejectKind::Malformed, "bad attribute in <port>")),
+            Some((RejectKind::Malformed, "attribute a has no value")),
         ),
         (
             r#" a="1" b"#.into(),
-            Some((RejectKind::Malformed, "bad attribute in <port>")),
+            Some((RejectKind::Malformed, "attribute b has no value")),
+        ),
+        (
+            r#" 1a="1""#.into(),
+            Some((RejectKind::Malformed, "expected an attribute name")),
         ),
     ];
     for (attrs, want) in cases {
         let tag = format!("port protocol=\"tcp\" portid=\"22\"{attrs}");
         let doc = NMAP.replace(r#"<port protocol="tcp" portid="22">"#, &format!("<{tag}>"));
         assert_ne!(doc, NMAP, "fixture");
-        let fast = xml::attrs_plainly_ok(tag.as_bytes(), "port".len());
-        if attrs.starts_with(" a=\"") && want.is_none() {
-            assert!(
-                fast,
-                "plain attributes should take the fast pass: {attrs:?}"
-            );
-        }
         for v in [run(doc.as_bytes()), run_chunked(doc.as_bytes(), 7)] {
             match want {
                 None => {
                     accepted(&v);
                 }
                 Some((kind, needle)) => {
-                    assert!(!fast, "the fast pass accepted {attrs:?}");
                     assert_kind(&v, kind, needle);
+                    assert!(rejected(&v).reason.contains("<port>"), "{v:?}");
                 }
             }
         }
@@ -957,13 +958,31 @@ fn mutated_fixtures_never_panic() {
 }
 
 #[test]
-fn oversized_xml_token_hits_the_limit() {
-    let doc = NMAP.replace("ünïcode", &"x".repeat(5000));
-    // The cap is checked whenever the parser asks for more input, so it can overshoot by at
-    // most one buffer of the caller's reader.
-    let reader = BufReader::with_capacity(64, doc.as_bytes());
-    let v = validate_limited(reader, &Hints::default(), 1000).expect("no I/O error");
-    assert_kind(&v, RejectKind::Limit, "larger than 1000 bytes");
+fn oversized_tag_hits_the_limit_but_long_text_streams() {
+    let big_attr = NMAP.replace(
+        r#"summary="done""#,
+        &format!("summary=\"{}\"", "x".repeat(5000)),
+    );
+    for cap in [64, 4096] {
+        let reader = BufReader::with_capacity(cap, big_attr.as_bytes());
+        let v = validate_limited(reader, &Hints::default(), 1000).expect("no I/O error");
+        assert_kind(&v, RejectKind::Limit, "larger than 1000 bytes");
+        assert!(
+            rejected(&v).reason.contains("tag starting at line"),
+            "{v:?}"
+        );
+    }
+    // Text, comments and CDATA of any length stream through in pieces.
+    let long = "y".repeat(5000);
+    for doc in [
+        NMAP.replace("ünïcode", &long),
+        NMAP.replace("<verbose", &format!("<!-- {long} --><verbose")),
+        NMAP.replace("ünïcode", &format!("<![CDATA[{long}]]>")),
+        NMAP.replace("<verbose", &format!("<?pi {long}?><verbose")),
+    ] {
+        let v = validate_limited(doc.as_bytes(), &Hints::default(), 1000).expect("no I/O error");
+        accepted(&v);
+    }
     let v = validate_limited(NMAP.as_bytes(), &Hints::default(), 1000).expect("no I/O error");
     accepted(&v);
 }

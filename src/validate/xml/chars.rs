@@ -1,0 +1,219 @@
+//! The character-level rules of XML the pull parser and `Tag` share: which bytes may start or
+//! continue a name, what whitespace is, and what a reference (`&name;`, `&#N;`, `&#xH;`)
+//! stands for. Only the five predefined entities and character references exist here:
+//! nothing is ever expanded from a DTD.
+
+/// Longest reference (`&...;`, without the `&`) we read: far longer than any allowed one
+/// (`#x10FFFF;`), but leading zeros are legal, so not just 9 bytes.
+pub(crate) const MAX_REF: usize = 256;
+
+const fn class_table() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let start = c.is_ascii_alphabetic() || c == b'_' || c == b':' || c >= 0x80;
+        let name = start || c.is_ascii_digit() || c == b'-' || c == b'.';
+        let ws = matches!(c, b' ' | b'\t' | b'\r' | b'\n');
+        let stop = matches!(c, b'"' | b'\'' | b'<' | b'&');
+        let mut class = 0;
+        if start {
+            class |= NAME_START;
+        }
+        if name {
+            class |= NAME;
+        }
+        if ws {
+            class |= WS;
+        }
+        if stop {
+            class |= STOP;
+        }
+        t[b] = class;
+        b += 1;
+    }
+    t
+}
+
+const NAME_START: u8 = 1;
+const NAME: u8 = 2;
+const WS: u8 = 4;
+const STOP: u8 = 8;
+/// One lookup per byte for the hot loops. Bytes >= 0x80 count as name characters: the input
+/// is already valid UTF-8, and the finer Unicode ranges of the XML name productions are left
+/// to the server's parser (no scanner writes non-ASCII element names).
+static CLASS: [u8; 256] = class_table();
+
+#[inline]
+pub(crate) fn is_name_start(b: u8) -> bool {
+    CLASS[b as usize] & NAME_START != 0
+}
+
+#[inline]
+pub(crate) fn is_name(b: u8) -> bool {
+    CLASS[b as usize] & NAME != 0
+}
+
+#[inline]
+pub(crate) fn is_ws(b: u8) -> bool {
+    CLASS[b as usize] & WS != 0
+}
+
+/// A byte that ends a run of plain attribute-value characters: a quote, `<` or `&`.
+#[inline]
+pub(crate) fn is_value_stop(b: u8) -> bool {
+    CLASS[b as usize] & STOP != 0
+}
+
+/// The replacement text of one of the five predefined entities.
+pub(crate) fn predefined_entity(name: &[u8]) -> Option<&'static str> {
+    match name {
+        b"lt" => Some("<"),
+        b"gt" => Some(">"),
+        b"amp" => Some("&"),
+        b"apos" => Some("'"),
+        b"quot" => Some("\""),
+        _ => None,
+    }
+}
+
+/// The character of a character reference `&#NUM;` (`num` without the `#`), if it is one XML
+/// allows.
+pub(crate) fn char_ref(num: &[u8]) -> Option<char> {
+    let num = std::str::from_utf8(num).ok()?;
+    let (digits, radix) = match num.strip_prefix('x') {
+        Some(hex) => (hex, 16),
+        None => (num, 10),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| (b as char).is_digit(radix)) {
+        return None;
+    }
+    let digits = digits.trim_start_matches('0');
+    if digits.len() > 8 {
+        return None;
+    }
+    let code = u32::from_str_radix(if digits.is_empty() { "0" } else { digits }, radix).ok()?;
+    char::from_u32(code).filter(|c| is_xml_char(*c))
+}
+
+fn is_xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// What a reference starting right after a `&` is.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ref {
+    /// An allowed reference of `len` bytes (name and `;`, without the `&`) standing for `text`.
+    Ok { len: usize, text: RefText },
+    /// The bytes end before the reference does: more input is needed (or the file is cut).
+    Short,
+    /// A `&` not followed by `name;`.
+    Bare,
+    /// `&#...;` that is not an XML character.
+    BadChar(String),
+    /// `&name;` for an entity that is not one of the five predefined ones.
+    Entity(String),
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) enum RefText {
+    Static(&'static str),
+    Char(char),
+}
+
+/// Reads the reference in `after` (the bytes after a `&`).
+pub(crate) fn reference(after: &[u8]) -> Ref {
+    // The predefined entities are nearly all there is: decide them without a scan.
+    for (name, text) in [
+        (&b"quot;"[..], "\""),
+        (b"amp;", "&"),
+        (b"lt;", "<"),
+        (b"gt;", ">"),
+        (b"apos;", "'"),
+    ] {
+        if after.starts_with(name) {
+            return Ref::Ok {
+                len: name.len(),
+                text: RefText::Static(text),
+            };
+        }
+    }
+    let limit = after.len().min(MAX_REF + 1);
+    let mut i = 0;
+    while i < limit && (is_name(after[i]) || after[i] == b'#') {
+        i += 1;
+    }
+    if i == limit {
+        if i > MAX_REF {
+            let shown = String::from_utf8_lossy(&after[..32]).into_owned() + "...";
+            return if after.first() == Some(&b'#') {
+                Ref::BadChar(shown)
+            } else {
+                Ref::Entity(shown)
+            };
+        }
+        return Ref::Short;
+    }
+    if after[i] != b';' || i == 0 {
+        return Ref::Bare;
+    }
+    let name = &after[..i];
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    if let Some(num) = name.strip_prefix(b"#") {
+        return match char_ref(num) {
+            Some(c) => Ref::Ok {
+                len: i + 1,
+                text: RefText::Char(c),
+            },
+            None => Ref::BadChar(shown()),
+        };
+    }
+    match predefined_entity(name) {
+        Some(s) => Ref::Ok {
+            len: i + 1,
+            text: RefText::Static(s),
+        },
+        None => Ref::Entity(shown()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references() {
+        let ok = |s: &str| match reference(s.as_bytes()) {
+            Ref::Ok { len, text } => (len, text),
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(ok("amp; x"), (4, RefText::Static("&")));
+        assert_eq!(ok("#x41;"), (5, RefText::Char('A')));
+        assert_eq!(ok("#65;"), (4, RefText::Char('A')));
+        assert_eq!(ok("#x00000000000000000041;").1, RefText::Char('A'));
+        assert_eq!(reference(b"am"), Ref::Short);
+        assert_eq!(reference(b"amp"), Ref::Short);
+        assert_eq!(reference(b"amp x"), Ref::Bare);
+        assert_eq!(reference(b" x"), Ref::Bare);
+        assert_eq!(reference(b";"), Ref::Bare);
+        assert_eq!(reference(b"#0;"), Ref::BadChar("#0".into()));
+        assert_eq!(reference(b"#xD800;"), Ref::BadChar("#xD800".into()));
+        assert_eq!(reference(b"#x110000;"), Ref::BadChar("#x110000".into()));
+        assert_eq!(reference(b"#;"), Ref::BadChar("#".into()));
+        assert_eq!(reference(b"#x;"), Ref::BadChar("#x".into()));
+        assert_eq!(reference(b"#1a;"), Ref::BadChar("#1a".into()));
+        assert_eq!(reference(b"lol;"), Ref::Entity("lol".into()));
+        let long = "a".repeat(MAX_REF + 10);
+        assert!(matches!(reference(long.as_bytes()), Ref::Entity(s) if s.ends_with("...")));
+    }
+
+    #[test]
+    fn classes() {
+        assert!(is_name_start(b'a') && is_name_start(b'_') && is_name_start(0xC3));
+        assert!(!is_name_start(b'1') && !is_name_start(b'-') && !is_name_start(b' '));
+        assert!(is_name(b'1') && is_name(b'-') && is_name(b'.'));
+        assert!(!is_name(b'=') && !is_name(b'>') && !is_name(b'/') && !is_name(b'"'));
+        assert!(is_ws(b'\n') && !is_ws(0x0B));
+        assert!(is_value_stop(b'&') && is_value_stop(b'\'') && !is_value_stop(b'>'));
+    }
+}
