@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
-
 use crate::config::AfterUpload;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Admission};
@@ -107,7 +105,9 @@ pub struct Admitter {
 /// A reader that hashes, counts and copies every byte the validator pulls through it.
 struct Tee<W: Write> {
     inner: File,
-    hasher: Sha256,
+    /// ring's SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast
+    /// as the `sha2` crate here), and ring is already in the tree for TLS.
+    hasher: ring::digest::Context,
     out: W,
     count: u64,
     /// Set when the copy (not the source) failed, so a full disk is not blamed on the file.
@@ -147,7 +147,7 @@ fn read_once<W: Write>(
 ) -> Result<(Verdict, String, u64), ReadError> {
     let mut tee = Tee {
         inner: file,
-        hasher: Sha256::new(),
+        hasher: ring::digest::Context::new(&ring::digest::SHA256),
         out,
         count: 0,
         write_error: None,
@@ -163,7 +163,7 @@ fn read_once<W: Write>(
     match result {
         Ok(v) => {
             tee.out.flush().map_err(ReadError::Write)?;
-            Ok((v, hex(&tee.hasher.finalize()), tee.count))
+            Ok((v, hex(tee.hasher.finish().as_ref()), tee.count))
         }
         Err(e) => Err(match tee.write_error.take() {
             Some(w) => ReadError::Write(w),

@@ -5,7 +5,7 @@
 //! truncated (`Incomplete`), syntax means `Malformed`, I/O is left for `validate` to surface.
 
 use std::fmt;
-use std::io::BufRead;
+use std::io::{BufRead, BufReader};
 
 use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
@@ -48,7 +48,10 @@ pub(crate) fn check<B: BufRead>(
     head: &str,
     double_encoded: bool,
 ) -> Result<Found, Rejection> {
-    let mut de = serde_json::Deserializer::from_reader(&mut *input);
+    // serde_json reads one byte at a time: serve those from a buffer, not through the checks
+    // of `Checked` (which then sees the input in large reads, ahead of the parser).
+    let mut de =
+        serde_json::Deserializer::from_reader(BufReader::with_capacity(64 * 1024, &mut *input));
     match start {
         JsonStart::Object => {
             let mut top = Top::default();

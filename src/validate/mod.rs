@@ -278,8 +278,9 @@ pub(crate) struct Found {
     pub site_count: usize,
 }
 
-/// The longest JSON string accepted: serde_json holds each string a visitor reads whole.
-const MAX_JSON_STRING: u64 = 64 * 1024 * 1024;
+/// The longest JSON string accepted: serde_json holds each string a visitor reads whole (and
+/// the visitor may copy it once more), so this bounds memory like `xml::MAX_MARKUP` does.
+const MAX_JSON_STRING: u64 = 8 * 1024 * 1024;
 
 /// Validate a report read from `reader` in ONE streaming pass. Returns Err(io::Error) only for
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad

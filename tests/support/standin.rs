@@ -52,7 +52,6 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -826,8 +825,11 @@ fn new_id() -> String {
     let nanos = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let digest = Sha256::digest(format!("{n}/{nanos}/{}", std::process::id()));
-    hex(&digest)[..26].to_string()
+    let digest = ring::digest::digest(
+        &ring::digest::SHA256,
+        format!("{n}/{nanos}/{}", std::process::id()).as_bytes(),
+    );
+    hex(digest.as_ref())[..26].to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -939,7 +941,7 @@ async fn upload(
         if name == "file" {
             let file_name = field.file_name().map(str::to_string);
             let content_type = field.content_type().map(str::to_string);
-            let mut hasher = Sha256::new();
+            let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
             let mut bytes = Vec::new();
             let mut size = 0u64;
             loop {
@@ -963,7 +965,7 @@ async fn upload(
                 content_type,
                 bytes,
                 size,
-                sha256: hex(&hasher.finalize()),
+                sha256: hex(hasher.finish().as_ref()),
             });
         } else {
             let value = match field.text().await {
