@@ -33,6 +33,7 @@ struct Scan {
     results_depth: Option<usize>,
     results_seen: bool,
     results_max: Option<String>,
+    results_start: Option<String>,
     results_in_outer: bool,
     result_count: u64,
     in_errors: Option<usize>,
@@ -72,6 +73,7 @@ pub(crate) fn check<B: BufRead>(
         results_depth: None,
         results_seen: false,
         results_max: None,
+        results_start: None,
         results_in_outer: false,
         result_count: 0,
         in_errors: None,
@@ -152,6 +154,7 @@ impl Scan {
                 self.results_depth = Some(depth);
                 self.results_seen = true;
                 self.results_max = tag.attr("max");
+                self.results_start = tag.attr("start");
                 self.results_in_outer = !self.nested;
             }
             "scan_run_status" => self.begin(Capture::Status, depth),
@@ -239,6 +242,15 @@ impl Scan {
                          (python-gvm: get_report(..., ignore_pagination=True))"
                     ));
                 }
+            }
+        }
+        if let Some(start) = self.results_start.as_deref().map(str::trim) {
+            if start.parse::<u64>().is_ok_and(|n| n > 1) {
+                partial.push(format!(
+                    "the export starts at result {start} (results start=\"{start}\"), so it is a \
+                     later page and earlier results are missing: export with first=1 and rows=-1 \
+                     / ignore_pagination=1"
+                ));
             }
         }
         if !partial.is_empty() {

@@ -318,7 +318,10 @@ fn validate_limited<R: BufRead>(
             "the file is UTF-16/UTF-32 encoded (byte-order mark at byte 0); only UTF-8 is supported: \
              convert it (e.g. iconv -f UTF-16 -t UTF-8)",
         )),
-        sniff::Sniffed::NmapText | sniff::Sniffed::GvmCsv | sniff::Sniffed::Other(_) => {
+        sniff::Sniffed::NmapText
+        | sniff::Sniffed::GvmCsv
+        | sniff::Sniffed::GvmCsvHosts
+        | sniff::Sniffed::Other(_) => {
             Err(text::reject_text(sniffed, &prefix.bytes))
         }
         sniff::Sniffed::Xml | sniff::Sniffed::Json(_) => {

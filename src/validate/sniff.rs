@@ -14,6 +14,8 @@ pub(crate) enum Sniffed {
     Json(JsonStart),
     NmapText,
     GvmCsv,
+    /// GVM "CSV Hosts": one summary line per host, no results.
+    GvmCsvHosts,
     Other(Looks),
 }
 
@@ -49,6 +51,8 @@ impl Looks {
 }
 
 const GVM_CSV_HEADER: &[u8] = b"IP,Hostname,Port,Port Protocol,CVSS,Severity,";
+/// The header `CSV_Hosts.xsl` writes (gvmd report format 9087b18c-626c-11e3-8892-406186ea4fc5).
+const GVM_CSV_HOSTS_HEADER: &[u8] = b"IP,Hostname,OS,Scan Start,Scan End,CVSS,Severity,";
 
 /// `raw` is the prefix with the UTF-8 BOM already removed.
 pub(crate) fn sniff(raw: &[u8]) -> Sniffed {
@@ -80,6 +84,7 @@ pub(crate) fn sniff(raw: &[u8]) -> Sniffed {
         b'-' | b'0'..=b'9' | b't' | b'f' | b'n' => Sniffed::Json(JsonStart::Scalar),
         _ if s.starts_with(b"# Nmap ") || s.starts_with(b"Starting Nmap") => Sniffed::NmapText,
         _ if s.starts_with(GVM_CSV_HEADER) => Sniffed::GvmCsv,
+        _ if s.starts_with(GVM_CSV_HOSTS_HEADER) => Sniffed::GvmCsvHosts,
         _ if s.starts_with(b"%PDF") => Sniffed::Other(Looks::Pdf),
         b'#' => Sniffed::Other(Looks::Markdown),
         _ if s

@@ -560,6 +560,20 @@ fn gvm_pagination() {
     assert_kind(&run(doc.as_bytes()), RejectKind::Partial, "rows=-1");
     // A page that is not full is the whole report.
     accepted(&run(gvm("Done", r#"start="1" max="50""#, 8, 0).as_bytes()));
+    // A later page: the first results are missing, whatever the page size.
+    let doc = gvm("Done", r#"start="101" max="-1""#, 8, 0);
+    assert_kind(&run(doc.as_bytes()), RejectKind::Partial, "start=\"101\"");
+    let v = run_with(
+        doc.as_bytes(),
+        &Hints {
+            accept_partial: true,
+            ..Hints::default()
+        },
+    );
+    assert!(accepted(&v)
+        .warnings
+        .iter()
+        .any(|w| w.contains("later page")));
 }
 
 #[test]
@@ -604,6 +618,11 @@ fn gvm_csv_is_unsupported() {
         RejectKind::Unsupported,
         "a994b278-1f62-11e1-96ac-406186ea4fc5",
     );
+    assert_eq!(rejected(&v).format, Format::GvmCsv);
+    // CSV Hosts: a different header, and only a per-host summary.
+    let hosts = b"IP,Hostname,OS,Scan Start,Scan End,CVSS,Severity,High,Medium,Low,Log,False Positive,Total,Ports,Apps,Distance,Auth\n10.0.0.8,,,x,y,5.0,Medium,0,1,0,0,0,1,2,0,1,\n";
+    let v = run(hosts);
+    assert_kind(&v, RejectKind::Unsupported, "CSV Hosts");
     assert_eq!(rejected(&v).format, Format::GvmCsv);
 }
 

@@ -19,6 +19,13 @@ pub(crate) fn reject_text(sniffed: Sniffed, prefix: &[u8]) -> Rejection {
             "GVM \"CSV Results\" export: HostedScan imports OpenVAS XML reports: export with the \
              XML report format (a994b278-1f62-11e1-96ac-406186ea4fc5)",
         ),
+        Sniffed::GvmCsvHosts => reject(
+            Format::GvmCsv,
+            RejectKind::Unsupported,
+            "GVM \"CSV Hosts\" export (one summary line per host, no results): HostedScan \
+             imports OpenVAS XML reports: export with the XML report format \
+             (a994b278-1f62-11e1-96ac-406186ea4fc5)",
+        ),
         Sniffed::Other(looks) => reject(
             Format::Unknown,
             RejectKind::NotAReport,
