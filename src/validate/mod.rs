@@ -331,6 +331,9 @@ fn validate_limited<R: BufRead>(
             let base_newlines = prefix.base_newlines;
             let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
             let mut checked = input::Checked::new(chained, base, base_newlines);
+            if sniffed == sniff::Sniffed::Xml {
+                checked = checked.xml_chars();
+            }
             if matches!(sniffed, sniff::Sniffed::Json(_)) {
                 checked = checked.with_json_string_cap(MAX_JSON_STRING);
             }
@@ -368,6 +371,17 @@ fn input_problems<B: BufRead>(
                 format!(
                     "invalid UTF-8 at {}: the file is not valid UTF-8 (a very old Nmap, or another \
                      encoding); re-run the scan or convert the file to UTF-8",
+                    checked.locate(off)
+                ),
+            ))
+        }
+        Some(input::Stop::BadChar(off, byte)) => {
+            return Err(reject(
+                format,
+                RejectKind::Malformed,
+                format!(
+                    "a control character (U+{byte:04X}) at {}: XML does not allow it, even \
+                     escaped; the file is damaged or was not written as XML text",
                     checked.locate(off)
                 ),
             ))

@@ -362,6 +362,25 @@ fn invalid_utf8_reports_the_byte_offset() {
 }
 
 #[test]
+fn control_characters_are_refused_with_their_offset() {
+    for (needle, byte) in [("ünïcode", 0x01u8), ("hôte", 0x0B), ("summary", 0x1F)] {
+        let at = NMAP.find(needle).expect("fixture");
+        let mut doc = NMAP.as_bytes().to_vec();
+        doc[at] = byte;
+        for v in [run(&doc), run_chunked(&doc, 1), run_chunked(&doc, 7)] {
+            assert_kind(&v, RejectKind::Malformed, &format!("byte {at})"));
+            assert!(
+                rejected(&v).reason.contains(&format!("U+{byte:04X}")),
+                "{v:?}"
+            );
+        }
+    }
+    // Tab, CR, LF and DEL are characters XML allows.
+    let doc = NMAP.replace("ünïcode", "a\tb\r\nc\u{7f}");
+    accepted(&run(doc.as_bytes()));
+}
+
+#[test]
 fn xml_oddities() {
     // Text after the root.
     let doc = format!("{NMAP}trailing words\n");
