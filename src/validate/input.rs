@@ -75,18 +75,9 @@ pub(crate) struct Prefix {
     pub base: u64,
     /// Newlines in the dropped leading whitespace, so line numbers stay absolute.
     pub base_newlines: u64,
-}
-
-impl Prefix {
-    /// The bytes after leading whitespace.
-    pub(crate) fn content(&self) -> &[u8] {
-        let start = self
-            .bytes
-            .iter()
-            .position(|b| !is_ws(*b))
-            .unwrap_or(self.bytes.len());
-        &self.bytes[start..]
-    }
+    /// Where the document starts: 3 after a UTF-8 BOM, else 0 (`base` may be further on,
+    /// past dropped whitespace).
+    pub doc_start: u64,
 }
 
 pub(crate) fn is_ws(b: u8) -> bool {
@@ -99,10 +90,16 @@ pub(crate) fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Prefix> {
         bytes: Vec::with_capacity(SNIFF_LEN + 64),
         base: 0,
         base_newlines: 0,
+        doc_start: 0,
     };
     let mut bom_checked = false;
+    // Leading whitespace bytes in `p.bytes`, counted as they arrive (recounting on every read
+    // would be quadratic when reads are small).
+    let mut lead_ws = 0;
+    let count_ws =
+        |bytes: &[u8], from: usize| from + bytes[from..].iter().take_while(|b| is_ws(**b)).count();
     loop {
-        let content_len = p.content().len();
+        let content_len = p.bytes.len() - lead_ws;
         if content_len >= SNIFF_LEN {
             break;
         }
@@ -117,24 +114,32 @@ pub(crate) fn read_prefix<R: BufRead>(r: &mut R) -> io::Result<Prefix> {
         // Never past SNIFF_LEN bytes of content, so the prefix (and what is judged from it) is
         // the same however the reads happen to be cut.
         let take = buf.len().min(SNIFF_LEN - content_len);
+        let all_ws = lead_ws == p.bytes.len();
         p.bytes.extend_from_slice(&buf[..take]);
         r.consume(take);
+        if all_ws {
+            lead_ws = count_ws(&p.bytes, lead_ws);
+        }
         if !bom_checked && p.bytes.len() >= 3 {
             bom_checked = true;
             if p.bytes.starts_with(b"\xEF\xBB\xBF") {
                 p.bytes.drain(..3);
                 p.base = 3;
+                p.doc_start = 3;
+                lead_ws = count_ws(&p.bytes, 0);
             }
         }
-        if p.bytes.len() > MAX_KEPT_WS && p.bytes.iter().all(|b| is_ws(*b)) {
+        if p.bytes.len() > MAX_KEPT_WS && lead_ws == p.bytes.len() {
             p.base += p.bytes.len() as u64;
-            p.base_newlines += p.bytes.iter().filter(|b| **b == b'\n').count() as u64;
+            p.base_newlines += memchr::memchr_iter(b'\n', &p.bytes).count() as u64;
             p.bytes.clear();
+            lead_ws = 0;
         }
     }
     if !bom_checked && p.bytes.starts_with(b"\xEF\xBB\xBF") {
         p.bytes.drain(..3);
         p.base = 3;
+        p.doc_start = 3;
     }
     Ok(p)
 }
@@ -143,7 +148,10 @@ impl Stop {
     /// Where the problem is (for a too-long string: where the string starts).
     fn offset(self) -> u64 {
         match self {
-            Stop::BadUtf8(o) | Stop::BadChar(o, _) | Stop::StringTooLarge(o) => o,
+            Stop::BadUtf8(o)
+            | Stop::BadChar(o, _)
+            | Stop::NonCharacter(o)
+            | Stop::StringTooLarge(o) => o,
         }
     }
 }
@@ -168,6 +176,29 @@ fn find_control(bytes: &[u8]) -> Option<usize> {
         .map(|i| at + i)
 }
 
+/// The absolute offset of the first U+FFFE or U+FFFF (`EF BF BE`/`EF BF BF`) in `bytes`
+/// (at absolute offset `at`), including one that starts in `tail`, the two bytes before.
+fn find_noncharacter(tail: [u8; 2], at: u64, bytes: &[u8]) -> Option<u64> {
+    let head = &bytes[..bytes.len().min(2)];
+    let mut joint = [0u8; 4];
+    joint[..2].copy_from_slice(&tail);
+    joint[2..2 + head.len()].copy_from_slice(head);
+    let joint = &joint[..2 + head.len()];
+    for start in 0..2 {
+        if let Some(w) = joint.get(start..start + 3) {
+            if w[0] == 0xEF && w[1] == 0xBF && w[2] >= 0xBE {
+                return Some((at + start as u64).saturating_sub(2));
+            }
+        }
+    }
+    for i in memchr::memmem::find_iter(bytes, b"\xEF\xBF") {
+        if bytes.get(i + 2).is_some_and(|b| *b >= 0xBE) {
+            return Some(at + i as u64);
+        }
+    }
+    None
+}
+
 /// Why `Checked` stopped handing out bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stop {
@@ -176,6 +207,8 @@ pub(crate) enum Stop {
     /// A control character XML does not allow (any below U+0020 but tab, LF and CR), at this
     /// absolute offset.
     BadChar(u64, u8),
+    /// U+FFFE or U+FFFF, which XML does not allow either, at this absolute offset.
+    NonCharacter(u64),
     /// A JSON string grew past the limit (serde_json would buffer it whole); it started here.
     StringTooLarge(u64),
 }
@@ -251,6 +284,11 @@ pub(crate) struct Checked<B> {
     pending_bad: Option<Stop>,
     /// XML input: refuse the control characters XML 1.0 does not allow.
     xml_chars: bool,
+    /// The last two bytes checked, so U+FFFE/U+FFFF cut by a read are still seen.
+    tail: [u8; 2],
+    /// Where the document starts (after a BOM), which `base` is not when leading whitespace
+    /// was dropped.
+    doc_start: u64,
 }
 
 /// UTF-8 and newline state, kept apart from `inner` so it can be updated while the inner
@@ -281,6 +319,8 @@ impl<B: BufRead> Checked<B> {
             stop: None,
             pending_bad: None,
             xml_chars: false,
+            tail: [0; 2],
+            doc_start: base,
             json: None,
         }
     }
@@ -302,6 +342,17 @@ impl<B: BufRead> Checked<B> {
 
     pub(crate) fn base(&self) -> u64 {
         self.base
+    }
+
+    /// Sets where the document starts (see `Prefix::doc_start`).
+    pub(crate) fn with_doc_start(mut self, doc_start: u64) -> Self {
+        self.doc_start = doc_start;
+        self
+    }
+
+    /// Where the document starts: the only place an XML declaration may stand.
+    pub(crate) fn doc_start(&self) -> u64 {
+        self.doc_start
     }
 
     /// "line L, column C (byte N)" for an absolute offset at or before the read head.
@@ -439,6 +490,14 @@ impl<B: BufRead> BufRead for Checked<B> {
                 if let Some(i) = find_control(&buf[fresh_from..valid_to]) {
                     valid_to = fresh_from + i;
                     bad = Some(Stop::BadChar(abs + valid_to as u64, buf[valid_to]));
+                }
+                let at = abs + fresh_from as u64;
+                if let Some(off) = find_noncharacter(self.tail, at, &buf[fresh_from..valid_to]) {
+                    valid_to = off.saturating_sub(abs) as usize;
+                    bad = Some(Stop::NonCharacter(off));
+                }
+                if let [.., a, b] = buf[..valid_to] {
+                    self.tail = [a, b];
                 }
             }
             if let Some(js) = self.json.as_mut() {

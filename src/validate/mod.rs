@@ -330,7 +330,9 @@ fn validate_limited<R: BufRead>(
             let base = prefix.base;
             let base_newlines = prefix.base_newlines;
             let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
-            let mut checked = input::Checked::new(chained, base, base_newlines);
+            let doc_start = prefix.doc_start;
+            let mut checked =
+                input::Checked::new(chained, base, base_newlines).with_doc_start(doc_start);
             if sniffed == sniff::Sniffed::Xml {
                 checked = checked.xml_chars();
             }
@@ -382,6 +384,17 @@ fn input_problems<B: BufRead>(
                 format!(
                     "a control character (U+{byte:04X}) at {}: XML does not allow it, even \
                      escaped; the file is damaged or was not written as XML text",
+                    checked.locate(off)
+                ),
+            ))
+        }
+        Some(input::Stop::NonCharacter(off)) => {
+            return Err(reject(
+                format,
+                RejectKind::Malformed,
+                format!(
+                    "the noncharacter U+FFFE or U+FFFF at {}: XML does not allow it; the file \
+                     is damaged or was not written as XML text",
                     checked.locate(off)
                 ),
             ))

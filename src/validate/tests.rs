@@ -380,6 +380,62 @@ fn control_characters_are_refused_with_their_offset() {
     accepted(&run(doc.as_bytes()));
 }
 
+/// Cases where a differential run against libxml2 (xmllint) found us too lax.
+#[test]
+fn xmllint_agreement() {
+    const T: &str = r#"<OWASPZAPReport version="2.9.0"><site name="https://a"><alerts/></site></OWASPZAPReport>"#;
+    let malformed = [
+        format!(r#"<?xml version="2.0"?>{T}"#),
+        format!(r#"<?xml version=""?>{T}"#),
+        format!(r#"<?xml version="1"?>{T}"#),
+        format!(r#"<?xml version="1.0a"?>{T}"#),
+        format!(r#"<?xml version="1.0" standalone="maybe"?>{T}"#),
+        format!(r#"<?xml version="1.0" encoding="utf 8"?>{T}"#),
+        format!("<!DOCTYPE x y>{T}"),
+        format!("<!DOCTYPE x \"a\">{T}"),
+        format!("<!DOCTYPE x PUBLIC \"a\">{T}"),
+        format!("<!DOCTYPE x SYSTEM>{T}"),
+        format!("<!DOCTYPE x SYSTEM \"a\" junk>{T}"),
+        format!("<!DOCTYPE x SYSTEM \"a\" \"b\">{T}"),
+        format!("<!DOCTYPE x PUBLIC \"a{{\" \"b\">{T}"),
+        format!("<!DOCTYPEx>{T}"),
+        format!("<?pi?x ?>{T}"),
+        format!("<?l??>{T}"),
+        format!("{}<?xml version=\"1.0\"?>{T}", " ".repeat(66_048)),
+        format!("\u{FEFF}{}<?xml version=\"1.0\"?>{T}", " ".repeat(66_045)),
+        format!(
+            r#"<?xml version="1.0" encoding="US-ASCII"?>{}"#,
+            T.replace("<alerts/>", "<alerts>é</alerts>")
+        ),
+        T.replace("<alerts/>", "<alerts>\u{FFFE}</alerts>"),
+        T.replace("https://a", "https://a\u{FFFF}"),
+    ];
+    for doc in &malformed {
+        for v in [
+            run(doc.as_bytes()),
+            run_chunked(doc.as_bytes(), 1),
+            run_chunked(doc.as_bytes(), 5),
+        ] {
+            let r = rejected(&v);
+            assert_eq!(r.kind, RejectKind::Malformed, "{doc:.120}: {r:?}");
+        }
+    }
+    let fine = [
+        format!(r#"<?xml version="1.1" encoding="utf-8" standalone="no"?>{T}"#),
+        format!("<?xml version='1.0' encoding='US-ASCII'?>{T}"),
+        format!("<!DOCTYPE x SYSTEM 'a>b'>{T}"),
+        format!("<!DOCTYPE x PUBLIC \"-//A B//EN\" \"http://x/y.dtd\" >{T}"),
+        format!("<?pi?>{T}"),
+        format!("{}{T}", " ".repeat(66_048)),
+        T.replace("<alerts/>", "<alerts>\u{FFFD}\u{EFBF}</alerts>"),
+    ];
+    for doc in &fine {
+        for v in [run(doc.as_bytes()), run_chunked(doc.as_bytes(), 1)] {
+            accepted(&v);
+        }
+    }
+}
+
 #[test]
 fn xml_oddities() {
     // Text after the root.

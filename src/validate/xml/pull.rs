@@ -88,6 +88,11 @@ pub(crate) struct XmlPull<'c, B: BufRead> {
     root_seen: bool,
     root_done: bool,
     doctype_seen: bool,
+    /// The declaration said US-ASCII: any other byte is an error.
+    ascii_only: bool,
+    /// An error found in bytes read ahead, raised once the parser has used every byte before
+    /// it (so the first problem in the file wins whatever the read sizes).
+    pending: Option<Rejection>,
     /// What the reference in text being handed out stands for.
     lossy: String,
     pub(crate) format: Format,
@@ -114,6 +119,8 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
             root_seen: false,
             root_done: false,
             doctype_seen: false,
+            ascii_only: false,
+            pending: None,
             lossy: String::new(),
             format: Format::Xml,
         }
@@ -171,7 +178,10 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
     /// one block came in). `Ok(false)` once the input is exhausted.
     fn fill(&mut self, want: usize) -> Result<bool, Rejection> {
         if self.eof {
-            return Ok(false);
+            return match self.pending.take() {
+                Some(e) => Err(e),
+                None => Ok(false),
+            };
         }
         let unread = self.end - self.pos;
         let need = want.max(unread + BLOCK / 2);
@@ -212,8 +222,15 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
             let n = chunk.len().min(self.buf.len() - self.end);
             self.buf[self.end..self.end + n].copy_from_slice(&chunk[..n]);
             self.input.consume(n);
+            let from = self.end;
             self.end += n;
             got += n;
+            if self.ascii_only {
+                if let Some(i) = self.buf[from..self.end].iter().position(|b| !b.is_ascii()) {
+                    self.not_ascii(from + i);
+                    break;
+                }
+            }
         }
         Ok(got > 0)
     }
@@ -296,6 +313,19 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
         }
         let at = self.base + start as u64;
         Err(self.truncated(at, what))
+    }
+
+    /// A byte that is not ASCII at buffer index `i` of a document declared US-ASCII: the input
+    /// ends there, and the error is raised when the parser gets that far.
+    fn not_ascii(&mut self, i: usize) {
+        let reason = format!(
+            "the XML declaration says the file is US-ASCII, but the byte at {} is not ASCII; \
+             declare encoding=\"UTF-8\" if the file is UTF-8, or convert it",
+            self.locate(i)
+        );
+        self.pending = Some(self.err(RejectKind::Malformed, reason));
+        self.end = i;
+        self.eof = true;
     }
 
     /// Refuses a tag (or declaration, or DOCTYPE) of `len` bytes past the limit, whatever
@@ -696,18 +726,10 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
         self.within_limit(start, gt + 1 - start, "DOCTYPE")?;
         let buf = &self.buf[..self.end];
         let body = &buf[start + b"<!DOCTYPE".len()..gt];
-        let named = body.first().is_some_and(|b| is_ws(*b))
-            && body
-                .iter()
-                .find(|b| !is_ws(**b))
-                .is_some_and(|b| is_name_start(*b));
-        if !named {
+        if let Err(what) = doctype_body(body) {
             return Err(self.err(
                 RejectKind::Malformed,
-                format!(
-                    "not well-formed XML at {}: a DOCTYPE without a root element name",
-                    self.locate(start)
-                ),
+                format!("not well-formed XML at {}: {what}", self.locate(start)),
             ));
         }
         if self.root_seen || self.doctype_seen {
@@ -734,7 +756,11 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
             self.more(start, "processing instruction")?;
             return Ok(());
         }
-        if target.is_empty() || !(is_ws(buf[after]) || buf[after..].starts_with(b"?")) {
+        if buf[after] == b'?' && after + 1 >= buf.len() {
+            self.more(start, "processing instruction")?;
+            return Ok(());
+        }
+        if target.is_empty() || !(is_ws(buf[after]) || buf[after..].starts_with(b"?>")) {
             return Err(self.err(
                 RejectKind::Malformed,
                 format!(
@@ -777,7 +803,7 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
                 ),
             ));
         }
-        if self.tokens > 1 || at != self.input.base() {
+        if self.tokens > 1 || at != self.input.doc_start() {
             let what = self.first_token.unwrap_or("other content");
             return Err(self.err(
                 RejectKind::Malformed,
@@ -808,7 +834,16 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
         };
         if let Some((_, enc)) = pseudo.iter().find(|(k, _)| *k == "encoding") {
             let e = enc.to_ascii_lowercase();
-            if !matches!(e.as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii") {
+            if matches!(e.as_str(), "us-ascii" | "ascii") {
+                // ASCII is UTF-8 without the multi-byte characters: hold the rest to that.
+                self.ascii_only = true;
+                if let Some(i) = self.buf[start + k + 2..self.end]
+                    .iter()
+                    .position(|b| !b.is_ascii())
+                {
+                    self.not_ascii(start + k + 2 + i);
+                }
+            } else if e != "utf-8" && e != "utf8" {
                 return Err(self.err(
                     RejectKind::Unsupported,
                     format!(
@@ -909,6 +944,77 @@ impl<'c, B: BufRead> XmlPull<'c, B> {
         }
         Err(self.truncated(start, what))
     }
+}
+
+/// Checks what stands between `<!DOCTYPE` and `>` (no internal subset: that is refused
+/// before): whitespace, the root element name, then optionally `SYSTEM "uri"` or
+/// `PUBLIC "id" "uri"`.
+fn doctype_body(body: &[u8]) -> Result<(), String> {
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        let from = *i;
+        while *i < body.len() && is_ws(body[*i]) {
+            *i += 1;
+        }
+        *i > from
+    };
+    let literal = |i: &mut usize, pubid: bool| -> Result<(), String> {
+        let Some(&q @ (b'"' | b'\'')) = body.get(*i) else {
+            return Err("a quoted identifier is missing in the DOCTYPE".into());
+        };
+        let len = memchr::memchr(q, &body[*i + 1..])
+            .ok_or_else(|| "an unterminated identifier in the DOCTYPE".to_string())?;
+        let value = &body[*i + 1..*i + 1 + len];
+        let pubid_char =
+            |b: &u8| b.is_ascii_alphanumeric() || b" \r\n-'()+,./:=?;!*#@$_%".contains(b);
+        if pubid && !value.iter().all(pubid_char) {
+            return Err("the public identifier in the DOCTYPE holds a character it may not".into());
+        }
+        *i += len + 2;
+        Ok(())
+    };
+    if !ws(&mut i) {
+        return Err("a DOCTYPE without whitespace before the root element name".into());
+    }
+    let name = name_at(body, i);
+    if name.is_empty() {
+        return Err("a DOCTYPE without a root element name".into());
+    }
+    i += name.len();
+    let spaced = ws(&mut i);
+    let rest = &body[i..];
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let bad =
+        || Err("a malformed DOCTYPE (expected SYSTEM \"uri\" or PUBLIC \"id\" \"uri\")".into());
+    if !spaced {
+        return bad();
+    }
+    if rest.starts_with(b"SYSTEM") {
+        i += 6;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, false)?;
+    } else if rest.starts_with(b"PUBLIC") {
+        i += 6;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, true)?;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, false)?;
+    } else {
+        return bad();
+    }
+    ws(&mut i);
+    if i != body.len() {
+        return bad();
+    }
+    Ok(())
 }
 
 /// "a tag", "an end tag", ...
@@ -1208,6 +1314,23 @@ fn pseudo_attrs(body: &[u8]) -> Result<Vec<(String, String)>, String> {
     );
     if !allowed {
         return Err("it must be version=\"1.x\", then optionally encoding and standalone".into());
+    }
+    for (key, value) in &out {
+        let v = value.as_bytes();
+        let ok = match key.as_str() {
+            "version" => {
+                v.len() > 2 && v.starts_with(b"1.") && v[2..].iter().all(u8::is_ascii_digit)
+            }
+            "encoding" => {
+                v.first().is_some_and(u8::is_ascii_alphabetic)
+                    && v.iter()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+            }
+            _ => value == "yes" || value == "no",
+        };
+        if !ok {
+            return Err(format!("{key}=\"{value}\" is not a value XML allows"));
+        }
     }
     Ok(out)
 }
