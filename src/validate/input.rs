@@ -419,7 +419,7 @@ impl Scan {
             }
             self.carry_len = 0;
         }
-        match std::str::from_utf8(rest) {
+        match simdutf8::compat::from_utf8(rest) {
             Ok(_) => Ok(()),
             Err(e) => {
                 let valid = e.valid_up_to();
