@@ -9,6 +9,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -102,30 +103,53 @@ pub struct Admitter {
     pub custody: Arc<Mutex<HashSet<String>>>,
 }
 
-/// A reader that hashes, counts and copies every byte the validator pulls through it.
-struct Tee<W: Write> {
+/// A reader that hands a copy of every chunk the validator pulls through it to the copier
+/// thread, which hashes it and writes it to the queue copy while validation goes on.
+struct Tee {
     inner: File,
-    /// ring's SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast
-    /// as the `sha2` crate here), and ring is already in the tree for TLS.
-    hasher: ring::digest::Context,
-    out: W,
+    chunks: mpsc::SyncSender<Vec<u8>>,
+    /// Emptied chunks coming back from the copier, so the buffers are reused.
+    spare: mpsc::Receiver<Vec<u8>>,
     count: u64,
-    /// Set when the copy (not the source) failed, so a full disk is not blamed on the file.
-    write_error: Option<io::Error>,
 }
 
-impl<W: Write> Read for Tee<W> {
+/// Chunks in flight between the validator and the copier: enough to ride out a slow write,
+/// few enough to keep memory flat.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+impl Read for Tee {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        if let Err(e) = self.out.write_all(&buf[..n]) {
-            let kind = e.kind();
-            self.write_error = Some(e);
-            return Err(io::Error::new(kind, "writing the queue copy failed"));
+        if n > 0 {
+            let mut chunk = self.spare.try_recv().unwrap_or_default();
+            chunk.clear();
+            chunk.extend_from_slice(&buf[..n]);
+            if self.chunks.send(chunk).is_err() {
+                // The copier stopped on a write error; `read_once` reports it.
+                return Err(io::Error::other("writing the queue copy failed"));
+            }
         }
         self.count += n as u64;
         Ok(n)
     }
+}
+
+/// The copier: SHA-256 and the queue copy of every chunk, in order. ring's SHA-256 uses the
+/// CPU's SHA extensions when it has them (about twice as fast as the `sha2` crate here, and
+/// ring is already in the tree for TLS). Stops at the first write error.
+fn copier<W: Write>(
+    chunks: mpsc::Receiver<Vec<u8>>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    mut out: W,
+) -> io::Result<String> {
+    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    for chunk in chunks {
+        hasher.update(&chunk);
+        out.write_all(&chunk)?;
+        let _ = spare.try_send(chunk);
+    }
+    out.flush()?;
+    Ok(hex(hasher.finish().as_ref()))
 }
 
 /// Open without following a symlink and without blocking on a FIFO swapped in after the stat.
@@ -138,38 +162,45 @@ fn open_plain(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// Run the validator over `file`, hashing and copying into `out`. Returns the verdict, the
-/// digest and the byte count, having read the whole file exactly once.
-fn read_once<W: Write>(
+/// Run the validator over `file`, hashing and copying into `out` on a second thread, so
+/// admission costs about what validation alone does. Returns the verdict, the digest and the
+/// byte count, having read the whole file exactly once.
+fn read_once<W: Write + Send>(
     file: File,
     hints: &Hints,
     out: W,
 ) -> Result<(Verdict, String, u64), ReadError> {
-    let mut tee = Tee {
-        inner: file,
-        hasher: ring::digest::Context::new(&ring::digest::SHA256),
-        out,
-        count: 0,
-        write_error: None,
-    };
-    let result = {
-        let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
-        validate::validate(&mut reader, hints).and_then(|v| {
-            // The validator may stop early on a rejection; the copy and the hash need it all.
-            io::copy(&mut reader, &mut io::sink())?;
-            Ok(v)
-        })
-    };
-    match result {
-        Ok(v) => {
-            tee.out.flush().map_err(ReadError::Write)?;
-            Ok((v, hex(tee.hasher.finish().as_ref()), tee.count))
+    let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
+        let mut tee = Tee {
+            inner: file,
+            chunks: chunks_tx,
+            spare: spare_rx,
+            count: 0,
+        };
+        let result = {
+            let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
+            validate::validate(&mut reader, hints).and_then(|v| {
+                // The validator may stop early on a rejection; the copy and the hash need it all.
+                io::copy(&mut reader, &mut io::sink())?;
+                Ok(v)
+            })
+        };
+        let count = tee.count;
+        drop(tee);
+        let copied = copy
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
+        match (result, copied) {
+            (Ok(v), Ok(digest)) => Ok((v, digest, count)),
+            // A failed copy explains a failed read (the Tee stopped because of it), so a full
+            // disk is not blamed on the file.
+            (_, Err(w)) => Err(ReadError::Write(w)),
+            (Err(e), Ok(_)) => Err(ReadError::Read(e)),
         }
-        Err(e) => Err(match tee.write_error.take() {
-            Some(w) => ReadError::Write(w),
-            None => ReadError::Read(e),
-        }),
-    }
+    })
 }
 
 enum ReadError {
