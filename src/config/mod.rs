@@ -18,6 +18,7 @@ use url::Url;
 pub use raw::RawJob;
 pub use secret::{ApiKey, KeyOrigin};
 
+use crate::jobs::schedule::Schedule;
 use crate::validate::{Hints, ScanType};
 
 /// Where the config is read from when `-c` is not given.
@@ -572,7 +573,8 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         });
     }
 
-    // [[job]]: accepted and checked for the basics; scheduling comes with a later version.
+    // [[job]]: accepted and checked for the basics (name, scanner, schedule and time zone);
+    // running them comes with a later version.
     let mut names = BTreeMap::new();
     for (i, j) in raw.job.iter().enumerate() {
         if j.name.is_empty()
@@ -600,6 +602,18 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
                     j.scanner
                 ),
             );
+        }
+        let timezone = j.timezone.as_deref().unwrap_or("local");
+        match Schedule::parse(&j.schedule, timezone) {
+            Ok(_) => {}
+            Err(e) if e.is_timezone() => {
+                c.push(format!("job[{i}].timezone"), e.to_string());
+                // The expression may be wrong too: report both at once.
+                if let Err(e) = Schedule::parse(&j.schedule, "UTC") {
+                    c.push(format!("job[{i}].schedule"), e.to_string());
+                }
+            }
+            Err(e) => c.push(format!("job[{i}].schedule"), e.to_string()),
         }
     }
     let mut warnings = Vec::new();

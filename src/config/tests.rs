@@ -332,3 +332,102 @@ fn a_syntax_error_never_echoes_the_line_with_the_key() {
     assert!(!e.contains("s3cret"), "{e}");
     assert!(e.contains("line 2") || e.contains("TOML"), "{e}");
 }
+
+/// A config with one `[[job]]` per `(schedule, timezone)`, `None` leaving timezone unset.
+fn jobs_config(d: &Dir, jobs: &[(&str, Option<&str>)]) -> PathBuf {
+    let mut body = format!("[agent]\nstate_dir = {:?}\n", d.state());
+    for (i, (schedule, timezone)) in jobs.iter().enumerate() {
+        body.push_str(&format!(
+            "[[job]]\nname = \"job-{i}\"\nscanner = \"nmap\"\nschedule = {schedule:?}\ntargets = [\"10.0.0.0/24\"]\n"
+        ));
+        if let Some(tz) = timezone {
+            body.push_str(&format!("timezone = {tz:?}\n"));
+        }
+    }
+    d.config(&body)
+}
+
+#[test]
+fn job_schedules_in_every_accepted_form_load() {
+    let d = Dir::new();
+    let p = jobs_config(
+        &d,
+        &[
+            ("30 2 * * *", None),
+            ("0 9 * * 1-5", Some("local")),
+            ("*/5 * * * * *", Some("UTC")),
+            ("0 0 12 1 1 * 2099", Some("Europe/Berlin")),
+            ("@weekly", Some("America/New_York")),
+        ],
+    );
+    let c = Config::load(&p, &env(&[])).unwrap();
+    assert_eq!(c.jobs.len(), 5);
+}
+
+#[test]
+fn a_bad_cron_line_names_the_jobs_schedule_key() {
+    let d = Dir::new();
+    let p = jobs_config(
+        &d,
+        &[
+            ("30 2 * *", None),
+            ("60 2 * * *", None),
+            ("0 9 * * 8", None),
+            ("@reboot", None),
+            ("0 0 30 2 *", None),
+        ],
+    );
+    let ps = problems(Config::load(&p, &env(&[])));
+    let keys: Vec<&str> = ps.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "job[0].schedule",
+            "job[1].schedule",
+            "job[2].schedule",
+            "job[3].schedule",
+            "job[4].schedule"
+        ]
+    );
+    for (p, words) in ps.iter().zip([
+        "expected 5 fields (minute hour day-of-month month day-of-week)",
+        "the minute field \"60\" is not valid: use 0-59",
+        "the day-of-week field \"8\"",
+        "\"@reboot\" is not supported",
+        "never fires",
+    ]) {
+        assert!(p.message.contains(words), "{p}");
+    }
+}
+
+#[test]
+fn a_bad_time_zone_names_the_jobs_timezone_key() {
+    let d = Dir::new();
+    let p = jobs_config(
+        &d,
+        &[
+            ("30 2 * * *", Some("Europe/Berln")),
+            ("30 2 * * *", Some("utc")),
+            ("30 2 *", Some("Mars/Olympus")),
+        ],
+    );
+    let ps = problems(Config::load(&p, &env(&[])));
+    let keys: Vec<&str> = ps.iter().map(|p| p.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "job[0].timezone",
+            "job[1].timezone",
+            "job[2].timezone",
+            "job[2].schedule"
+        ],
+        "a bad zone and a bad schedule are both reported"
+    );
+    assert!(ps[0].message.contains("\"Europe/Berln\""), "{}", ps[0]);
+    assert!(ps[1].message.contains("did you mean \"UTC\""), "{}", ps[1]);
+    let e = ConfigError::Invalid { problems: ps }.to_string();
+    assert!(
+        e.starts_with("job[0].timezone: unknown time zone \"Europe/Berln\""),
+        "{e}"
+    );
+}

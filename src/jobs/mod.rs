@@ -1,0 +1,6 @@
+//! Scheduled scans: the `[[job]]` entries of the config, run on their schedule, with what
+//! happened to each remembered in the state directory.
+
+mod crontab;
+pub mod history;
+pub mod schedule;
