@@ -37,17 +37,34 @@ impl Fingerprint {
     }
 }
 
-/// A file the watcher judged settled: unchanged for `settle`. Only the watcher makes these.
+/// A file ready to be admitted: one the watcher judged settled (unchanged for `settle`), or
+/// the output of a finished job run.
 #[derive(Debug, Clone)]
 pub struct Settled {
     pub path: PathBuf,
     pub hints: Arc<Hints>,
     pub seen: Fingerprint,
+    /// Its writer is known to have finished (a job's scanner exited): a truncated file is
+    /// rejected at once instead of waiting out `incomplete_grace`.
+    pub finished: bool,
 }
 
 impl Settled {
     pub fn new(path: PathBuf, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
-        Settled { path, hints, seen }
+        Settled {
+            path,
+            hints,
+            seen,
+            finished: false,
+        }
+    }
+
+    /// The output of a job run whose process has exited.
+    pub fn finished(path: PathBuf, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
+        Settled {
+            finished: true,
+            ..Settled::new(path, hints, seen)
+        }
     }
 
     fn file_name(&self) -> String {
@@ -390,7 +407,7 @@ impl Admitter {
                 let age = SystemTime::now()
                     .duration_since(s.seen.mtime)
                     .unwrap_or(Duration::ZERO);
-                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace {
+                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace && !s.finished {
                     return cleanup(Admitted::NotYet {
                         reason: format!(
                             "{} (left in place as still being written; rejected if unchanged for {})",
@@ -525,6 +542,23 @@ impl Admitter {
         if let Err(e) = fsutil::remove_durably(&s.path) {
             tracing::warn!(file = %s.path.display(), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice");
         }
+    }
+
+    /// Keeps a file that cannot be admitted for a reason outside it (a job run that timed
+    /// out or was stopped) in `rejected/`, with the reason beside it.
+    pub fn set_aside(&self, path: &Path, reason: &str) -> io::Result<PathBuf> {
+        let size = fs::symlink_metadata(path).ok().map(|m| m.len());
+        let record = RejectRecord {
+            file: path.to_path_buf(),
+            reason: reason.to_string(),
+            kind: "job_failed".into(),
+            format: "unknown".into(),
+            at: now_rfc3339(),
+            warnings: vec![],
+            size,
+            sha256: None,
+        };
+        self.spool.reject_original(path, &record)
     }
 
     #[allow(clippy::too_many_arguments)]

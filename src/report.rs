@@ -32,6 +32,8 @@ pub enum Outcome {
     },
     /// Left for a later run: still being written, unreadable for now, or not yet uploaded.
     Pending { file: String, reason: String },
+    /// A job run that produced no uploadable report (its output, if any, is in `rejected/`).
+    JobFailed { job: String, reason: String },
     /// Dry run: what would be uploaded.
     WouldUpload {
         file: String,
@@ -84,7 +86,12 @@ impl RunReport {
         let has = |f: fn(&Outcome) -> bool| inner.outcomes.iter().any(f);
         if has(|o| matches!(o, Outcome::Pending { .. })) {
             crate::exit::TEMPFAIL
-        } else if has(|o| matches!(o, Outcome::Rejected { .. } | Outcome::Failed { .. })) {
+        } else if has(|o| {
+            matches!(
+                o,
+                Outcome::Rejected { .. } | Outcome::Failed { .. } | Outcome::JobFailed { .. }
+            )
+        }) {
             crate::exit::DATAERR
         } else {
             crate::exit::OK
@@ -178,6 +185,7 @@ impl RunReport {
                     format!("HTTP {status}: {message}  -> failed/"),
                 ),
                 Outcome::Pending { file, reason } => (4, "pending", file, reason.clone()),
+                Outcome::JobFailed { job, reason } => (5, "job failed", job, reason.clone()),
             };
             lines.push((rank, label, base(file), one_line(&detail)));
         }
@@ -190,7 +198,7 @@ impl RunReport {
         if let Some(msg) = self.auth_failure() {
             let _ = writeln!(out, "{:<12}  {}", "key refused", one_line(&msg));
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{} {}, rejected {}, failed {}, pending {}, duplicates {}",
             if dry { "would upload" } else { "uploaded" },
@@ -200,6 +208,10 @@ impl RunReport {
             count(4),
             count(1)
         );
+        if count(5) > 0 {
+            let _ = write!(out, ", jobs failed {}", count(5));
+        }
+        out.push('\n');
         out
     }
 }
