@@ -4,3 +4,4 @@
 mod crontab;
 pub mod history;
 pub mod schedule;
+pub mod spec;
