@@ -54,7 +54,7 @@ fn locked(root: &Path) -> bool {
     }
 }
 
-pub fn gather(state_dir: &Path, jobs: &[crate::config::RawJob]) -> std::io::Result<Status> {
+pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io::Result<Status> {
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
     let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;

@@ -15,10 +15,10 @@ use std::time::Duration;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use url::Url;
 
-pub use raw::RawJob;
 pub use secret::{ApiKey, KeyOrigin};
 
 use crate::jobs::schedule::Schedule;
+use crate::jobs::spec::{self, JobSpec, OpenvasSettings, Scanner};
 use crate::validate::{Hints, ScanType};
 
 /// Where the config is read from when `-c` is not given.
@@ -163,7 +163,7 @@ pub struct Config {
     pub agent: AgentSettings,
     pub retry: RetrySettings,
     pub watches: Vec<WatchSettings>,
-    pub jobs: Vec<RawJob>,
+    pub jobs: Vec<JobSpec>,
     /// Non-fatal remarks (e.g. a key in a world-readable config file).
     pub warnings: Vec<String>,
 }
@@ -313,6 +313,20 @@ impl Checker {
                 self.push(key, format!("{n} is out of range: use 1 to 64"));
                 1
             }
+        }
+    }
+
+    /// `"auto"` (`None`) or one of the scan type names.
+    fn scan_type(&mut self, key: &str, value: &str) -> Option<ScanType> {
+        match value {
+            "auto" => None,
+            s => match s.parse::<ScanType>() {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    self.push(key, format!("{e} (or \"auto\")"));
+                    None
+                }
+            },
         }
     }
 
@@ -543,16 +557,7 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
                 }
             }
         }
-        let scan_type = match w.scan_type.as_str() {
-            "auto" => None,
-            s => match s.parse::<ScanType>() {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    c.push(key("scan_type"), format!("{e} (or \"auto\")"));
-                    None
-                }
-            },
-        };
+        let scan_type = c.scan_type(&key("scan_type"), &w.scan_type);
         let target = w.target.filter(|t| !t.trim().is_empty());
         if let Some(t) = &target {
             if t.starts_with('-') {
@@ -573,10 +578,12 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         });
     }
 
-    // [[job]]: accepted and checked for the basics (name, scanner, schedule and time zone);
-    // running them comes with a later version.
+    // [[job]]
+    let path_var = env.get("PATH").map(String::as_str);
     let mut names = BTreeMap::new();
-    for (i, j) in raw.job.iter().enumerate() {
+    let mut jobs = Vec::new();
+    let mut warnings = Vec::new();
+    for (i, j) in raw.job.into_iter().enumerate() {
         if j.name.is_empty()
             || !j
                 .name
@@ -594,35 +601,9 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
                 format!("{:?} is also job[{k}]", j.name),
             );
         }
-        if !["nmap", "zap", "openvas", "sslyze", "command"].contains(&j.scanner.as_str()) {
-            c.push(
-                format!("job[{i}].scanner"),
-                format!(
-                    "{:?} is not one of nmap, zap, openvas, sslyze, command",
-                    j.scanner
-                ),
-            );
+        if let Some(spec) = job(&mut c, &mut warnings, i, j, path_var) {
+            jobs.push(spec);
         }
-        let timezone = j.timezone.as_deref().unwrap_or("local");
-        match Schedule::parse(&j.schedule, timezone) {
-            Ok(_) => {}
-            Err(e) if e.is_timezone() => {
-                c.push(format!("job[{i}].timezone"), e.to_string());
-                // The expression may be wrong too: report both at once.
-                if let Err(e) = Schedule::parse(&j.schedule, "UTC") {
-                    c.push(format!("job[{i}].schedule"), e.to_string());
-                }
-            }
-            Err(e) => c.push(format!("job[{i}].schedule"), e.to_string()),
-        }
-    }
-    let mut warnings = Vec::new();
-    if !raw.job.is_empty() {
-        warnings.push(format!(
-            "{} [[job]] entr{} configured, but this version of hostedscan-agent does not run scheduled jobs yet: they are ignored",
-            raw.job.len(),
-            if raw.job.len() == 1 { "y is" } else { "ies are" }
-        ));
     }
 
     if !c.problems.is_empty() {
@@ -644,8 +625,285 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         agent,
         retry,
         watches,
-        jobs: raw.job,
+        jobs,
         warnings,
+    })
+}
+
+/// One `[[job]]` checked and turned into its spec; `None` when it cannot be (the problems are
+/// in `c`). Keys that belong to another scanner are problems, like unknown keys: a `zap_path`
+/// on an nmap job is a misunderstanding the operator should hear about, not a silent no-op.
+fn job(
+    c: &mut Checker,
+    warnings: &mut Vec<String>,
+    i: usize,
+    j: raw::RawJob,
+    path_var: Option<&str>,
+) -> Option<JobSpec> {
+    let key = |k: &str| format!("job[{i}].{k}");
+    let scanner = Scanner::parse(&j.scanner);
+    if scanner.is_none() {
+        c.push(
+            key("scanner"),
+            format!(
+                "{:?} is not one of nmap, zap, openvas, sslyze, command",
+                j.scanner
+            ),
+        );
+    }
+    let timezone = j.timezone.as_deref().unwrap_or("local");
+    let schedule = match Schedule::parse(&j.schedule, timezone) {
+        Ok(s) => Some(s),
+        Err(e) if e.is_timezone() => {
+            c.push(key("timezone"), e.to_string());
+            // The expression may be wrong too: report both at once.
+            if let Err(e) = Schedule::parse(&j.schedule, "UTC") {
+                c.push(key("schedule"), e.to_string());
+            }
+            None
+        }
+        Err(e) => {
+            c.push(key("schedule"), e.to_string());
+            None
+        }
+    };
+    let timeout = match &j.timeout {
+        None => spec::DEFAULT_TIMEOUT,
+        Some(t) => {
+            let before = c.problems.len();
+            let d = c.duration(&key("timeout"), t);
+            if d.is_zero() && c.problems.len() == before {
+                c.push(
+                    key("timeout"),
+                    "must be more than 0s (the default is \"4h\")",
+                );
+            }
+            d
+        }
+    };
+    let jitter = j
+        .jitter
+        .as_deref()
+        .map_or(Duration::ZERO, |t| c.duration(&key("jitter"), t));
+    let scan_type = c.scan_type(&key("scan_type"), j.scan_type.as_deref().unwrap_or("auto"));
+    let scanner = scanner?;
+    if let Some(t) = scan_type {
+        if !scanner.scan_types().contains(&t) {
+            let fits: Vec<&str> = scanner.scan_types().iter().map(|t| t.as_str()).collect();
+            c.push(
+                key("scan_type"),
+                format!(
+                    "{t} does not fit scanner = \"{scanner}\": use \"auto\" or {}",
+                    fits.join(" or ")
+                ),
+            );
+        }
+    }
+
+    // Keys for other scanners.
+    use Scanner::{Command, Nmap, Openvas, Sslyze, Zap};
+    let gmp: &[Scanner] = &[Openvas];
+    let keys: [(&str, bool, &[Scanner]); 14] = [
+        (
+            "targets",
+            j.targets.is_some(),
+            &[Nmap, Openvas, Sslyze, Command],
+        ),
+        ("target", j.target.is_some(), &[Zap, Command]),
+        ("args", j.args.is_some(), &[Nmap, Zap, Sslyze]),
+        ("command", j.command.is_some(), &[Command]),
+        ("privileged", j.privileged.is_some(), &[Nmap]),
+        ("zap_path", j.zap_path.is_some(), &[Zap]),
+        ("gmp_socket", j.gmp_socket.is_some(), gmp),
+        ("gmp_host", j.gmp_host.is_some(), gmp),
+        ("gmp_port", j.gmp_port.is_some(), gmp),
+        ("gmp_username", j.gmp_username.is_some(), gmp),
+        ("gmp_password_file", j.gmp_password_file.is_some(), gmp),
+        ("port_list_id", j.port_list_id.is_some(), gmp),
+        ("scan_config_id", j.scan_config_id.is_some(), gmp),
+        ("scanner_id", j.scanner_id.is_some(), gmp),
+    ];
+    let mut applies = |k: &str, given: bool, for_: &[Scanner]| {
+        if !given || for_.contains(&scanner) {
+            return true;
+        }
+        let hint = match (k, scanner) {
+            ("command", _) => format!(
+                "the {scanner} preset builds its own command line: put extra scanner arguments in args, or use scanner = \"command\""
+            ),
+            ("targets", Zap) => "a zap job scans one URL: use target = \"https://...\"".into(),
+            ("target", _) => "use targets = [...] (a list)".into(),
+            ("args", Command) => "put every argument in command".into(),
+            _ => {
+                let names: Vec<String> = for_.iter().map(|s| format!("\"{s}\"")).collect();
+                format!("it is for scanner = {} only", names.join(" or "))
+            }
+        };
+        c.push(
+            key(k),
+            format!("does not apply to scanner = \"{scanner}\": {hint}"),
+        );
+        false
+    };
+    let mut ok = [true; 14];
+    for (n, (k, given, for_)) in keys.iter().enumerate() {
+        ok[n] = applies(k, *given, for_);
+    }
+    if j.cleanup.is_some() {
+        applies("cleanup", true, gmp);
+    }
+    let [targets_ok, target_ok, ..] = ok;
+
+    // What to scan.
+    let kind = scanner.target_kind();
+    let targets = if targets_ok {
+        j.targets.clone().unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    if matches!(scanner, Nmap | Openvas | Sslyze) && targets.is_empty() {
+        c.push(
+            key("targets"),
+            format!(
+                "is required for scanner = \"{scanner}\": list what to scan, e.g. targets = [\"10.0.0.0/24\"]"
+            ),
+        );
+    }
+    for t in &targets {
+        if let Err(e) = spec::check_target(t, kind) {
+            c.push(key("targets"), e);
+        }
+    }
+    let target = if target_ok { j.target.clone() } else { None };
+    if scanner == Zap && target.is_none() {
+        c.push(
+            key("target"),
+            "is required for scanner = \"zap\": the URL to scan, e.g. target = \"https://intranet.example\"",
+        );
+    }
+    if let Some(t) = &target {
+        if let Err(e) = spec::check_target(t, kind) {
+            c.push(key("target"), e);
+        }
+    }
+
+    // What to run.
+    let args = j.args.clone().unwrap_or_default();
+    let mut argv = match scanner {
+        Nmap | Sslyze | Zap => {
+            let (program, program_key) = match (&j.zap_path, scanner) {
+                (Some(p), Zap) => (p.as_str(), key("zap_path")),
+                (None, Zap) => (spec::DEFAULT_ZAP_PATH, key("scanner")),
+                _ => (scanner.as_str(), key("scanner")),
+            };
+            let program = match spec::find_program(program, path_var) {
+                // A path is made absolute: runs do not start in the agent's directory.
+                Ok(found) if program.contains('/') => found.to_string_lossy().into_owned(),
+                Ok(_) => program.to_string(),
+                Err(e) => {
+                    c.push(program_key, format!("{e}: {}", scanner.install_hint()));
+                    program.to_string()
+                }
+            };
+            spec::preset_argv(scanner, &program, &args, j.privileged.unwrap_or(false))
+        }
+        Command => match j.command.clone().filter(|v| !v.is_empty()) {
+            None => {
+                c.push(
+                    key("command"),
+                    "is required for scanner = \"command\": the program and its arguments, e.g. \
+                     [\"/usr/local/bin/scan\", \"--out\", \"{output}\", \"{targets}\"]",
+                );
+                Vec::new()
+            }
+            Some(mut v) => {
+                match spec::find_program(&v[0], path_var) {
+                    Ok(found) if v[0].contains('/') => {
+                        v[0] = found.to_string_lossy().into_owned();
+                    }
+                    Ok(_) => {}
+                    Err(e) => c.push(key("command"), format!("{e}: {}", scanner.install_hint())),
+                }
+                v
+            }
+        },
+        Openvas => Vec::new(),
+    };
+    let argv_key = key(if scanner == Command {
+        "command"
+    } else {
+        "args"
+    });
+    if argv.iter().any(|a| a.contains('\0')) {
+        c.push(argv_key.clone(), "an argument contains a NUL character");
+        argv.clear();
+    }
+    for a in &argv {
+        let placeholders = [spec::OUTPUT, spec::TARGET, spec::TARGETS];
+        if let Some(p) = placeholders.iter().find(|p| a.contains(**p) && a != **p) {
+            warnings.push(format!(
+                "{argv_key}: {a:?} contains {p} inside other text; placeholders replace whole \
+                 arguments only, so it is passed as written: make {p} an argument of its own"
+            ));
+        }
+    }
+    if scanner == Command && !argv.is_empty() {
+        if !argv.iter().any(|a| a == spec::OUTPUT) {
+            warnings.push(format!(
+                "{argv_key}: has no \"{}\" argument: the run's output file is where the command must write its report",
+                spec::OUTPUT
+            ));
+        }
+        if argv.iter().any(|a| a == spec::TARGET) && target.is_none() && target_ok {
+            c.push(key("target"), "command uses {target}: set target");
+        }
+        if argv.iter().any(|a| a == spec::TARGETS) && targets.is_empty() && targets_ok {
+            c.push(key("targets"), "command uses {targets}: set targets");
+        }
+    }
+
+    let openvas = (scanner == Openvas).then(|| {
+        if let Some(p) = j.gmp_port {
+            if !(1..=65535).contains(&p) {
+                c.push(
+                    key("gmp_port"),
+                    format!("{p} is not a port: use 1 to 65535"),
+                );
+            }
+        }
+        OpenvasSettings {
+            gmp_socket: j
+                .gmp_socket
+                .clone()
+                .unwrap_or_else(|| spec::DEFAULT_GMP_SOCKET.into()),
+            gmp_host: j.gmp_host.clone(),
+            gmp_port: j.gmp_port,
+            gmp_username: j.gmp_username.clone(),
+            gmp_password_file: j.gmp_password_file.clone(),
+            port_list_id: j.port_list_id.clone(),
+            scan_config_id: j.scan_config_id.clone(),
+            scanner_id: j.scanner_id.clone(),
+            cleanup: j.cleanup,
+        }
+    });
+
+    Some(JobSpec {
+        name: j.name,
+        scanner,
+        schedule: schedule?,
+        timeout,
+        jitter,
+        catch_up: j.catch_up.unwrap_or(false),
+        hints: Hints {
+            scan_type: scan_type.or(scanner.default_scan_type()),
+            target: target.clone(),
+            accept_partial: j.accept_partial.unwrap_or(false),
+        },
+        targets,
+        target,
+        argv,
+        output_file: scanner.output_file().into(),
+        openvas,
     })
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::jobs::spec::Scanner;
 
 struct Dir(tempfile::TempDir);
 
@@ -25,6 +26,18 @@ impl Dir {
     }
     fn state(&self) -> String {
         self.path().join("state").display().to_string()
+    }
+    /// A `bin` directory holding an executable stub per name: a PATH for scanner lookups that
+    /// does not depend on what the machine has installed.
+    fn bin(&self, names: &[&str]) -> String {
+        let bin = self.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        for n in names {
+            let p = bin.join(n);
+            std::fs::write(&p, "#!/bin/sh\nexit 0\n").unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        bin.display().to_string()
     }
 }
 
@@ -360,7 +373,7 @@ fn job_schedules_in_every_accepted_form_load() {
             ("@weekly", Some("America/New_York")),
         ],
     );
-    let c = Config::load(&p, &env(&[])).unwrap();
+    let c = Config::load(&p, &env(&[("PATH", &d.bin(&["nmap"]))])).unwrap();
     assert_eq!(c.jobs.len(), 5);
 }
 
@@ -377,7 +390,7 @@ fn a_bad_cron_line_names_the_jobs_schedule_key() {
             ("0 0 30 2 *", None),
         ],
     );
-    let ps = problems(Config::load(&p, &env(&[])));
+    let ps = problems(Config::load(&p, &env(&[("PATH", &d.bin(&["nmap"]))])));
     let keys: Vec<&str> = ps.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -411,7 +424,7 @@ fn a_bad_time_zone_names_the_jobs_timezone_key() {
             ("30 2 *", Some("Mars/Olympus")),
         ],
     );
-    let ps = problems(Config::load(&p, &env(&[])));
+    let ps = problems(Config::load(&p, &env(&[("PATH", &d.bin(&["nmap"]))])));
     let keys: Vec<&str> = ps.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(
         keys,
@@ -429,5 +442,361 @@ fn a_bad_time_zone_names_the_jobs_timezone_key() {
     assert!(
         e.starts_with("job[0].timezone: unknown time zone \"Europe/Berln\""),
         "{e}"
+    );
+}
+
+/// A config with `jobs` (TOML `[[job]]` bodies, without the header) and scanner stubs for
+/// nmap, zap.sh and sslyze in PATH; loaded.
+fn load_jobs(d: &Dir, jobs: &[&str]) -> Result<Config, ConfigError> {
+    let mut body = format!("[agent]\nstate_dir = {:?}\n", d.state());
+    for j in jobs {
+        body.push_str("[[job]]\n");
+        body.push_str(j);
+        body.push('\n');
+    }
+    let p = d.config(&body);
+    Config::load(
+        &p,
+        &env(&[("PATH", &d.bin(&["nmap", "zap.sh", "sslyze", "scan"]))]),
+    )
+}
+
+fn keys(ps: &[Problem]) -> Vec<&str> {
+    ps.iter().map(|p| p.key.as_str()).collect()
+}
+
+#[test]
+fn each_preset_becomes_its_argv_template_with_the_contracts_defaults() {
+    let d = Dir::new();
+    let c = load_jobs(
+        &d,
+        &[
+            r#"name = "tcp"
+scanner = "nmap"
+schedule = "30 2 * * *"
+targets = ["10.0.0.0/24", "host.example"]
+args = ["-sS", "-T4"]
+privileged = true"#,
+            r#"name = "web"
+scanner = "zap"
+schedule = "@daily"
+target = "https://intranet.example:8443/app"
+timeout = "2h"
+jitter = "5m"
+catch_up = true"#,
+            r#"name = "tls"
+scanner = "sslyze"
+schedule = "@weekly"
+targets = ["intranet.example:443"]
+accept_partial = true"#,
+            r#"name = "custom"
+scanner = "command"
+schedule = "@hourly"
+command = ["scan", "--json", "{output}", "{targets}"]
+targets = ["10.0.0.1"]
+scan_type = "NMAP_UDP""#,
+            r#"name = "vulns"
+scanner = "openvas"
+schedule = "@weekly"
+targets = ["10.0.0.0/24"]
+gmp_username = "agent""#,
+        ],
+    )
+    .unwrap();
+    assert!(
+        c.warnings.is_empty(),
+        "jobs are run now: no 'not run yet' warning: {:?}",
+        c.warnings
+    );
+    let [tcp, web, tls, custom, vulns] = &c.jobs[..] else {
+        panic!("{:?}", c.jobs)
+    };
+
+    assert_eq!(tcp.scanner, Scanner::Nmap);
+    assert_eq!(
+        tcp.argv,
+        [
+            "nmap",
+            "--privileged",
+            "-sS",
+            "-T4",
+            "-oX",
+            "{output}",
+            "{targets}"
+        ]
+    );
+    assert_eq!(tcp.output_file, "nmap.xml");
+    assert_eq!(tcp.targets, ["10.0.0.0/24", "host.example"]);
+    assert_eq!(tcp.timeout, Duration::from_secs(4 * 3600), "default 4h");
+    assert_eq!(tcp.jitter, Duration::ZERO);
+    assert!(!tcp.catch_up);
+    assert_eq!(
+        tcp.hints.scan_type, None,
+        "NMAP or NMAP_UDP: validation decides"
+    );
+    assert_eq!(tcp.schedule.expr(), "30 2 * * *");
+    assert!(tcp.openvas.is_none());
+
+    assert_eq!(
+        web.argv,
+        [
+            "zap.sh",
+            "-cmd",
+            "-quickurl",
+            "{target}",
+            "-quickout",
+            "{output}",
+            "-quickprogress"
+        ]
+    );
+    assert_eq!(web.output_file, "zap.json");
+    assert_eq!(
+        web.target.as_deref(),
+        Some("https://intranet.example:8443/app")
+    );
+    assert_eq!(
+        web.hints.target.as_deref(),
+        Some("https://intranet.example:8443/app")
+    );
+    assert_eq!(web.hints.scan_type, None);
+    assert_eq!(web.timeout, Duration::from_secs(7200));
+    assert_eq!(web.jitter, Duration::from_secs(300));
+    assert!(web.catch_up);
+
+    assert_eq!(tls.argv, ["sslyze", "--json_out", "{output}", "{targets}"]);
+    assert_eq!(tls.output_file, "sslyze.json");
+    assert_eq!(tls.hints.scan_type, Some(ScanType::Sslyze));
+    assert!(tls.hints.accept_partial);
+
+    assert_eq!(custom.argv, ["scan", "--json", "{output}", "{targets}"]);
+    assert_eq!(custom.output_file, "output");
+    assert_eq!(custom.hints.scan_type, Some(ScanType::NmapUdp));
+
+    assert!(vulns.argv.is_empty());
+    assert_eq!(vulns.hints.scan_type, Some(ScanType::Openvas));
+    let o = vulns.openvas.as_ref().unwrap();
+    assert_eq!(o.gmp_socket, "/run/gvmd/gvmd.sock");
+    assert_eq!(o.gmp_username.as_deref(), Some("agent"));
+}
+
+#[test]
+fn a_scanner_given_as_a_path_must_exist_and_is_made_absolute() {
+    let d = Dir::new();
+    let zap = d.path().join("zap/zap.sh");
+    std::fs::create_dir_all(zap.parent().unwrap()).unwrap();
+    std::fs::write(&zap, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&zap, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let c = load_jobs(
+        &d,
+        &[&format!(
+            "name = \"web\"\nscanner = \"zap\"\nschedule = \"@daily\"\ntarget = \"https://app.example\"\nzap_path = {:?}\nargs = [\"-config\", \"api.disablekey=true\"]",
+            zap.display()
+        )],
+    )
+    .unwrap();
+    assert_eq!(c.jobs[0].argv[0], zap.display().to_string());
+    assert_eq!(
+        &c.jobs[0].argv[1..4],
+        ["-cmd", "-config", "api.disablekey=true"]
+    );
+}
+
+#[test]
+fn a_missing_scanner_names_the_key_and_what_to_install() {
+    let d = Dir::new();
+    let body = format!(
+        "[agent]\nstate_dir = {:?}\n\
+         [[job]]\nname = \"a\"\nscanner = \"nmap\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1\"]\n\
+         [[job]]\nname = \"b\"\nscanner = \"zap\"\nschedule = \"@daily\"\ntarget = \"https://app.example\"\n\
+         [[job]]\nname = \"c\"\nscanner = \"zap\"\nschedule = \"@daily\"\ntarget = \"https://app.example\"\nzap_path = \"/nonexistent/zap.sh\"\n\
+         [[job]]\nname = \"d\"\nscanner = \"sslyze\"\nschedule = \"@daily\"\ntargets = [\"app.example\"]\n\
+         [[job]]\nname = \"e\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"no-such-scanner\", \"{{output}}\"]\n",
+        d.state()
+    );
+    let p = d.config(&body);
+    let empty = d.bin(&[]);
+    let ps = problems(Config::load(&p, &env(&[("PATH", &empty)])));
+    assert_eq!(
+        keys(&ps),
+        [
+            "job[0].scanner",
+            "job[1].scanner",
+            "job[2].zap_path",
+            "job[3].scanner",
+            "job[4].command"
+        ]
+    );
+    for (p, words) in ps.iter().zip([
+        "install nmap",
+        "set zap_path",
+        "/nonexistent/zap.sh does not exist",
+        "install SSLyze",
+        "\"no-such-scanner\" is not in PATH",
+    ]) {
+        assert!(p.message.contains(words), "{p}");
+    }
+}
+
+#[test]
+fn every_job_mistake_is_a_problem_named_by_its_key() {
+    let d = Dir::new();
+    let base = |name: &str, scanner: &str| {
+        format!("name = \"{name}\"\nscanner = \"{scanner}\"\nschedule = \"@daily\"\n")
+    };
+    let jobs = [
+        // 0: nmap without targets, with keys of other scanners
+        format!("{}zap_path = \"zap.sh\"\ntarget = \"10.0.0.1\"", base("a", "nmap")),
+        // 1: zap without target, with nmap's keys
+        format!("{}privileged = true\ntargets = [\"10.0.0.1\"]", base("b", "zap")),
+        // 2: command on a preset; bad durations
+        format!(
+            "{}targets = [\"10.0.0.1\"]\ncommand = [\"scan\"]\ntimeout = \"soon\"\njitter = \"a bit\"",
+            base("c", "sslyze")
+        ),
+        // 3: command without command; bad scan_type
+        format!("{}scan_type = \"NMAPP\"", base("d", "command")),
+        // 4: a scan type of another scanner; zero timeout; gmp keys on nmap
+        format!(
+            "{}targets = [\"10.0.0.1\"]\nscan_type = \"OWASP_ZAP\"\ntimeout = \"0s\"\ngmp_socket = \"/x\"",
+            base("e", "nmap")
+        ),
+        // 5: duplicate name; args on command; {target} with no target
+        format!(
+            "{}command = [\"scan\", \"{{target}}\", \"{{output}}\"]\nargs = [\"-v\"]",
+            base("a", "command")
+        ),
+        // 6: openvas with args; bad gmp_port
+        format!("{}targets = [\"10.0.0.1\"]\nargs = [\"-x\"]\ngmp_port = 0", base("f", "openvas")),
+        // 7: unknown scanner
+        base("g", "nessus"),
+    ];
+    let refs: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    let ps = problems(load_jobs(&d, &refs));
+    let ks = keys(&ps);
+    for k in [
+        "job[0].zap_path",
+        "job[0].target",
+        "job[0].targets",
+        "job[1].privileged",
+        "job[1].targets",
+        "job[1].target",
+        "job[2].command",
+        "job[2].timeout",
+        "job[2].jitter",
+        "job[3].command",
+        "job[3].scan_type",
+        "job[4].scan_type",
+        "job[4].timeout",
+        "job[4].gmp_socket",
+        "job[5].name",
+        "job[5].args",
+        "job[5].target",
+        "job[6].args",
+        "job[6].gmp_port",
+        "job[7].scanner",
+    ] {
+        assert!(ks.contains(&k), "{k} missing from {ks:?}");
+    }
+    let msg = |k: &str| {
+        ps.iter()
+            .filter(|p| p.key == k)
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    assert!(
+        msg("job[0].zap_path").contains("scanner = \"zap\" only"),
+        "{}",
+        msg("job[0].zap_path")
+    );
+    assert!(
+        msg("job[1].targets").contains("use target ="),
+        "{}",
+        msg("job[1].targets")
+    );
+    assert!(
+        msg("job[2].command").contains("put extra scanner arguments in args"),
+        "{}",
+        msg("job[2].command")
+    );
+    assert!(
+        msg("job[4].scan_type").contains("NMAP or NMAP_UDP"),
+        "{}",
+        msg("job[4].scan_type")
+    );
+    assert!(
+        msg("job[5].name").contains("is also job[0]"),
+        "{}",
+        msg("job[5].name")
+    );
+    let e = ConfigError::Invalid { problems: ps }.to_string();
+    assert!(e.contains("job[0].targets: is required"), "{e}");
+}
+
+#[test]
+fn job_targets_are_checked_before_they_reach_a_command_line() {
+    let d = Dir::new();
+    let nmap = |targets: &str| {
+        format!("name = \"n\"\nscanner = \"nmap\"\nschedule = \"@daily\"\ntargets = {targets}")
+    };
+    let zap = |target: &str| {
+        format!("name = \"z\"\nscanner = \"zap\"\nschedule = \"@daily\"\ntarget = {target:?}")
+    };
+    let good = nmap(
+        r#"["127.0.0.1", "10.0.0.0/24", "::1", "fe80::/64", "host.example", "10.0.0.1-20", "192.168.0-1.1-254"]"#,
+    );
+    let c = load_jobs(&d, &[&good, &zap("https://intranet.example:8443/app")]).unwrap();
+    assert_eq!(c.jobs[0].targets.len(), 7);
+
+    for (bad, why) in [
+        ("-oN/tmp/x", "starts with '-'"),
+        ("--script=x", "starts with '-'"),
+        ("a b", "whitespace"),
+        ("$(id)", "shell metacharacter"),
+        (";rm", "shell metacharacter"),
+        ("", "is empty"),
+        ("http://", "is a URL"),
+    ] {
+        let ps = problems(load_jobs(&d, &[&nmap(&format!("[{bad:?}]"))]));
+        assert_eq!(keys(&ps), ["job[0].targets"], "{bad:?}");
+        assert!(ps[0].message.contains(why), "{bad:?}: {}", ps[0].message);
+    }
+    for (bad, why) in [
+        ("-quickout", "starts with '-'"),
+        ("intranet.example", "not an http(s) URL"),
+        ("http://", "not an http(s) URL"),
+        ("https://x.example/`id`", "shell metacharacter"),
+    ] {
+        let ps = problems(load_jobs(&d, &[&zap(bad)]));
+        assert_eq!(keys(&ps), ["job[0].target"], "{bad:?}");
+        assert!(ps[0].message.contains(why), "{bad:?}: {}", ps[0].message);
+    }
+}
+
+#[test]
+fn a_placeholder_inside_other_text_is_passed_as_written_with_a_warning() {
+    let d = Dir::new();
+    let c = load_jobs(
+        &d,
+        &[r#"name = "c"
+scanner = "command"
+schedule = "@daily"
+command = ["scan", "--out={output}"]"#],
+    )
+    .unwrap();
+    assert_eq!(c.jobs[0].argv, ["scan", "--out={output}"]);
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("job[0].command") && w.contains("whole arguments only")),
+        "{:?}",
+        c.warnings
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("has no \"{output}\" argument")),
+        "{:?}",
+        c.warnings
     );
 }

@@ -4,4 +4,5 @@
 mod crontab;
 pub mod history;
 pub mod schedule;
+pub mod spec;
 pub mod supervise;
