@@ -106,7 +106,7 @@ async fn main() {
     );
 
     let cfg = Config::load(&config, &Env::new()).unwrap();
-    let report = hostedscan_agent::run_once(cfg, CancellationToken::new())
+    let report = hostedscan_agent::run_once(cfg, &[], CancellationToken::new())
         .await
         .unwrap();
 

@@ -407,7 +407,8 @@ impl Admitter {
                 let age = SystemTime::now()
                     .duration_since(s.seen.mtime)
                     .unwrap_or(Duration::ZERO);
-                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace && !s.finished {
+                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace && !s.finished
+                {
                     return cleanup(Admitted::NotYet {
                         reason: format!(
                             "{} (left in place as still being written; rejected if unchanged for {})",

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admit::{self, Admitted, Admitter, Fingerprint, Settled};
 use crate::config::{Config, ConfigError};
+use crate::jobs::runner::Jobs;
 use crate::report::{Outcome, RunReport};
 use crate::spool::status_file::StatusBoard;
 use crate::spool::{queue, Ledger, RejectRecord, Spool, SpoolError};
@@ -136,6 +137,24 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         uploader,
         initial,
     })
+}
+
+/// The job runner, sharing admission and the uploads with the watched directories.
+fn jobs(
+    cfg: &Config,
+    parts: &Parts,
+    uploads: mpsc::Sender<crate::spool::QueuedEntry>,
+    report: &RunReport,
+) -> Arc<Jobs> {
+    Arc::new(Jobs::new(
+        cfg.jobs.clone(),
+        parts.admitter.clone(),
+        uploads,
+        parts.spool.layout.tmp.clone(),
+        cfg.agent.state_dir.clone(),
+        cfg.agent.max_concurrent_jobs,
+        report.clone(),
+    ))
 }
 
 /// A queue file that cannot be uploaded as it is: keep it, in rejected/, with the reason.
@@ -324,6 +343,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (fb_tx, fb_rx) = mpsc::channel(1024);
     let (up_tx, up_rx) = mpsc::channel(64);
+    let jobs = jobs(&cfg, &parts, up_tx.clone(), &report);
 
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let watch_task = tokio::spawn(watcher.run(settled_tx, fb_rx, shutdown.clone()));
@@ -347,6 +367,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         shutdown.clone(),
         abort.clone(),
     ));
+    let jobs_task = tokio::spawn(jobs.schedule(shutdown.clone()));
     let spool = parts.spool.clone();
     let retention = cfg.agent.archive_retention;
     let housekeeping = tokio::spawn({
@@ -370,6 +391,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     });
     tracing::info!(
         watches = cfg.watches.len(),
+        jobs = cfg.jobs.len(),
         state_dir = %cfg.agent.state_dir.display(),
         api = %cfg.api.url,
         "hostedscan-agent started"
@@ -387,6 +409,8 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     });
     let _ = watch_task.await;
     let _ = admit_task.await;
+    // Running scanners got the same token: SIGTERM, then SIGKILL after their grace.
+    let _ = jobs_task.await;
     let _ = housekeeping.await;
     let left = upload_task.await.unwrap_or_default();
     abort_later.abort();
@@ -399,7 +423,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
 
 /// `--once`: sweep every watch directory, upload everything queued (retrying until
 /// `retry.once_deadline`), and return what happened for the summary and the exit code.
-pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunReport, AppError> {
+pub async fn run_once(
+    cfg: Config,
+    job_names: &[String],
+    shutdown: CancellationToken,
+) -> Result<RunReport, AppError> {
     let report = RunReport::default();
     let parts = start(&cfg, &report, true)?;
     for w in &cfg.warnings {
@@ -407,6 +435,7 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
     }
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (up_tx, up_rx) = mpsc::channel(64);
+    let jobs = jobs(&cfg, &parts, up_tx.clone(), &report);
     // At the deadline (or a signal) no new attempt starts; one already sending gets the
     // shutdown grace to finish, since abandoning it could mean sending it twice next run.
     let stop = CancellationToken::new();
@@ -444,6 +473,17 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
         },
         settled_rx,
     ));
+    // The jobs named by --job run beside the sweep; their reports join the same uploads.
+    let job_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let names = job_names.to_vec();
+        async move {
+            if !names.is_empty() {
+                jobs.run_now(&names, shutdown).await;
+            }
+            // Dropping `jobs` drops its sender, so the uploader can see the end of the pass.
+        }
+    });
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let left_behind = tokio::select! {
         l = watcher.sweep(settled_tx) => l,
@@ -460,6 +500,7 @@ pub async fn run_once(cfg: Config, shutdown: CancellationToken) -> Result<RunRep
         });
     }
     let _ = admit_task.await;
+    let _ = job_task.await;
     let left = upload_task.await.unwrap_or_default();
     deadline.abort();
     for e in left {

@@ -33,6 +33,8 @@ pub struct JobStatus {
     pub name: String,
     pub last_run: Option<String>,
     pub outcome: Option<String>,
+    /// The last lines the last run wrote to stderr.
+    pub last_stderr: Vec<String>,
     pub next_run: Option<String>,
 }
 
@@ -83,16 +85,44 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
         source_name: src.map(|s| s.name),
         failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
         rejected_files: spool::list_payloads(&layout.rejected, ".reason.json")?,
-        jobs: jobs
-            .iter()
-            .map(|j| JobStatus {
-                name: j.name.clone(),
-                last_run: None,
-                outcome: None,
-                next_run: None,
-            })
-            .collect(),
+        jobs: job_status(state_dir, jobs),
     })
+}
+
+/// Each configured job's last run (from `jobs.json`) and next scheduled time.
+fn job_status(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> Vec<JobStatus> {
+    let history = crate::jobs::history::JobHistory::load(state_dir).unwrap_or_default();
+    let now = chrono::Utc::now();
+    jobs.iter()
+        .map(|j| {
+            let rec = history.get(&j.name);
+            let outcome = rec.and_then(|r| {
+                let o = r.last_outcome?;
+                let running = r.last_started > r.last_finished;
+                Some(if running {
+                    "running".to_string()
+                } else {
+                    let word = serde_json::to_value(o)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    match r.last_reason.as_deref() {
+                        Some(reason) if o != crate::jobs::history::Outcome::Ok => {
+                            format!("{word}: {reason}")
+                        }
+                        _ => word,
+                    }
+                })
+            });
+            JobStatus {
+                name: j.name.clone(),
+                last_run: rec.and_then(|r| r.last_started).map(|t| t.to_rfc3339()),
+                outcome,
+                last_stderr: rec.map(|r| r.last_stderr.clone()).unwrap_or_default(),
+                next_run: j.schedule.next_after(now).map(|t| t.to_rfc3339()),
+            }
+        })
+        .collect()
 }
 
 pub fn render_text(s: &Status) -> String {

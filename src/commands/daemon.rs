@@ -26,9 +26,11 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
             );
             return exit::USAGE;
         }
-        eprintln!("hostedscan-agent: --job: this version does not run scan jobs yet; the watch directories are swept as usual");
     }
     if cli.dry_run {
+        if !cli.jobs.is_empty() {
+            eprintln!("hostedscan-agent: --dry-run does not run jobs (it only looks at the watch directories)");
+        }
         let report = crate::app::dry_run(&cfg);
         print_summary(&report, true);
         return report.exit_code();
@@ -46,7 +48,7 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         let now_code = if cli.once { exit::TEMPFAIL } else { exit::OK };
         let signals = tokio::spawn(watch_signals(shutdown.clone(), now_code));
         let code = if cli.once {
-            match crate::app::run_once(cfg, shutdown).await {
+            match crate::app::run_once(cfg, &cli.jobs, shutdown).await {
                 Ok(report) => {
                     print_summary(&report, false);
                     report.exit_code()

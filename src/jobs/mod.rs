@@ -3,6 +3,7 @@
 
 mod crontab;
 pub mod history;
+pub mod runner;
 pub mod schedule;
 pub mod spec;
 pub mod supervise;

@@ -9,6 +9,7 @@ mod harness;
 mod cli;
 mod daemon;
 mod faults;
+mod jobs;
 mod once;
 mod samples;
 mod state;

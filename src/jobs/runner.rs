@@ -1,0 +1,412 @@
+//! Runs jobs: one run end to end (a private directory, the supervised scanner, admission of
+//! its output with the job's scan_type and target, the outcome recorded in `jobs.json` and
+//! logged), the daemon's schedule loop (no overlapping runs of one job, `max_concurrent_jobs`
+//! for all, jitter, catch-up after downtime), and `--once --job`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use super::history::{JobHistory, Outcome as Ended};
+use super::spec::{ExitMeaning, JobSpec};
+use super::supervise::{self, RunRequest};
+use crate::admit::{Admitted, Admitter, Fingerprint, Settled};
+use crate::report::{Outcome, RunReport};
+use crate::spool::QueuedEntry;
+
+/// How long a scanner gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(30);
+
+/// How one run ended, for the log, `jobs.json` and `--once`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutcome {
+    pub ended: Ended,
+    /// Why it failed, or what it produced.
+    pub detail: String,
+}
+
+/// Everything a job run needs, shared by every run.
+pub struct Jobs {
+    specs: Vec<Arc<JobSpec>>,
+    admitter: Arc<Admitter>,
+    uploads: mpsc::Sender<QueuedEntry>,
+    /// Where the private run directories go (the spool's `tmp/`, on the state directory's
+    /// file system, so a rejected output is moved, not copied).
+    tmp_root: PathBuf,
+    state_dir: PathBuf,
+    history: Mutex<JobHistory>,
+    limit: Arc<Semaphore>,
+    running: Mutex<HashSet<String>>,
+    report: RunReport,
+    kill_grace: Duration,
+}
+
+impl Jobs {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        specs: Vec<JobSpec>,
+        admitter: Arc<Admitter>,
+        uploads: mpsc::Sender<QueuedEntry>,
+        tmp_root: PathBuf,
+        state_dir: PathBuf,
+        max_concurrent: usize,
+        report: RunReport,
+    ) -> Jobs {
+        let history = JobHistory::load(&state_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the job history; starting a new one");
+            JobHistory::default()
+        });
+        Jobs {
+            specs: specs.into_iter().map(Arc::new).collect(),
+            admitter,
+            uploads,
+            tmp_root,
+            state_dir,
+            history: Mutex::new(history),
+            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: Mutex::new(HashSet::new()),
+            report,
+            kill_grace: KILL_GRACE,
+        }
+    }
+
+    /// Shorter SIGTERM-to-SIGKILL grace, for tests.
+    pub fn with_kill_grace(mut self, grace: Duration) -> Jobs {
+        self.kill_grace = grace;
+        self
+    }
+
+    pub fn specs(&self) -> &[Arc<JobSpec>] {
+        &self.specs
+    }
+
+    fn history(&self) -> std::sync::MutexGuard<'_, JobHistory> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn save_history(&self) {
+        let h = self.history().clone();
+        if let Err(e) = h.save(&self.state_dir) {
+            tracing::warn!(error = %e, "cannot save the job history");
+        }
+    }
+
+    /// One run of `spec`, now: skipped if the previous run is still going, otherwise waits
+    /// for a slot under `max_concurrent_jobs`.
+    pub async fn run_job(&self, spec: Arc<JobSpec>, cancel: CancellationToken) -> RunOutcome {
+        let name = spec.name.clone();
+        if !self
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.clone())
+        {
+            tracing::warn!(job = %name, "the previous run is still going; this run is skipped");
+            return RunOutcome {
+                ended: Ended::Skipped,
+                detail: "the previous run was still going".into(),
+            };
+        }
+        let outcome = self.run_slot(&spec, cancel).await;
+        self.running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&name);
+        outcome
+    }
+
+    async fn run_slot(&self, spec: &JobSpec, cancel: CancellationToken) -> RunOutcome {
+        let _permit = tokio::select! {
+            p = self.limit.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return RunOutcome { ended: Ended::Skipped, detail: "the agent is stopping".into() },
+            },
+            _ = cancel.cancelled() => return RunOutcome { ended: Ended::Skipped, detail: "the agent is stopping".into() },
+        };
+        let started = Utc::now();
+        self.history().record_start(&spec.name, started);
+        self.save_history();
+        let (outcome, stderr) = self.execute(spec, started, cancel).await;
+        match outcome.ended {
+            Ended::Ok => {
+                tracing::info!(job = %spec.name, "job run finished: {}", outcome.detail)
+            }
+            _ => tracing::warn!(
+                job = %spec.name,
+                outcome = ?outcome.ended,
+                stderr = %stderr.join(" | "),
+                "job run failed: {}",
+                outcome.detail
+            ),
+        }
+        if outcome.ended != Ended::Ok {
+            self.report.push(Outcome::JobFailed {
+                job: spec.name.clone(),
+                reason: outcome.detail.clone(),
+            });
+        }
+        self.history().record_finish(
+            &spec.name,
+            Utc::now(),
+            outcome.ended,
+            Some(outcome.detail.clone()),
+            &stderr,
+        );
+        self.save_history();
+        outcome
+    }
+
+    /// The run itself: private directory, scanner, admission of the output.
+    async fn execute(
+        &self,
+        spec: &JobSpec,
+        started: DateTime<Utc>,
+        cancel: CancellationToken,
+    ) -> (RunOutcome, Vec<String>) {
+        let failed = |detail: String| RunOutcome {
+            ended: Ended::Failed,
+            detail,
+        };
+        let dir = match private_dir(&self.tmp_root, &spec.name) {
+            Ok(d) => d,
+            Err(e) => {
+                return (
+                    failed(format!(
+                        "cannot create the run directory in {}: {e}",
+                        self.tmp_root.display()
+                    )),
+                    vec![],
+                )
+            }
+        };
+        let output = dir.path().join(format!(
+            "{}-{}-{}",
+            spec.name,
+            started.format("%Y%m%dT%H%M%SZ"),
+            spec.output_file
+        ));
+        let argv = spec.argv_for(&output);
+        tracing::info!(job = %spec.name, argv = ?argv, "job run starting");
+        let result = supervise::run(
+            RunRequest {
+                argv,
+                workdir: dir.path().to_path_buf(),
+                timeout: spec.timeout,
+                kill_grace: self.kill_grace,
+            },
+            cancel,
+        )
+        .await;
+        let stderr = result.stderr_tail;
+        let took = humantime::format_duration(Duration::from_secs(result.elapsed.as_secs()));
+        // What the exit status says before the output is looked at.
+        let exit_problem = match result.ended {
+            supervise::Ended::Exited(code) => match spec.exit_meaning(code) {
+                ExitMeaning::Success | ExitMeaning::Findings => None,
+                ExitMeaning::Failure => Some(format!(
+                    "{} exited with status {code}",
+                    spec.scanner.as_str()
+                )),
+            },
+            supervise::Ended::Signaled(sig) => Some(format!(
+                "{} was killed by signal {sig}",
+                spec.scanner.as_str()
+            )),
+            supervise::Ended::TimedOut => {
+                let outcome = RunOutcome {
+                    ended: Ended::Timeout,
+                    detail: format!(
+                        "still running after the job's timeout ({}); stopped (SIGTERM, then SIGKILL)",
+                        humantime::format_duration(spec.timeout)
+                    ),
+                };
+                self.reject_leftover(spec, &output, &outcome.detail).await;
+                return (outcome, stderr);
+            }
+            supervise::Ended::Cancelled => {
+                let outcome =
+                    failed("the agent stopped during the run; the scanner was stopped".into());
+                self.reject_leftover(spec, &output, &outcome.detail).await;
+                return (outcome, stderr);
+            }
+            supervise::Ended::SpawnFailed(e) | supervise::Ended::WaitFailed(e) => {
+                return (failed(e), stderr)
+            }
+        };
+        let meta = match std::fs::symlink_metadata(&output) {
+            Ok(m) if m.is_file() => m,
+            _ => {
+                let why = exit_problem
+                    .unwrap_or_else(|| format!("{} exited with status 0", spec.scanner.as_str()));
+                return (
+                    failed(format!("{why} and wrote no report ({})", spec.output_file)),
+                    stderr,
+                );
+            }
+        };
+        let settled = Settled::finished(
+            output.clone(),
+            Arc::new(spec.hints.clone()),
+            Fingerprint::of(&meta),
+        );
+        let admitter = self.admitter.clone();
+        let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
+        let outcome = match admitted {
+            Ok(Admitted::Queued(entry)) => {
+                let detail = format!(
+                    "{} report queued ({}, {}, in {took})",
+                    entry.meta.scan_type.as_str(),
+                    entry.meta.format,
+                    bytesize::ByteSize(entry.meta.size)
+                );
+                if let Some(p) = &exit_problem {
+                    tracing::warn!(job = %spec.name, "{p}, but its report is valid; uploading it");
+                }
+                if self.uploads.send(*entry).await.is_err() {
+                    tracing::info!(job = %spec.name, "the uploader has stopped; the report waits in queue/ for the next start");
+                }
+                RunOutcome { ended: Ended::Ok, detail }
+            }
+            Ok(Admitted::Duplicate { .. }) => RunOutcome {
+                ended: Ended::Ok,
+                detail: format!("the report is the same as one already uploaded or queued; not sent again (in {took})"),
+            },
+            Ok(Admitted::Rejected { reason, moved_to }) => failed(format!(
+                "{}its report is not valid: {reason}{}",
+                exit_problem.map(|p| format!("{p}; ")).unwrap_or_default(),
+                moved_to.map(|p| format!(" (kept in {})", p.display())).unwrap_or_default()
+            )),
+            Ok(Admitted::Stuck { reason }) | Ok(Admitted::NotYet { reason, .. }) => {
+                // Keep the output for a person rather than lose it with the run directory.
+                self.reject_leftover(spec, &output, &reason).await;
+                failed(format!("its report could not be admitted: {reason}"))
+            }
+            Err(e) => failed(format!("admission failed unexpectedly: {e}")),
+        };
+        (outcome, stderr)
+    }
+
+    /// The output a failed run left (timeout, stop), if any, goes to `rejected/` with the
+    /// reason, so nothing a scanner wrote is lost.
+    async fn reject_leftover(&self, spec: &JobSpec, output: &Path, reason: &str) {
+        let Ok(meta) = std::fs::symlink_metadata(output) else {
+            return;
+        };
+        if !meta.is_file() {
+            return;
+        }
+        let admitter = self.admitter.clone();
+        let (output, reason, job) = (output.to_path_buf(), reason.to_string(), spec.name.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            admitter.set_aside(&output, &format!("job {job}: {reason}"))
+        })
+        .await;
+        match moved {
+            Ok(Ok(dest)) => {
+                tracing::info!(job = %spec.name, kept = %dest.display(), "the run's partial output is kept in rejected/")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(job = %spec.name, error = %e, "cannot keep the run's partial output")
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// `--once --job`: run these jobs now (bounded by `max_concurrent_jobs`) and wait for all.
+    pub async fn run_now(
+        self: &Arc<Self>,
+        names: &[String],
+        cancel: CancellationToken,
+    ) -> Vec<(String, RunOutcome)> {
+        let all = names.iter().any(|n| n == "all");
+        let chosen: Vec<Arc<JobSpec>> = self
+            .specs
+            .iter()
+            .filter(|s| all || names.contains(&s.name))
+            .cloned()
+            .collect();
+        let mut set = tokio::task::JoinSet::new();
+        for spec in chosen {
+            let me = self.clone();
+            let cancel = cancel.clone();
+            set.spawn(async move {
+                let o = me.run_job(spec.clone(), cancel).await;
+                (spec.name.clone(), o)
+            });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                out.push(r);
+            }
+        }
+        out
+    }
+
+    /// The daemon's schedule: each job at its times (plus jitter), a missed run caught up at
+    /// start when the job asks for it. Returns when `cancel` fires; runs in flight are stopped
+    /// by the same token (their scanners get SIGTERM, then SIGKILL).
+    pub async fn schedule(self: Arc<Self>, cancel: CancellationToken) {
+        if self.specs.is_empty() {
+            return;
+        }
+        let now = Utc::now();
+        let mut next: Vec<Option<DateTime<Utc>>> = Vec::new();
+        for spec in &self.specs {
+            let last = self.history().get(&spec.name).and_then(|r| r.last_started);
+            let missed =
+                spec.catch_up && last.is_some_and(|l| spec.schedule.missed_between(l, now));
+            let at = if missed {
+                tracing::info!(job = %spec.name, "a scheduled run was missed while the agent was down; running it now (catch_up)");
+                Some(now)
+            } else {
+                self.next_time(spec, now)
+            };
+            if let Some(at) = at {
+                tracing::info!(job = %spec.name, next_run = %at.to_rfc3339(), "job scheduled");
+            }
+            next.push(at);
+        }
+        let mut runs = tokio::task::JoinSet::new();
+        while let Some((i, at)) = next
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.map(|t| (i, t)))
+            .min_by_key(|(_, t)| *t)
+        {
+            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+                Some(_) = runs.join_next(), if !runs.is_empty() => continue,
+            }
+            let spec = self.specs[i].clone();
+            next[i] = self.next_time(&spec, at.max(Utc::now()));
+            let me = self.clone();
+            let c = cancel.clone();
+            runs.spawn(async move {
+                me.run_job(spec, c).await;
+            });
+        }
+        // Stop: the token reaches every run's supervisor; wait for them to be cleaned up.
+        while runs.join_next().await.is_some() {}
+    }
+
+    fn next_time(&self, spec: &JobSpec, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let at = spec.schedule.next_after(after)?;
+        Some(super::schedule::jittered(at, spec.jitter, &mut rand::rng()))
+    }
+}
+
+/// A directory only this run uses (mode 0700), removed when the run is over.
+fn private_dir(root: &Path, job: &str) -> std::io::Result<tempfile::TempDir> {
+    std::fs::create_dir_all(root)?;
+    tempfile::Builder::new()
+        .prefix(&format!("job-{job}-"))
+        .tempdir_in(root)
+}

@@ -1,0 +1,356 @@
+//! Scan jobs as an operator meets them: real nmap scanning a port this test opens on
+//! 127.0.0.1, with `--once --job` and on a schedule in the daemon; a stand-in for ZAP (which
+//! cannot be installed here) that behaves like `zap.sh -cmd -quickurl ... -quickout ...`;
+//! failures, timeouts and what they leave behind (nothing running, the reason recorded).
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::*;
+
+fn have(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+}
+
+/// A job section for Home's config.
+fn nmap_job(name: &str, schedule: &str, port: u16) -> String {
+    format!(
+        r#"
+[[job]]
+name = "{name}"
+scanner = "nmap"
+schedule = "{schedule}"
+targets = ["127.0.0.1"]
+args = ["-sT", "-Pn", "-n", "-p", "{port}"]
+timeout = "2m"
+"#
+    )
+}
+
+fn script(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn jobs_json(home: &Home) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(home.state.join("jobs.json")).unwrap()).unwrap()
+}
+
+/// Whether any process still has `marker` in its command line.
+fn running(marker: &str) -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| {
+                let line = String::from_utf8_lossy(&c).replace('\0', " ");
+                line.contains(marker) && !line.contains("hostedscan-agent")
+            })
+            .unwrap_or(false)
+            && std::fs::read_to_string(e.path().join("stat"))
+                .map(|s| !s.contains(") Z "))
+                .unwrap_or(false)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_job_scans_localhost_with_real_nmap_and_uploads_the_report() {
+    if !have("nmap") {
+        eprintln!("skipping: nmap is not installed (apt-get install -y nmap; .ci/run does)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", &nmap_job("local-tcp", "@daily", port));
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "local-tcp"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "{out:?}");
+    assert_eq!(ups[0].scan_type, "NMAP");
+    let name = ups[0].file_name.clone().unwrap_or_default();
+    assert!(
+        name.starts_with("local-tcp-") && name.ends_with("nmap.xml"),
+        "{name}"
+    );
+    let body = String::from_utf8_lossy(&ups[0].bytes);
+    assert!(
+        body.contains(&format!(r#"portid="{port}"><state state="open""#)),
+        "the report should show port {port} open: {body}"
+    );
+    let j = jobs_json(&home);
+    assert_eq!(j["local-tcp"]["last_outcome"], "ok", "{j}");
+    // status shows the job: last run, outcome, next run.
+    let st = home.cli(&["status", "--format", "json"]);
+    let st: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    let job = &st["jobs"][0];
+    assert_eq!(job["name"], "local-tcp");
+    assert_eq!(job["outcome"], "ok");
+    assert!(
+        job["last_run"].is_string() && job["next_run"].is_string(),
+        "{st}"
+    );
+    // Nothing left in the run directories.
+    assert!(std::fs::read_dir(home.state.join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daemon_runs_a_job_on_its_schedule_and_each_report_arrives_in_order() {
+    if !have("nmap") {
+        eprintln!("skipping: nmap is not installed (apt-get install -y nmap; .ci/run does)");
+        return;
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let api = StandIn::start().await;
+    // Every 3 seconds (6 fields: with seconds).
+    let home = Home::new(&api.url(), "", &nmap_job("every-3s", "*/3 * * * * *", port));
+    let daemon = Daemon::start(home.load());
+    api.wait_for_uploads(3, Duration::from_secs(40)).await;
+    daemon.stop().await;
+    let ups = api.uploads();
+    let names: Vec<String> = ups
+        .iter()
+        .map(|u| u.file_name.clone().unwrap_or_default())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "reports arrive in the order of their runs");
+    sorted.dedup();
+    assert_eq!(sorted.len(), names.len(), "one report per run: {names:?}");
+    for u in &ups {
+        assert!(String::from_utf8_lossy(&u.bytes)
+            .contains(&format!(r#"portid="{port}"><state state="open""#)));
+    }
+    // No run overlapped another: each started after the previous report was written.
+    let starts: Vec<i64> = ups
+        .iter()
+        .map(|u| {
+            let b = String::from_utf8_lossy(&u.bytes);
+            let s = b
+                .split("start=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap()
+                .to_string();
+            s.parse().unwrap()
+        })
+        .collect();
+    assert!(starts.windows(2).all(|w| w[0] < w[1]), "{starts:?}");
+    drop(listener);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zap_preset_runs_zap_quick_scan_and_treats_exit_2_as_findings() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    // Behaves like `zap.sh -cmd -quickurl URL -quickout FILE -quickprogress`: writes the
+    // traditional JSON report for URL and exits 2 (alerts were found).
+    let zap = script(
+        tools.path(),
+        "zap.sh",
+        r#"#!/bin/sh
+[ "$1" = "-cmd" ] || { echo "expected -cmd first" >&2; exit 3; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -quickurl) url=$2; shift ;;
+    -quickout) out=$2; shift ;;
+  esac
+  shift
+done
+[ -n "$url" ] && [ -n "$out" ] || { echo "missing -quickurl or -quickout" >&2; exit 3; }
+cat > "$out" <<EOF
+{"@programName":"ZAP","@version":"2.16.1","@generated":"Thu, 26 Nov 2026 10:00:00","site":[{"@name":"$url","@host":"intranet.example","@port":"443","@ssl":"true","alerts":[{"pluginid":"10038","alertRef":"10038-1","alert":"Content Security Policy (CSP) Header Not Set","name":"Content Security Policy (CSP) Header Not Set","riskcode":"2","confidence":"3","riskdesc":"Medium (High)","desc":"<p>CSP</p>","instances":[{"uri":"$url","method":"GET","param":"","attack":"","evidence":"","otherinfo":""}],"count":"1","solution":"<p>Set it.</p>","otherinfo":"","reference":"","cweid":"693","wascid":"15","sourceid":"3"}]}]}
+EOF
+echo "ZAP is now complete" >&2
+exit 2
+"#,
+    );
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "intranet"
+scanner = "zap"
+schedule = "@weekly"
+target = "https://intranet.example"
+zap_path = "{zap}"
+timeout = "1m"
+"#
+        ),
+    );
+    let out = tokio::task::spawn_blocking(move || home.cli(&["--once", "--job", "all"]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "{out:?}");
+    assert!(
+        ups[0].scan_type.starts_with("OWASP_ZAP"),
+        "{}",
+        ups[0].scan_type
+    );
+    assert_eq!(ups[0].target.as_deref(), Some("https://intranet.example"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_is_recorded_with_stderr_and_makes_once_exit_65() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let scan = script(
+        tools.path(),
+        "scan",
+        "#!/bin/sh\necho 'starting' >&2\necho 'cannot resolve the target' >&2\nexit 3\n",
+    );
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "broken"
+scanner = "command"
+schedule = "@daily"
+command = ["{scan}", "{{output}}"]
+"#
+        ),
+    );
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "broken"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        out.stdout.contains("job failed    broken"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("exited with status 3"),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("jobs failed 1"), "{}", out.stdout);
+    assert!(api.uploads().is_empty());
+    let j = jobs_json(&home);
+    assert_eq!(j["broken"]["last_outcome"], "failed", "{j}");
+    assert_eq!(
+        j["broken"]["last_stderr"][1], "cannot resolve the target",
+        "{j}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_output_goes_to_rejected_and_the_run_fails() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    // An Nmap report cut in the middle, and a zero exit: validation decides.
+    let scan = script(
+        tools.path(),
+        "scan",
+        "#!/bin/sh\nprintf '<?xml version=\"1.0\"?><nmaprun scanner=\"nmap\" args=\"x\"><host>' > \"$1\"\n",
+    );
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "cut"
+scanner = "command"
+schedule = "@daily"
+command = ["{scan}", "{{output}}"]
+"#
+        ),
+    );
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "cut"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(out.stdout.contains("truncated"), "{}", out.stdout);
+    let kept = home.names_in("rejected");
+    assert!(
+        kept.iter().any(|n| n.starts_with("cut-")),
+        "the output is kept in rejected/: {kept:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_past_its_timeout_is_stopped_with_every_process_it_started() {
+    let api = StandIn::start().await;
+    let marker = format!("sleep 9{}", std::process::id() % 1000 + 1000);
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "hangs"
+scanner = "command"
+schedule = "@daily"
+timeout = "1s"
+command = ["sh", "-c", "{marker} & {marker} & echo partial > \"$0\"; wait", "{{output}}"]
+"#
+        ),
+    );
+    let started = std::time::Instant::now();
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "hangs"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 65, "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped promptly: {:?}",
+        started.elapsed()
+    );
+    assert!(out.stdout.contains("timeout"), "{}", out.stdout);
+    assert!(
+        !running(&marker),
+        "a child of the timed-out run is still running"
+    );
+    assert_eq!(jobs_json(&home)["hangs"]["last_outcome"], "timeout");
+    // What it wrote before it was stopped is kept, with the reason.
+    assert!(home
+        .names_in("rejected")
+        .iter()
+        .any(|n| n.starts_with("hangs-")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_job_targets_and_unknown_job_names_are_refused() {
+    let api = StandIn::start().await;
+    let home = Home::new(
+        &api.url(),
+        "",
+        r#"
+[[job]]
+name = "evil"
+scanner = "nmap"
+schedule = "@daily"
+targets = ["-oN/tmp/owned"]
+"#,
+    );
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stderr.contains("job[0].targets"), "{}", out.stderr);
+    let home = Home::new(&api.url(), "", "");
+    let out = home.cli(&["--once", "--job", "nope"]);
+    assert_eq!(out.code, 64, "{out:?}");
+    assert!(out.stderr.contains("no job named"), "{}", out.stderr);
+}
