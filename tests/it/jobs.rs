@@ -354,3 +354,52 @@ targets = ["-oN/tmp/owned"]
     assert_eq!(out.code, 64, "{out:?}");
     assert!(out.stderr.contains("no job named"), "{}", out.stderr);
 }
+
+/// A scanner that takes longer than the schedule's period: the next run is skipped rather than
+/// started beside it. The script records an overlap if it ever finds its own lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_never_run_twice_at_once_and_max_concurrent_jobs_holds() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let t = tools.path().display().to_string();
+    let report = fixture("nmap-tcp-localhost.xml").display().to_string();
+    // $1 = output, $2 = a name for the lock. Any two runs at once (of one job, or of both
+    // jobs, since max_concurrent_jobs = 1) leave a line in overlaps.
+    let slow = script(
+        tools.path(),
+        "slow",
+        &format!(
+            "#!/bin/sh\nfor l in {t}/lock-*; do [ -e \"$l\" ] && echo \"$2 while $l\" >> {t}/overlaps; done\ntouch {t}/lock-$2\nsleep 2\nrm -f {t}/lock-$2\necho \"$2\" >> {t}/runs\ncp {report} \"$1\"\n"
+        ),
+    );
+    let job = |name: &str| {
+        format!(
+            r#"
+[[job]]
+name = "{name}"
+scanner = "command"
+schedule = "* * * * * *"
+command = ["{slow}", "{{output}}", "{name}"]
+"#
+        )
+    };
+    let home = Home::new(
+        &api.url(),
+        "max_concurrent_jobs = 1",
+        &format!("{}{}", job("a"), job("b")),
+    );
+    let daemon = Daemon::start(home.load());
+    let runs = tools.path().join("runs");
+    eventually("four runs", Duration::from_secs(30), || {
+        std::fs::read_to_string(&runs).is_ok_and(|r| r.lines().count() >= 4)
+    })
+    .await;
+    daemon.stop().await;
+    let overlaps = std::fs::read_to_string(tools.path().join("overlaps")).unwrap_or_default();
+    assert!(overlaps.is_empty(), "runs overlapped:\n{overlaps}");
+    let runs = std::fs::read_to_string(&runs).unwrap();
+    assert!(
+        runs.contains('a') && runs.contains('b'),
+        "both jobs ran: {runs}"
+    );
+}
