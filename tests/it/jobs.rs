@@ -403,3 +403,52 @@ command = ["{slow}", "{{output}}", "{name}"]
         "both jobs ran: {runs}"
     );
 }
+
+/// SSLyze is real where it installs (`pip install sslyze`; .ci/run tries): it scans an
+/// `openssl s_server` on 127.0.0.1 and its JSON report is uploaded as SSLYZE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslyze_job_scans_a_local_tls_server() {
+    if !have("sslyze") {
+        eprintln!("skipping: sslyze is not installed (pip install sslyze)");
+        return;
+    }
+    let pki = tempfile::tempdir().unwrap();
+    if crate::tls::make_pki(pki.path()).is_none() {
+        eprintln!("skipping: openssl is not installed");
+        return;
+    }
+    let (_server, port) = crate::tls::start_server(pki.path());
+    let api = StandIn::start().await;
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "tls-local"
+scanner = "sslyze"
+schedule = "@daily"
+targets = ["127.0.0.1:{port}"]
+args = ["--certinfo", "--tlsv1_2", "--tlsv1_3"]
+timeout = "3m"
+"#
+        ),
+    );
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "tls-local"]), home))
+            .await
+            .unwrap();
+    assert_eq!(
+        out.code,
+        0,
+        "{out:?}\n{}",
+        std::fs::read_to_string(home.state.join("jobs.json")).unwrap_or_default()
+    );
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1);
+    assert_eq!(ups[0].scan_type, "SSLYZE");
+    assert!(
+        String::from_utf8_lossy(&ups[0].bytes).contains(&format!("\"port\": {port}"))
+            || String::from_utf8_lossy(&ups[0].bytes).contains(&format!("\"port\":{port}"))
+    );
+}

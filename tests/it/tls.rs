@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::harness::*;
 
-struct Server(Child);
+pub(crate) struct Server(Child);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -28,7 +28,7 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
 }
 
 /// A CA, and a certificate for `localhost` signed by it. None when openssl is missing.
-fn make_pki(dir: &std::path::Path) -> Option<()> {
+pub(crate) fn make_pki(dir: &std::path::Path) -> Option<()> {
     std::fs::write(dir.join("leaf.ext"), "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost\n").ok()?;
     let ok = openssl(
         dir,
@@ -84,7 +84,7 @@ fn make_pki(dir: &std::path::Path) -> Option<()> {
     ok.then_some(())
 }
 
-fn start_server(dir: &std::path::Path) -> (Server, u16) {
+pub(crate) fn start_server(dir: &std::path::Path) -> (Server, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
