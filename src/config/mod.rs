@@ -862,6 +862,13 @@ fn job(
         }
     }
 
+    if scanner == Openvas {
+        warnings.push(format!(
+            "job {:?}: scanner = \"openvas\" is not run by this version (the GMP client comes \
+             later); its runs will fail with that reason",
+            j.name
+        ));
+    }
     let openvas = (scanner == Openvas).then(|| {
         if let Some(p) = j.gmp_port {
             if !(1..=65535).contains(&p) {

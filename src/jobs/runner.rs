@@ -172,6 +172,16 @@ impl Jobs {
             ended: Ended::Failed,
             detail,
         };
+        if spec.scanner == super::spec::Scanner::Openvas {
+            return (
+                failed(
+                    "openvas jobs (the agent speaking GMP to gvmd) come with a later version; \
+                     meanwhile export the report with gvm-cli in a `command` job"
+                        .into(),
+                ),
+                vec![],
+            );
+        }
         let dir = match private_dir(&self.tmp_root, &spec.name) {
             Ok(d) => d,
             Err(e) => {
