@@ -44,5 +44,21 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
             }
         );
     }
+    let now = chrono::Utc::now();
+    for j in &cfg.jobs {
+        println!(
+            "  job        {} ({}, \"{}\" {}, next {}, timeout {}): {}",
+            j.name,
+            j.scanner.as_str(),
+            j.schedule.expr(),
+            j.schedule.zone(),
+            j.schedule
+                .next_after(now)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_else(|| "never".into()),
+            humantime::format_duration(j.timeout),
+            j.argv.join(" ")
+        );
+    }
     exit::OK
 }
