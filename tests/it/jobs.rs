@@ -452,3 +452,55 @@ timeout = "3m"
             || String::from_utf8_lossy(&ups[0].bytes).contains(&format!("\"port\":{port}"))
     );
 }
+
+/// `catch_up = true`: a run missed while the agent was down (the last run, in jobs.json, is
+/// older than the last scheduled time) happens once at start; without it, the job waits for
+/// its next time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_run_is_caught_up_at_start_only_when_asked() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let report = fixture("nmap-tcp-localhost.xml").display().to_string();
+    let copy = script(
+        tools.path(),
+        "copy",
+        &format!("#!/bin/sh\ncp {report} \"$1\"\n"),
+    );
+    let job = |name: &str, catch_up: bool| {
+        format!(
+            r#"
+[[job]]
+name = "{name}"
+scanner = "command"
+schedule = "@daily"
+catch_up = {catch_up}
+command = ["{copy}", "{{output}}"]
+"#
+        )
+    };
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!("{}{}", job("eager", true), job("patient", false)),
+    );
+    std::fs::create_dir_all(&home.state).unwrap();
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).to_rfc3339();
+    std::fs::write(
+        home.state.join("jobs.json"),
+        format!(
+            r#"{{"eager": {{"last_started": "{two_days_ago}", "last_outcome": "ok"}},
+                "patient": {{"last_started": "{two_days_ago}", "last_outcome": "ok"}}}}"#
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start(home.load());
+    let ups = api.wait_for_uploads(1, Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    daemon.stop().await;
+    assert_eq!(api.uploads().len(), 1, "only the catch_up job ran");
+    assert!(ups[0]
+        .file_name
+        .as_deref()
+        .unwrap_or_default()
+        .starts_with("eager-"));
+}
