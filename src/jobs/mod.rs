@@ -5,5 +5,6 @@ mod crontab;
 pub mod history;
 pub mod runner;
 pub mod schedule;
+pub mod scheduler;
 pub mod spec;
 pub mod supervise;

@@ -358,58 +358,32 @@ impl Jobs {
         out
     }
 
-    /// The daemon's schedule: each job at its times (plus jitter), a missed run caught up at
-    /// start when the job asks for it. Returns when `cancel` fires; runs in flight are stopped
-    /// by the same token (their scanners get SIGTERM, then SIGKILL).
+    /// The daemon's schedule (see `scheduler::drive`). Returns when `cancel` fires; runs in
+    /// flight are stopped by the same token (their scanners get SIGTERM, then SIGKILL).
     pub async fn schedule(self: Arc<Self>, cancel: CancellationToken) {
         if self.specs.is_empty() {
             return;
         }
-        let now = Utc::now();
-        let mut next: Vec<Option<DateTime<Utc>>> = Vec::new();
-        for spec in &self.specs {
-            let last = self.history().get(&spec.name).and_then(|r| r.last_started);
-            let missed =
-                spec.catch_up && last.is_some_and(|l| spec.schedule.missed_between(l, now));
-            let at = if missed {
-                tracing::info!(job = %spec.name, "a scheduled run was missed while the agent was down; running it now (catch_up)");
-                Some(now)
-            } else {
-                self.next_time(spec, now)
-            };
-            if let Some(at) = at {
-                tracing::info!(job = %spec.name, next_run = %at.to_rfc3339(), "job scheduled");
-            }
-            next.push(at);
-        }
         let mut runs = tokio::task::JoinSet::new();
-        while let Some((i, at)) = next
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| t.map(|t| (i, t)))
-            .min_by_key(|(_, t)| *t)
-        {
-            let wait = (at - Utc::now()).to_std().unwrap_or(Duration::ZERO);
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tokio::time::sleep(wait) => {}
-                Some(_) = runs.join_next(), if !runs.is_empty() => continue,
-            }
-            let spec = self.specs[i].clone();
-            next[i] = self.next_time(&spec, at.max(Utc::now()));
-            let me = self.clone();
-            let c = cancel.clone();
-            runs.spawn(async move {
-                me.run_job(spec, c).await;
-            });
-        }
+        let specs = self.specs.clone();
+        super::scheduler::drive(
+            &specs,
+            |name| self.history().get(name).and_then(|r| r.last_started),
+            &super::scheduler::SystemClock,
+            cancel.clone(),
+            |i| {
+                let (me, spec, c) = (self.clone(), specs[i].clone(), cancel.clone());
+                runs.spawn(async move {
+                    me.run_job(spec, c).await;
+                });
+                // Reap finished runs as we go, so the set does not grow with the uptime.
+                while runs.try_join_next().is_some() {}
+                async {}
+            },
+        )
+        .await;
         // Stop: the token reaches every run's supervisor; wait for them to be cleaned up.
         while runs.join_next().await.is_some() {}
-    }
-
-    fn next_time(&self, spec: &JobSpec, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let at = spec.schedule.next_after(after)?;
-        Some(super::schedule::jittered(at, spec.jitter, &mut rand::rng()))
     }
 }
 
