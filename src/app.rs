@@ -335,7 +335,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
 
 /// The daemon. Returns when `shutdown` is cancelled and every stage has stopped.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let report = RunReport::default();
+    let report = RunReport::forgetful();
     let parts = start(&cfg, &report, false)?;
     for w in &cfg.warnings {
         tracing::warn!("{w}");

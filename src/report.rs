@@ -50,6 +50,9 @@ pub enum Outcome {
 struct Inner {
     outcomes: Vec<Outcome>,
     auth_failed: Option<String>,
+    /// The daemon's report keeps no outcomes: the log and the state directory hold them, and
+    /// a list growing with every upload for months would be a leak.
+    forgetful: bool,
 }
 
 /// Shared, append-only record of a run.
@@ -61,8 +64,18 @@ impl RunReport {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A report that records nothing per file (the daemon's).
+    pub fn forgetful() -> RunReport {
+        let r = RunReport::default();
+        r.lock().forgetful = true;
+        r
+    }
+
     pub fn push(&self, o: Outcome) {
-        self.lock().outcomes.push(o);
+        let mut inner = self.lock();
+        if !inner.forgetful {
+            inner.outcomes.push(o);
+        }
     }
 
     pub fn auth_failed(&self, message: String) {
@@ -238,4 +251,27 @@ fn short(p: &std::path::Path) -> String {
 /// Multi-line reasons (nmap's errormsg) folded so each file stays on one line.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_daemons_report_does_not_grow_with_every_file() {
+        let upload = || Outcome::Duplicate {
+            file: "a.xml".into(),
+            sha256: "00".into(),
+        };
+        let once = RunReport::default();
+        let daemon = RunReport::forgetful();
+        for _ in 0..3 {
+            once.push(upload());
+            daemon.push(upload());
+        }
+        assert_eq!(once.outcomes().len(), 3);
+        assert!(daemon.outcomes().is_empty());
+        daemon.auth_failed("401".into());
+        assert_eq!(daemon.exit_code(), crate::exit::NOPERM);
+    }
 }
