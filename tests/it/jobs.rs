@@ -30,6 +30,27 @@ timeout = "2m"
     )
 }
 
+/// A `command` job section running `program` with `{output}` as its argument.
+fn command_job(name: &str, schedule: &str, program: &str, extra: &str) -> String {
+    format!(
+        r#"
+[[job]]
+name = "{name}"
+scanner = "command"
+schedule = "{schedule}"
+command = ["{program}", "{{output}}"]
+{extra}
+"#
+    )
+}
+
+/// `hostedscan-agent ARGS` for `home`, off the async runtime.
+async fn cli(home: Home, args: &'static [&'static str]) -> (Output, Home) {
+    tokio::task::spawn_blocking(move || (home.cli(args), home))
+        .await
+        .unwrap()
+}
+
 fn script(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();
@@ -66,10 +87,7 @@ async fn once_job_scans_localhost_with_real_nmap_and_uploads_the_report() {
     let port = listener.local_addr().unwrap().port();
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", &nmap_job("local-tcp", "@daily", port));
-    let (out, home) =
-        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "local-tcp"]), home))
-            .await
-            .unwrap();
+    let (out, home) = cli(home, &["--once", "--job", "local-tcp"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let ups = api.uploads();
     assert_eq!(ups.len(), 1, "{out:?}");
@@ -193,9 +211,7 @@ timeout = "1m"
 "#
         ),
     );
-    let out = tokio::task::spawn_blocking(move || home.cli(&["--once", "--job", "all"]))
-        .await
-        .unwrap();
+    let (out, _home) = cli(home, &["--once", "--job", "all"]).await;
     assert_eq!(out.code, 0, "{out:?}");
     let ups = api.uploads();
     assert_eq!(ups.len(), 1, "{out:?}");
@@ -216,23 +232,8 @@ async fn a_failed_run_is_recorded_with_stderr_and_makes_once_exit_65() {
         "scan",
         "#!/bin/sh\necho 'starting' >&2\necho 'cannot resolve the target' >&2\nexit 3\n",
     );
-    let home = Home::new(
-        &api.url(),
-        "",
-        &format!(
-            r#"
-[[job]]
-name = "broken"
-scanner = "command"
-schedule = "@daily"
-command = ["{scan}", "{{output}}"]
-"#
-        ),
-    );
-    let (out, home) =
-        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "broken"]), home))
-            .await
-            .unwrap();
+    let home = Home::new(&api.url(), "", &command_job("broken", "@daily", &scan, ""));
+    let (out, home) = cli(home, &["--once", "--job", "broken"]).await;
     assert_eq!(out.code, 65, "{out:?}");
     assert!(
         out.stdout.contains("job failed    broken"),
@@ -264,23 +265,8 @@ async fn invalid_output_goes_to_rejected_and_the_run_fails() {
         "scan",
         "#!/bin/sh\nprintf '<?xml version=\"1.0\"?><nmaprun scanner=\"nmap\" args=\"x\"><host>' > \"$1\"\n",
     );
-    let home = Home::new(
-        &api.url(),
-        "",
-        &format!(
-            r#"
-[[job]]
-name = "cut"
-scanner = "command"
-schedule = "@daily"
-command = ["{scan}", "{{output}}"]
-"#
-        ),
-    );
-    let (out, home) =
-        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "cut"]), home))
-            .await
-            .unwrap();
+    let home = Home::new(&api.url(), "", &command_job("cut", "@daily", &scan, ""));
+    let (out, home) = cli(home, &["--once", "--job", "cut"]).await;
     assert_eq!(out.code, 65, "{out:?}");
     assert!(out.stdout.contains("truncated"), "{}", out.stdout);
     let kept = home.names_in("rejected");
@@ -309,10 +295,7 @@ command = ["sh", "-c", "{marker} & {marker} & echo partial > \"$0\"; wait", "{{o
         ),
     );
     let started = std::time::Instant::now();
-    let (out, home) =
-        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "hangs"]), home))
-            .await
-            .unwrap();
+    let (out, home) = cli(home, &["--once", "--job", "hangs"]).await;
     assert_eq!(out.code, 65, "{out:?}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -434,10 +417,7 @@ timeout = "3m"
 "#
         ),
     );
-    let (out, home) =
-        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "tls-local"]), home))
-            .await
-            .unwrap();
+    let (out, home) = cli(home, &["--once", "--job", "tls-local"]).await;
     assert_eq!(
         out.code,
         0,
@@ -467,16 +447,7 @@ async fn a_missed_run_is_caught_up_at_start_only_when_asked() {
         &format!("#!/bin/sh\ncp {report} \"$1\"\n"),
     );
     let job = |name: &str, catch_up: bool| {
-        format!(
-            r#"
-[[job]]
-name = "{name}"
-scanner = "command"
-schedule = "@daily"
-catch_up = {catch_up}
-command = ["{copy}", "{{output}}"]
-"#
-        )
+        command_job(name, "@daily", &copy, &format!("catch_up = {catch_up}"))
     };
     let home = Home::new(
         &api.url(),
