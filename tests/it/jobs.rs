@@ -475,3 +475,33 @@ async fn a_missed_run_is_caught_up_at_start_only_when_asked() {
         .unwrap_or_default()
         .starts_with("eager-"));
 }
+
+/// Stopping the daemon stops the scanners it is running: nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_daemon_stops_a_running_scan() {
+    let api = StandIn::start().await;
+    let marker = format!("sleep 8{}", std::process::id() % 1000 + 1000);
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "long"
+scanner = "command"
+schedule = "* * * * * *"
+command = ["sh", "-c", "{marker} & {marker}; wait", "{{output}}"]
+"#
+        ),
+    );
+    let daemon = Daemon::start(home.load());
+    eventually("the scan is running", Duration::from_secs(10), || {
+        running(&marker)
+    })
+    .await;
+    daemon.stop().await;
+    assert!(
+        !running(&marker),
+        "the daemon stopped but its scan is still running"
+    );
+}
