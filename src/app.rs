@@ -436,8 +436,25 @@ pub async fn run_once(
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (up_tx, up_rx) = mpsc::channel(64);
     let jobs = jobs(&cfg, &parts, up_tx.clone(), &report);
+    // The jobs named by --job run beside the sweep; their reports join the same uploads.
+    // `jobs_done` fires when they have all ended (at once when none was named).
+    let jobs_done = CancellationToken::new();
+    let job_task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let names = job_names.to_vec();
+        let done = jobs_done.clone();
+        async move {
+            if !names.is_empty() {
+                jobs.run_now(&names, shutdown).await;
+            }
+            done.cancel();
+            // Dropping `jobs` drops its sender, so the uploader can see the end of the pass.
+        }
+    });
     // At the deadline (or a signal) no new attempt starts; one already sending gets the
-    // shutdown grace to finish, since abandoning it could mean sending it twice next run.
+    // shutdown grace to finish, since abandoning it could mean sending it twice next run. The
+    // deadline counts from the end of the jobs: a long scan must not eat the time its own
+    // report needs to be uploaded.
     let stop = CancellationToken::new();
     let abort = CancellationToken::new();
     let deadline = tokio::spawn({
@@ -446,7 +463,10 @@ pub async fn run_once(
         let d = cfg.retry.once_deadline;
         async move {
             tokio::select! {
-                _ = tokio::time::sleep(d) => tracing::warn!(once_deadline = %humantime::format_duration(d), "retry.once_deadline reached; what is left stays queued"),
+                _ = async {
+                    jobs_done.cancelled().await;
+                    tokio::time::sleep(d).await;
+                } => tracing::warn!(once_deadline = %humantime::format_duration(d), "retry.once_deadline reached; what is left stays queued"),
                 _ = shutdown.cancelled() => {}
             }
             stop.cancel();
@@ -473,17 +493,6 @@ pub async fn run_once(
         },
         settled_rx,
     ));
-    // The jobs named by --job run beside the sweep; their reports join the same uploads.
-    let job_task = tokio::spawn({
-        let shutdown = shutdown.clone();
-        let names = job_names.to_vec();
-        async move {
-            if !names.is_empty() {
-                jobs.run_now(&names, shutdown).await;
-            }
-            // Dropping `jobs` drops its sender, so the uploader can see the end of the pass.
-        }
-    });
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let left_behind = tokio::select! {
         l = watcher.sweep(settled_tx) => l,

@@ -85,23 +85,29 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
         source_name: src.map(|s| s.name),
         failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
         rejected_files: spool::list_payloads(&layout.rejected, ".reason.json")?,
-        jobs: job_status(state_dir, jobs),
+        jobs: job_status(state_dir, jobs, running),
     })
 }
 
 /// Each configured job's last run (from `jobs.json`) and next scheduled time.
-fn job_status(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> Vec<JobStatus> {
+fn job_status(
+    state_dir: &Path,
+    jobs: &[crate::jobs::spec::JobSpec],
+    running: bool,
+) -> Vec<JobStatus> {
     let history = crate::jobs::history::JobHistory::load(state_dir).unwrap_or_default();
     let now = chrono::Utc::now();
     jobs.iter()
         .map(|j| {
             let rec = history.get(&j.name);
             let outcome = rec.and_then(|r| {
+                // A run without an end is running only while a daemon is; otherwise it was
+                // cut off.
+                if r.last_started > r.last_finished {
+                    return Some(if running { "running" } else { "interrupted" }.to_string());
+                }
                 let o = r.last_outcome?;
-                let running = r.last_started > r.last_finished;
-                Some(if running {
-                    "running".to_string()
-                } else {
+                Some({
                     let word = serde_json::to_value(o)
                         .ok()
                         .and_then(|v| v.as_str().map(str::to_string))

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::history::{JobHistory, Outcome as Ended};
-use super::spec::{ExitMeaning, JobSpec};
+use super::spec::{ExitMeaning, JobSpec, Scanner};
 use super::supervise::{self, RunRequest};
 use crate::admit::{Admitted, Admitter, Fingerprint, Settled};
 use crate::report::{Outcome, RunReport};
@@ -89,8 +89,10 @@ impl Jobs {
         self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Saves under the lock, so a run finishing beside another cannot write an older copy
+    /// over a newer one. (jobs.json is small: the write is quick.)
     fn save_history(&self) {
-        let h = self.history().clone();
+        let h = self.history();
         if let Err(e) = h.save(&self.state_dir) {
             tracing::warn!(error = %e, "cannot save the job history");
         }
@@ -112,12 +114,13 @@ impl Jobs {
                 detail: "the previous run was still going".into(),
             };
         }
-        let outcome = self.run_slot(&spec, cancel).await;
-        self.running
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&name);
-        outcome
+        // Removed however the run ends (even by a panic or an abort), so the job is not
+        // skipped as "still going" for ever after.
+        let _running = Running {
+            set: &self.running,
+            name,
+        };
+        self.run_slot(&spec, cancel).await
     }
 
     async fn run_slot(&self, spec: &JobSpec, cancel: CancellationToken) -> RunOutcome {
@@ -172,7 +175,7 @@ impl Jobs {
             ended: Ended::Failed,
             detail,
         };
-        if spec.scanner == super::spec::Scanner::Openvas {
+        if spec.scanner == Scanner::Openvas {
             return (
                 failed(
                     "openvas jobs (the agent speaking GMP to gvmd) come with a later version; \
@@ -201,7 +204,9 @@ impl Jobs {
             spec.output_file
         ));
         let argv = spec.argv_for(&output);
-        tracing::info!(job = %spec.name, argv = ?argv, "job run starting");
+        // The whole command line only at debug: it may hold credentials given as arguments.
+        tracing::info!(job = %spec.name, program = %spec.argv.first().map(String::as_str).unwrap_or(""), args = argv.len().saturating_sub(1), "job run starting");
+        tracing::debug!(job = %spec.name, argv = ?argv, "job command line");
         let result = supervise::run(
             RunRequest {
                 argv,
@@ -259,6 +264,13 @@ impl Jobs {
                 );
             }
         };
+        if let (Scanner::Zap, Some(why)) = (spec.scanner, &exit_problem) {
+            // ZAP's own failure code: its report may be empty because the scan never reached
+            // the target, and uploading it would show a clean result.
+            let why = format!("{why}: ZAP reports a failed scan; its report is not uploaded");
+            self.reject_leftover(spec, &output, &why).await;
+            return (failed(why), stderr);
+        }
         let settled = Settled::finished(
             output.clone(),
             Arc::new(spec.hints.clone()),
@@ -277,8 +289,13 @@ impl Jobs {
                 if let Some(p) = &exit_problem {
                     tracing::warn!(job = %spec.name, "{p}, but its report is valid; uploading it");
                 }
+                let file = entry.meta.file_name.clone();
                 if self.uploads.send(*entry).await.is_err() {
                     tracing::info!(job = %spec.name, "the uploader has stopped; the report waits in queue/ for the next start");
+                    self.report.push(Outcome::Pending {
+                        file,
+                        reason: "queued; not uploaded before the pass ended".into(),
+                    });
                 }
                 RunOutcome { ended: Ended::Ok, detail }
             }
@@ -368,7 +385,15 @@ impl Jobs {
         let specs = self.specs.clone();
         super::scheduler::drive(
             &specs,
-            |name| self.history().get(name).and_then(|r| r.last_started),
+            |name| {
+                self.history().get(name).and_then(|r| {
+                    let started = r.last_started?;
+                    Some(super::scheduler::LastRun {
+                        started,
+                        finished: r.last_finished.is_some_and(|f| f >= started),
+                    })
+                })
+            },
             &super::scheduler::SystemClock,
             cancel.clone(),
             |i| {
@@ -384,6 +409,21 @@ impl Jobs {
         .await;
         // Stop: the token reaches every run's supervisor; wait for them to be cleaned up.
         while runs.join_next().await.is_some() {}
+    }
+}
+
+/// Marks a job as running for as long as it lives.
+struct Running<'a> {
+    set: &'a Mutex<HashSet<String>>,
+    name: String,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.name);
     }
 }
 

@@ -65,12 +65,25 @@ fn next_after(spec: &JobSpec, after: DateTime<Utc>) -> Option<Next> {
     })
 }
 
-/// Launches job `i` of `specs` at each of its times until `cancel` fires. `last_started`
-/// gives the previous run of a job (for catch_up). `launch` must not block: it starts a run
+/// A job's previous run, as `jobs.json` remembers it.
+#[derive(Debug, Clone, Copy)]
+pub struct LastRun {
+    pub started: DateTime<Utc>,
+    /// False when the agent stopped (or died) during the run.
+    pub finished: bool,
+}
+
+/// The longest single sleep: the wall clock is looked at again at least this often, so a
+/// suspend, resume or clock step delays a run by no more than this.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Launches job `i` of `specs` at each of its times until `cancel` fires. `last_run` gives
+/// the previous run of a job (for catch_up: a run is missed when a scheduled time passed since
+/// it started, or when it was cut off). `launch` must not block: it starts a run
 /// (which decides for itself about overlaps and limits) and returns.
 pub async fn drive<F, Fut>(
     specs: &[Arc<JobSpec>],
-    last_started: impl Fn(&str) -> Option<DateTime<Utc>>,
+    last_run: impl Fn(&str) -> Option<LastRun>,
     clock: &dyn Clock,
     cancel: CancellationToken,
     mut launch: F,
@@ -82,7 +95,8 @@ pub async fn drive<F, Fut>(
     let mut next: Vec<Option<Next>> = Vec::with_capacity(specs.len());
     for spec in specs {
         let missed = spec.catch_up
-            && last_started(&spec.name).is_some_and(|l| spec.schedule.missed_between(l, now));
+            && last_run(&spec.name)
+                .is_some_and(|l| !l.finished || spec.schedule.missed_between(l.started, now));
         let n = if missed {
             tracing::info!(job = %spec.name, "a scheduled run was missed while the agent was down; running it now (catch_up)");
             // The slot is "now", so the schedule resumes at its next time after now.
@@ -112,7 +126,10 @@ pub async fn drive<F, Fut>(
         let wait = (n.start - clock.now()).to_std().unwrap_or(Duration::ZERO);
         tokio::select! {
             _ = cancel.cancelled() => break,
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait.min(MAX_SLEEP)) => {}
+        }
+        if clock.now() < n.start {
+            continue;
         }
         // A clock that jumped back (or a late wake-up) moves on from now, not from the past.
         next[i] = next_after(&specs[i], n.slot.max(clock.now()));
@@ -156,7 +173,7 @@ mod tests {
     async fn launches(
         specs: &[Arc<JobSpec>],
         base: DateTime<Utc>,
-        last: Option<DateTime<Utc>>,
+        last: Option<LastRun>,
         hours: u64,
     ) -> Vec<(usize, DateTime<Utc>)> {
         let clock = Arc::new(TokioClock::starting_at(base));
@@ -228,10 +245,19 @@ mod tests {
         let (_d, specs) =
             specs(&(job("eager", "@daily", "catch_up = true") + &job("patient", "@daily", "")));
         let base = at("2026-11-27T10:00:00Z");
-        let got = launches(&specs, base, Some(at("2026-11-25T09:00:00Z")), 1).await;
+        let last = |started: &str, finished: bool| {
+            Some(LastRun {
+                started: at(started),
+                finished,
+            })
+        };
+        let got = launches(&specs, base, last("2026-11-25T09:00:00Z", true), 1).await;
         assert_eq!(got, vec![(0, base)]);
         // Nothing missed: no catch-up.
-        let got = launches(&specs, base, Some(at("2026-11-27T00:00:01Z")), 1).await;
+        let got = launches(&specs, base, last("2026-11-27T00:00:01Z", true), 1).await;
         assert!(got.is_empty(), "{got:?}");
+        // Today's run was cut off by a stop or a crash: it counts as missed.
+        let got = launches(&specs, base, last("2026-11-27T00:00:01Z", false), 1).await;
+        assert_eq!(got, vec![(0, base)]);
     }
 }

@@ -206,6 +206,17 @@ fn command(prog: &OsString, args: &[OsString], workdir: &Path) -> Command {
         .stderr(Stdio::piped())
         // Its own group, so that one signal reaches everything it starts.
         .process_group(0);
+    // The agent's secrets are not the scanner's business: a wrapper script printing its
+    // environment would put the API key in the stderr tail, the log and jobs.json.
+    for (name, _) in std::env::vars_os() {
+        let n = name.to_string_lossy();
+        if n == "HOSTEDSCAN_API_KEY"
+            || n == "CREDENTIALS_DIRECTORY"
+            || n.starts_with("HOSTEDSCAN_AGENT__")
+        {
+            cmd.env_remove(&name);
+        }
+    }
     cmd
 }
 

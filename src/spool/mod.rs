@@ -149,6 +149,16 @@ impl Spool {
                 }
             }
         }
+        // Run directories of jobs that were running when the agent last stopped (the spool
+        // lock is held, so no run of ours is using them).
+        for e in fs::read_dir(&self.layout.tmp)
+            .map_err(io_err(&self.layout.tmp))?
+            .flatten()
+        {
+            if e.file_name().to_string_lossy().starts_with("job-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         for (dir, suffix) in [
             (&self.layout.failed, ERROR_SUFFIX),
             (&self.layout.rejected, REASON_SUFFIX),

@@ -505,3 +505,43 @@ command = ["sh", "-c", "{marker} & {marker}; wait", "{{output}}"]
         "the daemon stopped but its scan is still running"
     );
 }
+
+/// A scanner does not inherit the agent's secrets: not the API key from the environment, nor
+/// any HOSTEDSCAN_AGENT__ override, nor systemd's credentials directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanners_do_not_see_the_agents_secrets() {
+    let api = StandIn::start().await;
+    let tools = tempfile::tempdir().unwrap();
+    let seen = tools.path().join("env.txt");
+    let report = fixture("nmap-tcp-localhost.xml").display().to_string();
+    let dump = script(
+        tools.path(),
+        "dump",
+        &format!("#!/bin/sh\nenv > {}\ncp {report} \"$1\"\n", seen.display()),
+    );
+    let home = Home::new(
+        &api.url(),
+        "",
+        &command_job("envcheck", "@daily", &dump, ""),
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .args([
+            "-c",
+            &home.config.display().to_string(),
+            "--once",
+            "--job",
+            "envcheck",
+        ])
+        .env("HOSTEDSCAN_API_KEY", KEY)
+        .env("HOSTEDSCAN_AGENT__API__TIMEOUT", "5s")
+        .env("CREDENTIALS_DIRECTORY", tools.path())
+        .env("SOME_OTHER_VAR", "kept")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let env = std::fs::read_to_string(&seen).unwrap();
+    assert!(env.contains("SOME_OTHER_VAR=kept"), "{env}");
+    assert!(!env.contains("HOSTEDSCAN") && !env.contains(KEY), "{env}");
+    assert!(!env.contains("CREDENTIALS_DIRECTORY"), "{env}");
+    assert!(env.contains("TMPDIR="), "{env}");
+}
