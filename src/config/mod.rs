@@ -685,6 +685,30 @@ fn job(
         .jitter
         .as_deref()
         .map_or(Duration::ZERO, |t| c.duration(&key("jitter"), t));
+    if let Some(s) = &schedule {
+        let now = chrono::Utc::now();
+        match s.next_after(now) {
+            None => warnings.push(format!(
+                "job {:?}: schedule {:?} has no future time (its years have passed); it will not run",
+                j.name,
+                s.expr()
+            )),
+            Some(first) => {
+                let gap = s.next_after(first).map(|second| second - first);
+                if let Some(gap) = gap.and_then(|g| g.to_std().ok()) {
+                    if !jitter.is_zero() && jitter >= gap {
+                        warnings.push(format!(
+                            "job {:?}: jitter ({}) is as long as the time between runs ({}): \
+                             runs will be merged or skipped; use a shorter jitter",
+                            j.name,
+                            humantime::format_duration(jitter),
+                            humantime::format_duration(gap)
+                        ));
+                    }
+                }
+            }
+        }
+    }
     let scan_type = c.scan_type(&key("scan_type"), j.scan_type.as_deref().unwrap_or("auto"));
     let scanner = scanner?;
     if let Some(t) = scan_type {

@@ -802,3 +802,29 @@ command = ["scan", "--out={output}"]"#],
         c.warnings
     );
 }
+
+/// A finished one-off (explicit years, all past) and a jitter as long as the gap between runs
+/// are warnings, not errors: the config stays valid, so the watches keep working.
+#[test]
+fn past_one_off_schedules_and_oversized_jitter_are_warnings() {
+    let d = Dir::new();
+    let c = load_jobs(
+        &d,
+        &[
+            "name = \"once-in-2020\"\nscanner = \"nmap\"\nschedule = \"0 0 3 1 6 * 2020\"\ntargets = [\"127.0.0.1\"]",
+            "name = \"jumpy\"\nscanner = \"nmap\"\nschedule = \"*/5 * * * *\"\njitter = \"10m\"\ntargets = [\"127.0.0.1\"]",
+            "name = \"calm\"\nscanner = \"nmap\"\nschedule = \"*/5 * * * *\"\njitter = \"1m\"\ntargets = [\"127.0.0.1\"]",
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.jobs.len(), 3);
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("\"once-in-2020\"") && w.contains("no future time")));
+    assert!(c
+        .warnings
+        .iter()
+        .any(|w| w.contains("\"jumpy\"") && w.contains("jitter (10m)") && w.contains("5m")));
+}

@@ -130,7 +130,11 @@ impl Schedule {
             zone,
             parts,
         };
-        if schedule.next_after(Utc::now()).is_none() {
+        // A line that can never match (Feb 30) is a mistake; one whose explicit years have
+        // passed is a finished one-off, which must not make the whole config invalid: the
+        // caller warns about it (`next_after` is None) and the job never runs.
+        let with_year = schedule.expr.split_whitespace().count() == 7;
+        if !with_year && schedule.next_after(Utc::now()).is_none() {
             return Err(ScheduleError::NeverFires {
                 expr: schedule.expr,
             });
@@ -594,7 +598,9 @@ mod tests {
         assert!(error("@fortnightly", "UTC").contains("is not a known shorthand: use @hourly"));
         let e = error("0 0 30 2 *", "UTC");
         assert!(e.contains("never fires"), "{e}");
-        assert!(error("0 0 0 1 1 * 2020", "UTC").contains("never fires"));
+        // Explicit years all past: accepted (the config warns), it just never runs.
+        let done = Schedule::parse("0 0 0 1 1 * 2020", "UTC").expect("a finished one-off");
+        assert!(done.next_after(Utc::now()).is_none());
     }
 
     #[test]
