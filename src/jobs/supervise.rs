@@ -217,8 +217,37 @@ fn command(prog: &OsString, args: &[OsString], workdir: &Path) -> Command {
             cmd.env_remove(&name);
         }
     }
+    die_with_the_agent(&mut cmd);
     cmd
 }
+
+/// Has the kernel SIGKILL the scanner if the agent dies without stopping it (kill -9, the
+/// OOM killer): its own process group keeps it out of the agent's signals otherwise. Covers the
+/// scanner process itself; what it starts in turn is for the service's cgroup (systemd's
+/// KillMode=control-group) to clean up.
+#[cfg(target_os = "linux")]
+fn die_with_the_agent(cmd: &mut Command) {
+    let agent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec. It makes two system calls
+    // (prctl, getppid), both async-signal-safe, and takes no lock and allocates nothing.
+    // The death signal follows the forking thread: jobs are spawned from the runtime's worker
+    // threads, which live as long as the agent's runtime.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The agent may have died between fork and prctl.
+            if rustix::process::getppid() != Some(agent) {
+                return Err(io::Error::other(
+                    "the agent exited while the scanner was starting",
+                ));
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_the_agent(_cmd: &mut Command) {}
 
 /// Polls supervision and the stderr reader together (so a full pipe never blocks the child),
 /// then gives the reader a moment to reach the end of what the dead group wrote.

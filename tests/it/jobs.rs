@@ -545,3 +545,47 @@ async fn scanners_do_not_see_the_agents_secrets() {
     assert!(!env.contains("CREDENTIALS_DIRECTORY"), "{env}");
     assert!(env.contains("TMPDIR="), "{env}");
 }
+
+/// Even when the agent is killed outright (kill -9, the OOM killer) and cannot stop it, the
+/// scanner does not run on: the kernel kills it with its parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scanner_dies_with_a_killed_agent() {
+    let api = StandIn::start().await;
+    let secs = format!("7{}", std::process::id() % 1000 + 1000);
+    let marker = format!("sleep {secs}");
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!(
+            r#"
+[[job]]
+name = "orphan"
+scanner = "command"
+schedule = "@daily"
+command = ["sleep", "{secs}"]
+"#
+        ),
+    );
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .args([
+            "-c",
+            &home.config.display().to_string(),
+            "--once",
+            "--job",
+            "orphan",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the scan is running", Duration::from_secs(10), || {
+        running(&marker)
+    })
+    .await;
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    eventually("the scan is gone", Duration::from_secs(5), || {
+        !running(&marker)
+    })
+    .await;
+}
