@@ -57,7 +57,19 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "never".into()),
             humantime::format_duration(j.timeout),
-            j.argv.join(" ")
+            match &j.openvas {
+                // No process: say where the GMP conversation goes and what it scans.
+                Some(o) => format!(
+                    "GMP to gvmd at {} as {:?}, hosts {}, port list {}, scan config {}{}",
+                    o.endpoint,
+                    o.username,
+                    j.targets.join(","),
+                    o.port_list_id,
+                    o.scan_config_id,
+                    if o.cleanup { ", cleanup" } else { "" }
+                ),
+                None => j.argv.join(" "),
+            }
         );
     }
     exit::OK

@@ -3,6 +3,7 @@
 //! the rest of the agent uses. Every problem names its key and says how to fix it; all problems
 //! are reported at once so an operator fixes the file in one go.
 
+mod gmp;
 mod raw;
 mod secret;
 
@@ -18,7 +19,7 @@ use url::Url;
 pub use secret::{ApiKey, KeyOrigin};
 
 use crate::jobs::schedule::Schedule;
-use crate::jobs::spec::{self, JobSpec, OpenvasSettings, Scanner};
+use crate::jobs::spec::{self, JobSpec, Scanner};
 use crate::validate::{Hints, ScanType};
 
 /// Where the config is read from when `-c` is not given.
@@ -727,7 +728,7 @@ fn job(
     // Keys for other scanners.
     use Scanner::{Command, Nmap, Openvas, Sslyze, Zap};
     let gmp: &[Scanner] = &[Openvas];
-    let keys: [(&str, bool, &[Scanner]); 14] = [
+    let keys: [(&str, bool, &[Scanner]); 16] = [
         (
             "targets",
             j.targets.is_some(),
@@ -746,6 +747,8 @@ fn job(
         ("port_list_id", j.port_list_id.is_some(), gmp),
         ("scan_config_id", j.scan_config_id.is_some(), gmp),
         ("scanner_id", j.scanner_id.is_some(), gmp),
+        ("gmp_ca_file", j.gmp_ca_file.is_some(), gmp),
+        ("min_qod", j.min_qod.is_some(), gmp),
     ];
     let mut applies = |k: &str, given: bool, for_: &[Scanner]| {
         if !given || for_.contains(&scanner) {
@@ -769,7 +772,7 @@ fn job(
         );
         false
     };
-    let mut ok = [true; 14];
+    let mut ok = [true; 16];
     for (n, (k, given, for_)) in keys.iter().enumerate() {
         ok[n] = applies(k, *given, for_);
     }
@@ -886,37 +889,11 @@ fn job(
         }
     }
 
-    if scanner == Openvas {
-        warnings.push(format!(
-            "job {:?}: scanner = \"openvas\" is not run by this version (the GMP client comes \
-             later); its runs will fail with that reason",
-            j.name
-        ));
-    }
-    let openvas = (scanner == Openvas).then(|| {
-        if let Some(p) = j.gmp_port {
-            if !(1..=65535).contains(&p) {
-                c.push(
-                    key("gmp_port"),
-                    format!("{p} is not a port: use 1 to 65535"),
-                );
-            }
-        }
-        OpenvasSettings {
-            gmp_socket: j
-                .gmp_socket
-                .clone()
-                .unwrap_or_else(|| spec::DEFAULT_GMP_SOCKET.into()),
-            gmp_host: j.gmp_host.clone(),
-            gmp_port: j.gmp_port,
-            gmp_username: j.gmp_username.clone(),
-            gmp_password_file: j.gmp_password_file.clone(),
-            port_list_id: j.port_list_id.clone(),
-            scan_config_id: j.scan_config_id.clone(),
-            scanner_id: j.scanner_id.clone(),
-            cleanup: j.cleanup,
-        }
-    });
+    let openvas = if scanner == Openvas {
+        Some(gmp::settings(&j, &key, c, warnings)?)
+    } else {
+        None
+    };
 
     Some(JobSpec {
         name: j.name,

@@ -177,4 +177,8 @@ pub struct RawJob {
     pub scanner_id: Option<String>,
     #[serde(default)]
     pub cleanup: Option<bool>,
+    #[serde(default)]
+    pub gmp_ca_file: Option<String>,
+    #[serde(default)]
+    pub min_qod: Option<i64>,
 }

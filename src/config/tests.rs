@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::jobs::gmp::Endpoint;
 use crate::jobs::spec::Scanner;
 
 struct Dir(tempfile::TempDir);
@@ -468,6 +469,17 @@ fn keys(ps: &[Problem]) -> Vec<&str> {
 #[test]
 fn each_preset_becomes_its_argv_template_with_the_contracts_defaults() {
     let d = Dir::new();
+    let socket = d.path().join("gvmd.sock");
+    let _gvmd = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let password = d.path().join("gmp-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vulns_job = format!(
+        "name = \"vulns\"\nscanner = \"openvas\"\nschedule = \"@weekly\"\ntargets = [\"10.0.0.0/24\"]\n\
+         gmp_username = \"agent\"\ngmp_password_file = {:?}\ngmp_socket = {:?}",
+        password.display(),
+        socket.display()
+    );
     let c = load_jobs(
         &d,
         &[
@@ -495,21 +507,11 @@ schedule = "@hourly"
 command = ["scan", "--json", "{output}", "{targets}"]
 targets = ["10.0.0.1"]
 scan_type = "NMAP_UDP""#,
-            r#"name = "vulns"
-scanner = "openvas"
-schedule = "@weekly"
-targets = ["10.0.0.0/24"]
-gmp_username = "agent""#,
+            &vulns_job,
         ],
     )
     .unwrap();
-    // Jobs are run now; only the openvas preset (issue 5) is not yet, and says so.
-    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
-    assert!(
-        c.warnings[0].contains("\"vulns\"") && c.warnings[0].contains("openvas"),
-        "{:?}",
-        c.warnings
-    );
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     let [tcp, web, tls, custom, vulns] = &c.jobs[..] else {
         panic!("{:?}", c.jobs)
     };
@@ -577,8 +579,94 @@ gmp_username = "agent""#,
     assert!(vulns.argv.is_empty());
     assert_eq!(vulns.hints.scan_type, Some(ScanType::Openvas));
     let o = vulns.openvas.as_ref().unwrap();
-    assert_eq!(o.gmp_socket, "/run/gvmd/gvmd.sock");
-    assert_eq!(o.gmp_username.as_deref(), Some("agent"));
+    assert_eq!(o.endpoint, Endpoint::Socket(socket.clone()));
+    assert_eq!(o.username, "agent");
+    assert_eq!(o.password_file, password);
+    assert_eq!(o.port_list_id, "33d0cd82-57c6-11e1-8ed1-406186ea4fc5");
+    assert_eq!(o.scan_config_id, "daba56c8-73ec-11df-a475-002264764cea");
+    assert_eq!(o.scanner_id, "08b69003-5fc2-4037-a479-93b440211c73");
+    assert_eq!(o.min_qod, 70);
+    assert!(!o.cleanup);
+}
+
+#[test]
+fn openvas_jobs_need_a_login_and_a_private_password_file() {
+    let d = Dir::new();
+    let password = d.path().join("gmp-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let base = |name: &str| {
+        format!("name = \"{name}\"\nscanner = \"openvas\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1\"]\n")
+    };
+    let jobs = [
+        // 0: no login at all
+        base("a"),
+        // 1: a password file others can read; a port without a host; a name for an id
+        format!(
+            "{}gmp_username = \"agent\"\ngmp_password_file = {:?}\ngmp_port = 9390\nscan_config_id = \"Full and fast\"\nmin_qod = 101",
+            base("b"),
+            password.display()
+        ),
+        // 2: socket and host both
+        format!(
+            "{}gmp_username = \"agent\"\ngmp_password_file = \"/nonexistent/pw\"\ngmp_socket = \"/run/gvmd/gvmd.sock\"\ngmp_host = \"gvm.example\"",
+            base("c")
+        ),
+    ];
+    let refs: Vec<&str> = jobs.iter().map(String::as_str).collect();
+    let ps = problems(load_jobs(&d, &refs));
+    let msg = |k: &str| {
+        ps.iter()
+            .filter(|p| p.key == k)
+            .map(|p| p.message.clone())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    assert!(msg("job[0].gmp_username").contains("is required"), "{ps:?}");
+    assert!(
+        msg("job[0].gmp_password_file").contains("mode 600"),
+        "{ps:?}"
+    );
+    assert!(
+        msg("job[1].gmp_password_file").contains(&format!("chmod 600 {}", password.display())),
+        "{ps:?}"
+    );
+    assert!(msg("job[1].gmp_port").contains("set gmp_host"), "{ps:?}");
+    assert!(
+        msg("job[1].scan_config_id").contains("not a gvmd id"),
+        "{ps:?}"
+    );
+    assert!(msg("job[1].min_qod").contains("0 to 100"), "{ps:?}");
+    assert!(msg("job[2].gmp_host").contains("not both"), "{ps:?}");
+    assert!(
+        msg("job[2].gmp_password_file").contains("cannot read"),
+        "{ps:?}"
+    );
+
+    // TLS: gvmd's port by default, the CA file made absolute.
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(d.path().join("ca.pem"), "x").unwrap();
+    let c = load_jobs(
+        &d,
+        &[&format!(
+            "{}gmp_username = \"agent\"\ngmp_password_file = {:?}\ngmp_host = \"gvm.example\"\ngmp_ca_file = {:?}\ncleanup = true\nmin_qod = 0",
+            base("d"),
+            password.display(),
+            d.path().join("ca.pem").display()
+        )],
+    )
+    .unwrap();
+    let o = c.jobs[0].openvas.as_ref().unwrap();
+    assert_eq!(
+        o.endpoint,
+        Endpoint::Tls {
+            host: "gvm.example".into(),
+            port: 9390,
+            ca_file: Some(d.path().join("ca.pem"))
+        }
+    );
+    assert!(o.cleanup);
+    assert_eq!(o.min_qod, 0);
 }
 
 #[test]

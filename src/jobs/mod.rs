@@ -2,6 +2,7 @@
 //! happened to each remembered in the state directory.
 
 mod crontab;
+pub mod gmp;
 pub mod history;
 pub mod runner;
 pub mod schedule;

@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::gmp;
 use super::history::{JobHistory, Outcome as Ended};
 use super::spec::{ExitMeaning, JobSpec, Scanner};
 use super::supervise::{self, RunRequest};
@@ -175,16 +176,6 @@ impl Jobs {
             ended: Ended::Failed,
             detail,
         };
-        if spec.scanner == Scanner::Openvas {
-            return (
-                failed(
-                    "openvas jobs (the agent speaking GMP to gvmd) come with a later version; \
-                     meanwhile export the report with gvm-cli in a `command` job"
-                        .into(),
-                ),
-                vec![],
-            );
-        }
         let dir = match private_dir(&self.tmp_root, &spec.name) {
             Ok(d) => d,
             Err(e) => {
@@ -203,6 +194,12 @@ impl Jobs {
             started.format("%Y%m%dT%H%M%SZ"),
             spec.output_file
         ));
+        if let Some(settings) = &spec.openvas {
+            return (
+                self.execute_gmp(spec, settings, &output, cancel).await,
+                vec![],
+            );
+        }
         let argv = spec.argv_for(&output);
         // The whole command line only at debug: it may hold credentials given as arguments.
         tracing::info!(job = %spec.name, program = %spec.argv.first().map(String::as_str).unwrap_or(""), args = argv.len().saturating_sub(1), "job run starting");
@@ -271,14 +268,92 @@ impl Jobs {
             self.reject_leftover(spec, &output, &why).await;
             return (failed(why), stderr);
         }
+        let outcome = self
+            .admit_output(spec, &output, &meta, &took, exit_problem)
+            .await;
+        (outcome, stderr)
+    }
+
+    /// An openvas run: the scan in gvmd over GMP, its report streamed to `output`, admitted,
+    /// and with `cleanup`, the task and target deleted once the report is safe.
+    async fn execute_gmp(
+        &self,
+        spec: &JobSpec,
+        settings: &gmp::OpenvasSettings,
+        output: &Path,
+        cancel: CancellationToken,
+    ) -> RunOutcome {
+        let t0 = std::time::Instant::now();
+        let run = gmp::GmpRun {
+            job: &spec.name,
+            targets: &spec.targets,
+            settings,
+            accept_partial: spec.hints.accept_partial,
+        };
+        tracing::info!(job = %spec.name, gvmd = %settings.endpoint, user = %settings.username, "job run starting (OpenVAS over GMP)");
+        let deadline = tokio::time::Instant::now() + spec.timeout;
+        let fetched = gmp::run(&run, output, deadline, &cancel).await;
+        let took = humantime::format_duration(Duration::from_secs(t0.elapsed().as_secs()));
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(gmp::Failure::Failed(detail)) => {
+                return RunOutcome {
+                    ended: Ended::Failed,
+                    detail,
+                }
+            }
+            Err(gmp::Failure::TimedOut(detail)) => {
+                return RunOutcome {
+                    ended: Ended::Timeout,
+                    detail: format!("{detail} ({})", humantime::format_duration(spec.timeout)),
+                }
+            }
+        };
+        tracing::info!(job = %spec.name, report = %fetched.report_id, status = %fetched.status, bytes = fetched.bytes, "gvmd report fetched");
+        let meta = match std::fs::symlink_metadata(output) {
+            Ok(m) => m,
+            Err(e) => {
+                return RunOutcome {
+                    ended: Ended::Failed,
+                    detail: format!("the fetched report is gone: {e}"),
+                }
+            }
+        };
+        let outcome = self.admit_output(spec, output, &meta, &took, None).await;
+        if outcome.ended == Ended::Ok && settings.cleanup {
+            match gmp::cleanup(&run, &fetched).await {
+                Ok(()) => {
+                    tracing::info!(job = %spec.name, task = %fetched.task_id, target = %fetched.target_id, "gvmd task and target deleted (cleanup)")
+                }
+                Err(e) => {
+                    tracing::warn!(job = %spec.name, error = %e, "cannot delete the gvmd task and target (cleanup); they are reused by the next run")
+                }
+            }
+        }
+        outcome
+    }
+
+    /// Admission of a run's output with the job's hints, and what that means for the run.
+    async fn admit_output(
+        &self,
+        spec: &JobSpec,
+        output: &Path,
+        meta: &std::fs::Metadata,
+        took: &humantime::FormattedDuration,
+        exit_problem: Option<String>,
+    ) -> RunOutcome {
+        let failed = |detail: String| RunOutcome {
+            ended: Ended::Failed,
+            detail,
+        };
         let settled = Settled::finished(
-            output.clone(),
+            output.to_path_buf(),
             Arc::new(spec.hints.clone()),
-            Fingerprint::of(&meta),
+            Fingerprint::of(meta),
         );
         let admitter = self.admitter.clone();
         let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
-        let outcome = match admitted {
+        match admitted {
             Ok(Admitted::Queued(entry)) => {
                 let detail = format!(
                     "{} report queued ({}, {}, in {took})",
@@ -310,12 +385,11 @@ impl Jobs {
             )),
             Ok(Admitted::Stuck { reason }) | Ok(Admitted::NotYet { reason, .. }) => {
                 // Keep the output for a person rather than lose it with the run directory.
-                self.reject_leftover(spec, &output, &reason).await;
+                self.reject_leftover(spec, output, &reason).await;
                 failed(format!("its report could not be admitted: {reason}"))
             }
             Err(e) => failed(format!("admission failed unexpectedly: {e}")),
-        };
-        (outcome, stderr)
+        }
     }
 
     /// The output a failed run left (timeout, stop), if any, goes to `rejected/` with the

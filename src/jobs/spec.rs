@@ -129,20 +129,7 @@ impl std::fmt::Display for Scanner {
     }
 }
 
-/// The `gmp_*` and related keys of an `openvas` job, as written (used by the GMP client).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenvasSettings {
-    /// Default [`DEFAULT_GMP_SOCKET`].
-    pub gmp_socket: String,
-    pub gmp_host: Option<String>,
-    pub gmp_port: Option<i64>,
-    pub gmp_username: Option<String>,
-    pub gmp_password_file: Option<String>,
-    pub port_list_id: Option<String>,
-    pub scan_config_id: Option<String>,
-    pub scanner_id: Option<String>,
-    pub cleanup: Option<bool>,
-}
+pub use super::gmp::OpenvasSettings;
 
 /// What a scanner's exit status says about the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,214 @@
+//! The GMP keys of an `openvas` job checked and turned into [`OpenvasSettings`]: where gvmd
+//! listens (its socket, or TLS to `gmp_host`), who logs in (the user, and a password file
+//! other users cannot read), and the gvmd objects the scan uses (UUIDs, with gvmd's defaults).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::raw::RawJob;
+use super::{absolute, Checker};
+use crate::jobs::gmp::{self, Endpoint, OpenvasSettings};
+use crate::jobs::spec;
+
+/// gvmd's TLS port when `gmp_host` is set without `gmp_port`.
+pub const DEFAULT_GMP_PORT: u16 = 9390;
+
+/// Whether `s` is shaped like the UUIDs gvmd gives its objects.
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.len() == 5
+        && parts
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A password file's problem, if it has one: missing, unreadable, or readable by others.
+pub fn check_secret_file(p: &Path) -> Result<(), String> {
+    match std::fs::metadata(p) {
+        Ok(m) if !m.is_file() => Err(format!("{} is not a file", p.display())),
+        Ok(m) if m.permissions().mode() & 0o044 != 0 => Err(format!(
+            "{} is readable by other users: run `chmod 600 {}` (and make the agent's user its owner)",
+            p.display(),
+            p.display()
+        )),
+        Ok(_) => std::fs::File::open(p)
+            .map(drop)
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+    }
+}
+
+/// The settings of job `j` (`key` names its keys), or `None` with the problems in `c`.
+pub fn settings(
+    j: &RawJob,
+    key: &dyn Fn(&str) -> String,
+    c: &mut Checker,
+    warnings: &mut Vec<String>,
+) -> Option<OpenvasSettings> {
+    let before = c.problems.len();
+    let endpoint = match (&j.gmp_host, &j.gmp_socket) {
+        (Some(_), Some(_)) => {
+            c.push(
+                key("gmp_host"),
+                "give gmp_socket (gvmd's Unix socket) or gmp_host (gvmd over TLS), not both",
+            );
+            None
+        }
+        (Some(host), None) => {
+            let port = match j.gmp_port {
+                None => Some(DEFAULT_GMP_PORT),
+                Some(p) => match u16::try_from(p) {
+                    Ok(p) if p > 0 => Some(p),
+                    _ => {
+                        c.push(
+                            key("gmp_port"),
+                            format!("{p} is not a port: use 1 to 65535"),
+                        );
+                        None
+                    }
+                },
+            };
+            if host.is_empty() || host.starts_with('-') || host.contains(['/', ' ']) {
+                c.push(
+                    key("gmp_host"),
+                    format!("{host:?} is not a host name or address"),
+                );
+            }
+            let ca_file = j.gmp_ca_file.as_deref().map(absolute);
+            if let Some(ca) = &ca_file {
+                if let Err(e) = std::fs::File::open(ca) {
+                    c.push(
+                        key("gmp_ca_file"),
+                        format!("cannot read {}: {e}", ca.display()),
+                    );
+                }
+            }
+            port.map(|port| Endpoint::Tls {
+                host: host.clone(),
+                port,
+                ca_file,
+            })
+        }
+        (None, socket) => {
+            if j.gmp_port.is_some() {
+                c.push(key("gmp_port"), "is for gvmd over TLS: set gmp_host too");
+            }
+            if j.gmp_ca_file.is_some() {
+                c.push(key("gmp_ca_file"), "is for gvmd over TLS: set gmp_host too");
+            }
+            let path = absolute(socket.as_deref().unwrap_or(spec::DEFAULT_GMP_SOCKET));
+            if let Some(w) = socket_warning(&path) {
+                warnings.push(format!("job {:?}: {w}", j.name));
+            }
+            Some(Endpoint::Socket(path))
+        }
+    };
+    let username = match j.gmp_username.as_deref().map(str::trim) {
+        Some(u) if !u.is_empty() => Some(u.to_string()),
+        _ => {
+            c.push(
+                key("gmp_username"),
+                "is required for scanner = \"openvas\": the gvmd user the agent logs in as",
+            );
+            None
+        }
+    };
+    let password_file = match &j.gmp_password_file {
+        None => {
+            c.push(
+                key("gmp_password_file"),
+                "is required for scanner = \"openvas\": a file (mode 600, owned by the agent's \
+                 user) holding that gvmd user's password",
+            );
+            None
+        }
+        Some(f) => {
+            let p: PathBuf = absolute(f);
+            if let Err(e) = check_secret_file(&p) {
+                c.push(key("gmp_password_file"), e);
+            }
+            Some(p)
+        }
+    };
+    let mut id = |k: &str, given: &Option<String>, default: &str| -> String {
+        match given {
+            Some(v) if !is_uuid(v) => {
+                c.push(
+                    key(k),
+                    format!("{v:?} is not a gvmd id (a UUID such as {default})"),
+                );
+                default.to_string()
+            }
+            Some(v) => v.clone(),
+            None => default.to_string(),
+        }
+    };
+    let port_list_id = id("port_list_id", &j.port_list_id, gmp::DEFAULT_PORT_LIST);
+    let scan_config_id = id(
+        "scan_config_id",
+        &j.scan_config_id,
+        gmp::DEFAULT_SCAN_CONFIG,
+    );
+    let scanner_id = id("scanner_id", &j.scanner_id, gmp::DEFAULT_SCANNER);
+    let min_qod = match j.min_qod {
+        None => gmp::DEFAULT_MIN_QOD,
+        Some(q) => u8::try_from(q)
+            .ok()
+            .filter(|q| *q <= 100)
+            .unwrap_or_else(|| {
+                c.push(
+                    key("min_qod"),
+                    format!("{q} is not a quality of detection: use 0 to 100"),
+                );
+                gmp::DEFAULT_MIN_QOD
+            }),
+    };
+    if c.problems.len() > before {
+        return None;
+    }
+    Some(OpenvasSettings {
+        endpoint: endpoint?,
+        username: username?,
+        password_file: password_file?,
+        port_list_id,
+        scan_config_id,
+        scanner_id,
+        cleanup: j.cleanup.unwrap_or(false),
+        min_qod,
+        polling: gmp::Polling::default(),
+    })
+}
+
+/// A socket that is missing or that this user may not open is only a warning: gvmd may start
+/// after the agent, and the group may be granted before the first run.
+fn socket_warning(path: &Path) -> Option<String> {
+    use rustix::fs::{access, Access};
+    match std::fs::metadata(path) {
+        Err(_) => Some(format!(
+            "gvmd's socket {} does not exist (yet): runs fail until gvmd listens there",
+            path.display()
+        )),
+        Ok(_) if access(path, Access::READ_OK | Access::WRITE_OK).is_err() => Some(format!(
+            "this user may not open gvmd's socket {}: add the agent's user to the socket's \
+             group (`ls -l {}`; e.g. `usermod -aG _gvm hostedscan-agent`)",
+            path.display(),
+            path.display()
+        )),
+        Ok(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuids() {
+        assert!(is_uuid(gmp::DEFAULT_PORT_LIST));
+        assert!(is_uuid("DABA56C8-73EC-11DF-A475-002264764CEA"));
+        assert!(!is_uuid("daba56c8-73ec-11df-a475"));
+        assert!(!is_uuid("Full and fast"));
+        assert!(!is_uuid("daba56c8-73ec-11df-a475-00226476\"cea"));
+    }
+}
