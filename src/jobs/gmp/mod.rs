@@ -259,7 +259,7 @@ impl Conversation<'_> {
         let resp = self
             .call(
                 "get_targets",
-                &format!(r#"<get_targets filter="name={} rows=-1"/>"#, escape(&name)),
+                &format!(r#"<get_targets filter="name=&quot;{}&quot; rows=-1"/>"#, escape(&name)),
             )
             .await?;
         if let Some(t) = resp
@@ -311,7 +311,7 @@ impl Conversation<'_> {
         let resp = self
             .call(
                 "get_tasks",
-                &format!(r#"<get_tasks filter="name={} rows=-1"/>"#, escape(&name)),
+                &format!(r#"<get_tasks filter="name=&quot;{}&quot; rows=-1"/>"#, escape(&name)),
             )
             .await?;
         let found = resp
