@@ -11,6 +11,7 @@ mod harness;
 mod cli;
 mod daemon;
 mod faults;
+mod gmp_standin;
 mod jobs;
 mod once;
 mod samples;
