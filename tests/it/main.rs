@@ -1,6 +1,8 @@
 //! Integration tests: the real agent (in-process and as the built binary) against a HostedScan
 //! stand-in on 127.0.0.1. One test binary; each module is one area of the contract.
 
+#[path = "../support/gmp.rs"]
+mod gmp;
 #[path = "../support/standin.rs"]
 mod standin;
 
@@ -9,6 +11,7 @@ mod harness;
 mod cli;
 mod daemon;
 mod faults;
+mod gmp_standin;
 mod jobs;
 mod once;
 mod samples;
