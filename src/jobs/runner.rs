@@ -140,6 +140,12 @@ impl Jobs {
             Ended::Ok => {
                 tracing::info!(job = %spec.name, "job run finished: {}", outcome.detail)
             }
+            _ if stderr.is_empty() => tracing::warn!(
+                job = %spec.name,
+                outcome = ?outcome.ended,
+                "job run failed: {}",
+                outcome.detail
+            ),
             _ => tracing::warn!(
                 job = %spec.name,
                 outcome = ?outcome.ended,

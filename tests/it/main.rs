@@ -14,6 +14,7 @@ mod faults;
 mod gmp_standin;
 mod jobs;
 mod once;
+mod openvas;
 mod samples;
 mod state;
 mod tls;

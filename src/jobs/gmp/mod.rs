@@ -239,7 +239,15 @@ impl Conversation<'_> {
     async fn session(&mut self) -> Result<&mut Session, GmpError> {
         if self.session.is_none() {
             let s = self.run.settings;
-            self.session = Some(Session::open(&s.endpoint, &s.username, &self.password).await?);
+            let session = Session::open(&s.endpoint, &s.username, &self.password)
+                .await
+                .map_err(|e| match e {
+                    GmpError::Login { .. } => {
+                        GmpError::Local(format!("{e} ({})", s.password_file.display()))
+                    }
+                    e => e,
+                })?;
+            self.session = Some(session);
         }
         Ok(self.session.as_mut().expect("just opened"))
     }
@@ -259,7 +267,10 @@ impl Conversation<'_> {
         let resp = self
             .call(
                 "get_targets",
-                &format!(r#"<get_targets filter="name=&quot;{}&quot; rows=-1"/>"#, escape(&name)),
+                &format!(
+                    r#"<get_targets filter="name=&quot;{}&quot; rows=-1"/>"#,
+                    escape(&name)
+                ),
             )
             .await?;
         if let Some(t) = resp
@@ -311,7 +322,10 @@ impl Conversation<'_> {
         let resp = self
             .call(
                 "get_tasks",
-                &format!(r#"<get_tasks filter="name=&quot;{}&quot; rows=-1"/>"#, escape(&name)),
+                &format!(
+                    r#"<get_tasks filter="name=&quot;{}&quot; rows=-1"/>"#,
+                    escape(&name)
+                ),
             )
             .await?;
         let found = resp
