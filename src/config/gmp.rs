@@ -140,7 +140,8 @@ pub fn settings(
                 );
                 default.to_string()
             }
-            Some(v) => v.clone(),
+            // gvmd's ids are lower case, and it compares them as text.
+            Some(v) => v.to_ascii_lowercase(),
             None => default.to_string(),
         }
     };
@@ -177,6 +178,7 @@ pub fn settings(
         cleanup: j.cleanup.unwrap_or(false),
         min_qod,
         polling: gmp::Polling::default(),
+        reply_timeout: gmp::DEFAULT_REPLY_TIMEOUT,
     })
 }
 
@@ -210,5 +212,15 @@ mod tests {
         assert!(!is_uuid("daba56c8-73ec-11df-a475"));
         assert!(!is_uuid("Full and fast"));
         assert!(!is_uuid("daba56c8-73ec-11df-a475-00226476\"cea"));
+    }
+
+    #[test]
+    fn a_missing_socket_is_a_warning_not_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("gvmd.sock");
+        let w = socket_warning(&p).unwrap();
+        assert!(w.contains("does not exist"), "{w}");
+        let _l = std::os::unix::net::UnixListener::bind(&p).unwrap();
+        assert_eq!(socket_warning(&p), None);
     }
 }

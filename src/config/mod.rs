@@ -797,7 +797,11 @@ fn job(
         );
     }
     for t in &targets {
-        if let Err(e) = spec::check_target(t, kind) {
+        let checked = match scanner {
+            Openvas => spec::check_gvmd_host(t),
+            _ => spec::check_target(t, kind),
+        };
+        if let Err(e) = checked {
             c.push(key("targets"), e);
         }
     }

@@ -598,6 +598,7 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
     let base = |name: &str| {
         format!("name = \"{name}\"\nscanner = \"openvas\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1\"]\n")
     };
+    std::fs::write(d.path().join("not-a-ca.pem"), "hello").unwrap();
     let jobs = [
         // 0: no login at all
         base("a"),
@@ -611,6 +612,11 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
         format!(
             "{}gmp_username = \"agent\"\ngmp_password_file = \"/nonexistent/pw\"\ngmp_socket = \"/run/gvmd/gvmd.sock\"\ngmp_host = \"gvm.example\"",
             base("c")
+        ),
+        // 3: nmap's range syntax and a zone in targets; a CA file with no certificate
+        format!(
+            "name = \"e\"\nscanner = \"openvas\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1,5\", \"192.168.0-1.1-254\", \"fe80::1%eth0\"]\ngmp_username = \"agent\"\ngmp_password_file = \"/nonexistent/pw\"\ngmp_host = \"gvm.example\"\ngmp_ca_file = {:?}",
+            d.path().join("not-a-ca.pem").display()
         ),
     ];
     let refs: Vec<&str> = jobs.iter().map(String::as_str).collect();
@@ -645,11 +651,15 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
 
     // TLS: gvmd's port by default, the CA file made absolute.
     std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
-    std::fs::write(d.path().join("ca.pem"), "x").unwrap();
+    std::fs::write(
+        d.path().join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
     let c = load_jobs(
         &d,
         &[&format!(
-            "{}gmp_username = \"agent\"\ngmp_password_file = {:?}\ngmp_host = \"gvm.example\"\ngmp_ca_file = {:?}\ncleanup = true\nmin_qod = 0",
+            "{}gmp_username = \"agent\"\ngmp_password_file = {:?}\ngmp_host = \"gvm.example\"\ngmp_ca_file = {:?}\ncleanup = true\nmin_qod = 0\nscan_config_id = \"DABA56C8-73EC-11DF-A475-002264764CEA\"",
             base("d"),
             password.display(),
             d.path().join("ca.pem").display()
@@ -667,6 +677,10 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
     );
     assert!(o.cleanup);
     assert_eq!(o.min_qod, 0);
+    assert_eq!(
+        o.scan_config_id, "daba56c8-73ec-11df-a475-002264764cea",
+        "gvmd's ids are lower case"
+    );
 }
 
 #[test]

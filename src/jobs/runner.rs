@@ -327,7 +327,13 @@ impl Jobs {
         };
         let outcome = self.admit_output(spec, output, &meta, &took, None).await;
         if outcome.ended == Ended::Ok && settings.cleanup {
-            match gmp::cleanup(&run, &fetched).await {
+            let cleanup = tokio::select! {
+                r = tokio::time::timeout(gmp::CLEANUP_TIMEOUT, gmp::cleanup(&run, &fetched)) => {
+                    r.unwrap_or_else(|_| Err("gvmd did not answer in time".into()))
+                }
+                _ = cancel.cancelled() => Err("the agent is stopping".into()),
+            };
+            match cleanup {
                 Ok(()) => {
                     tracing::info!(job = %spec.name, task = %fetched.task_id, target = %fetched.target_id, "gvmd task and target deleted (cleanup)")
                 }

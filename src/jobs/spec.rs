@@ -339,6 +339,33 @@ pub fn check_target(t: &str, kind: TargetKind) -> Result<(), String> {
     Err(format!("{t:?} is not {what}"))
 }
 
+/// Whether gvmd takes `t` as one entry of a target's hosts (the openvas preset's
+/// [`check_target`]): an address (IPv6 without a zone), CIDR block, host name, or an IPv4
+/// range `a.b.c.d-e` or `a.b.c.d-a.b.c.e`. nmap's octet ranges and comma lists are not gvmd's
+/// syntax (and a comma would split the entry in two).
+pub fn check_gvmd_host(t: &str) -> Result<(), String> {
+    let v4 = |s: &str| s.parse::<std::net::Ipv4Addr>().ok();
+    let refused = || {
+        format!(
+            "{t:?} is not a host gvmd understands: use an address, a CIDR block, a host name, \
+             or a range such as 10.0.0.1-20 or 10.0.0.1-10.0.0.20 (one per list entry)"
+        )
+    };
+    let split = t.split_once('-');
+    if let Some((Some(a), Some(b))) = split.map(|(a, b)| (v4(a), v4(b))) {
+        return (a <= b).then_some(()).ok_or_else(refused);
+    }
+    check_target(t, TargetKind::Network)?;
+    let ok = match split.filter(|_| is_ipv4_range(t)) {
+        Some((a, b)) => match (v4(a), b.parse::<u8>()) {
+            (Some(a), Ok(last)) => a.octets()[3] <= last,
+            _ => false,
+        },
+        None => !t.contains([',', '%']),
+    };
+    ok.then_some(()).ok_or_else(refused)
+}
+
 fn looks_like_url(t: &str) -> bool {
     t.contains("://")
 }
@@ -708,6 +735,31 @@ mod tests {
                 meaning,
                 "{scanner} {code}"
             );
+        }
+    }
+
+    #[test]
+    fn gvmd_hosts() {
+        for t in [
+            "10.0.0.1",
+            "10.0.0.0/24",
+            "fe80::1",
+            "10.0.0.1-20",
+            "10.0.0.1-10.0.0.20",
+            "db.internal",
+        ] {
+            assert!(check_gvmd_host(t).is_ok(), "{t}");
+        }
+        for t in [
+            "10.0.0.1,5",
+            "192.168.0-1.1-254",
+            "10.0.0.20-1",
+            "fe80::1%eth0",
+            "10.0.0.-20",
+            "10.0.0.5-10.0.0.1",
+            "-x",
+        ] {
+            assert!(check_gvmd_host(t).is_err(), "{t}");
         }
     }
 

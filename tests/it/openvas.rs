@@ -69,6 +69,7 @@ async fn once(home: &Home) -> hostedscan_agent::report::RunReport {
                 first: Duration::from_millis(10),
                 max: Duration::from_millis(40),
             };
+            o.reply_timeout = Duration::from_millis(1500);
         }
     }
     hostedscan_agent::app::run_once(cfg, &["vulns".to_string()], CancellationToken::new())
@@ -338,6 +339,63 @@ async fn a_dropped_connection_is_retried_once_then_fails() {
     let why = job_failure(&r).unwrap();
     assert!(
         why.contains("connection to gvmd was lost during start_task"),
+        "{why}"
+    );
+    assert!(api.uploads().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_in_the_middle_is_a_dropped_connection() {
+    // Cut inside the report (in a tag or a text) and inside a small answer: each retried once.
+    let (api, gvmd, home) = setup(r#"["127.0.0.1"]"#, "").await;
+    gvmd.set_run(0, End::Done);
+    gvmd.set_results(200);
+    gvmd.cut_next("get_reports", 20_000);
+    gvmd.cut_next("get_tasks", 40);
+    let r = once(&home).await;
+    assert_eq!(r.exit_code(), 0, "{:?}", r.outcomes());
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1);
+    let body = String::from_utf8_lossy(&ups[0].bytes);
+    assert_eq!(
+        body.matches("<result id=").count(),
+        200,
+        "the whole report, once"
+    );
+    assert_eq!(gvmd.connections(), 3);
+
+    // Cut twice in the same step: the run fails, and no partial report goes anywhere.
+    let (api, gvmd, home) = setup(r#"["127.0.0.1"]"#, "").await;
+    gvmd.set_run(0, End::Done);
+    gvmd.set_results(200);
+    gvmd.cut_next("get_reports", 20_000);
+    gvmd.cut_next("get_reports", 30_000);
+    let r = once(&home).await;
+    assert_eq!(r.exit_code(), 65);
+    let why = job_failure(&r).unwrap();
+    assert!(why.contains("lost during get_reports"), "{why}");
+    assert!(api.uploads().is_empty());
+    assert!(home.names_in("rejected").is_empty() && home.names_in("queue").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gvmd_that_stops_answering_is_a_dropped_connection() {
+    let (api, gvmd, home) = setup(r#"["127.0.0.1"]"#, "").await;
+    gvmd.set_run(1, End::Done);
+    gvmd.hang_next("get_tasks");
+    let r = once(&home).await;
+    assert_eq!(r.exit_code(), 0, "{:?}", r.outcomes());
+    assert_eq!(api.uploads().len(), 1);
+
+    let (api, gvmd, home) = setup(r#"["127.0.0.1"]"#, "").await;
+    gvmd.set_run(0, End::Done);
+    gvmd.hang_next("create_target");
+    gvmd.hang_next("create_target");
+    let r = once(&home).await;
+    assert_eq!(r.exit_code(), 65);
+    let why = job_failure(&r).unwrap();
+    assert!(
+        why.contains("create_target") && why.contains("gvmd sent nothing"),
         "{why}"
     );
     assert!(api.uploads().is_empty());

@@ -79,7 +79,7 @@ use std::task::{Context, Poll};
 use quick_xml::escape::{escape, partial_escape, resolve_predefined_entity};
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
-use tokio::io::{AsyncRead, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -268,6 +268,10 @@ struct State {
     padding: usize,
     fails: HashMap<String, VecDeque<(u16, String)>>,
     drops: HashMap<String, usize>,
+    /// Per command: answers to cut after that many bytes, in turn.
+    cuts: HashMap<String, VecDeque<usize>>,
+    /// Per command: how many to leave unanswered, the connection kept open.
+    hangs: HashMap<String, usize>,
     commands: Vec<String>,
     raw: Vec<String>,
     connections: usize,
@@ -311,6 +315,8 @@ impl GmpStandIn {
                 padding: 0,
                 fails: HashMap::new(),
                 drops: HashMap::new(),
+                cuts: HashMap::new(),
+                hangs: HashMap::new(),
                 commands: Vec::new(),
                 raw: Vec::new(),
                 connections: 0,
@@ -385,6 +391,26 @@ impl GmpStandIn {
         *self
             .state()
             .drops
+            .entry(command.to_ascii_lowercase())
+            .or_default() += 1;
+    }
+
+    /// The next `command` is answered normally, but the connection is closed after the first
+    /// `bytes` bytes of the answer (inside a tag, or a text, as `bytes` falls).
+    pub fn cut_next(&self, command: &str, bytes: usize) {
+        self.state()
+            .cuts
+            .entry(command.to_ascii_lowercase())
+            .or_default()
+            .push_back(bytes);
+    }
+
+    /// The next `command` is read and never answered; the connection stays open (a gvmd that
+    /// has stopped responding).
+    pub fn hang_next(&self, command: &str) {
+        *self
+            .state()
+            .hangs
             .entry(command.to_ascii_lowercase())
             .or_default() += 1;
     }
@@ -791,6 +817,8 @@ enum Reply {
     Reports(ReportsJob),
     /// Close without answering.
     Drop,
+    /// Never answer; keep the connection open.
+    Hang,
 }
 
 const KNOWN: [&str; 13] = [
@@ -913,17 +941,28 @@ async fn serve(stream: UnixStream, shared: Arc<Shared>) {
         // A complete command.
         let pos = reader.buffer_position();
         let raw = take_raw(reader.get_mut().get_mut(), start, pos);
-        let reply = {
+        let (reply, cut) = {
             let mut s = lock(&shared.state);
             s.commands.push(elem.name.clone());
             s.raw.push(raw);
-            dispatch(&mut s, &elem, &mut authed)
+            let reply = dispatch(&mut s, &elem, &mut authed);
+            let cut = s.cuts.get_mut(&elem.name).and_then(VecDeque::pop_front);
+            (reply, cut)
+        };
+        let mut limited = Limited {
+            w: &mut w,
+            left: cut.unwrap_or(usize::MAX),
         };
         let ok = match reply {
             Reply::Drop => return,
-            Reply::Xml(xml) => w.write_all(xml.as_bytes()).await.is_ok(),
-            Reply::Reports(job) => write_reports(&mut w, job).await.is_ok(),
+            Reply::Hang => std::future::pending::<bool>().await,
+            Reply::Xml(xml) => limited.write_all(xml.as_bytes()).await.is_ok(),
+            Reply::Reports(job) => write_reports(&mut limited, job).await.is_ok(),
         };
+        if cut.is_some() {
+            // The answer was cut: close, as a gvmd that died mid-answer would.
+            return;
+        }
         if !ok || w.flush().await.is_err() {
             return;
         }
@@ -970,6 +1009,12 @@ fn created(cmd: &str, id: &str) -> String {
 
 fn dispatch(s: &mut State, cmd: &Elem, authed: &mut bool) -> Reply {
     let name = cmd.name.as_str();
+    if let Some(n) = s.hangs.get_mut(name) {
+        if *n > 0 {
+            *n -= 1;
+            return Reply::Hang;
+        }
+    }
     if let Some(n) = s.drops.get_mut(name) {
         if *n > 0 {
             *n -= 1;
@@ -1746,7 +1791,7 @@ fn get_reports(s: &mut State, cmd: &Elem) -> Reply {
     })
 }
 
-async fn write_reports(w: &mut OwnedWriteHalf, job: ReportsJob) -> io::Result<()> {
+async fn write_reports<W: AsyncWrite + Unpin>(w: &mut W, job: ReportsJob) -> io::Result<()> {
     let mut out = String::with_capacity(CHUNK + 8192);
     out.push_str(&job.head);
     for p in &job.reports {
@@ -1756,7 +1801,7 @@ async fn write_reports(w: &mut OwnedWriteHalf, job: ReportsJob) -> io::Result<()
     w.write_all(out.as_bytes()).await
 }
 
-async fn spill(w: &mut OwnedWriteHalf, out: &mut String) -> io::Result<()> {
+async fn spill<W: AsyncWrite + Unpin>(w: &mut W, out: &mut String) -> io::Result<()> {
     if out.len() >= CHUNK {
         w.write_all(out.as_bytes()).await?;
         out.clear();
@@ -1766,7 +1811,11 @@ async fn spill(w: &mut OwnedWriteHalf, out: &mut String) -> io::Result<()> {
 
 /// One `<report>` of a get_reports_response (the export shape: an outer report with the
 /// format attributes wrapping the inner report), generated as it is written.
-async fn write_report(w: &mut OwnedWriteHalf, out: &mut String, p: &ReportPlan) -> io::Result<()> {
+async fn write_report<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut String,
+    p: &ReportPlan,
+) -> io::Result<()> {
     let r = &p.report;
     let (fmt, ext, ctype) = match &p.format_id {
         Some(f) => (f.as_str(), "xml", "text/xml"),
@@ -1983,4 +2032,37 @@ fn push_result(out: &mut String, p: &ReportPlan, i: usize) {
         left -= take;
     }
     out.push_str("</description></result>");
+}
+
+/// A writer that fails once `left` bytes have gone through (for [`GmpStandIn::cut_next`]).
+struct Limited<'a> {
+    w: &'a mut OwnedWriteHalf,
+    left: usize,
+}
+
+impl AsyncWrite for Limited<'_> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        if self.left == 0 {
+            return Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+        }
+        let n = buf.len().min(self.left);
+        let me = &mut *self;
+        match Pin::new(&mut *me.w).poll_write(cx, &buf[..n]) {
+            Poll::Ready(Ok(k)) => {
+                me.left -= k;
+                Poll::Ready(Ok(k))
+            }
+            other => other,
+        }
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.w).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut *self.w).poll_shutdown(cx)
+    }
 }

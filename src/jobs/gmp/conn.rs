@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use quick_xml::Reader;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
@@ -132,9 +133,54 @@ impl AsyncWrite for Stream {
     }
 }
 
+/// The stream, noting when gvmd closed it (or it failed): a response cut inside a tag is a
+/// syntax error to the XML reader, but a dropped connection to the session.
+struct Tracked {
+    stream: Stream,
+    ended: bool,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut me.stream).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Ok(())) if buf.filled().len() == before && buf.remaining() > 0 => {
+                me.ended = true
+            }
+            Poll::Ready(Err(_)) => me.ended = true,
+            _ => {}
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
 /// A logged-in connection to gvmd.
 pub struct Session {
-    reader: Reader<BufReader<Stream>>,
+    reader: Reader<BufReader<Tracked>>,
+    /// The longest gvmd may stay silent in the middle of a response.
+    idle: Duration,
 }
 
 /// How a missing or forbidden socket is explained.
@@ -188,6 +234,31 @@ fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, GmpError> 
         .with_no_client_auth())
 }
 
+/// A failed TLS handshake, said with what fixes it.
+fn tls_error(host: &str, port: u16, e: &std::io::Error) -> String {
+    use rustls::{CertificateError, Error};
+    let cause = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+    let fix = match cause {
+        Some(Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        )) => format!(
+            "gvmd's certificate does not name {host:?}: set gmp_host to a name the certificate \
+             holds, or make a certificate for it (gvm-manage-certs with GVM_CERTIFICATE_SAN_DNS \
+             or GVM_CERTIFICATE_SAN_IP)"
+        ),
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            "gvmd's certificate is not trusted: set gmp_ca_file to the CA that signed it \
+             (GVM's own CA: /var/lib/gvm/CA/cacert.pem)"
+                .to_string()
+        }
+        Some(Error::InvalidCertificate(_)) => {
+            "gvmd's certificate is not valid (expired?): renew it (gvm-manage-certs)".to_string()
+        }
+        _ => "is gvmd listening with TLS on that port? (gvmd --listen, --port)".to_string(),
+    };
+    format!("TLS with gvmd at {host}:{port} failed: {e}: {fix}")
+}
+
 async fn connect(endpoint: &Endpoint) -> Result<Stream, GmpError> {
     match endpoint {
         Endpoint::Socket(path) => UnixStream::connect(path)
@@ -210,12 +281,7 @@ async fn connect(endpoint: &Endpoint) -> Result<Stream, GmpError> {
             let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
                 .connect(name, tcp)
                 .await
-                .map_err(|e| {
-                    GmpError::Connect(format!(
-                        "TLS with gvmd at {host}:{port} failed: {e} (gvmd's certificate must be \
-                         trusted: set gmp_ca_file to GVM's CA certificate, e.g. /var/lib/gvm/CA/cacert.pem)"
-                    ))
-                })?;
+                .map_err(|e| GmpError::Connect(tls_error(host, *port, &e)))?;
             Ok(Stream::Tls(Box::new(tls)))
         }
     }
@@ -232,11 +298,24 @@ impl Session {
         endpoint: &Endpoint,
         user: &str,
         password: &str,
+        idle: Duration,
     ) -> Result<Session, GmpError> {
-        let stream = connect(endpoint).await?;
+        let stream = match tokio::time::timeout(idle, connect(endpoint)).await {
+            Ok(s) => s?,
+            Err(_) => {
+                return Err(GmpError::Connect(format!(
+                    "gvmd at {endpoint} did not accept the connection within {}",
+                    humantime::format_duration(idle)
+                )))
+            }
+        };
+        let stream = Tracked {
+            stream,
+            ended: false,
+        };
         let mut reader = Reader::from_reader(BufReader::with_capacity(256 * 1024, stream));
         reader.config_mut().trim_text(false);
-        let mut s = Session { reader };
+        let mut s = Session { reader, idle };
         let cmd = format!(
             "<authenticate><credentials><username>{}</username><password>{}</password></credentials></authenticate>",
             xml::escape(user),
@@ -260,18 +339,45 @@ impl Session {
             w.write_all(xml.as_bytes()).await?;
             w.flush().await
         };
-        sent.await.map_err(|source| GmpError::Dropped {
+        let sent = match tokio::time::timeout(self.idle, sent).await {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "gvmd does not read its commands",
+            )),
+        };
+        sent.map_err(|source| GmpError::Dropped {
             command: command.into(),
             source,
         })
     }
 
+    /// A read error as the session sees it: after the connection ended, whatever the XML
+    /// reader made of the cut (an unclosed tag, say) is a dropped connection.
+    fn read_error(&self, command: &str, e: ReadError) -> GmpError {
+        match e {
+            ReadError::Malformed(detail) if self.reader.get_ref().get_ref().ended => {
+                GmpError::Dropped {
+                    command: command.into(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "gvmd closed the connection in the middle of its answer ({detail})"
+                        ),
+                    ),
+                }
+            }
+            e => GmpError::from_read(command, e),
+        }
+    }
+
     /// Sends `xml` and reads the response, whatever its status.
     async fn exchange(&mut self, command: &str, xml: &str) -> Result<Element, GmpError> {
         self.send(command, xml).await?;
-        let resp = xml::read_element(&mut self.reader)
-            .await
-            .map_err(|e| GmpError::from_read(command, e))?;
+        let resp = match xml::read_element(&mut self.reader, self.idle).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.read_error(command, e)),
+        };
         if resp.attr("status").is_none() {
             return Err(GmpError::Protocol {
                 command: command.into(),
@@ -297,7 +403,7 @@ impl Session {
     ) -> Result<u64, GmpError> {
         self.send(command, xml).await?;
         let mut refused = None;
-        let copied = xml::copy_child(&mut self.reader, "report", out, |root| {
+        let copied = xml::copy_child(&mut self.reader, "report", out, self.idle, |root| {
             if let Err(e) = check(command, root) {
                 refused = Some(e);
                 return Err(ReadError::Malformed(String::new()));
@@ -308,7 +414,10 @@ impl Session {
         if let Some(e) = refused {
             return Err(e);
         }
-        let copied = copied.map_err(|e| GmpError::from_read(command, e))?;
+        let copied = match copied {
+            Ok(c) => c,
+            Err(e) => return Err(self.read_error(command, e)),
+        };
         if !copied.found {
             return Err(GmpError::Protocol {
                 command: command.into(),
@@ -330,4 +439,41 @@ fn check(command: &str, resp: &Element) -> Result<(), GmpError> {
         status: status.into(),
         text: resp.attr("status_text").unwrap_or_default().into(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_problems_say_what_to_do() {
+        let p = Path::new("/run/gvmd/gvmd.sock");
+        let e = |k| std::io::Error::from(k);
+        let missing = socket_error(p, &e(std::io::ErrorKind::NotFound));
+        assert!(
+            missing.contains("is gvmd running") && missing.contains("gmp_socket"),
+            "{missing}"
+        );
+        let denied = socket_error(p, &e(std::io::ErrorKind::PermissionDenied));
+        assert!(
+            denied.contains("must be in the group") && denied.contains("usermod -aG"),
+            "{denied}"
+        );
+        let refused = socket_error(p, &e(std::io::ErrorKind::ConnectionRefused));
+        assert!(refused.contains("gvmd is not running"), "{refused}");
+    }
+
+    #[test]
+    fn only_2xx_is_success() {
+        for (s, ok) in [
+            ("200", true),
+            ("201", true),
+            ("202", true),
+            ("400", false),
+            ("2", false),
+            ("", false),
+        ] {
+            assert_eq!(is_ok(s), ok, "{s}");
+        }
+    }
 }

@@ -47,6 +47,9 @@ pub fn report_filter(min_qod: u8) -> String {
         "apply_overrides=0 min_qod={min_qod} levels=hmlgdf first=1 rows=-1 sort-reverse=severity"
     )
 }
+/// How long `cleanup` may take (the report is safe by then; this only bounds a gvmd that
+/// stops answering).
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Prefix of everything the agent names in gvmd.
 pub const NAME_PREFIX: &str = "hostedscan-agent_";
 
@@ -67,7 +70,14 @@ pub struct OpenvasSettings {
     /// How often the task's status is asked for (not a config key: the default suits gvmd;
     /// tests make it faster).
     pub polling: Polling,
+    /// The longest gvmd may take to accept a connection, or stay silent in the middle of an
+    /// answer, before the connection counts as dropped ([`DEFAULT_REPLY_TIMEOUT`]; not a
+    /// config key).
+    pub reply_timeout: Duration,
 }
+
+/// gvmd can take minutes to start sending a large report; longer silence is a hung gvmd.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How often the task's status is asked for: `first`, growing by half each time up to `max`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -182,6 +192,8 @@ struct Progress {
     task: Option<Task>,
     report: Option<String>,
     ended: Option<String>,
+    /// start_task was sent (its answer may not have come).
+    start_sent: bool,
     polls: u64,
     interval: Option<Duration>,
 }
@@ -218,6 +230,12 @@ fn read_password(path: &Path) -> Result<String, String> {
     let s = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read gmp_password_file {}: {e}", path.display()))?;
     let pw = s.lines().next().unwrap_or_default().to_string();
+    if pw.chars().any(char::is_control) {
+        return Err(format!(
+            "gmp_password_file {}: the password holds a control character (gvmd would refuse it)",
+            path.display()
+        ));
+    }
     if pw.is_empty() {
         return Err(format!(
             "gmp_password_file {} is empty: put the gvmd user's password on its first line",
@@ -239,7 +257,7 @@ impl Conversation<'_> {
     async fn session(&mut self) -> Result<&mut Session, GmpError> {
         if self.session.is_none() {
             let s = self.run.settings;
-            let session = Session::open(&s.endpoint, &s.username, &self.password)
+            let session = Session::open(&s.endpoint, &s.username, &self.password, s.reply_timeout)
                 .await
                 .map_err(|e| match e {
                     GmpError::Login { .. } => {
@@ -278,21 +296,25 @@ impl Conversation<'_> {
             .find(|t| t.text_at("name") == Some(name.as_str()))
         {
             let id = t.attr("id").unwrap_or_default().to_string();
-            let hosts: Vec<&str> = t
-                .text_at("hosts")
-                .unwrap_or_default()
-                .split(',')
-                .map(str::trim)
-                .collect();
-            let want: Vec<&str> = self.hosts.split(',').collect();
-            if hosts != want || t.id_at("port_list") != Some(s.port_list_id.as_str()) {
-                return Err(GmpError::Local(format!(
-                    "the target {name} in gvmd was changed by hand (hosts {:?}, port list {:?}; the job wants {:?} and {}): delete it in gvmd and the next run makes it again",
-                    t.text_at("hosts").unwrap_or_default(),
-                    t.id_at("port_list").unwrap_or_default(),
+            // gvmd tidies a host list as it stores it: compare as sets, ignoring case.
+            let set = |h: &str| -> std::collections::BTreeSet<String> {
+                h.split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            };
+            let hosts = t.text_at("hosts").unwrap_or_default();
+            let port_list = t.id_at("port_list").unwrap_or_default();
+            if set(hosts) != set(&self.hosts) || !port_list.eq_ignore_ascii_case(&s.port_list_id) {
+                tracing::warn!(
+                    job = %self.run.job,
+                    target = %id,
+                    hosts,
+                    port_list,
+                    "the gvmd target {name} differs from the job (hosts {}, port list {}); edited by hand? It is used as it is",
                     self.hosts,
                     s.port_list_id
-                )));
+                );
             }
             tracing::debug!(job = %self.run.job, target = %id, "gvmd target found");
             return Ok(id);
@@ -358,9 +380,12 @@ impl Conversation<'_> {
                 current_report: None,
             });
         };
-        let changed = task.target_id != target
-            || task.config_id != s.scan_config_id
-            || task.scanner_id != s.scanner_id;
+        let changed = !task.target_id.eq_ignore_ascii_case(target)
+            || !task.config_id.eq_ignore_ascii_case(&s.scan_config_id)
+            || !task.scanner_id.eq_ignore_ascii_case(&s.scanner_id);
+        if changed && task_state(&task.status) == TaskState::Active {
+            tracing::warn!(job = %self.run.job, task = %task.id, status = %task.status, "the gvmd task is running with other hosts or scan settings than the job's; this run waits for it, and the job's settings apply from the next run");
+        }
         if changed && task_state(&task.status) != TaskState::Active {
             let old_target = (task.target_id != target)
                 .then(|| (task.target_id.clone(), task.target_name.clone()));
@@ -401,10 +426,10 @@ impl Conversation<'_> {
                         Ok(_) => {
                             tracing::info!(job = %self.run.job, target = %old, "the job's previous gvmd target is deleted")
                         }
-                        Err(e) if !e.is_dropped() => {
-                            tracing::warn!(job = %self.run.job, target = %old, error = %e, "cannot delete the job's previous gvmd target")
+                        // Not worth failing the scan over: the old target is only clutter.
+                        Err(e) => {
+                            tracing::warn!(job = %self.run.job, target = %old, error = %e, "cannot delete the job's previous gvmd target; delete it by hand")
                         }
-                        Err(e) => return Err(e),
                     }
                 }
             }
@@ -413,7 +438,7 @@ impl Conversation<'_> {
     }
 
     /// Starts the task, or adopts the run of it already going. Returns the report's id.
-    async fn start(&mut self, task: &Task) -> Result<String, GmpError> {
+    async fn start(&mut self, task: &Task, start_sent: &mut bool) -> Result<String, GmpError> {
         let now = self.task(&task.id).await?;
         if task_state(&now.status) == TaskState::Active {
             if let Some(r) = now.current_report {
@@ -421,6 +446,7 @@ impl Conversation<'_> {
                 return Ok(r);
             }
         }
+        *start_sent = true;
         let resp = self
             .call(
                 "start_task",
@@ -483,7 +509,8 @@ impl Conversation<'_> {
             .await?
             .fetch_into("get_reports", &cmd, &mut out)
             .await;
-        if r.as_ref().is_err_and(|e| e.is_dropped()) {
+        if r.is_err() {
+            // Whatever is left of the answer is still on the connection.
             self.session = None;
         }
         let bytes = r?;
@@ -503,7 +530,7 @@ impl Conversation<'_> {
         }
         let task = p.task.clone().expect("set above");
         if p.report.is_none() {
-            p.report = Some(self.start(&task).await?);
+            p.report = Some(self.start(&task, &mut p.start_sent).await?);
         }
         while p.ended.is_none() {
             let now = self.task(&task.id).await?;
@@ -581,6 +608,10 @@ pub async fn run(
                 tracing::warn!(job = %run.job, error = %e, "connecting to gvmd again to retry");
                 retried_at = Some(p.mark());
                 c.session = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(run.settings.polling.first.min(Duration::from_secs(1))) => {}
+                    _ = cancel.cancelled() => {}
+                }
             }
             Some(r) => break Some(r),
             None => break None,
@@ -593,24 +624,27 @@ pub async fn run(
             // Time is up, or the agent is stopping: a task still running is stopped.
             let stopping = cancel.is_cancelled();
             let mut note = String::new();
-            if let (Some(task), None) = (&p.task, &p.ended) {
-                if p.report.is_some() {
-                    c.session = None;
-                    let id = task.id.clone();
-                    match tokio::time::timeout(Duration::from_secs(30), c.stop(&id)).await {
-                        Ok(Ok(())) => note = "; the gvmd task was stopped".into(),
-                        Ok(Err(e)) => note = format!("; stopping the gvmd task failed: {e}"),
-                        Err(_) => note = "; stopping the gvmd task took too long".into(),
-                    }
+            let started = p.report.is_some() || p.start_sent;
+            if let (Some(task), None, true) = (&p.task, &p.ended, started) {
+                c.session = None;
+                let id = task.id.clone();
+                match tokio::time::timeout(Duration::from_secs(30), c.stop(&id)).await {
+                    Ok(Ok(())) => note = "; the gvmd task was stopped".into(),
+                    Ok(Err(e)) => note = format!("; stopping the gvmd task failed: {e}"),
+                    Err(_) => note = "; stopping the gvmd task took too long".into(),
                 }
             }
             let _ = tokio::fs::remove_file(output).await;
+            let stage = match (&p.task, started, &p.ended) {
+                (None, _, _) => "while preparing the target and task in gvmd",
+                (Some(_), false, _) => "while starting the gvmd task",
+                (Some(_), true, None) => "while the gvmd task was still running",
+                (Some(_), true, Some(_)) => "while fetching the finished task's report",
+            };
             return Err(if stopping {
-                Failure::Failed(format!("the agent stopped during the run{note}"))
+                Failure::Failed(format!("the agent stopped {stage}{note}"))
             } else {
-                Failure::TimedOut(format!(
-                    "the gvmd task was still running after the job's timeout{note}"
-                ))
+                Failure::TimedOut(format!("the job's timeout came {stage}{note}"))
             });
         }
     };

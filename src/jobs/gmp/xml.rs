@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use std::time::Duration;
+
 use quick_xml::events::Event;
 use quick_xml::Reader;
 use tokio::io::{AsyncBufRead, AsyncWrite, AsyncWriteExt};
@@ -35,6 +37,21 @@ impl From<quick_xml::Error> for ReadError {
             }
             other => ReadError::Malformed(other.to_string()),
         }
+    }
+}
+
+/// The next event, or an I/O error when gvmd sends nothing for `idle`.
+async fn next_event<'b, R: AsyncBufRead + Unpin>(
+    reader: &mut Reader<R>,
+    buf: &'b mut Vec<u8>,
+    idle: Duration,
+) -> Result<Event<'b>, ReadError> {
+    match tokio::time::timeout(idle, reader.read_event_into_async(buf)).await {
+        Ok(ev) => Ok(ev?),
+        Err(_) => Err(ReadError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("gvmd sent nothing for {}", humantime::format_duration(idle)),
+        ))),
     }
 }
 
@@ -128,16 +145,17 @@ fn resolve_ref(r: &quick_xml::events::BytesRef<'_>) -> Result<String, ReadError>
     }
 }
 
-/// Reads one whole response element into memory.
+/// Reads one whole response element into memory; `idle` bounds each wait for more.
 pub async fn read_element<R: AsyncBufRead + Unpin>(
     reader: &mut Reader<R>,
+    idle: Duration,
 ) -> Result<Element, ReadError> {
     let mut buf = Vec::new();
     let mut stack: Vec<Element> = Vec::new();
     let start = reader.buffer_position();
     loop {
         buf.clear();
-        let ev = reader.read_event_into_async(&mut buf).await?;
+        let ev = next_event(reader, &mut buf, idle).await?;
         if reader.buffer_position() - start > MAX_RESPONSE as u64 {
             return Err(ReadError::TooLarge);
         }
@@ -211,6 +229,7 @@ pub async fn copy_child<R, W>(
     reader: &mut Reader<R>,
     child: &str,
     out: &mut W,
+    idle: Duration,
     check_root: impl FnOnce(&Element) -> Result<(), ReadError>,
 ) -> Result<Copied, ReadError>
 where
@@ -224,7 +243,7 @@ where
     let mut check_root = Some(check_root);
     loop {
         buf.clear();
-        let ev = reader.read_event_into_async(&mut buf).await?;
+        let ev = next_event(reader, &mut buf, idle).await?;
         if let Event::Eof = ev {
             return Err(ReadError::Io(std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
@@ -308,6 +327,8 @@ async fn write_event<W: AsyncWrite + Unpin>(out: &mut W, ev: &Event<'_>) -> std:
 mod tests {
     use super::*;
 
+    const IDLE: Duration = Duration::from_secs(5);
+
     fn reader(s: &'static str) -> Reader<&'static [u8]> {
         Reader::from_reader(s.as_bytes())
     }
@@ -317,19 +338,22 @@ mod tests {
         let mut r = reader(
             r#"<get_tasks_response status="200" status_text="OK"><task id="t1"><name>a &amp; b&#x21;</name><status>Running</status><target id="x"/></task></get_tasks_response><next_response status="200"/>"#,
         );
-        let e = read_element(&mut r).await.unwrap();
+        let e = read_element(&mut r, IDLE).await.unwrap();
         assert_eq!(e.name, "get_tasks_response");
         assert_eq!(e.attr("status"), Some("200"));
         assert_eq!(e.text_at("task/name"), Some("a & b!"));
         assert_eq!(e.id_at("task/target"), Some("x"));
-        let next = read_element(&mut r).await.unwrap();
+        let next = read_element(&mut r, IDLE).await.unwrap();
         assert_eq!(next.name, "next_response");
     }
 
     #[tokio::test]
     async fn a_cut_response_is_a_dropped_connection() {
         let mut r = reader(r#"<get_tasks_response status="200"><task id="t1"><name>a"#);
-        assert!(matches!(read_element(&mut r).await, Err(ReadError::Io(_))));
+        assert!(matches!(
+            read_element(&mut r, IDLE).await,
+            Err(ReadError::Io(_))
+        ));
     }
 
     #[tokio::test]
@@ -341,7 +365,7 @@ mod tests {
         let doc: &'static str = Box::leak(doc.into_boxed_str());
         let mut r = reader(doc);
         let mut out = Vec::new();
-        let c = copy_child(&mut r, "report", &mut out, |_| Ok(()))
+        let c = copy_child(&mut r, "report", &mut out, IDLE, |_| Ok(()))
             .await
             .unwrap();
         assert!(c.found);
@@ -355,7 +379,7 @@ mod tests {
         let mut r =
             reader(r#"<get_reports_response status="404" status_text="Failed to find report"/>"#);
         let mut out = Vec::new();
-        let e = copy_child(&mut r, "report", &mut out, |root| {
+        let e = copy_child(&mut r, "report", &mut out, IDLE, |root| {
             Err(ReadError::Malformed(root.attr("status").unwrap().into()))
         })
         .await;
