@@ -2,7 +2,6 @@
 //! listens (its socket, or TLS to `gmp_host`), who logs in (the user, and a password file
 //! other users cannot read), and the gvmd objects the scan uses (UUIDs, with gvmd's defaults).
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use super::raw::RawJob;
@@ -21,22 +20,6 @@ fn is_uuid(s: &str) -> bool {
             .iter()
             .zip([8, 4, 4, 4, 12])
             .all(|(p, n)| p.len() == n && p.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// A password file's problem, if it has one: missing, unreadable, or readable by others.
-pub fn check_secret_file(p: &Path) -> Result<(), String> {
-    match std::fs::metadata(p) {
-        Ok(m) if !m.is_file() => Err(format!("{} is not a file", p.display())),
-        Ok(m) if m.permissions().mode() & 0o044 != 0 => Err(format!(
-            "{} is readable by other users: run `chmod 600 {}` (and make the agent's user its owner)",
-            p.display(),
-            p.display()
-        )),
-        Ok(_) => std::fs::File::open(p)
-            .map(drop)
-            .map_err(|e| format!("cannot read {}: {e}", p.display())),
-        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
-    }
 }
 
 /// The settings of job `j` (`key` names its keys), or `None` with the problems in `c`.
@@ -125,7 +108,7 @@ pub fn settings(
         }
         Some(f) => {
             let p: PathBuf = absolute(f);
-            if let Err(e) = check_secret_file(&p) {
+            if let Err(e) = super::secret::check_private_file(&p) {
                 c.push(key("gmp_password_file"), e);
             }
             Some(p)

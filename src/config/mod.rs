@@ -931,31 +931,18 @@ fn resolve_key(api: &raw::RawApi, env: &Env, c: &mut Checker) -> Option<(ApiKey,
     }
     if let Some(f) = &api.key_file {
         let p = absolute(f);
-        match std::fs::metadata(&p) {
-            Ok(m) if m.permissions().mode() & 0o044 != 0 => {
-                c.push(
-                    "api.key_file",
-                    format!(
-                        "{} is readable by other users: run `chmod 600 {}` (and make the agent's user its owner)",
-                        p.display(),
-                        p.display()
-                    ),
-                );
+        if let Err(e) = secret::check_private_file(&p) {
+            c.push("api.key_file", e);
+            return None;
+        }
+        match std::fs::read_to_string(&p) {
+            Ok(s) if !s.trim().is_empty() => {
+                return Some((ApiKey::new(s.trim()), KeyOrigin::KeyFile(p)))
+            }
+            Ok(_) => {
+                c.push("api.key_file", format!("{} is empty", p.display()));
                 return None;
             }
-            Ok(_) => match std::fs::read_to_string(&p) {
-                Ok(s) if !s.trim().is_empty() => {
-                    return Some((ApiKey::new(s.trim()), KeyOrigin::KeyFile(p)))
-                }
-                Ok(_) => {
-                    c.push("api.key_file", format!("{} is empty", p.display()));
-                    return None;
-                }
-                Err(e) => {
-                    c.push("api.key_file", format!("cannot read {}: {e}", p.display()));
-                    return None;
-                }
-            },
             Err(e) => {
                 c.push("api.key_file", format!("cannot read {}: {e}", p.display()));
                 return None;

@@ -1,7 +1,27 @@
 //! The API key as a type that cannot leak: no `Display`, a `Debug` that prints `[redacted]`,
-//! and one explicit `expose()` used only where the request header is built.
+//! and one explicit `expose()` used only where the request header is built; and the check
+//! every secret file passes (the key file, gvmd's password file).
 
 use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// A secret file's problem, if it has one: missing, not a file, unreadable, or readable by
+/// other users (refused as ssh does, with the `chmod` that fixes it).
+pub fn check_private_file(p: &Path) -> Result<(), String> {
+    match std::fs::metadata(p) {
+        Ok(m) if !m.is_file() => Err(format!("{} is not a file", p.display())),
+        Ok(m) if m.permissions().mode() & 0o044 != 0 => Err(format!(
+            "{} is readable by other users: run `chmod 600 {}` (and make the agent's user its owner)",
+            p.display(),
+            p.display()
+        )),
+        Ok(_) => std::fs::File::open(p)
+            .map(drop)
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        Err(e) => Err(format!("cannot read {}: {e}", p.display())),
+    }
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKey(String);
