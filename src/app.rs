@@ -396,8 +396,27 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
         api = %cfg.api.url,
         "hostedscan-agent started"
     );
+    crate::notify::ready(&cfg.agent.state_dir);
+    // What must keep running for the daemon to be healthy (the watchdog's condition).
+    let mut parts_alive = vec![
+        ("admission", admit_task.abort_handle()),
+        ("uploader", upload_task.abort_handle()),
+    ];
+    if !cfg.watches.is_empty() {
+        parts_alive.push(("watcher", watch_task.abort_handle()));
+    }
+    if !cfg.jobs.is_empty() {
+        parts_alive.push(("scheduler", jobs_task.abort_handle()));
+    }
+    let keep_alive = tokio::spawn(crate::notify::keep_alive(
+        cfg.agent.state_dir.clone(),
+        parts_alive,
+        shutdown.clone(),
+    ));
 
     shutdown.cancelled().await;
+    crate::notify::stopping();
+    keep_alive.abort();
     tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
     // The grace counts from the signal, whatever each stage is doing.
     let abort_later = tokio::spawn({

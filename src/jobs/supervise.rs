@@ -207,12 +207,16 @@ fn command(prog: &OsString, args: &[OsString], workdir: &Path) -> Command {
         // Its own group, so that one signal reaches everything it starts.
         .process_group(0);
     // The agent's secrets are not the scanner's business: a wrapper script printing its
-    // environment would put the API key in the stderr tail, the log and jobs.json.
+    // environment would put the API key in the stderr tail, the log and jobs.json. Nor is
+    // systemd's notify socket.
     for (name, _) in std::env::vars_os() {
         let n = name.to_string_lossy();
         if n == "HOSTEDSCAN_API_KEY"
             || n == "CREDENTIALS_DIRECTORY"
             || n.starts_with("HOSTEDSCAN_AGENT__")
+            // systemd's channel is the agent's: a scanner must not report for the service.
+            || n == "NOTIFY_SOCKET"
+            || n.starts_with("WATCHDOG_")
         {
             cmd.env_remove(&name);
         }

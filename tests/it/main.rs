@@ -16,5 +16,6 @@ mod jobs;
 mod once;
 mod openvas;
 mod samples;
+mod service;
 mod state;
 mod tls;

@@ -1,0 +1,197 @@
+//! The daemon under systemd, as the unit runs it (`Type=notify`, `WatchdogSec=`): the real
+//! binary with a test `NOTIFY_SOCKET` and `WATCHDOG_USEC`, and what it tells systemd from start
+//! to stop.
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Every message received within `wait`, or until `until` holds for one.
+fn receive(sock: &UnixDatagram, wait: Duration, until: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut out = Vec::new();
+    let end = Instant::now() + wait;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end {
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let done = until(&m);
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_tells_systemd_it_is_ready_healthy_and_stopping() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let sock_path = home.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "300000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let sock = tokio::task::spawn_blocking(move || {
+        // Ready once started, with a status line for `systemctl status`.
+        let first = receive(&sock, Duration::from_secs(20), |m| m.contains("READY=1"));
+        let ready = first.last().cloned().unwrap_or_default();
+        assert!(ready.contains("READY=1"), "{first:?}");
+        assert!(ready.contains("STATUS=queued 0, failed 0"), "{ready}");
+        // Then a watchdog ping every 150 ms (half of WATCHDOG_USEC) while healthy.
+        let t = Instant::now();
+        let pings = receive(&sock, Duration::from_millis(1200), |_| false);
+        let n = pings.iter().filter(|m| m.contains("WATCHDOG=1")).count();
+        assert!(n >= 4, "{n} pings in {:?}: {pings:?}", t.elapsed());
+        sock
+    })
+    .await
+    .unwrap();
+
+    // A report arrives and is uploaded: the status line says so.
+    home.drop_file("scan.xml", &nmap_report());
+    api.wait_for_uploads(1, Duration::from_secs(20)).await;
+    let sock = tokio::task::spawn_blocking(move || {
+        let msgs = receive(&sock, Duration::from_secs(10), |m| {
+            m.contains("WATCHDOG=1") && !m.contains("last upload none yet")
+        });
+        let last = msgs.last().cloned().unwrap_or_default();
+        assert!(
+            last.contains("queued 0") && !last.contains("none yet"),
+            "{msgs:?}"
+        );
+        sock
+    })
+    .await
+    .unwrap();
+
+    // SIGTERM: STOPPING=1, then a clean exit.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let msgs = tokio::task::spawn_blocking(move || {
+        receive(&sock, Duration::from_secs(20), |m| m.contains("STOPPING=1"))
+    })
+    .await
+    .unwrap();
+    assert!(msgs.iter().any(|m| m.contains("STOPPING=1")), "{msgs:?}");
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scanners_do_not_get_systemds_notify_socket() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let out = home.dir.path().join("env.txt");
+    let script = home.dir.path().join("scan.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nenv > {}\ncp {} \"$1\"\n",
+            out.display(),
+            fixture("nmap-tcp-localhost.xml").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &script,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    let cfg = format!(
+        "{}\n[[job]]\nname = \"envcheck\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"{}\", \"{{output}}\"]\n",
+        std::fs::read_to_string(&home.config).unwrap(),
+        script.display()
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    let sock_path = home.dir.path().join("notify.sock");
+    let _sock = UnixDatagram::bind(&sock_path).unwrap();
+    let config = home.config.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .arg("-c")
+            .arg(&config)
+            .args(["--once", "--job", "envcheck"])
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env("WATCHDOG_USEC", "300000")
+            .env_remove("HOSTEDSCAN_API_KEY")
+            .stderr(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap()
+            .code()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+    let env = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        !env.contains("NOTIFY_SOCKET") && !env.contains("WATCHDOG_"),
+        "{env}"
+    );
+}
+
+/// Runs `--once` with stderr going to a file, `JOURNAL_STREAM` set as given (or to that
+/// file's own device:inode when `None`), and returns what it logged.
+fn log_of_a_pass(home: &Home, journal_stream: Option<&str>) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let log = home.dir.path().join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let stream = journal_stream
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("{}:{}", meta.dev(), meta.ino()));
+    Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .arg("--once")
+        .env("JOURNAL_STREAM", stream)
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .stdout(Stdio::null())
+        .stderr(file)
+        .status()
+        .unwrap();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_to_the_journal_carry_no_timestamps_or_colours_of_their_own() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    home.drop_file("scan.xml", &nmap_report());
+    let journal = {
+        let home = &home;
+        tokio::task::block_in_place(|| log_of_a_pass(home, None))
+    };
+    let lines: Vec<&str> = journal.lines().collect();
+    assert!(lines.iter().any(|l| l.contains("uploaded")), "{journal}");
+    for l in &lines {
+        assert!(!l.contains('\u{1b}'), "colour in {l:?}");
+        assert!(
+            !l.starts_with("20"),
+            "a timestamp of our own (the journal adds one): {l:?}"
+        );
+    }
+    // Redirected elsewhere, the inherited variable no longer matches: timestamps again.
+    let other = tokio::task::block_in_place(|| log_of_a_pass(&home, Some("1:1")));
+    assert!(other.lines().all(|l| l.starts_with("20")), "{other}");
+}
