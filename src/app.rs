@@ -267,6 +267,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         let fb = match result {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
+                report.admitted(entry.meta.scan_type.as_str());
                 if uploads.send(*entry).await.is_err() {
                     // The uploader has stopped: the entry is safe in queue/ for the next run.
                     if once {
@@ -335,8 +336,32 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
 
 /// The daemon. Returns when `shutdown` is cancelled and every stage has stopped.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
-    let report = RunReport::forgetful();
+    let mut report = RunReport::forgetful();
+    // The metrics port is bound before anything starts: a port in use is a start-up error.
+    let metrics = match cfg.metrics.listen {
+        None => None,
+        Some(addr) => {
+            let listener = crate::metrics::bind(addr)
+                .await
+                .map_err(|source| AppError::Io {
+                    context: format!("metrics.listen: cannot listen on {addr}"),
+                    source,
+                })?;
+            let m = Arc::new(crate::metrics::Metrics::new());
+            report = report.with_metrics(m.clone());
+            Some((listener, m))
+        }
+    };
     let parts = start(&cfg, &report, false)?;
+    if let Some((listener, m)) = metrics {
+        tracing::info!(listen = %cfg.metrics.listen.map(|a| a.to_string()).unwrap_or_default(), "serving metrics at /metrics");
+        tokio::spawn(crate::metrics::serve(
+            listener,
+            m,
+            cfg.agent.state_dir.clone(),
+            shutdown.clone(),
+        ));
+    }
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }

@@ -24,6 +24,7 @@ pub mod config;
 pub mod exit;
 pub mod jobs;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod report;
 pub mod spool;

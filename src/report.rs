@@ -49,6 +49,8 @@ pub enum Outcome {
 #[derive(Debug, Default)]
 struct Inner {
     outcomes: Vec<Outcome>,
+    /// Counts outcomes for `/metrics`, when it is served.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
     auth_failed: Option<String>,
     /// The daemon's report keeps no outcomes: the log and the state directory hold them, and
     /// a list growing with every upload for months would be a leak.
@@ -71,8 +73,48 @@ impl RunReport {
         r
     }
 
+    /// Also counts every outcome in `metrics`.
+    pub fn with_metrics(self, metrics: Arc<crate::metrics::Metrics>) -> RunReport {
+        self.lock().metrics = Some(metrics);
+        self
+    }
+
+    fn metrics(&self) -> Option<Arc<crate::metrics::Metrics>> {
+        self.lock().metrics.clone()
+    }
+
+    /// A file passed validation and is queued (counted only).
+    pub fn admitted(&self, scan_type: &str) {
+        if let Some(m) = self.metrics() {
+            m.admitted(scan_type);
+        }
+    }
+
+    /// An upload failed and will be tried again (counted only).
+    pub fn retried(&self) {
+        if let Some(m) = self.metrics() {
+            m.upload("retried", 0);
+        }
+    }
+
+    /// A job run ended (counted only; a failure is also pushed as [`Outcome::JobFailed`]).
+    pub fn job_run(&self, job: &str, outcome: &str) {
+        if let Some(m) = self.metrics() {
+            m.job_run(job, outcome);
+        }
+    }
+
     pub fn push(&self, o: Outcome) {
         let mut inner = self.lock();
+        if let Some(m) = &inner.metrics {
+            match &o {
+                Outcome::Uploaded { size, .. } => m.upload("uploaded", *size),
+                Outcome::Duplicate { .. } => m.upload("duplicate", 0),
+                Outcome::Failed { .. } => m.upload("failed", 0),
+                Outcome::Rejected { .. } => m.rejected(),
+                _ => {}
+            }
+        }
         if !inner.forgetful {
             inner.outcomes.push(o);
         }

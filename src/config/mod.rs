@@ -119,6 +119,13 @@ pub struct AgentSettings {
     pub max_concurrent_jobs: usize,
 }
 
+/// `[metrics]`.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsSettings {
+    /// Where `/metrics` is served (Prometheus), if anywhere.
+    pub listen: Option<std::net::SocketAddr>,
+}
+
 #[derive(Debug, Clone)]
 pub struct RetrySettings {
     pub initial_backoff: Duration,
@@ -163,6 +170,7 @@ pub struct Config {
     pub source: SourceSettings,
     pub agent: AgentSettings,
     pub retry: RetrySettings,
+    pub metrics: MetricsSettings,
     pub watches: Vec<WatchSettings>,
     pub jobs: Vec<JobSpec>,
     /// Non-fatal remarks (e.g. a key in a world-readable config file).
@@ -607,6 +615,29 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         }
     }
 
+    let metrics = MetricsSettings {
+        listen: raw.metrics.listen.as_deref().and_then(|l| {
+            match l.parse::<std::net::SocketAddr>() {
+                Ok(a) => {
+                    if !a.ip().is_loopback() {
+                        warnings.push(format!(
+                            "metrics.listen = {l:?} is reachable from other hosts: the metrics \
+                             hold no secrets, but job names and counts are visible; prefer \
+                             127.0.0.1 behind a firewall or a scraping proxy"
+                        ));
+                    }
+                    Some(a)
+                }
+                Err(_) => {
+                    c.push(
+                        "metrics.listen",
+                        format!("{l:?} is not an address and port, such as \"127.0.0.1:9464\""),
+                    );
+                    None
+                }
+            }
+        }),
+    };
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {
             problems: c.problems,
@@ -625,6 +656,7 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         source: SourceSettings { name, id },
         agent,
         retry,
+        metrics,
         watches,
         jobs,
         warnings,

@@ -11,6 +11,7 @@ pub struct RawConfig {
     pub source: RawSource,
     pub agent: RawAgent,
     pub retry: RawRetry,
+    pub metrics: RawMetrics,
     pub watch: Vec<RawWatch>,
     pub job: Vec<RawJob>,
 }
@@ -85,6 +86,13 @@ impl Default for RawAgent {
             max_concurrent_jobs: 1,
         }
     }
+}
+
+/// `[metrics]`: off unless `listen` is set.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawMetrics {
+    pub listen: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,7 @@ impl Jobs {
             .insert(name.clone())
         {
             tracing::warn!(job = %name, "the previous run is still going; this run is skipped");
+            self.report.job_run(&name, "skipped");
             return RunOutcome {
                 ended: Ended::Skipped,
                 detail: "the previous run was still going".into(),
@@ -154,6 +155,13 @@ impl Jobs {
                 outcome.detail
             ),
         }
+        let ended = match outcome.ended {
+            Ended::Ok => "ok",
+            Ended::Failed => "failed",
+            Ended::Timeout => "timeout",
+            Ended::Skipped => "skipped",
+        };
+        self.report.job_run(&spec.name, ended);
         if outcome.ended != Ended::Ok {
             self.report.push(Outcome::JobFailed {
                 job: spec.name.clone(),
@@ -367,6 +375,7 @@ impl Jobs {
         let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
         match admitted {
             Ok(Admitted::Queued(entry)) => {
+                self.report.admitted(entry.meta.scan_type.as_str());
                 let detail = format!(
                     "{} report queued ({}, {}, in {took})",
                     entry.meta.scan_type.as_str(),

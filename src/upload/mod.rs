@@ -255,6 +255,7 @@ impl Uploader {
                 Settled::Done
             }
             Decision::Retry { after, reason } => {
+                self.report.retried();
                 let p = self.backoff.failure(ticket, after);
                 self.status.error(&reason);
                 self.status.paused("backoff", p.delay);

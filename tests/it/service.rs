@@ -195,3 +195,99 @@ async fn logs_to_the_journal_carry_no_timestamps_or_colours_of_their_own() {
     let other = tokio::task::block_in_place(|| log_of_a_pass(&home, Some("1:1")));
     assert!(other.lines().all(|l| l.starts_with("20")), "{other}");
 }
+
+async fn scrape(port: u16) -> String {
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    r.text().await.unwrap()
+}
+
+/// The value of the metric line starting with `name` (labels included), if there is one.
+fn value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_what_the_daemon_did() {
+    let api = StandIn::start().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home = Home::new(
+        &api.url(),
+        "",
+        &format!("\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
+    let daemon = Daemon::start(home.load());
+    let report = nmap_report();
+    home.drop_file("scan.xml", &report);
+    home.drop_file("notes.json", br#"{"not": "a scanner report"}"#);
+    api.wait_for_uploads(1, Duration::from_secs(20)).await;
+    eventually(
+        "the broken file is rejected",
+        Duration::from_secs(20),
+        || !home.names_in("rejected").is_empty(),
+    )
+    .await;
+    let text = scrape(port).await;
+    let get = |n: &str| value(&text, n).unwrap_or_else(|| panic!("{n} missing from\n{text}"));
+    assert_eq!(
+        get("hostedscan_agent_files_admitted_total{scan_type=\"NMAP\"}"),
+        1.0
+    );
+    assert_eq!(get("hostedscan_agent_files_rejected_total"), 1.0);
+    assert_eq!(
+        get("hostedscan_agent_uploads_total{result=\"uploaded\"}"),
+        1.0
+    );
+    assert_eq!(
+        get("hostedscan_agent_uploaded_bytes_total"),
+        report.len() as f64
+    );
+    assert_eq!(get("hostedscan_agent_queue_depth"), 0.0);
+    assert_eq!(get("hostedscan_agent_failed_files"), 0.0);
+    assert_eq!(get("hostedscan_agent_uploads_paused"), 0.0);
+    let last = get("hostedscan_agent_last_upload_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - last).abs() < 120.0, "last upload {last}, now {now}");
+
+    // An outage asking for 30 s of patience: the upload is retried and the backoff shows.
+    api.set_default_fault(
+        Endpoint::Results,
+        Some(Fault::RetryAfter(503, "30".into())),
+    );
+    let mut other = nmap_report();
+    other.extend_from_slice(b"\n");
+    home.drop_file("second.xml", &other);
+    eventually("the upload is refused once", Duration::from_secs(20), || {
+        api.requests_to(Endpoint::Results).len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let text = scrape(port).await;
+    let get = |n: &str| value(&text, n).unwrap_or_else(|| panic!("{n} missing from\n{text}"));
+    assert!(get("hostedscan_agent_uploads_total{result=\"retried\"}") >= 1.0);
+    assert_eq!(get("hostedscan_agent_queue_depth"), 1.0);
+    assert_eq!(get("hostedscan_agent_uploads_paused"), 1.0, "{text}");
+    assert!(get("hostedscan_agent_uploads_resume_in_seconds") > 1.0, "{text}");
+    // Anything but GET /metrics is refused, not served.
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    daemon.stop().await;
+}
