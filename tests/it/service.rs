@@ -266,16 +266,15 @@ async fn metrics_count_what_the_daemon_did() {
     assert!((now - last).abs() < 120.0, "last upload {last}, now {now}");
 
     // An outage asking for 30 s of patience: the upload is retried and the backoff shows.
-    api.set_default_fault(
-        Endpoint::Results,
-        Some(Fault::RetryAfter(503, "30".into())),
-    );
+    api.set_default_fault(Endpoint::Results, Some(Fault::RetryAfter(503, "30".into())));
     let mut other = nmap_report();
     other.extend_from_slice(b"\n");
     home.drop_file("second.xml", &other);
-    eventually("the upload is refused once", Duration::from_secs(20), || {
-        api.requests_to(Endpoint::Results).len() >= 2
-    })
+    eventually(
+        "the upload is refused once",
+        Duration::from_secs(20),
+        || api.requests_to(Endpoint::Results).len() >= 2,
+    )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let text = scrape(port).await;
@@ -283,7 +282,10 @@ async fn metrics_count_what_the_daemon_did() {
     assert!(get("hostedscan_agent_uploads_total{result=\"retried\"}") >= 1.0);
     assert_eq!(get("hostedscan_agent_queue_depth"), 1.0);
     assert_eq!(get("hostedscan_agent_uploads_paused"), 1.0, "{text}");
-    assert!(get("hostedscan_agent_uploads_resume_in_seconds") > 1.0, "{text}");
+    assert!(
+        get("hostedscan_agent_uploads_resume_in_seconds") > 1.0,
+        "{text}"
+    );
     // Anything but GET /metrics is refused, not served.
     let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
         .await
