@@ -152,7 +152,7 @@ fn jobs(
         uploads,
         parts.spool.layout.tmp.clone(),
         cfg.agent.state_dir.clone(),
-        cfg.agent.max_concurrent_jobs,
+        crate::jobs::runner::JobsShared::new(&cfg.agent.state_dir, cfg.agent.max_concurrent_jobs),
         report.clone(),
     ))
 }
@@ -334,8 +334,124 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
     }
 }
 
+/// A new configuration for the running daemon (`SIGHUP`), or why the file could not be used.
+pub type Reload = Result<Config, crate::config::ConfigError>;
+
 /// The daemon. Returns when `shutdown` is cancelled and every stage has stopped.
 pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppError> {
+    run_reloading(cfg, None, shutdown).await
+}
+
+/// The watch directories, admission and the job schedule of one configuration. The uploader,
+/// the queue and runs in flight outlive it: a reload replaces only this.
+struct Generation {
+    stop: CancellationToken,
+    watch: tokio::task::JoinHandle<()>,
+    admit: tokio::task::JoinHandle<()>,
+    schedule: tokio::task::JoinHandle<()>,
+}
+
+impl Generation {
+    /// Stops watching, admitting and scheduling, and waits until they have: a file being
+    /// admitted is finished first, so the next generation cannot admit it a second time.
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.watch.await;
+        let _ = self.admit.await;
+        let _ = self.schedule.await;
+    }
+}
+
+/// Everything of the daemon that lives from start to stop.
+struct Daemon {
+    parts: Parts,
+    report: RunReport,
+    uploads: mpsc::Sender<crate::spool::QueuedEntry>,
+    jobs_shared: Arc<crate::jobs::runner::JobsShared>,
+    runs: tokio_util::task::TaskTracker,
+    shutdown: CancellationToken,
+}
+
+impl Daemon {
+    fn generation(&self, cfg: &Config) -> Generation {
+        let stop = self.shutdown.child_token();
+        let (settled_tx, settled_rx) = mpsc::channel(64);
+        let (fb_tx, fb_rx) = mpsc::channel(1024);
+        let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
+        let watch = tokio::spawn(watcher.run(settled_tx, fb_rx, stop.clone()));
+        let admit = tokio::spawn(admission(
+            AdmissionStage {
+                admitter: self.parts.admitter.clone(),
+                uploads: self.uploads.clone(),
+                feedback: Some(fb_tx),
+                report: self.report.clone(),
+                status: self.parts.uploader.status.clone(),
+                rescan_interval: cfg.agent.rescan_interval,
+                once: false,
+                shutdown: stop.clone(),
+            },
+            settled_rx,
+        ));
+        let jobs = Arc::new(Jobs::new(
+            cfg.jobs.clone(),
+            self.parts.admitter.clone(),
+            self.uploads.clone(),
+            self.parts.spool.layout.tmp.clone(),
+            cfg.agent.state_dir.clone(),
+            self.jobs_shared.clone(),
+            self.report.clone(),
+        ));
+        let schedule =
+            tokio::spawn(jobs.schedule(stop.clone(), self.runs.clone(), self.shutdown.clone()));
+        Generation {
+            stop,
+            watch,
+            admit,
+            schedule,
+        }
+    }
+}
+
+/// Why `new` cannot replace `old` while running (settings of the state directory and the
+/// process), or the remarks to log about what takes effect only at the next start.
+fn reload_check(old: &Config, new: &Config) -> Result<Vec<String>, String> {
+    if old.agent.state_dir != new.agent.state_dir {
+        return Err(format!(
+            "agent.state_dir changed ({} -> {}): that needs a restart",
+            old.agent.state_dir.display(),
+            new.agent.state_dir.display()
+        ));
+    }
+    let mut later = Vec::new();
+    let differs =
+        |a: &dyn std::fmt::Debug, b: &dyn std::fmt::Debug| format!("{a:?}") != format!("{b:?}");
+    let mut agent_new = new.agent.clone();
+    agent_new.settle = old.agent.settle;
+    agent_new.rescan_interval = old.agent.rescan_interval;
+    if differs(&old.agent, &agent_new) {
+        later.push("[agent] settings other than settle and rescan_interval".to_string());
+    }
+    if differs(&old.source, &new.source) {
+        later.push("[source]".to_string());
+    }
+    if differs(&old.retry, &new.retry) {
+        later.push("[retry]".to_string());
+    }
+    if differs(&old.metrics, &new.metrics) {
+        later.push("[metrics]".to_string());
+    }
+    Ok(later)
+}
+
+/// The daemon, taking new configurations from `reloads` while it runs (`SIGHUP`): a valid one
+/// replaces the watch directories, jobs and API settings without losing or repeating
+/// anything (queued files stay queued, uploads in flight finish, scans in progress go on); an
+/// invalid one is logged and the daemon keeps the configuration it has.
+pub async fn run_reloading(
+    cfg: Config,
+    mut reloads: Option<mpsc::Receiver<Reload>>,
+    shutdown: CancellationToken,
+) -> Result<(), AppError> {
     let mut report = RunReport::forgetful();
     // The metrics port is bound before anything starts: a port in use is a start-up error.
     let metrics = match cfg.metrics.listen {
@@ -352,7 +468,7 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             Some((listener, m))
         }
     };
-    let parts = start(&cfg, &report, false)?;
+    let mut parts = start(&cfg, &report, false)?;
     if let Some((listener, m)) = metrics {
         tracing::info!(listen = %cfg.metrics.listen.map(|a| a.to_string()).unwrap_or_default(), "serving metrics at /metrics");
         tokio::spawn(crate::metrics::serve(
@@ -365,34 +481,14 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
-    let (settled_tx, settled_rx) = mpsc::channel(64);
-    let (fb_tx, fb_rx) = mpsc::channel(1024);
     let (up_tx, up_rx) = mpsc::channel(64);
-    let jobs = jobs(&cfg, &parts, up_tx.clone(), &report);
-
-    let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
-    let watch_task = tokio::spawn(watcher.run(settled_tx, fb_rx, shutdown.clone()));
-    let admit_task = tokio::spawn(admission(
-        AdmissionStage {
-            admitter: parts.admitter.clone(),
-            uploads: up_tx,
-            feedback: Some(fb_tx),
-            report: report.clone(),
-            status: parts.uploader.status.clone(),
-            rescan_interval: cfg.agent.rescan_interval,
-            once: false,
-            shutdown: shutdown.clone(),
-        },
-        settled_rx,
-    ));
     let abort = CancellationToken::new();
     let upload_task = tokio::spawn(parts.uploader.clone().run(
-        parts.initial,
+        std::mem::take(&mut parts.initial),
         up_rx,
         shutdown.clone(),
         abort.clone(),
     ));
-    let jobs_task = tokio::spawn(jobs.schedule(shutdown.clone()));
     let spool = parts.spool.clone();
     let retention = cfg.agent.archive_retention;
     let housekeeping = tokio::spawn({
@@ -414,35 +510,106 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             }
         }
     });
-    tracing::info!(
-        watches = cfg.watches.len(),
-        jobs = cfg.jobs.len(),
-        state_dir = %cfg.agent.state_dir.display(),
-        api = %cfg.api.url,
-        "hostedscan-agent started"
-    );
-    crate::notify::ready(&cfg.agent.state_dir);
-    // What must keep running for the daemon to be healthy (the watchdog's condition).
-    let mut parts_alive = vec![
-        ("admission", admit_task.abort_handle()),
-        ("uploader", upload_task.abort_handle()),
-    ];
-    if !cfg.watches.is_empty() {
-        parts_alive.push(("watcher", watch_task.abort_handle()));
+    let daemon = Daemon {
+        jobs_shared: crate::jobs::runner::JobsShared::new(
+            &cfg.agent.state_dir,
+            cfg.agent.max_concurrent_jobs,
+        ),
+        parts,
+        report,
+        uploads: up_tx,
+        runs: tokio_util::task::TaskTracker::new(),
+        shutdown: shutdown.clone(),
+    };
+    let mut cfg = cfg;
+    let mut first = true;
+    loop {
+        let generation = daemon.generation(&cfg);
+        tracing::info!(
+            watches = cfg.watches.len(),
+            jobs = cfg.jobs.len(),
+            state_dir = %cfg.agent.state_dir.display(),
+            api = %cfg.api.url,
+            "{}", if first { "hostedscan-agent started" } else { "configuration reloaded" }
+        );
+        if first {
+            crate::notify::ready(&cfg.agent.state_dir);
+            first = false;
+        }
+        // What must keep running for the daemon to be healthy (the watchdog's condition).
+        let keep_alive = tokio::spawn(crate::notify::keep_alive(
+            cfg.agent.state_dir.clone(),
+            vec![
+                ("watcher", generation.watch.abort_handle()),
+                ("admission", generation.admit.abort_handle()),
+                ("scheduler", generation.schedule.abort_handle()),
+                ("uploader", upload_task.abort_handle()),
+            ],
+            generation.stop.clone(),
+        ));
+        // Wait for the stop, or for a configuration this daemon can take.
+        let next = loop {
+            let got = tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                r = async {
+                    match reloads.as_mut() {
+                        Some(rx) => rx.recv().await,
+                        None => std::future::pending().await,
+                    }
+                } => r,
+            };
+            match got {
+                None => reloads = None,
+                Some(Err(e)) => {
+                    tracing::error!("the new configuration is not used (still running on the previous one): {e}");
+                    crate::notify::status(&format!(
+                        "reload refused: {}",
+                        crate::report::one_line(&e.to_string())
+                    ));
+                }
+                Some(Ok(new)) => match reload_check(&cfg, &new) {
+                    Err(why) => {
+                        tracing::error!("the new configuration is not used (still running on the previous one): {why}");
+                        crate::notify::status(&format!("reload refused: {why}"));
+                    }
+                    Ok(later) => {
+                        for what in later {
+                            tracing::warn!("{what} changed: takes effect at the next restart");
+                        }
+                        for w in &new.warnings {
+                            tracing::warn!("{w}");
+                        }
+                        break Some(new);
+                    }
+                },
+            }
+        };
+        match next {
+            None => {
+                generation.stop().await;
+                keep_alive.abort();
+                break;
+            }
+            Some(new) => {
+                crate::notify::reloading();
+                generation.stop().await;
+                keep_alive.abort();
+                if let Err(e) = crate::config::prepare_watch_dirs(&new) {
+                    tracing::warn!(error = %e, "cannot create a new watch directory");
+                }
+                if let Err(e) = daemon.parts.uploader.use_api(&new.api) {
+                    tracing::error!(
+                        "the new [api] settings cannot be used; keeping the previous ones: {e}"
+                    );
+                }
+                cfg = new;
+                crate::notify::ready(&cfg.agent.state_dir);
+            }
+        }
     }
-    if !cfg.jobs.is_empty() {
-        parts_alive.push(("scheduler", jobs_task.abort_handle()));
-    }
-    let keep_alive = tokio::spawn(crate::notify::keep_alive(
-        cfg.agent.state_dir.clone(),
-        parts_alive,
-        shutdown.clone(),
-    ));
 
-    shutdown.cancelled().await;
-    crate::notify::stopping();
-    keep_alive.abort();
     tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
+    crate::notify::stopping();
     // The grace counts from the signal, whatever each stage is doing.
     let abort_later = tokio::spawn({
         let abort = abort.clone();
@@ -451,10 +618,11 @@ pub async fn run(cfg: Config, shutdown: CancellationToken) -> Result<(), AppErro
             abort.cancel();
         }
     });
-    let _ = watch_task.await;
-    let _ = admit_task.await;
-    // Running scanners got the same token: SIGTERM, then SIGKILL after their grace.
-    let _ = jobs_task.await;
+    let Daemon { runs, .. } = daemon;
+    // The generation's stages got the same token (a child of it).
+    // Running scanners got it too: SIGTERM, then SIGKILL after their grace.
+    runs.close();
+    runs.wait().await;
     let _ = housekeeping.await;
     let left = upload_task.await.unwrap_or_default();
     abort_later.abort();

@@ -44,6 +44,23 @@ pub fn ready(state_dir: &Path) {
     ]);
 }
 
+/// A free-form line for `systemctl status`.
+pub fn status(line: &str) {
+    send(&[NotifyState::Status(line)]);
+}
+
+/// A reload starts (`READY=1` follows when it is done).
+pub fn reloading() {
+    match NotifyState::monotonic_usec_now() {
+        Ok(now) => send(&[
+            NotifyState::Reloading,
+            now,
+            NotifyState::Status("reloading the configuration"),
+        ]),
+        Err(_) => send(&[NotifyState::Reloading]),
+    }
+}
+
 pub fn stopping() {
     send(&[
         NotifyState::Stopping,

@@ -46,7 +46,10 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         let shutdown = CancellationToken::new();
         // A second signal exits at once: 0 for the daemon, 75 (work left) for a pass.
         let now_code = if cli.once { exit::TEMPFAIL } else { exit::OK };
-        let signals = tokio::spawn(watch_signals(shutdown.clone(), now_code));
+        // SIGHUP: the daemon re-reads its configuration file (a pass ignores it).
+        let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(4);
+        let reload = (!cli.once).then(|| (cli.config.clone(), env.clone(), reload_tx));
+        let signals = tokio::spawn(watch_signals(shutdown.clone(), now_code, reload));
         let code = if cli.once {
             match crate::app::run_once(cfg, &cli.jobs, shutdown).await {
                 Ok(report) => {
@@ -60,7 +63,7 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
                 }
             }
         } else {
-            match crate::app::run(cfg, shutdown).await {
+            match crate::app::run_reloading(cfg, Some(reload_rx), shutdown).await {
                 Ok(()) => exit::OK,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -77,18 +80,39 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
     code
 }
 
-async fn watch_signals(shutdown: CancellationToken, now_code: i32) {
+type ReloadTo = (
+    std::path::PathBuf,
+    Env,
+    tokio::sync::mpsc::Sender<crate::app::Reload>,
+);
+
+async fn watch_signals(shutdown: CancellationToken, now_code: i32, reload: Option<ReloadTo>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
     ) else {
         tracing::warn!("cannot install signal handlers");
         return;
     };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = int.recv() => tracing::info!("SIGINT received"),
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM received"); break }
+            _ = int.recv() => { tracing::info!("SIGINT received"); break }
+            _ = hup.recv() => {
+                let Some((path, env, tx)) = &reload else {
+                    tracing::info!("SIGHUP received: ignored by a single pass");
+                    continue;
+                };
+                tracing::info!(config = %path.display(), "SIGHUP received: reading the configuration again");
+                let (path, env) = (path.clone(), env.clone());
+                let loaded = tokio::task::spawn_blocking(move || crate::config::Config::load(&path, &env)).await;
+                if let Ok(loaded) = loaded {
+                    let _ = tx.send(loaded).await;
+                }
+            }
+        }
     }
     shutdown.cancel();
     // A second signal means "now": the files are safe on disk, so leaving at once loses nothing.

@@ -31,7 +31,30 @@ pub struct RunOutcome {
     pub detail: String,
 }
 
-/// Everything a job run needs, shared by every run.
+/// What outlives a reload of the configuration: the runs going on (a job is never run twice
+/// at once, even across a reload), the `max_concurrent_jobs` slots, and the history that
+/// `jobs.json` mirrors (one copy, so runs of two generations never overwrite each other).
+pub struct JobsShared {
+    history: Mutex<JobHistory>,
+    limit: Arc<Semaphore>,
+    running: Mutex<HashSet<String>>,
+}
+
+impl JobsShared {
+    pub fn new(state_dir: &Path, max_concurrent: usize) -> Arc<JobsShared> {
+        let history = JobHistory::load(state_dir).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the job history; starting a new one");
+            JobHistory::default()
+        });
+        Arc::new(JobsShared {
+            history: Mutex::new(history),
+            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            running: Mutex::new(HashSet::new()),
+        })
+    }
+}
+
+/// Everything a job run needs, shared by every run of one configuration.
 pub struct Jobs {
     specs: Vec<Arc<JobSpec>>,
     admitter: Arc<Admitter>,
@@ -40,37 +63,28 @@ pub struct Jobs {
     /// file system, so a rejected output is moved, not copied).
     tmp_root: PathBuf,
     state_dir: PathBuf,
-    history: Mutex<JobHistory>,
-    limit: Arc<Semaphore>,
-    running: Mutex<HashSet<String>>,
+    shared: Arc<JobsShared>,
     report: RunReport,
     kill_grace: Duration,
 }
 
 impl Jobs {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         specs: Vec<JobSpec>,
         admitter: Arc<Admitter>,
         uploads: mpsc::Sender<QueuedEntry>,
         tmp_root: PathBuf,
         state_dir: PathBuf,
-        max_concurrent: usize,
+        shared: Arc<JobsShared>,
         report: RunReport,
     ) -> Jobs {
-        let history = JobHistory::load(&state_dir).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the job history; starting a new one");
-            JobHistory::default()
-        });
         Jobs {
             specs: specs.into_iter().map(Arc::new).collect(),
             admitter,
             uploads,
             tmp_root,
             state_dir,
-            history: Mutex::new(history),
-            limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
-            running: Mutex::new(HashSet::new()),
+            shared,
             report,
             kill_grace: KILL_GRACE,
         }
@@ -87,7 +101,10 @@ impl Jobs {
     }
 
     fn history(&self) -> std::sync::MutexGuard<'_, JobHistory> {
-        self.history.lock().unwrap_or_else(|p| p.into_inner())
+        self.shared
+            .history
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Saves under the lock, so a run finishing beside another cannot write an older copy
@@ -104,6 +121,7 @@ impl Jobs {
     pub async fn run_job(&self, spec: Arc<JobSpec>, cancel: CancellationToken) -> RunOutcome {
         let name = spec.name.clone();
         if !self
+            .shared
             .running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -119,7 +137,7 @@ impl Jobs {
         // Removed however the run ends (even by a panic or an abort), so the job is not
         // skipped as "still going" for ever after.
         let _running = Running {
-            set: &self.running,
+            set: &self.shared.running,
             name,
         };
         self.run_slot(&spec, cancel).await
@@ -127,7 +145,7 @@ impl Jobs {
 
     async fn run_slot(&self, spec: &JobSpec, cancel: CancellationToken) -> RunOutcome {
         let _permit = tokio::select! {
-            p = self.limit.clone().acquire_owned() => match p {
+            p = self.shared.limit.clone().acquire_owned() => match p {
                 Ok(p) => p,
                 Err(_) => return RunOutcome { ended: Ended::Skipped, detail: "the agent is stopping".into() },
             },
@@ -470,13 +488,21 @@ impl Jobs {
         out
     }
 
-    /// The daemon's schedule (see `scheduler::drive`). Returns when `cancel` fires; runs in
-    /// flight are stopped by the same token (their scanners get SIGTERM, then SIGKILL).
-    pub async fn schedule(self: Arc<Self>, cancel: CancellationToken) {
+    /// The daemon's schedule (see `scheduler::drive`), until `stop_scheduling` fires (a
+    /// reload, or the agent stopping). Runs are started on `runs` and outlive the schedule
+    /// that started them (a reload does not cut a scan short); `stop_runs` stops them (their
+    /// scanners get SIGTERM, then SIGKILL).
+    pub async fn schedule(
+        self: Arc<Self>,
+        stop_scheduling: CancellationToken,
+        runs: tokio_util::task::TaskTracker,
+        stop_runs: CancellationToken,
+    ) {
         if self.specs.is_empty() {
+            stop_scheduling.cancelled().await;
             return;
         }
-        let mut runs = tokio::task::JoinSet::new();
+        let cancel = stop_scheduling;
         let specs = self.specs.clone();
         super::scheduler::drive(
             &specs,
@@ -492,18 +518,14 @@ impl Jobs {
             &super::scheduler::SystemClock,
             cancel.clone(),
             |i| {
-                let (me, spec, c) = (self.clone(), specs[i].clone(), cancel.clone());
+                let (me, spec, c) = (self.clone(), specs[i].clone(), stop_runs.clone());
                 runs.spawn(async move {
                     me.run_job(spec, c).await;
                 });
-                // Reap finished runs as we go, so the set does not grow with the uptime.
-                while runs.try_join_next().is_some() {}
                 async {}
             },
         )
         .await;
-        // Stop: the token reaches every run's supervisor; wait for them to be cleaned up.
-        while runs.join_next().await.is_some() {}
     }
 }
 

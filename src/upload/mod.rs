@@ -68,6 +68,15 @@ impl Uploader {
         self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// New `[api]` settings (a reload): uploads from now on use them; one in flight finishes
+    /// with the client it started with.
+    pub fn use_api(&self, settings: &crate::config::ApiSettings) -> Result<(), String> {
+        let key = settings.require_key().map_err(|e| e.to_string())?;
+        let api = Api::new(settings, key).map_err(|e| e.to_string())?;
+        *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
+        Ok(())
+    }
+
     /// Run until `stop` (no new work; in-flight uploads get until `abort`) or, when `rx` closes
     /// and everything pending is settled, return the entries left in the queue.
     pub async fn run(
