@@ -293,3 +293,159 @@ async fn metrics_count_what_the_daemon_did() {
     assert_eq!(r.status(), 404);
     daemon.stop().await;
 }
+
+/// `systemctl reload`: SIGHUP to the real daemon. A broken file is refused and the daemon goes
+/// on as it was; a good one moves the watch to a new directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_applies_a_valid_configuration_and_keeps_the_old_one_otherwise() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let good = std::fs::read_to_string(&home.config).unwrap();
+    let log = home.dir.path().join("agent.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = rustix::process::Pid::from_raw(child.id() as i32).unwrap();
+    let hup = || rustix::process::kill_process(pid, rustix::process::Signal::HUP).unwrap();
+    let report = nmap_report();
+    home.drop_file("first.xml", &report);
+    api.wait_for_uploads(1, Duration::from_secs(20)).await;
+
+    // A mistake in the file: the reload is refused, the daemon keeps watching the inbox.
+    std::fs::write(
+        &home.config,
+        format!("{good}\n[agent]\nsettle = \"soon\"\n"),
+    )
+    .unwrap();
+    hup();
+    eventually("the refusal is logged", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("the new configuration is not used")
+    })
+    .await;
+    let mut second = report.clone();
+    second.extend_from_slice(b"\n");
+    home.drop_file("second.xml", &second);
+    api.wait_for_uploads(2, Duration::from_secs(20)).await;
+
+    // A good file with another watch directory: it is watched from now on, the old one not.
+    let other = home.dir.path().join("other-inbox");
+    std::fs::write(
+        &home.config,
+        good.replace(
+            &home.inbox.display().to_string(),
+            &other.display().to_string(),
+        ),
+    )
+    .unwrap();
+    hup();
+    eventually("the reload is logged", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("configuration reloaded")
+    })
+    .await;
+    let mut third = report.clone();
+    third.extend_from_slice(b"\n\n");
+    let tmp = other.join(".third.xml.part");
+    std::fs::write(&tmp, &third).unwrap();
+    age(&tmp, 60);
+    std::fs::rename(&tmp, other.join("third.xml")).unwrap();
+    let ups = api.wait_for_uploads(3, Duration::from_secs(20)).await;
+    assert_eq!(ups[2].bytes, third);
+    let mut fourth = report.clone();
+    fourth.extend_from_slice(b"\n\n\n");
+    home.drop_file("fourth.xml", &fourth);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(api.uploads().len(), 3, "the old inbox is no longer watched");
+    assert_eq!(home.inbox_names(), ["fourth.xml"]);
+
+    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+/// A reload while a scan runs and an upload is in flight: the scan goes on and its report is
+/// uploaded once, the upload finishes once, and the new job is scheduled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_cuts_no_scan_short_and_repeats_no_upload() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let scan = home.dir.path().join("slow-scan.sh");
+    std::fs::write(
+        &scan,
+        format!(
+            "#!/bin/sh\nsleep 2\ncp {} \"$1\"\n",
+            fixture("nmap-tcp-localhost.xml").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &scan,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+    // A slow scan every second; max_concurrent_jobs (1) keeps it to one run at a time.
+    let cfg = format!(
+        "{}\n[[job]]\nname = \"slow\"\nscanner = \"command\"\nschedule = \"* * * * * *\"\ncommand = [\"{}\", \"{{output}}\"]\n",
+        std::fs::read_to_string(&home.config).unwrap(),
+        scan.display()
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let token = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
+        home.load(),
+        Some(rx),
+        token.clone(),
+    ));
+    // Wait until the scan runs, then slow the API down and drop a file, so that an upload
+    // is in flight too.
+    eventually("the scan starts", Duration::from_secs(10), || {
+        std::fs::read_to_string(home.state.join("jobs.json"))
+            .is_ok_and(|j| j.contains("last_started"))
+    })
+    .await;
+    api.push_fault(Endpoint::Results, Fault::Delay(Duration::from_millis(1500)));
+    let mut dropped = nmap_report();
+    dropped.extend_from_slice(b"<!-- dropped -->\n");
+    home.drop_file("dropped.xml", &dropped);
+    eventually("the upload is in flight", Duration::from_secs(10), || {
+        !api.requests_to(Endpoint::Results).is_empty()
+    })
+    .await;
+
+    // Reload: the slow job is gone from the new configuration, another one comes.
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("name = \"slow\"", "name = \"newer\"")
+        .replace("* * * * * *", "@yearly");
+    std::fs::write(&home.config, cfg).unwrap();
+    tx.send(Ok(home.load())).await.unwrap();
+
+    // The scan in progress finishes and is uploaded; the upload in flight lands once.
+    let ups = api.wait_for_uploads(2, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ups_now = api.uploads();
+    let dropped_count = ups_now.iter().filter(|u| u.bytes == dropped).count();
+    assert_eq!(dropped_count, 1, "{} uploads", ups_now.len());
+    assert!(ups
+        .iter()
+        .any(|u| u.bytes == fixture_bytes("nmap-tcp-localhost.xml")));
+    let j: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state.join("jobs.json")).unwrap()).unwrap();
+    assert_eq!(
+        j["slow"]["last_outcome"], "ok",
+        "the scan was not cut short: {j}"
+    );
+    token.cancel();
+    daemon.await.unwrap().unwrap();
+}
