@@ -193,6 +193,9 @@ struct AdmissionStage {
     once: bool,
     /// Stop after the file in hand; the others wait in their directory for the next start.
     shutdown: CancellationToken,
+    /// The agent is stopping (not just this stage, as on a reload): a read still going
+    /// `SHUTDOWN_GRACE` after this is left for the next start.
+    abandon: CancellationToken,
 }
 
 async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
@@ -205,6 +208,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         rescan_interval,
         once,
         shutdown,
+        abandon,
     } = stage;
     loop {
         let s = tokio::select! {
@@ -232,7 +236,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         let joined = tokio::select! {
             r = &mut reading => r,
             _ = async {
-                shutdown.cancelled().await;
+                abandon.cancelled().await;
                 tokio::time::sleep(SHUTDOWN_GRACE).await;
             } => {
                 // A huge or hung read must not hold the stop hostage. Admission is crash-safe at
@@ -268,7 +272,13 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
                 report.admitted(entry.meta.scan_type.as_str());
-                if uploads.send(*entry).await.is_err() {
+                // Raced against the stop: during an outage the uploader may not take more, and
+                // the entry is safe in queue/, where the uploader's rescan finds it.
+                let sent = tokio::select! {
+                    r = uploads.send(*entry) => r.is_ok(),
+                    _ = shutdown.cancelled() => false,
+                };
+                if !sent {
                     // The uploader has stopped: the entry is safe in queue/ for the next run.
                     if once {
                         report.push(Outcome::Pending {
@@ -362,6 +372,18 @@ impl Generation {
     }
 }
 
+/// The stop begins: logged, told to systemd, and the grace for uploads in flight starts now
+/// (counted from the signal, whatever each stage is doing).
+fn begin_stop(abort: &CancellationToken) -> tokio::task::JoinHandle<()> {
+    tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
+    crate::notify::stopping();
+    let abort = abort.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        abort.cancel();
+    })
+}
+
 /// Everything of the daemon that lives from start to stop.
 struct Daemon {
     parts: Parts,
@@ -389,6 +411,7 @@ impl Daemon {
                 rescan_interval: cfg.agent.rescan_interval,
                 once: false,
                 shutdown: stop.clone(),
+                abandon: self.shutdown.clone(),
             },
             settled_rx,
         ));
@@ -420,6 +443,15 @@ fn reload_check(old: &Config, new: &Config) -> Result<Vec<String>, String> {
             "agent.state_dir changed ({} -> {}): that needs a restart",
             old.agent.state_dir.display(),
             new.agent.state_dir.display()
+        ));
+    }
+    // The source in use belongs to the API it was found on: another API needs it looked up
+    // again, which happens at start (uploading to the new API with the old source id would
+    // send every queued file to failed/).
+    if old.api.url != new.api.url {
+        return Err(format!(
+            "api.url changed ({} -> {}): that needs a restart (systemctl restart hostedscan-agent)",
+            old.api.url, new.api.url
         ));
     }
     let mut later = Vec::new();
@@ -523,7 +555,7 @@ pub async fn run_reloading(
     };
     let mut cfg = cfg;
     let mut first = true;
-    loop {
+    let abort_later = loop {
         let generation = daemon.generation(&cfg);
         tracing::info!(
             watches = cfg.watches.len(),
@@ -586,14 +618,19 @@ pub async fn run_reloading(
         };
         match next {
             None => {
+                let abort_later = begin_stop(&abort);
                 generation.stop().await;
                 keep_alive.abort();
-                break;
+                break abort_later;
             }
             Some(new) => {
                 crate::notify::reloading();
                 generation.stop().await;
                 keep_alive.abort();
+                if shutdown.is_cancelled() {
+                    // Told to stop during the reload: no new generation.
+                    break begin_stop(&abort);
+                }
                 if let Err(e) = crate::config::prepare_watch_dirs(&new) {
                     tracing::warn!(error = %e, "cannot create a new watch directory");
                 }
@@ -606,18 +643,8 @@ pub async fn run_reloading(
                 crate::notify::ready(&cfg.agent.state_dir);
             }
         }
-    }
+    };
 
-    tracing::info!(grace = %humantime::format_duration(SHUTDOWN_GRACE), "stopping: no new work; in-flight uploads may finish");
-    crate::notify::stopping();
-    // The grace counts from the signal, whatever each stage is doing.
-    let abort_later = tokio::spawn({
-        let abort = abort.clone();
-        async move {
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            abort.cancel();
-        }
-    });
     let Daemon { runs, .. } = daemon;
     // The generation's stages got the same token (a child of it).
     // Running scanners got it too: SIGTERM, then SIGKILL after their grace.
@@ -702,6 +729,7 @@ pub async fn run_once(
             rescan_interval: cfg.agent.rescan_interval,
             once: true,
             shutdown: shutdown.clone(),
+            abandon: shutdown.clone(),
         },
         settled_rx,
     ));

@@ -27,7 +27,10 @@ pub fn status_line(state_dir: &Path) -> String {
     let counts = spool::counts(&layout).unwrap_or_default();
     // The ledger is appended at each upload: its mtime is the last one (no need to read it).
     let last = std::fs::metadata(state_dir.join("ledger.jsonl"))
-        .and_then(|m| m.modified())
+        .ok()
+        .filter(|m| m.len() > 0)
+        .ok_or(())
+        .and_then(|m| m.modified().map_err(drop))
         .map(|t| humantime::format_rfc3339_seconds(t).to_string())
         .unwrap_or_else(|_| "none yet".into());
     format!(

@@ -107,9 +107,12 @@ async fn watch_signals(shutdown: CancellationToken, now_code: i32, reload: Optio
                 };
                 tracing::info!(config = %path.display(), "SIGHUP received: reading the configuration again");
                 let (path, env) = (path.clone(), env.clone());
-                let loaded = tokio::task::spawn_blocking(move || crate::config::Config::load(&path, &env)).await;
-                if let Ok(loaded) = loaded {
-                    let _ = tx.send(loaded).await;
+                // Loaded here (it is quick) and handed over without waiting, so SIGTERM is
+                // never kept waiting behind reloads; a burst of more SIGHUPs than the channel
+                // holds is logged (send one more when it has settled).
+                let loaded = crate::config::Config::load(&path, &env);
+                if tx.try_send(loaded).is_err() {
+                    tracing::info!("a reload is already pending; this SIGHUP adds nothing");
                 }
             }
         }

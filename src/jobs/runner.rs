@@ -507,11 +507,18 @@ impl Jobs {
         super::scheduler::drive(
             &specs,
             |name| {
+                // A run still going (started before a reload) was not cut off.
+                let running = self
+                    .shared
+                    .running
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .contains(name);
                 self.history().get(name).and_then(|r| {
                     let started = r.last_started?;
                     Some(super::scheduler::LastRun {
                         started,
-                        finished: r.last_finished.is_some_and(|f| f >= started),
+                        finished: running || r.last_finished.is_some_and(|f| f >= started),
                     })
                 })
             },
@@ -526,6 +533,10 @@ impl Jobs {
             },
         )
         .await;
+        // No job has a future time left (a one-off whose years have passed): the schedule
+        // has nothing to do, but it is not broken, so it lives on until told to stop (the
+        // watchdog counts an ended scheduler as a failure).
+        cancel.cancelled().await;
     }
 }
 

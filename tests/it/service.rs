@@ -52,6 +52,7 @@ async fn the_daemon_tells_systemd_it_is_ready_healthy_and_stopping() {
         let ready = first.last().cloned().unwrap_or_default();
         assert!(ready.contains("READY=1"), "{first:?}");
         assert!(ready.contains("STATUS=queued 0, failed 0"), "{ready}");
+        assert!(ready.contains("last upload none yet"), "{ready}");
         // Then a watchdog ping every 150 ms (half of WATCHDOG_USEC) while healthy.
         let t = Instant::now();
         let pings = receive(&sock, Duration::from_millis(1200), |_| false);
@@ -329,6 +330,19 @@ async fn sighup_applies_a_valid_configuration_and_keeps_the_old_one_otherwise() 
             .contains("the new configuration is not used")
     })
     .await;
+    // Another API: refused too (the source belongs to the API it was found on: a restart).
+    std::fs::write(
+        &home.config,
+        good.replace(&api.url(), "http://127.0.0.1:9/v1"),
+    )
+    .unwrap();
+    hup();
+    eventually("the URL change is refused", Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("api.url changed")
+    })
+    .await;
     let mut second = report.clone();
     second.extend_from_slice(b"\n");
     home.drop_file("second.xml", &second);
@@ -448,4 +462,41 @@ async fn a_reload_cuts_no_scan_short_and_repeats_no_upload() {
     );
     token.cancel();
     daemon.await.unwrap().unwrap();
+}
+
+/// A job whose schedule has no future time (a one-off in a past year) is a warning, not a
+/// broken daemon: the watchdog pings go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_with_nothing_left_to_run_does_not_stop_the_watchdog() {
+    let api = StandIn::start().await;
+    let home = Home::new(
+        &api.url(),
+        "",
+        "\n[[job]]\nname = \"once-upon\"\nscanner = \"command\"\nschedule = \"0 0 3 1 1 * 2020\"\ncommand = [\"/bin/true\", \"{output}\"]\n",
+    );
+    let sock_path = home.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "200000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let msgs = tokio::task::spawn_blocking(move || {
+        let _ = receive(&sock, Duration::from_secs(20), |m| m.contains("READY=1"));
+        receive(&sock, Duration::from_millis(1500), |_| false)
+    })
+    .await
+    .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        msgs.iter().filter(|m| m.contains("WATCHDOG=1")).count() >= 4,
+        "{msgs:?}"
+    );
+    assert!(!msgs.iter().any(|m| m.contains("unhealthy")), "{msgs:?}");
 }
