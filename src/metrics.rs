@@ -197,6 +197,9 @@ impl Metrics {
     }
 }
 
+/// Connections served at once by [`serve`]; each may last [`serve`]'s 5 s at most.
+const MAX_CONNECTIONS: usize = 8;
+
 /// Serves `GET /metrics` on `listen` until `shutdown`. Binding fails loudly (the operator asked
 /// for it); a bad request gets a 4xx, never a crash.
 pub async fn serve(
@@ -205,6 +208,9 @@ pub async fn serve(
     state_dir: PathBuf,
     shutdown: CancellationToken,
 ) {
+    // A scraper needs one connection; a few spare. More would only spend the agent's file
+    // descriptors, which admission and uploads need.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let (mut conn, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -217,8 +223,13 @@ pub async fn serve(
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::debug!("metrics: too many connections; this one is closed");
+            continue;
+        };
         let (metrics, dir) = (metrics.clone(), state_dir.clone());
         tokio::spawn(async move {
+            let _slot = slot;
             let answer = async {
                 let mut req = Vec::with_capacity(1024);
                 let mut buf = [0u8; 1024];
@@ -258,7 +269,7 @@ pub async fn serve(
                 conn.write_all(body.as_bytes()).await?;
                 conn.shutdown().await
             };
-            let timed = tokio::time::timeout(std::time::Duration::from_secs(10), answer);
+            let timed = tokio::time::timeout(std::time::Duration::from_secs(5), answer);
             if let Ok(Err(e)) = timed.await {
                 tracing::debug!(error = %e, "metrics: connection ended early");
             }

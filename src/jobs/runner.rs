@@ -36,6 +36,8 @@ pub struct RunOutcome {
 /// `jobs.json` mirrors (one copy, so runs of two generations never overwrite each other).
 pub struct JobsShared {
     history: Mutex<JobHistory>,
+    /// Each job's next start, carried across reloads.
+    pending: super::scheduler::Pending,
     limit: Arc<Semaphore>,
     running: Mutex<HashSet<String>>,
 }
@@ -48,6 +50,7 @@ impl JobsShared {
         });
         Arc::new(JobsShared {
             history: Mutex::new(history),
+            pending: super::scheduler::Pending::default(),
             limit: Arc::new(Semaphore::new(max_concurrent.max(1))),
             running: Mutex::new(HashSet::new()),
         })
@@ -523,6 +526,7 @@ impl Jobs {
                 })
             },
             &super::scheduler::SystemClock,
+            &self.shared.pending,
             cancel.clone(),
             |i| {
                 let (me, spec, c) = (self.clone(), specs[i].clone(), stop_runs.clone());

@@ -65,6 +65,42 @@ fn next_after(spec: &JobSpec, after: DateTime<Utc>) -> Option<Next> {
     })
 }
 
+/// Each job's next start, kept from one schedule to the next across reloads: a reload between
+/// a slot and its jittered start must neither skip that run nor draw it again. Keyed by job
+/// name, with the schedule and jitter it was drawn for (a changed job starts afresh).
+#[derive(Default)]
+pub struct Pending(std::sync::Mutex<std::collections::HashMap<String, (String, Next)>>);
+
+impl Pending {
+    fn key(spec: &JobSpec) -> String {
+        format!(
+            "{}|{}|{:?}",
+            spec.schedule.expr(),
+            spec.schedule.zone(),
+            spec.jitter
+        )
+    }
+
+    fn get(&self, spec: &JobSpec) -> Option<Next> {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(&spec.name)
+            .filter(|(k, _)| *k == Pending::key(spec))
+            .map(|(_, n)| *n)
+    }
+
+    fn set(&self, spec: &JobSpec, n: Option<Next>) {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match n {
+            Some(n) => {
+                map.insert(spec.name.clone(), (Pending::key(spec), n));
+            }
+            None => {
+                map.remove(&spec.name);
+            }
+        }
+    }
+}
+
 /// A job's previous run, as `jobs.json` remembers it.
 #[derive(Debug, Clone, Copy)]
 pub struct LastRun {
@@ -85,6 +121,7 @@ pub async fn drive<F, Fut>(
     specs: &[Arc<JobSpec>],
     last_run: impl Fn(&str) -> Option<LastRun>,
     clock: &dyn Clock,
+    pending: &Pending,
     cancel: CancellationToken,
     mut launch: F,
 ) where
@@ -105,8 +142,11 @@ pub async fn drive<F, Fut>(
                 start: now,
             })
         } else {
-            next_after(spec, now)
+            // After a reload, the time already drawn for this job (even one just past: it is
+            // due now, not skipped).
+            pending.get(spec).or_else(|| next_after(spec, now))
         };
+        pending.set(spec, n);
         match n {
             Some(n) => {
                 tracing::info!(job = %spec.name, next_run = %n.start.to_rfc3339(), "job scheduled")
@@ -133,6 +173,7 @@ pub async fn drive<F, Fut>(
         }
         // A clock that jumped back (or a late wake-up) moves on from now, not from the past.
         next[i] = next_after(&specs[i], n.slot.max(clock.now()));
+        pending.set(&specs[i], next[i]);
         launch(i).await;
     }
 }
@@ -187,6 +228,7 @@ mod tests {
                     &specs,
                     |_| last,
                     clock.as_ref(),
+                    &Pending::default(),
                     cancel,
                     |i| {
                         seen.lock().unwrap().push((i, clock.now()));
@@ -259,5 +301,58 @@ mod tests {
         // Today's run was cut off by a stop or a crash: it counts as missed.
         let got = launches(&specs, base, last("2026-11-27T00:00:01Z", false), 1).await;
         assert_eq!(got, vec![(0, base)]);
+    }
+
+    /// A reload between a slot and its jittered start: the next schedule starts the run at the
+    /// time already drawn, once (not skipped until tomorrow, not drawn again).
+    #[tokio::test(start_paused = true)]
+    async fn a_reload_keeps_the_start_already_drawn() {
+        let (_d, specs) = specs(&job("daily", "0 2 * * *", "jitter = \"1h\""));
+        let clock = Arc::new(TokioClock::starting_at(at("2026-11-27T01:59:00Z")));
+        let pending = Arc::new(Pending::default());
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let run = |cancel: CancellationToken| {
+            let (specs, clock, seen, pending) =
+                (specs.clone(), clock.clone(), seen.clone(), pending.clone());
+            tokio::spawn(async move {
+                drive(
+                    &specs,
+                    |_| None,
+                    clock.as_ref(),
+                    &pending,
+                    cancel,
+                    |_| {
+                        seen.lock().unwrap().push(clock.now());
+                        async {}
+                    },
+                )
+                .await
+            })
+        };
+        // The first schedule draws today's start, somewhere in 02:00..03:00.
+        let first = CancellationToken::new();
+        let task = run(first.clone());
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        let drawn = pending.get(&specs[0]).unwrap().start;
+        assert!(drawn >= at("2026-11-27T02:00:00Z") && drawn < at("2026-11-27T03:00:00Z"));
+        // The reload comes at 02:00:30, possibly before the drawn start.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        first.cancel();
+        task.await.unwrap();
+        let second = CancellationToken::new();
+        let task = run(second.clone());
+        tokio::time::sleep(Duration::from_secs(2 * 3600)).await;
+        second.cancel();
+        task.await.unwrap();
+        let got = seen.lock().unwrap().clone();
+        let today: Vec<_> = got
+            .iter()
+            .filter(|t| t.date_naive() == drawn.date_naive())
+            .collect();
+        assert_eq!(today.len(), 1, "{got:?}");
+        assert!(
+            (*today[0] - drawn).num_seconds().abs() <= 1,
+            "{got:?} vs {drawn}"
+        );
     }
 }
