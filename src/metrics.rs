@@ -87,7 +87,7 @@ impl Metrics {
         );
         registry.register(
             "uploads",
-            "Upload attempts by result: uploaded, duplicate (already sent), retried (will be tried again), failed (refused for good, in failed/)",
+            "Upload attempts by result: uploaded, duplicate (the same content was already sent; not sent again), retried (will be tried again), unauthorized (the key was refused; the file stays queued), failed (refused for good, in failed/)",
             m.uploads.clone(),
         );
         registry.register(

@@ -92,8 +92,21 @@ impl RunReport {
 
     /// An upload failed and will be tried again (counted only).
     pub fn retried(&self) {
+        self.upload_attempt("retried");
+    }
+
+    /// An upload attempt that is not a file's outcome (counted only): `retried`, or
+    /// `unauthorized` (the key was refused; the file stays queued).
+    pub fn upload_attempt(&self, result: &str) {
         if let Some(m) = self.metrics() {
-            m.upload("retried", 0);
+            m.upload(result, 0);
+        }
+    }
+
+    /// A job's output failed validation (counted only: the run's failure is the outcome).
+    pub fn job_output_rejected(&self) {
+        if let Some(m) = self.metrics() {
+            m.rejected();
         }
     }
 

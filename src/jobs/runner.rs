@@ -420,11 +420,16 @@ impl Jobs {
                 ended: Ended::Ok,
                 detail: format!("the report is the same as one already uploaded or queued; not sent again (in {took})"),
             },
-            Ok(Admitted::Rejected { reason, moved_to }) => failed(format!(
-                "{}its report is not valid: {reason}{}",
-                exit_problem.map(|p| format!("{p}; ")).unwrap_or_default(),
-                moved_to.map(|p| format!(" (kept in {})", p.display())).unwrap_or_default()
-            )),
+            Ok(Admitted::Rejected { reason, moved_to }) => {
+                self.report.job_output_rejected();
+                failed(format!(
+                    "{}its report is not valid: {reason}{}",
+                    exit_problem.map(|p| format!("{p}; ")).unwrap_or_default(),
+                    moved_to
+                        .map(|p| format!(" (kept in {})", p.display()))
+                        .unwrap_or_default()
+                ))
+            }
             Ok(Admitted::Stuck { reason }) | Ok(Admitted::NotYet { reason, .. }) => {
                 // Keep the output for a person rather than lose it with the run directory.
                 self.reject_leftover(spec, output, &reason).await;

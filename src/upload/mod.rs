@@ -272,6 +272,7 @@ impl Uploader {
                 Settled::Retry(entry)
             }
             Decision::Unauthorized { status, message } => {
+                self.report.upload_attempt("unauthorized");
                 match self.key_refused(ticket, status, &message) {
                     Some(()) => Settled::AuthStop(entry),
                     None => Settled::Retry(entry),
