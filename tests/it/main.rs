@@ -9,6 +9,7 @@ mod standin;
 mod harness;
 
 mod cli;
+mod crash;
 mod daemon;
 mod faults;
 mod gmp_standin;
