@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Time from a report's close (its rename into the watch directory) to the start of its upload
+# (the stand-in's record of the request), for N reports one at a time, with the daemon running
+# and `settle = "2s"` (the default is 5 s). Goal: within settle + 100 ms. Usage: benches/latency.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-20}
+cargo build --release --quiet --bins --examples
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A minimal HostedScan API that notes when each upload's request line arrives (monotonic).
+cat >"$work/api.py" <<'PY'
+import http.server, json, sys, time
+log = open(sys.argv[2], "a", buffering=1)
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        if self.path.endswith("/results"):
+            log.write(f"{time.monotonic()}\n")
+        n = int(self.headers.get("content-length", 0))
+        while n > 0:
+            n -= len(self.rfile.read(min(n, 65536)))
+        body = json.dumps({"data": {"id": "r1", "source_id": "src1", "scan_type": "NMAP"}}).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+python3 "$work/api.py" "$port" "$work/arrivals" &
+mkdir -p "$work/inbox"
+cat >"$work/agent.toml" <<TOML
+[api]
+url = "http://127.0.0.1:$port/v1"
+key = "bench-key"
+[source]
+id = "src1"
+[agent]
+state_dir = "$work/state"
+after_upload = "delete"
+settle = "2s"
+[[watch]]
+path = "$work/inbox"
+TOML
+chmod 600 "$work/agent.toml"
+sleep 1
+target/release/hostedscan-agent -q -c "$work/agent.toml" 2>"$work/agent.log" &
+sleep 2
+python3 - "$n" "$work" <<'PY'
+import os, sys, time
+n, work = int(sys.argv[1]), sys.argv[2]
+fixture = open("tests/fixtures/nmap-tcp-localhost.xml", "rb").read()
+arrivals = os.path.join(work, "arrivals")
+def seen():
+    try:
+        return [float(l) for l in open(arrivals)]
+    except FileNotFoundError:
+        return []
+lat = []
+for i in range(n):
+    before = len(seen())
+    tmp = os.path.join(work, "inbox", f".r{i}.part")
+    with open(tmp, "wb") as f:
+        f.write(fixture + f"<!-- {i} -->\n".encode())
+    t0 = time.monotonic()
+    os.rename(tmp, os.path.join(work, "inbox", f"r{i}.xml"))
+    while len(seen()) == before:
+        time.sleep(0.005)
+    lat.append(seen()[-1] - t0)
+lat.sort()
+print(f"close -> upload start over {n} reports (settle 2 s)")
+print(f"  median {lat[n//2]*1000:.0f} ms, max {lat[-1]*1000:.0f} ms   (goal: within settle + 100 ms = 2100 ms)")
+PY
