@@ -28,21 +28,33 @@ fn receive(sock: &UnixDatagram, wait: Duration, until: impl Fn(&str) -> bool) ->
     out
 }
 
+/// The real binary with `home`'s config and `args`, as systemd would start it: with a
+/// notify socket and a watchdog of `watchdog_usec`, when given, and no secrets from the
+/// test's own environment.
+fn agent(home: &Home, args: &[&str], notify: Option<(&std::path::Path, &str)>) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"));
+    cmd.arg("-c")
+        .arg(&home.config)
+        .args(args)
+        .env_remove("WATCHDOG_PID")
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((sock, watchdog_usec)) = notify {
+        cmd.env("NOTIFY_SOCKET", sock)
+            .env("WATCHDOG_USEC", watchdog_usec);
+    }
+    cmd
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_daemon_tells_systemd_it_is_ready_healthy_and_stopping() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
     let sock_path = home.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-        .arg("-c")
-        .arg(&home.config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "300000")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("HOSTEDSCAN_API_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
-        .stderr(Stdio::null())
+    let mut child = agent(&home, &[], Some((&sock_path, "300000")))
         .spawn()
         .unwrap();
 
@@ -126,23 +138,16 @@ async fn scanners_do_not_get_systemds_notify_socket() {
     std::fs::write(&home.config, cfg).unwrap();
     let sock_path = home.dir.path().join("notify.sock");
     let _sock = UnixDatagram::bind(&sock_path).unwrap();
-    let config = home.config.clone();
-    let code = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-            .arg("-c")
-            .arg(&config)
-            .args(["--once", "--job", "envcheck"])
-            .env("NOTIFY_SOCKET", &sock_path)
-            .env("WATCHDOG_USEC", "300000")
-            .env_remove("HOSTEDSCAN_API_KEY")
-            .stderr(Stdio::null())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap()
-            .code()
-    })
-    .await
-    .unwrap();
+    let code = tokio::task::block_in_place(|| {
+        agent(
+            &home,
+            &["--once", "--job", "envcheck"],
+            Some((&sock_path, "300000")),
+        )
+        .status()
+        .unwrap()
+        .code()
+    });
     assert_eq!(code, Some(0));
     let env = std::fs::read_to_string(&out).unwrap();
     assert!(
@@ -161,13 +166,8 @@ fn log_of_a_pass(home: &Home, journal_stream: Option<&str>) -> String {
     let stream = journal_stream
         .map(str::to_string)
         .unwrap_or_else(|| format!("{}:{}", meta.dev(), meta.ino()));
-    Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-        .arg("-c")
-        .arg(&home.config)
-        .arg("--once")
+    agent(home, &["--once"], None)
         .env("JOURNAL_STREAM", stream)
-        .env_remove("HOSTEDSCAN_API_KEY")
-        .stdout(Stdio::null())
         .stderr(file)
         .status()
         .unwrap();
@@ -303,11 +303,7 @@ async fn sighup_applies_a_valid_configuration_and_keeps_the_old_one_otherwise() 
     let home = Home::new(&api.url(), "", "");
     let good = std::fs::read_to_string(&home.config).unwrap();
     let log = home.dir.path().join("agent.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-        .arg("-c")
-        .arg(&home.config)
-        .env_remove("HOSTEDSCAN_API_KEY")
-        .env_remove("CREDENTIALS_DIRECTORY")
+    let mut child = agent(&home, &[], None)
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
@@ -476,14 +472,7 @@ async fn a_job_with_nothing_left_to_run_does_not_stop_the_watchdog() {
     );
     let sock_path = home.dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-        .arg("-c")
-        .arg(&home.config)
-        .env("NOTIFY_SOCKET", &sock_path)
-        .env("WATCHDOG_USEC", "200000")
-        .env_remove("WATCHDOG_PID")
-        .env_remove("HOSTEDSCAN_API_KEY")
-        .stderr(Stdio::null())
+    let mut child = agent(&home, &[], Some((&sock_path, "200000")))
         .spawn()
         .unwrap();
     let msgs = tokio::task::spawn_blocking(move || {
