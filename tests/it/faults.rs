@@ -73,6 +73,38 @@ async fn retry_after_is_honoured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_as_an_http_date_is_honoured_and_the_file_goes_once() {
+    let api = StandIn::start().await;
+    let at = std::time::SystemTime::now() + Duration::from_secs(3);
+    api.push_fault(Endpoint::Results, Fault::retry_after_date(429, at));
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    home.drop_file("a.xml", &report);
+    api.wait_for_uploads(1, WAIT).await;
+    // Time for a wrong second attempt to show, then count.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop().await;
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "uploaded exactly once");
+    assert_eq!(ups[0].bytes, report);
+    let tries: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/results"))
+        .collect();
+    assert_eq!(tries.len(), 2, "one refusal, one upload");
+    // An HTTP date has whole seconds: the retry comes no earlier than the second it names.
+    let named = std::time::UNIX_EPOCH
+        + Duration::from_secs(at.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs());
+    assert!(
+        tries[1].wall >= named,
+        "retried at {:?}, before the date in Retry-After ({named:?})",
+        tries[1].wall
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_pauses_the_queue_instead_of_multiplying_requests() {
     let api = StandIn::start().await;
     api.set_default_fault(Endpoint::Results, Some(Fault::Status(503)));
