@@ -11,27 +11,12 @@ cd "$(dirname "$0")/.."
 mib=${1:-1024}
 command -v xmllint >/dev/null || { echo "xmllint is needed (apt-get install -y libxml2-utils)"; exit 1; }
 command -v curl >/dev/null || { echo "curl is needed (apt-get install -y curl)"; exit 1; }
-cargo build --release --quiet --bins --examples
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-STANDIN_KEEP_BYTES=0 target/release/examples/standin "$port" bench-key >"$work/standin.log" 2>&1 &
-sleep 1
+. benches/common.sh
+start_standin
 mkdir -p "$work/inbox"
 python3 benches/gen_nmap.py "$mib" "$work/big.xml"
-cat >"$work/agent.toml" <<TOML
-[api]
-url = "http://127.0.0.1:$port/v1"
-key = "bench-key"
-timeout = "10m"
-[agent]
-state_dir = "$work/state"
-after_upload = "delete"
-max_file_size = "8GiB"
-[[watch]]
-path = "$work/inbox"
-TOML
-chmod 600 "$work/agent.toml"
+agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"
+max_file_size = "8GiB"'
 # The agent consumes its input: give it a hard link (same file, no copy, page cache shared).
 ln "$work/big.xml" "$work/inbox/big.xml"
 touch -d '1 minute ago' "$work/inbox/big.xml"

@@ -5,22 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-60}
-cargo build --release --quiet --bins --examples
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-STANDIN_KEEP_BYTES=0 target/release/examples/standin "$port" bench-key >"$work/standin.log" 2>&1 &
+. benches/common.sh
+start_standin
 mkdir -p "$work/inbox"
-cat >"$work/agent.toml" <<TOML
-[api]
-url = "http://127.0.0.1:$port/v1"
-key = "bench-key"
-[agent]
-state_dir = "$work/state"
-[[watch]]
-path = "$work/inbox"
-TOML
-chmod 600 "$work/agent.toml"
+agent_config "$work/agent.toml" "$work/inbox"
 target/release/hostedscan-agent -q -c "$work/agent.toml" &
 pid=$!
 sleep 5 # start-up done

@@ -5,10 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-20}
-cargo build --release --quiet --bins --examples
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. benches/common.sh
 # A minimal HostedScan API that notes when each upload's request line arrives (monotonic).
 cat >"$work/api.py" <<'PY'
 import http.server, json, sys, time
@@ -33,20 +30,9 @@ http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_foreve
 PY
 python3 "$work/api.py" "$port" "$work/arrivals" &
 mkdir -p "$work/inbox"
-cat >"$work/agent.toml" <<TOML
-[api]
-url = "http://127.0.0.1:$port/v1"
-key = "bench-key"
-[source]
-id = "src1"
-[agent]
-state_dir = "$work/state"
-after_upload = "delete"
-settle = "2s"
-[[watch]]
-path = "$work/inbox"
-TOML
-chmod 600 "$work/agent.toml"
+agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"
+settle = "2s"' '[source]
+id = "src1"'
 sleep 1
 target/release/hostedscan-agent -q -c "$work/agent.toml" 2>"$work/agent.log" &
 sleep 2

@@ -6,30 +6,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
-cargo build --release --quiet --bins --examples
 command -v curl >/dev/null || { echo "curl is needed (apt-get install -y curl)"; exit 1; }
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-STANDIN_KEEP_BYTES=0 target/release/examples/standin "$port" bench-key >"$work/standin.log" 2>&1 &
-sleep 1
+. benches/common.sh
+start_standin
 mkdir -p "$work/inbox" "$work/copy"
 for i in $(seq 1 "$n"); do
   sed "s|</nmaprun>|</nmaprun><!-- $i -->|" tests/fixtures/nmap-tcp-localhost.xml >"$work/copy/r$i.xml"
 done
 cp "$work/copy/"*.xml "$work/inbox/"
 touch -d '1 minute ago' "$work/inbox/"*.xml
-cat >"$work/agent.toml" <<TOML
-[api]
-url = "http://127.0.0.1:$port/v1"
-key = "bench-key"
-[agent]
-state_dir = "$work/state"
-after_upload = "delete"
-[[watch]]
-path = "$work/inbox"
-TOML
-chmod 600 "$work/agent.toml"
+agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"'
 t0=$(date +%s.%N)
 target/release/hostedscan-agent -q -c "$work/agent.toml" --once >/dev/null
 t1=$(date +%s.%N)

@@ -7,11 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
-cargo build --release --quiet --bins --examples
-work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-STANDIN_KEEP_BYTES=0 target/release/examples/standin "$port" bench-key >"$work/standin.log" 2>&1 &
+. benches/common.sh
+start_standin
 mkdir -p "$work/inbox" "$work/stage"
 python3 - "$n" "$work/stage" <<'PY'
 import sys
@@ -21,18 +18,8 @@ for i in range(n):
     with open(f"{d}/r{i}.xml", "wb") as f:
         f.write(base + f"<!-- {i} -->\n".encode())
 PY
-cat >"$work/agent.toml" <<TOML
-[api]
-url = "http://127.0.0.1:$port/v1"
-key = "bench-key"
-[agent]
-state_dir = "$work/state"
-after_upload = "delete"
-settle = "1s"
-[[watch]]
-path = "$work/inbox"
-TOML
-chmod 600 "$work/agent.toml"
+agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"
+settle = "1s"'
 target/release/hostedscan-agent -c "$work/agent.toml" 2>"$work/agent.log" &
 pid=$!
 sleep 2
