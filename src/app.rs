@@ -20,7 +20,7 @@ use crate::config::{Config, ConfigError};
 use crate::jobs::runner::Jobs;
 use crate::report::{Outcome, RunReport};
 use crate::spool::status_file::StatusBoard;
-use crate::spool::{queue, Ledger, RejectRecord, Spool, SpoolError};
+use crate::spool::{queue, Ledger, Spool, SpoolError};
 use crate::upload::api::ClientError;
 use crate::upload::source::SourceResolver;
 use crate::upload::{Api, Backoff, Uploader};
@@ -84,11 +84,11 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         unreadable,
     } = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
     for (path, reason) in unreadable {
-        set_aside(&spool, &path, &reason);
+        let moved_to = spool.set_aside_queued(&path, &reason);
         report.push(Outcome::Rejected {
             file: path.display().to_string(),
             reason: format!("queue entry set aside: {reason}"),
-            moved_to: None,
+            moved_to,
         });
     }
     if !initial.is_empty() {
@@ -155,29 +155,6 @@ fn jobs(
         crate::jobs::runner::JobsShared::new(&cfg.agent.state_dir, cfg.agent.max_concurrent_jobs),
         report.clone(),
     ))
-}
-
-/// A queue file that cannot be uploaded as it is: keep it, in rejected/, with the reason.
-fn set_aside(spool: &Spool, path: &std::path::Path, reason: &str) {
-    let record = RejectRecord {
-        file: path.to_path_buf(),
-        reason: format!("queue entry set aside: {reason}"),
-        kind: "queue_entry".into(),
-        format: "unknown".into(),
-        at: crate::spool::fsutil::now_rfc3339(),
-        warnings: vec![],
-        size: None,
-        sha256: None,
-    };
-    match spool.reject_original(path, &record) {
-        Ok(dest) => {
-            // Its unreadable metadata is described in the reason; it would only confuse recovery.
-            let meta = PathBuf::from(format!("{}{}", path.display(), queue::META_SUFFIX));
-            let _ = crate::spool::fsutil::remove_durably(&meta);
-            tracing::warn!(file = %path.display(), moved_to = %dest.display(), "{}", record.reason)
-        }
-        Err(e) => tracing::error!(file = %path.display(), error = %e, "{}", record.reason),
-    }
 }
 
 /// The admission worker: one file at a time on a blocking thread, outcome logged, recorded,

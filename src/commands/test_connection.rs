@@ -56,5 +56,9 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
             eprintln!("{url}: unexpected answer HTTP {status}: {message} (is api.url right?)");
             exit::TEMPFAIL
         }
+        Decision::Damaged { reason } => {
+            eprintln!("{url}: {reason}");
+            exit::TEMPFAIL
+        }
     }
 }

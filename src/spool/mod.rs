@@ -194,6 +194,34 @@ impl Spool {
         self.reject_temp(original, &file_name, record)
     }
 
+    /// A file in `queue/` that must not be uploaded as it is (its metadata is unreadable, or it
+    /// is not the file that was validated): kept in `rejected/` with the reason, its metadata
+    /// removed (the reason describes it). Logged here; `None` when it could not be moved.
+    pub fn set_aside_queued(&self, data: &Path, reason: &str) -> Option<PathBuf> {
+        let record = RejectRecord {
+            file: data.to_path_buf(),
+            reason: format!("queue entry set aside: {reason}"),
+            kind: "queue_entry".into(),
+            format: "unknown".into(),
+            at: now_rfc3339(),
+            warnings: vec![],
+            size: fs::symlink_metadata(data).ok().map(|m| m.len()),
+            sha256: None,
+        };
+        match self.reject_original(data, &record) {
+            Ok(dest) => {
+                let meta = PathBuf::from(format!("{}{}", data.display(), queue::META_SUFFIX));
+                let _ = remove_durably(&meta);
+                tracing::error!(file = %data.display(), moved_to = %dest.display(), "{}", record.reason);
+                Some(dest)
+            }
+            Err(e) => {
+                tracing::error!(file = %data.display(), error = %e, "{} (it cannot be moved to rejected/, so it stays in queue/)", record.reason);
+                None
+            }
+        }
+    }
+
     /// Move a queued entry into `failed/` with HostedScan's answer.
     pub fn fail(&self, entry: &QueuedEntry, status: u16, message: &str) -> io::Result<PathBuf> {
         let record = FailRecord {

@@ -44,6 +44,25 @@ pub struct QueuedEntry {
     pub meta_path: PathBuf,
 }
 
+impl QueuedEntry {
+    /// Why the file in `queue/` is no longer the one admission validated, when its size says
+    /// so (a disk or filesystem fault, or a hand that edited it): it must not be uploaded.
+    /// The content itself is checked against `sha256` while it is sent.
+    pub fn damage(&self) -> Option<String> {
+        match fs::metadata(&self.data_path) {
+            Ok(m) if m.len() != self.meta.size => Some(format!(
+                "the queued copy is {} bytes but {} were validated (sha256 {}): it was damaged or \
+                 changed in queue/ and is not uploaded; the original was {}",
+                m.len(),
+                self.meta.size,
+                self.meta.sha256,
+                self.meta.original.display()
+            )),
+            _ => None,
+        }
+    }
+}
+
 /// What admission knows about a validated file before it enters the queue.
 #[derive(Debug, Clone)]
 pub struct Admission {
@@ -128,11 +147,15 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
             Ok(bytes) => match serde_json::from_slice::<EntryMeta>(&bytes) {
                 Ok(mut meta) => {
                     meta.name = name;
-                    good.push(QueuedEntry {
+                    let entry = QueuedEntry {
                         meta,
                         data_path,
                         meta_path,
-                    })
+                    };
+                    match entry.damage() {
+                        None => good.push(entry),
+                        Some(why) => bad.push((entry.data_path, why)),
+                    }
                 }
                 Err(e) => bad.push((
                     data_path,

@@ -1,13 +1,13 @@
 //! The HostedScan API over HTTP: the client (rustls, certificates always verified, optional
 //! extra CA and proxy, no redirects so the key never travels elsewhere), source listing and
-//! creation, and the streamed multipart upload. Each call returns an [`Attempt`]; deciding what
+//! creation, and the streamed multipart upload (its body checked by `verify.rs`). Each call returns an [`Attempt`]; deciding what
 //! to do about it is `retry.rs`'s job.
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
-use tokio_util::io::ReaderStream;
 
 use super::retry::Attempt;
+use super::verify::{Damage, Verified};
 use crate::config::{ApiKey, ApiSettings};
 use crate::spool::QueuedEntry;
 
@@ -122,7 +122,21 @@ impl Api {
                 }
             }
         };
-        let body = reqwest::Body::wrap_stream(ReaderStream::with_capacity(file, 64 * 1024));
+        if len != entry.meta.size {
+            return Attempt::Damaged {
+                reason: format!(
+                    "the queued copy is {len} bytes but {} were validated",
+                    entry.meta.size
+                ),
+            };
+        }
+        let damage = Damage::default();
+        let body = reqwest::Body::wrap_stream(Verified::new(
+            file,
+            len,
+            &entry.meta.sha256,
+            damage.clone(),
+        ));
         let part = match Part::stream_with_length(body, len)
             .file_name(entry.meta.file_name.clone())
             .mime_str(&entry.meta.content_type)
@@ -146,7 +160,14 @@ impl Api {
             .client
             .post(self.settings.endpoint("results"))
             .multipart(form);
-        into_attempt(req.send().await).await
+        let attempt = into_attempt(req.send().await).await;
+        // Whatever the server answered to a body that failed its check, it did not get the file.
+        match damage.get() {
+            Some(reason) => Attempt::Damaged {
+                reason: reason.clone(),
+            },
+            None => attempt,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ pub mod api;
 pub mod backoff;
 pub mod retry;
 pub mod source;
+pub mod verify;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, RwLock};
@@ -278,6 +279,7 @@ impl Uploader {
                     None => Settled::Retry(entry),
                 }
             }
+            Decision::Damaged { reason } => self.set_aside_damaged(entry, &reason),
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
                 self.backoff.success();
@@ -341,6 +343,29 @@ impl Uploader {
             tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
         }
         None
+    }
+
+    /// The queued copy is not the file that was validated (a disk fault, or an edit in
+    /// `queue/`): it goes to `rejected/` with the reason, never to HostedScan.
+    fn set_aside_damaged(&self, entry: QueuedEntry, reason: &str) -> Settled {
+        let reason = format!(
+            "{reason} (sha256 {}): it was damaged or changed in queue/ after it was validated, \
+             so it was not uploaded; the original was {}",
+            entry.meta.sha256,
+            entry.meta.original.display()
+        );
+        let moved_to = self.spool.set_aside_queued(&entry.data_path, &reason);
+        self.status.error(&format!("{}: {reason}", entry.meta.name));
+        self.report.push(Outcome::Rejected {
+            file: entry.meta.file_name.clone(),
+            reason: format!("queue entry set aside: {reason}"),
+            moved_to: moved_to.clone(),
+        });
+        match moved_to {
+            Some(_) => Settled::Done,
+            // Still in queue/: not tried again by this process (the error is logged).
+            None => Settled::Left(entry),
+        }
     }
 
     fn already_uploaded(&self, source_id: &str, sha256: &str) -> bool {

@@ -16,6 +16,8 @@ pub enum Attempt {
     },
     /// No response: connection refused or reset, DNS, TLS, timeout.
     Transport { message: String, timeout: bool },
+    /// The queued copy no longer matches what was validated; the request was cut short.
+    Damaged { reason: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -37,6 +39,10 @@ pub enum Decision {
         status: u16,
         message: String,
     },
+    /// Not the file that was validated any more (damaged in `queue/`): never to be sent.
+    Damaged {
+        reason: String,
+    },
 }
 
 pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
@@ -49,6 +55,11 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
                 } else {
                     format!("could not reach the API: {message}")
                 },
+            }
+        }
+        Attempt::Damaged { reason } => {
+            return Decision::Damaged {
+                reason: reason.clone(),
             }
         }
         Attempt::Response {

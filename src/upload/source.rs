@@ -197,7 +197,7 @@ fn to_error(d: Decision) -> SourceError {
         Decision::Retry { after, reason } => SourceError::Retry { after, reason },
         Decision::Unauthorized { status, message } => SourceError::Unauthorized { status, message },
         Decision::Permanent { status, message } => SourceError::Refused { status, message },
-        Decision::Success { .. } => SourceError::Retry {
+        Decision::Success { .. } | Decision::Damaged { .. } => SourceError::Retry {
             after: None,
             reason: "unexpected answer".into(),
         },

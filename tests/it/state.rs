@@ -281,3 +281,71 @@ async fn kill_9_while_uploading_loses_nothing() {
     assert_eq!(names, ["a.xml", "b.xml"]);
     assert!(home.names_in("queue").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
+    let api = StandIn::start().await;
+    api.go_down().await;
+    let home = Home::new(&api.url(), "", "");
+    let (cut, flipped, fine) = (
+        fixture_bytes("nmap-tcp-localhost.xml"),
+        fixture_bytes("nmap-udp-localhost.xml"),
+        fixture_bytes("zap-intranet.xml"),
+    );
+    home.drop_file("cut.xml", &cut);
+    home.drop_file("flipped.xml", &flipped);
+    home.drop_file("fine.xml", &fine);
+    // The API is down: all three wait in queue/.
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 75, "{out:?}");
+    assert_eq!(home.names_in("queue").len(), 6);
+    // Damage two of them behind the agent's back: one cut short (a half-written file), one
+    // with a byte changed (same size: only its content says so).
+    let q = home.state.join("queue");
+    std::fs::write(q.join("cut.xml"), &cut[..cut.len() / 2]).unwrap();
+    let mut b = flipped.clone();
+    let at = b.len() - 20;
+    b[at] ^= 0x20;
+    std::fs::write(q.join("flipped.xml"), &b).unwrap();
+
+    api.come_back().await;
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "only the intact file goes");
+    assert_eq!(ups[0].bytes, fine);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    let reason = |n: &str| {
+        std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap()
+    };
+    let r = reason("cut.xml");
+    assert!(
+        r.contains("damaged or changed in queue/") && r.contains("bytes but"),
+        "{r}"
+    );
+    let r = reason("flipped.xml");
+    assert!(
+        r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
+        "{r}"
+    );
+    assert_eq!(
+        std::fs::read(home.state.join("rejected/flipped.xml")).unwrap(),
+        b,
+        "kept as found"
+    );
+    // The stand-in saw the damaged body start, never finish.
+    let results = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/results"))
+        .count();
+    assert!(results >= 2, "{results}");
+}

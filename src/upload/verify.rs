@@ -1,0 +1,161 @@
+//! The upload body: the queued file streamed from disk and checked, as it goes, against the size
+//! and SHA-256 that admission validated. The last chunk is held back until the end of the file
+//! has been read and both match, so a copy damaged in `queue/` never reaches the server whole:
+//! the request fails before its last byte, and the server sees an incomplete body.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{ready, Context, Poll};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use tokio::fs::File;
+use tokio_util::io::ReaderStream;
+
+/// Where a mismatch is reported to the uploader, besides failing the body.
+pub type Damage = Arc<OnceLock<String>>;
+
+pub struct Verified {
+    inner: ReaderStream<File>,
+    hasher: ring::digest::Context,
+    held: Option<Bytes>,
+    seen: u64,
+    size: u64,
+    sha256: String,
+    done: bool,
+    damage: Damage,
+}
+
+impl Verified {
+    pub fn new(file: File, size: u64, sha256: &str, damage: Damage) -> Verified {
+        Verified {
+            inner: ReaderStream::with_capacity(file, 64 * 1024),
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            held: None,
+            seen: 0,
+            size,
+            sha256: sha256.to_ascii_lowercase(),
+            done: false,
+            damage,
+        }
+    }
+
+    fn fail(&mut self, why: String) -> Poll<Option<io::Result<Bytes>>> {
+        self.done = true;
+        self.held = None;
+        let _ = self.damage.set(why.clone());
+        Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, why))))
+    }
+}
+
+impl Stream for Verified {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(this.held.take().map(Ok));
+            }
+            match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    this.seen += chunk.len() as u64;
+                    if this.seen > this.size {
+                        let why = format!(
+                            "the queued copy is longer than the {} bytes that were validated",
+                            this.size
+                        );
+                        return this.fail(why);
+                    }
+                    this.hasher.update(&chunk);
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(previous)));
+                    }
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    this.held = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    if this.seen != this.size {
+                        let why = format!(
+                            "the queued copy ended after {} of the {} bytes that were validated",
+                            this.seen, this.size
+                        );
+                        return this.fail(why);
+                    }
+                    let digest = this.hasher.clone().finish();
+                    let got = crate::admit::hex(digest.as_ref());
+                    if got != this.sha256 {
+                        let why = format!(
+                            "the queued copy's sha256 is {got}, not the {} that was validated",
+                            this.sha256
+                        );
+                        return this.fail(why);
+                    }
+                    this.done = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+
+    async fn collect(content: &[u8], size: u64, sha: &str) -> (Vec<u8>, Option<String>, bool) {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, content).unwrap();
+        let damage = Damage::default();
+        let mut s = Verified::new(File::open(&p).await.unwrap(), size, sha, damage.clone());
+        let (mut out, mut failed) = (Vec::new(), false);
+        while let Some(c) = s.next().await {
+            match c {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(_) => failed = true,
+            }
+        }
+        (out, damage.get().cloned(), failed)
+    }
+
+    fn sha(b: &[u8]) -> String {
+        crate::admit::hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+    }
+
+    #[tokio::test]
+    async fn an_intact_copy_goes_through_whole() {
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (out, damage, failed) = collect(&content, content.len() as u64, &sha(&content)).await;
+        assert_eq!(out, content);
+        assert!(damage.is_none() && !failed);
+        let (out, damage, failed) = collect(b"", 0, &sha(b"")).await;
+        assert!(out.is_empty() && damage.is_none() && !failed);
+    }
+
+    #[tokio::test]
+    async fn a_damaged_copy_never_yields_its_last_chunk() {
+        let good: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut flipped = good.clone();
+        flipped[150_000] ^= 1;
+        let (out, damage, failed) = collect(&flipped, good.len() as u64, &sha(&good)).await;
+        assert!(failed, "the body must fail");
+        assert!(damage.unwrap().contains("sha256"), "named as damage");
+        assert!(
+            out.len() < good.len(),
+            "the whole body was sent: {}",
+            out.len()
+        );
+
+        let (out, damage, failed) = collect(&good[..100], good.len() as u64, &sha(&good)).await;
+        assert!(failed && out.is_empty());
+        assert!(damage.unwrap().contains("ended after 100 of"));
+
+        let (_, damage, failed) = collect(&good, 100, &sha(&good[..100])).await;
+        assert!(failed && damage.unwrap().contains("longer than"));
+    }
+}
