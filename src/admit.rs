@@ -381,7 +381,7 @@ impl Admitter {
                 )))
             }
         };
-        if let Err(e) = out.sync_all() {
+        if let Err(e) = sync_copy(&out) {
             return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
         }
         drop(out);
@@ -498,6 +498,7 @@ impl Admitter {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(sha256);
+        let _ = after_commit();
         for w in &report.warnings {
             tracing::warn!(file = %name, "{w}");
         }
@@ -584,6 +585,19 @@ impl Admitter {
             sha256,
         }
     }
+}
+
+/// The moment between a file's commit to `queue/` and the removal of its original (for the
+/// crash tests; nothing happens here otherwise).
+fn after_commit() -> io::Result<()> {
+    crate::failpoint::failpoint!("admit-after-commit");
+    Ok(())
+}
+
+/// Make the copy in `tmp/` durable before it is committed.
+fn sync_copy(out: &File) -> io::Result<()> {
+    crate::failpoint::failpoint!("admit-sync");
+    out.sync_all()
 }
 
 fn state_dir_trouble(dir: &Path, e: &io::Error) -> String {

@@ -22,6 +22,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod exit;
+pub mod failpoint;
 pub mod jobs;
 pub mod logging;
 pub mod metrics;

@@ -3,6 +3,8 @@
 use clap::Parser;
 
 fn main() {
+    #[cfg(feature = "failpoints")]
+    let _failpoints = hostedscan_agent::failpoint::setup();
     let cli = match hostedscan_agent::cli::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

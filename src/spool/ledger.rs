@@ -97,6 +97,7 @@ impl Ledger {
     }
 
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
+        crate::failpoint::failpoint!("ledger-record");
         let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
         bytes.push(b'\n');
         self.file.write_all(&bytes)?;

@@ -245,6 +245,7 @@ impl Spool {
 
     /// After a successful upload: archive the queued copy (under today's date) or delete it.
     pub fn finish(&self, entry: &QueuedEntry, archive: bool) -> io::Result<Option<PathBuf>> {
+        crate::failpoint::failpoint!("spool-finish");
         let dest = if archive {
             Some(self.archive(&entry.data_path, &entry.meta.file_name)?)
         } else {

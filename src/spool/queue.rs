@@ -115,8 +115,10 @@ pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
     let data_path = queue.join(&name);
-    let res = write_atomic(&meta_path, &super::to_json(&meta))
-        .and_then(|()| fsutil::place(data, &data_path));
+    let res = write_atomic(&meta_path, &super::to_json(&meta)).and_then(|()| {
+        crate::failpoint::failpoint!("queue-commit");
+        fsutil::place(data, &data_path)
+    });
     if let Err(e) = res {
         let _ = fs::remove_file(&meta_path);
         return Err(e);

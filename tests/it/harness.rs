@@ -182,6 +182,12 @@ path = "{inbox}"
 
     /// Run the built binary with this home's config.
     pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// Run the built binary with this home's config and these extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        use std::os::unix::process::ExitStatusExt;
         let out = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
             .arg("-c")
             .arg(&self.config)
@@ -189,10 +195,13 @@ path = "{inbox}"
             .env_remove("HOSTEDSCAN_API_KEY")
             .env_remove("CREDENTIALS_DIRECTORY")
             .env_remove("RUST_LOG")
+            .env_remove("FAILPOINTS")
+            .envs(env.iter().copied())
             .output()
             .unwrap();
         Output {
             code: out.status.code().unwrap_or(-1),
+            signal: out.status.signal(),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
@@ -202,6 +211,9 @@ path = "{inbox}"
 #[derive(Debug)]
 pub struct Output {
     pub code: i32,
+    /// The signal that ended it, if one did (read by the failpoint tests).
+    #[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+    pub signal: Option<i32>,
     pub stdout: String,
     pub stderr: String,
 }

@@ -11,6 +11,8 @@ mod harness;
 mod cli;
 mod crash;
 mod daemon;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod faults;
 mod gmp_standin;
 mod jobs;

@@ -1,0 +1,264 @@
+//! The moments a `kill -9` from outside cannot hit reliably, and a state directory that fails
+//! (ENOSPC, EIO), forced with failpoints (`--features failpoints`, see src/failpoint.rs) in the
+//! real binary: after each, the next run finds every file, uploads it, and repeats at most the
+//! one upload whose 2xx the ledger never saw.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SIGKILL: i32 = 9;
+
+/// A distinct valid report.
+fn report(n: usize) -> Vec<u8> {
+    let mut r = fixture_bytes("nmap-tcp-localhost.xml");
+    r.extend_from_slice(format!("<!-- failpoint test file {n} -->\n").as_bytes());
+    r
+}
+
+/// Uploads the stand-in accepted, counted by content.
+fn upload_counts(api: &StandIn) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for u in api.uploads() {
+        *m.entry(u.sha256.clone()).or_default() += 1;
+    }
+    m
+}
+
+fn sha256(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// `--once` with these failpoints armed, off the async runtime.
+async fn once_with(home: Home, failpoints: &str) -> (Output, Home) {
+    let fp = failpoints.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = home.cli_env(&["--once"], &[("FAILPOINTS", &fp)]);
+        (out, home)
+    })
+    .await
+    .unwrap()
+}
+
+async fn once(home: Home) -> (Output, Home) {
+    tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap()
+}
+
+fn ledger_lines(home: &Home) -> usize {
+    std::fs::read_to_string(home.state.join("ledger.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_the_2xx_and_the_ledger_repeats_that_one_upload_only() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "upload_concurrency = 1", "");
+    let (a, b) = (report(1), report(2));
+    home.drop_file("a.xml", &a);
+    home.drop_file("b.xml", &b);
+    let (out, home) = once_with(home, "ledger-record=return(kill)").await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "it died after the first 2xx");
+    let first = api.uploads()[0].sha256.clone();
+    assert_eq!(ledger_lines(&home), 0, "the ledger never saw it");
+
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let counts = upload_counts(&api);
+    assert!(counts.contains_key(&sha256(&a)) && counts.contains_key(&sha256(&b)));
+    assert_eq!(counts[&first], 2, "the unrecorded upload is repeated once");
+    assert_eq!(
+        counts.values().sum::<usize>(),
+        3,
+        "and nothing else: {counts:?}"
+    );
+    assert_eq!(ledger_lines(&home), 2);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert!(home.inbox_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_ledger_write_is_reported_and_the_file_is_not_sent_again() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    home.drop_file("a.xml", &report(1));
+    let (out, home) = once_with(home, "ledger-record=return(eio)").await;
+    assert_eq!(out.code, 0, "the upload was accepted: {out:?}");
+    assert!(
+        out.stderr.contains("uploaded, but cannot write the ledger")
+            && out.stderr.contains("Input/output error"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        home.names_in("queue").is_empty(),
+        "settled despite the ledger"
+    );
+    let (out, _home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "a later pass has nothing to resend");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let a = report(1);
+    home.drop_file("a.xml", &a);
+    // Dies after the metadata is durable, before the data's rename into queue/.
+    let (out, home) = once_with(home, "queue-commit=return(kill)").await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    assert_eq!(home.inbox_names(), ["a.xml"], "the original is still there");
+    assert_eq!(home.names_in("queue"), ["a.xml.meta.json"], "metadata only");
+    assert!(api.uploads().is_empty());
+
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(upload_counts(&api)[&sha256(&a)], 1);
+    assert_eq!(api.uploads().len(), 1);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert!(
+        home.names_in("tmp").is_empty(),
+        "{:?}",
+        home.names_in("tmp")
+    );
+    assert!(home.inbox_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_commit_before_the_original_goes_uploads_once() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let a = report(1);
+    home.drop_file("a.xml", &a);
+    let (out, home) = once_with(home, "admit-after-commit=return(kill)").await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    assert_eq!(home.inbox_names(), ["a.xml"], "not removed yet");
+    assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
+
+    // The same content twice in the agent's hands: queued, and still in the watch directory.
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "uploaded exactly once");
+    assert_eq!(api.uploads()[0].bytes, a);
+    assert!(home.names_in("queue").is_empty());
+    assert!(home.inbox_names().is_empty(), "{:?}", home.inbox_names());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_or_failing_state_directory_keeps_the_original_until_it_recovers() {
+    for (failpoint, error) in [
+        ("queue-commit=return(enospc)", "No space left on device"),
+        ("admit-sync=return(eio)", "Input/output error"),
+    ] {
+        let api = StandIn::start().await;
+        let home = Home::new(&api.url(), "", "");
+        let a = report(1);
+        home.drop_file("a.xml", &a);
+        let (out, home) = once_with(home, failpoint).await;
+        assert_eq!(
+            out.code, 75,
+            "{failpoint}: nothing uploaded, retry later: {out:?}"
+        );
+        assert!(
+            out.stdout.contains(error) && out.stdout.contains("the original stays"),
+            "{failpoint}: {}",
+            out.stdout
+        );
+        assert_eq!(home.inbox_names(), ["a.xml"], "{failpoint}");
+        assert!(
+            home.names_in("queue").is_empty(),
+            "{failpoint}: no half entry"
+        );
+        assert!(home.names_in("tmp").is_empty(), "{failpoint}: no copy left");
+        assert!(
+            home.names_in("rejected").is_empty(),
+            "{failpoint}: not the file's fault"
+        );
+        assert!(api.uploads().is_empty());
+
+        let (out, home) = once(home).await;
+        assert_eq!(out.code, 0, "{failpoint}: {out:?}");
+        assert_eq!(api.uploads().len(), 1, "{failpoint}");
+        assert_eq!(api.uploads()[0].bytes, a);
+        assert!(home.inbox_names().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_rides_out_a_state_directory_that_fails_for_a_while() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .env("FAILPOINTS", "queue-commit=3*return(enospc)")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let a = report(1);
+    home.drop_file("a.xml", &a);
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    assert_eq!(ups[0].bytes, a);
+    // Stop it and read what it said.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        log.matches("No space left on device").count(),
+        3,
+        "each failed attempt is said once: {log}"
+    );
+    assert_eq!(api.uploads().len(), 1);
+    assert!(home.names_in("queue").is_empty());
+    assert!(home.inbox_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_copy_that_cannot_be_cleared_is_never_sent_twice() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    home.drop_file("a.xml", &report(1));
+    let (out, home) = once_with(home, "spool-finish=return(eio)").await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr.contains("cannot clear the queued copy"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "the ledger knows it was uploaded");
+    assert!(
+        home.names_in("queue").is_empty(),
+        "cleared on the next pass"
+    );
+}
