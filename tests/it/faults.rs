@@ -168,7 +168,11 @@ async fn a_refused_key_pauses_uploads_and_nothing_is_lost_when_it_is_fixed() {
     );
     api.set_key(KEY);
     api.wait_for_uploads(1, WAIT).await;
+    // Time for a wrong second upload to show.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     d.stop().await;
+    assert_eq!(api.uploads().len(), 1, "uploaded exactly once");
+    assert!(home.names_in("queue").is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,8 +190,16 @@ async fn a_server_down_at_start_and_back_later_gets_everything() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     api.come_back().await;
     api.wait_for_uploads(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     d.stop().await;
     assert_eq!(api.sources().len(), 1);
+    let mut names: Vec<_> = api.uploads().iter().map(|u| u.file_name.clone()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [Some("a.xml".to_string()), Some("b.xml".to_string())],
+        "each exactly once"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,8 +244,10 @@ async fn fixing_the_key_file_resumes_uploads_without_a_restart() {
     .await;
     std::fs::write(&key_file, "rotated-key\n").unwrap();
     api.wait_for_uploads(1, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     d.stop().await;
     assert!(home.names_in("failed").is_empty());
+    assert_eq!(api.uploads().len(), 1, "uploaded exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -281,4 +295,56 @@ async fn files_of_the_same_name_refused_together_are_both_kept() {
     ];
     expected.sort();
     assert_eq!(contents, expected, "neither file overwrote the other");
+}
+
+/// A daemon with `timeout = "1s"` for the API, and its home.
+fn short_timeout_home(api: &StandIn) -> Home {
+    let home = Home::new(&api.url(), "", "");
+    let cfg_text = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("timeout = \"5s\"", "timeout = \"1s\"");
+    std::fs::write(&home.config, cfg_text).unwrap();
+    home
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_slower_than_the_timeout_is_retried_and_the_file_goes_once() {
+    let api = StandIn::start().await;
+    // Slower than the 1 s timeout before the server does anything with it.
+    api.push_fault(Endpoint::Results, Fault::Delay(Duration::from_millis(2500)));
+    let home = short_timeout_home(&api);
+    let d = Daemon::start(home.load());
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    home.drop_file("a.xml", &report);
+    api.wait_for_uploads(1, WAIT).await;
+    // Past the moment the slow one would have finished, had it been kept.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    d.stop().await;
+    assert_eq!(api.uploads().len(), 1, "uploaded exactly once");
+    assert_eq!(api.uploads()[0].bytes, report);
+    assert_eq!(results_requests(&api), 2, "the slow one, then the retry");
+    assert!(home.names_in("queue").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_upload_answered_after_the_timeout_is_sent_again_the_documented_limit() {
+    // The API has no idempotency key and no way to ask "did you get this?": a 2xx that arrives
+    // after `timeout` is a failure to the agent, so a server that did store the file gets it
+    // twice. This pins that limit (README, "Delivery"): one repeat, then recorded and done.
+    let api = StandIn::start().await;
+    api.push_fault(
+        Endpoint::Results,
+        Fault::AnswerLate(Duration::from_millis(2500)),
+    );
+    let home = short_timeout_home(&api);
+    let d = Daemon::start(home.load());
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    api.wait_for_uploads(2, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    d.stop().await;
+    assert_eq!(api.uploads().len(), 2);
+    assert_eq!(results_requests(&api), 2);
+    let ledger = std::fs::read_to_string(home.state.join("ledger.jsonl")).unwrap();
+    assert_eq!(ledger.lines().count(), 1, "{ledger}");
+    assert!(home.names_in("queue").is_empty());
 }

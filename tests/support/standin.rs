@@ -92,8 +92,12 @@ pub enum Fault {
     /// Answer this status (e.g. 429 or 503) with `Retry-After: <value>` (seconds or an HTTP date)
     /// and a JSON error body.
     RetryAfter(u16, String),
-    /// Wait this long, then handle the request normally.
+    /// Wait this long, then handle the request normally (a client that gives up first leaves
+    /// nothing behind).
     Delay(Duration),
+    /// Handle the request normally (an upload is stored), then wait this long before answering:
+    /// a server that accepted a file but whose answer comes after the client's timeout.
+    AnswerLate(Duration),
     /// Never answer (until the client gives up, or the stand-in goes down or is shut down).
     Hang,
     /// Read part of the request body, then reset the TCP connection without any response.
@@ -734,6 +738,11 @@ async fn handle(
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             normal(&svc, key_ok, req).await
+        }
+        Some(Fault::AnswerLate(d)) => {
+            let resp = normal(&svc, key_ok, req).await;
+            tokio::time::sleep(d).await;
+            resp
         }
         Some(Fault::Status(code)) => {
             drain(req.into_body()).await;
