@@ -62,8 +62,8 @@ pub enum HistoryError {
     #[error("cannot read {}: {source}", path.display())]
     Read { path: PathBuf, source: io::Error },
     #[error(
-        "{} is not valid job history ({source}): move it aside; it is written afresh after \
-         the next run, and until then missed runs are not caught up",
+        "{} is not valid job history ({source}); a new one is written after the next run, \
+         and until then missed runs are not caught up",
         path.display()
     )]
     Corrupt {
@@ -220,7 +220,7 @@ mod tests {
             assert!(matches!(e, HistoryError::Corrupt { .. }), "{bad}: {e:?}");
             let msg = e.to_string();
             assert!(
-                msg.contains("jobs.json") && msg.contains("move it aside"),
+                msg.contains("jobs.json") && msg.contains("not valid job history"),
                 "{msg}"
             );
         }

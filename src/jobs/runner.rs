@@ -44,10 +44,26 @@ pub struct JobsShared {
 
 impl JobsShared {
     pub fn new(state_dir: &Path, max_concurrent: usize) -> Arc<JobsShared> {
-        let history = JobHistory::load(state_dir).unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "cannot read the job history; starting a new one");
-            JobHistory::default()
-        });
+        let history = match JobHistory::load(state_dir) {
+            Ok(h) => h,
+            Err(e @ super::history::HistoryError::Corrupt { .. }) => {
+                // Kept for a person to look at; a new history starts (the next save would
+                // otherwise overwrite it).
+                match crate::spool::fsutil::set_aside_corrupt(&JobHistory::path(state_dir)) {
+                    Ok(aside) => {
+                        tracing::warn!(error = %e, moved_to = %aside.display(), "the job history is unreadable; set it aside and starting a new one")
+                    }
+                    Err(io) => {
+                        tracing::warn!(error = %e, rename_error = %io, "the job history is unreadable; starting a new one")
+                    }
+                }
+                JobHistory::default()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the job history; starting a new one");
+                JobHistory::default()
+            }
+        };
         Arc::new(JobsShared {
             history: Mutex::new(history),
             pending: super::scheduler::Pending::default(),

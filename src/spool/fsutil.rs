@@ -228,6 +228,22 @@ pub fn remove_durably(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Rename a state file that cannot be parsed to `<name>.corrupt-<unix seconds>` beside it, so
+/// the agent can start afresh and the damaged file is kept for a person to look at.
+pub fn set_aside_corrupt(path: &Path) -> io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let aside = path.with_file_name(format!("{name}.corrupt-{secs}"));
+    fs::rename(path, &aside)?;
+    Ok(aside)
+}
+
 /// Now as RFC 3339 in UTC, e.g. `2026-11-26T23:24:55Z`.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()

@@ -29,15 +29,8 @@ pub fn load(state_dir: &Path) -> io::Result<Option<SourceRecord>> {
         Ok(bytes) => match serde_json::from_slice(&bytes) {
             Ok(r) => Ok(Some(r)),
             Err(e) => {
-                let aside = state_dir.join(format!(
-                    "source.json.corrupt-{}",
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map(|d| d.as_secs())
-                        .unwrap_or(0)
-                ));
+                let aside = super::fsutil::set_aside_corrupt(&p)?;
                 tracing::warn!(file = %p.display(), moved_to = %aside.display(), error = %e, "source.json is unreadable; set it aside");
-                std::fs::rename(&p, &aside)?;
                 Ok(None)
             }
         },

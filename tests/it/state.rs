@@ -33,8 +33,9 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
     )
     .unwrap();
     std::fs::write(q.join("garbled.xml.meta.json"), b"{\"name\": tru").unwrap();
-    // A source.json cut in half.
+    // A source.json cut in half, and a job history of garbage.
     std::fs::write(home.state.join("source.json"), b"{\"id\": \"abc").unwrap();
+    std::fs::write(home.state.join("jobs.json"), b"\x00\x17garbage").unwrap();
     // A ledger whose last line was cut by the crash.
     let mut ledger = std::fs::read(home.state.join("ledger.jsonl")).unwrap_or_default();
     ledger.extend_from_slice(b"{\"sha256\":\"00");
@@ -72,12 +73,28 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
             "{n} not set aside: {rejected:?}"
         );
     }
-    let aside = std::fs::read_dir(&home.state).unwrap().flatten().any(|e| {
-        e.file_name()
-            .to_string_lossy()
-            .starts_with("source.json.corrupt-")
-    });
-    assert!(aside, "the broken source.json is kept aside");
+    for (file, bytes) in [
+        ("source.json", &b"{\"id\": \"abc"[..]),
+        ("jobs.json", &b"\x00\x17garbage"[..]),
+    ] {
+        let aside = std::fs::read_dir(&home.state).unwrap().flatten().find(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{file}.corrupt-"))
+        });
+        let aside = aside.unwrap_or_else(|| panic!("the broken {file} is not kept aside"));
+        assert_eq!(
+            std::fs::read(aside.path()).unwrap(),
+            bytes,
+            "{file} kept as found"
+        );
+    }
+    assert!(
+        !home.state.join("jobs.json").exists()
+            || std::fs::read_to_string(home.state.join("jobs.json"))
+                .is_ok_and(|s| s.starts_with('{')),
+        "a fresh history, if any"
+    );
     let ledger = std::fs::read_to_string(home.state.join("ledger.jsonl")).unwrap();
     assert!(
         ledger.lines().last().unwrap().contains("new.xml"),
