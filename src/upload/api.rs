@@ -7,7 +7,7 @@ use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 
 use super::retry::Attempt;
-use super::verify::{Damage, Verified};
+use super::verify::{Check, Verified};
 use crate::config::{ApiKey, ApiSettings};
 use crate::spool::QueuedEntry;
 
@@ -107,18 +107,16 @@ impl Api {
         let file = match tokio::fs::File::open(&entry.data_path).await {
             Ok(f) => f,
             Err(e) => {
-                return Attempt::Transport {
+                return Attempt::Local {
                     message: format!("cannot open queued file {}: {e}", entry.data_path.display()),
-                    timeout: false,
                 }
             }
         };
         let len = match file.metadata().await {
             Ok(m) => m.len(),
             Err(e) => {
-                return Attempt::Transport {
-                    message: e.to_string(),
-                    timeout: false,
+                return Attempt::Local {
+                    message: format!("cannot stat queued file {}: {e}", entry.data_path.display()),
                 }
             }
         };
@@ -130,13 +128,9 @@ impl Api {
                 ),
             };
         }
-        let damage = Damage::default();
-        let body = reqwest::Body::wrap_stream(Verified::new(
-            file,
-            len,
-            &entry.meta.sha256,
-            damage.clone(),
-        ));
+        let check = std::sync::Arc::new(Check::default());
+        let body =
+            reqwest::Body::wrap_stream(Verified::new(file, len, &entry.meta.sha256, check.clone()));
         let part = match Part::stream_with_length(body, len)
             .file_name(entry.meta.file_name.clone())
             .mime_str(&entry.meta.content_type)
@@ -162,11 +156,24 @@ impl Api {
             .multipart(form);
         let attempt = into_attempt(req.send().await).await;
         // Whatever the server answered to a body that failed its check, it did not get the file.
-        match damage.get() {
-            Some(reason) => Attempt::Damaged {
-                reason: reason.clone(),
-            },
-            None => attempt,
+        if let Some(reason) = check.damage() {
+            return Attempt::Damaged {
+                reason: reason.to_string(),
+            };
+        }
+        match attempt {
+            // An answer before the last byte (a proxy, a server that does not read bodies) says
+            // nothing about the file: it was not received whole.
+            Attempt::Response { status, .. }
+                if (200..300).contains(&status) && !check.complete() =>
+            {
+                Attempt::Local {
+                    message: format!(
+                        "HTTP {status} came before the whole file was sent; not taken as accepted"
+                    ),
+                }
+            }
+            a => a,
         }
     }
 }

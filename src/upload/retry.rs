@@ -18,6 +18,9 @@ pub enum Attempt {
     Transport { message: String, timeout: bool },
     /// The queued copy no longer matches what was validated; the request was cut short.
     Damaged { reason: String },
+    /// Not the API's doing and not the file's fault (the queued copy cannot be opened right
+    /// now, an answer came before the whole file was sent): tried again after the backoff.
+    Local { message: String },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +63,12 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
         Attempt::Damaged { reason } => {
             return Decision::Damaged {
                 reason: reason.clone(),
+            }
+        }
+        Attempt::Local { message } => {
+            return Decision::Retry {
+                after: None,
+                reason: message.clone(),
             }
         }
         Attempt::Response {

@@ -1,10 +1,13 @@
 //! The upload body: the queued file streamed from disk and checked, as it goes, against the size
 //! and SHA-256 that admission validated. The last chunk is held back until the end of the file
-//! has been read and both match, so a copy damaged in `queue/` never reaches the server whole:
-//! the request fails before its last byte, and the server sees an incomplete body.
+//! has been read and both match, so a copy damaged in `queue/` (or unreadable) never reaches the
+//! server whole: the request fails before its last byte, and the server sees an incomplete body.
+//! The shared [`Check`] tells the uploader afterwards which it was: damaged, or sent complete
+//! (a 2xx before that is not an acceptance of the file).
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
@@ -13,8 +16,24 @@ use futures_util::Stream;
 use tokio::fs::File;
 use tokio_util::io::ReaderStream;
 
-/// Where a mismatch is reported to the uploader, besides failing the body.
-pub type Damage = Arc<OnceLock<String>>;
+/// What the body found, for the uploader once the request is over.
+#[derive(Debug, Default)]
+pub struct Check {
+    damage: OnceLock<String>,
+    complete: AtomicBool,
+}
+
+impl Check {
+    /// Why the queued copy is not the file that was validated (or cannot be read), if so.
+    pub fn damage(&self) -> Option<&str> {
+        self.damage.get().map(String::as_str)
+    }
+
+    /// The whole file was read, matched, and its last chunk handed to the request.
+    pub fn complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+}
 
 pub struct Verified {
     inner: ReaderStream<File>,
@@ -24,11 +43,11 @@ pub struct Verified {
     size: u64,
     sha256: String,
     done: bool,
-    damage: Damage,
+    check: Arc<Check>,
 }
 
 impl Verified {
-    pub fn new(file: File, size: u64, sha256: &str, damage: Damage) -> Verified {
+    pub fn new(file: File, size: u64, sha256: &str, check: Arc<Check>) -> Verified {
         Verified {
             inner: ReaderStream::with_capacity(file, 64 * 1024),
             hasher: ring::digest::Context::new(&ring::digest::SHA256),
@@ -37,14 +56,14 @@ impl Verified {
             size,
             sha256: sha256.to_ascii_lowercase(),
             done: false,
-            damage,
+            check,
         }
     }
 
     fn fail(&mut self, why: String) -> Poll<Option<io::Result<Bytes>>> {
         self.done = true;
         self.held = None;
-        let _ = self.damage.set(why.clone());
+        let _ = self.check.damage.set(why.clone());
         Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::InvalidData, why))))
     }
 }
@@ -74,9 +93,8 @@ impl Stream for Verified {
                     }
                 }
                 Some(Err(e)) => {
-                    this.done = true;
-                    this.held = None;
-                    return Poll::Ready(Some(Err(e)));
+                    // The disk, not the network: the copy cannot be sent as it is.
+                    return this.fail(format!("reading the queued copy failed: {e}"));
                 }
                 None => {
                     if this.seen != this.size {
@@ -96,6 +114,8 @@ impl Stream for Verified {
                         return this.fail(why);
                     }
                     this.done = true;
+                    // Before the last chunk goes: a server cannot have the whole file earlier.
+                    this.check.complete.store(true, Ordering::Release);
                 }
             }
         }
@@ -111,8 +131,8 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         std::fs::write(&p, content).unwrap();
-        let damage = Damage::default();
-        let mut s = Verified::new(File::open(&p).await.unwrap(), size, sha, damage.clone());
+        let check = Arc::new(Check::default());
+        let mut s = Verified::new(File::open(&p).await.unwrap(), size, sha, check.clone());
         let (mut out, mut failed) = (Vec::new(), false);
         while let Some(c) = s.next().await {
             match c {
@@ -120,7 +140,12 @@ mod tests {
                 Err(_) => failed = true,
             }
         }
-        (out, damage.get().cloned(), failed)
+        assert_eq!(
+            check.complete(),
+            !failed,
+            "complete exactly when the body ended well"
+        );
+        (out, check.damage().map(String::from), failed)
     }
 
     fn sha(b: &[u8]) -> String {

@@ -348,3 +348,69 @@ async fn an_accepted_upload_answered_after_the_timeout_is_sent_again_the_documen
     assert_eq!(ledger.lines().count(), 1, "{ledger}");
     assert!(home.names_in("queue").is_empty());
 }
+
+/// An HTTP server on 127.0.0.1 that answers every request `201` with a result id as soon as it
+/// has the headers, without reading the body (as a proxy or a careless server might).
+async fn answers_before_the_body() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = r#"{"data": {"id": "early-1"}}"#;
+                let resp = format!(
+                    "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = sock.write_all(resp.as_bytes()).await;
+                // Keep the socket open a moment without reading, then drop it.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            });
+        }
+    });
+    (url, answered)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_before_the_whole_file_was_sent_is_not_an_acceptance() {
+    let (url, answered) = answers_before_the_body().await;
+    let home = Home::new(&url, "", "");
+    let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
+        "name = \"Agent tests\"",
+        "name = \"Agent tests\"\nid = \"src-fixed\"",
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    // 24 MiB: far more than the sockets can hold before the early answer comes back.
+    let mut big = fixture_bytes("nmap-tcp-localhost.xml");
+    big.extend_from_slice(b"<!-- ");
+    big.resize(24 << 20, b'x');
+    big.extend_from_slice(b" -->\n");
+    home.drop_file("big.xml", &big);
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
+    assert_eq!(out.code, 75, "not uploaded, still to do: {out:?}");
+    assert!(
+        out.stderr.contains("came before the whole file was sent"),
+        "{}",
+        out.stderr
+    );
+    let ledger = std::fs::read_to_string(home.state.join("ledger.jsonl")).unwrap_or_default();
+    assert!(ledger.is_empty(), "not recorded as uploaded: {ledger}");
+    assert_eq!(home.names_in("queue"), ["big.xml", "big.xml.meta.json"]);
+    assert!(home.archived().is_empty());
+}
