@@ -83,11 +83,11 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         entries: initial,
         unreadable,
     } = queue::load_all(&spool.layout.queue).map_err(io("cannot read queue/"))?;
-    for (path, reason) in unreadable {
-        let moved_to = spool.set_aside_queued(&path, &reason);
+    for u in unreadable {
+        let moved_to = spool.set_aside_queued(&u.data_path, u.meta.as_ref(), &u.reason);
         report.push(Outcome::Rejected {
-            file: path.display().to_string(),
-            reason: format!("queue entry set aside: {reason}"),
+            file: u.data_path.display().to_string(),
+            reason: format!("queue entry set aside: {}", u.reason),
             moved_to,
         });
     }

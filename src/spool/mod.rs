@@ -195,20 +195,35 @@ impl Spool {
     }
 
     /// A file in `queue/` that must not be uploaded as it is (its metadata is unreadable, or it
-    /// is not the file that was validated): kept in `rejected/` with the reason, its metadata
-    /// removed (the reason describes it). Logged here; `None` when it could not be moved.
-    pub fn set_aside_queued(&self, data: &Path, reason: &str) -> Option<PathBuf> {
+    /// is not the file that was validated): kept in `rejected/` with the reason and what its
+    /// metadata said (where it came from, format, the validated SHA-256), so `requeue
+    /// --rejected` can send it back to be validated again; the metadata file is removed.
+    /// Logged here; `None` when it could not be moved.
+    pub fn set_aside_queued(
+        &self,
+        data: &Path,
+        meta: Option<&EntryMeta>,
+        reason: &str,
+    ) -> Option<PathBuf> {
         let record = RejectRecord {
-            file: data.to_path_buf(),
+            file: meta.map_or_else(|| data.to_path_buf(), |m| m.original.clone()),
             reason: format!("queue entry set aside: {reason}"),
             kind: "queue_entry".into(),
-            format: "unknown".into(),
+            format: meta.map_or_else(|| "unknown".into(), |m| m.format.clone()),
             at: now_rfc3339(),
-            warnings: vec![],
+            warnings: meta.map(|m| m.warnings.clone()).unwrap_or_default(),
             size: fs::symlink_metadata(data).ok().map(|m| m.len()),
-            sha256: None,
+            sha256: meta.map(|m| m.sha256.clone()),
         };
-        match self.reject_original(data, &record) {
+        let file_name = meta.map_or_else(
+            || {
+                data.file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "report".into())
+            },
+            |m| m.file_name.clone(),
+        );
+        match self.reject_temp(data, &file_name, &record) {
             Ok(dest) => {
                 let meta = PathBuf::from(format!("{}{}", data.display(), queue::META_SUFFIX));
                 let _ = remove_durably(&meta);

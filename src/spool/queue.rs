@@ -50,17 +50,21 @@ impl QueuedEntry {
     /// The content itself is checked against `sha256` while it is sent.
     pub fn damage(&self) -> Option<String> {
         match fs::metadata(&self.data_path) {
-            Ok(m) if m.len() != self.meta.size => Some(format!(
-                "the queued copy is {} bytes but {} were validated (sha256 {}): it was damaged or \
-                 changed in queue/ and is not uploaded; the original was {}",
+            Ok(m) if m.len() != self.meta.size => Some(damaged(&format!(
+                "the queued copy is {} bytes but {} were validated",
                 m.len(),
-                self.meta.size,
-                self.meta.sha256,
-                self.meta.original.display()
-            )),
+                self.meta.size
+            ))),
             _ => None,
         }
     }
+}
+
+/// The reason kept for a queued copy that is not the file admission validated.
+pub fn damaged(why: &str) -> String {
+    format!(
+        "{why}: it was damaged or changed in queue/ after it was validated, so it was not uploaded"
+    )
 }
 
 /// What admission knows about a validated file before it enters the queue.
@@ -134,8 +138,16 @@ pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry
 pub struct Loaded {
     /// Committed entries, oldest admission first.
     pub entries: Vec<QueuedEntry>,
-    /// Data files whose metadata is missing or unreadable, with why: set aside, never lost.
-    pub unreadable: Vec<(PathBuf, String)>,
+    /// Files that cannot be uploaded as they are: set aside, never lost.
+    pub unreadable: Vec<Unusable>,
+}
+
+/// A file in `queue/` that cannot be uploaded as it is, and why.
+pub struct Unusable {
+    pub data_path: PathBuf,
+    /// Its metadata, when that could be read (the copy itself is what is wrong).
+    pub meta: Option<EntryMeta>,
+    pub reason: String,
 }
 
 /// Every committed entry, and the files that cannot be uploaded as they are.
@@ -156,22 +168,29 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
                     };
                     match entry.damage() {
                         None => good.push(entry),
-                        Some(why) => bad.push((entry.data_path, why)),
+                        Some(reason) => bad.push(Unusable {
+                            data_path: entry.data_path,
+                            meta: Some(entry.meta),
+                            reason,
+                        }),
                     }
                 }
-                Err(e) => bad.push((
+                Err(e) => bad.push(Unusable {
                     data_path,
-                    format!("its metadata {} is unreadable: {e}", meta_path.display()),
-                )),
+                    meta: None,
+                    reason: format!("its metadata {} is unreadable: {e}", meta_path.display()),
+                }),
             },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bad.push((
+            Err(e) if e.kind() == io::ErrorKind::NotFound => bad.push(Unusable {
                 data_path,
-                "found in queue/ without its metadata (copied in by hand?)".to_string(),
-            )),
-            Err(e) => bad.push((
+                meta: None,
+                reason: "found in queue/ without its metadata (copied in by hand?)".to_string(),
+            }),
+            Err(e) => bad.push(Unusable {
                 data_path,
-                format!("its metadata {} cannot be read: {e}", meta_path.display()),
-            )),
+                meta: None,
+                reason: format!("its metadata {} cannot be read: {e}", meta_path.display()),
+            }),
         }
     }
     good.sort_by(|a, b| {

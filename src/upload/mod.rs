@@ -168,6 +168,7 @@ impl Uploader {
                                     pending.push_back(e);
                                 }
                             }
+                            self.set_aside_unusable(loaded.unreadable, &known);
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
                     }
@@ -348,13 +349,16 @@ impl Uploader {
     /// The queued copy is not the file that was validated (a disk fault, or an edit in
     /// `queue/`): it goes to `rejected/` with the reason, never to HostedScan.
     fn set_aside_damaged(&self, entry: QueuedEntry, reason: &str) -> Settled {
-        let reason = format!(
-            "{reason} (sha256 {}): it was damaged or changed in queue/ after it was validated, \
-             so it was not uploaded; the original was {}",
-            entry.meta.sha256,
-            entry.meta.original.display()
-        );
-        let moved_to = self.spool.set_aside_queued(&entry.data_path, &reason);
+        let reason = crate::spool::queue::damaged(reason);
+        // Its content is not in the agent's custody any more, whether or not it can be moved:
+        // a good copy of the validated content dropped again must be admitted.
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&entry.meta.sha256);
+        let moved_to = self
+            .spool
+            .set_aside_queued(&entry.data_path, Some(&entry.meta), &reason);
         self.status.error(&format!("{}: {reason}", entry.meta.name));
         self.report.push(Outcome::Rejected {
             file: entry.meta.file_name.clone(),
@@ -365,6 +369,34 @@ impl Uploader {
             Some(_) => Settled::Done,
             // Still in queue/: not tried again by this process (the error is logged).
             None => Settled::Left(entry),
+        }
+    }
+
+    /// Entries found by the queue rescan that cannot be uploaded as they are (put there behind
+    /// the daemon's back): set aside now, as at start, rather than left unnoticed.
+    fn set_aside_unusable(
+        &self,
+        unusable: Vec<crate::spool::queue::Unusable>,
+        known: &HashSet<String>,
+    ) {
+        for u in unusable {
+            let name = u
+                .data_path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if known.contains(&name) {
+                continue;
+            }
+            let moved_to = self
+                .spool
+                .set_aside_queued(&u.data_path, u.meta.as_ref(), &u.reason);
+            self.status.error(&format!("{name}: {}", u.reason));
+            self.report.push(Outcome::Rejected {
+                file: name,
+                reason: format!("queue entry set aside: {}", u.reason),
+                moved_to,
+            });
         }
     }
 

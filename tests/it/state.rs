@@ -358,11 +358,43 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
         b,
         "kept as found"
     );
-    // The stand-in saw the damaged body start, never finish.
-    let results = api
-        .requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/results"))
-        .count();
-    assert!(results >= 2, "{results}");
+    // The set-aside copy remembers where it came from and what was validated, so it can be
+    // sent back through validation.
+    let rec: serde_json::Value = serde_json::from_str(&reason("flipped.xml")).unwrap();
+    assert_eq!(
+        rec["file"],
+        home.inbox.join("flipped.xml").display().to_string()
+    );
+    assert_eq!(rec["format"], "nmap-xml");
+    assert_eq!(rec["sha256"].as_str().map(str::len), Some(64));
+    let out = home.cli(&["requeue", "--rejected", "flipped.xml"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(home.inbox_names().contains(&"flipped.xml".to_string()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_put_into_queue_by_hand_while_running_is_set_aside_not_ignored() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    eventually("the daemon holds the lock", WAIT, || {
+        home.state.join("lock").exists()
+    })
+    .await;
+    std::fs::write(
+        home.state.join("queue/by-hand.xml"),
+        fixture_bytes("nmap-tcp-localhost.xml"),
+    )
+    .unwrap();
+    eventually("set aside by the queue rescan", WAIT, || {
+        home.names_in("rejected")
+            .contains(&"by-hand.xml.reason.json".to_string())
+    })
+    .await;
+    d.stop().await;
+    let reason =
+        std::fs::read_to_string(home.state.join("rejected/by-hand.xml.reason.json")).unwrap();
+    assert!(reason.contains("without its metadata"), "{reason}");
+    assert!(home.names_in("queue").is_empty());
+    assert!(api.uploads().is_empty());
 }
