@@ -1,5 +1,5 @@
-//! `requeue`: move files from failed/ back into the queue, or from rejected/ back to the watch
-//! directory they came from.
+//! `requeue`: move files from failed/ back into the queue (or, when changed since, back to the
+//! watch directory they came from), or from rejected/ back to the watch directory.
 
 use crate::cli::Cli;
 use crate::config::Env;
@@ -12,14 +12,15 @@ pub fn run(cli: &Cli, env: &Env, rejected: bool, names: &[String]) -> i32 {
         Err(code) => return code,
     };
     let layout = Layout::new(&cfg.agent.state_dir);
+    let watched = |dir: &std::path::Path| {
+        cfg.watches
+            .iter()
+            .any(|w| dir == w.path || (w.recursive && dir.starts_with(&w.path)))
+    };
     let results = if rejected {
-        requeue::rejected(&layout, names, |dir| {
-            cfg.watches
-                .iter()
-                .any(|w| dir == w.path || (w.recursive && dir.starts_with(&w.path)))
-        })
+        requeue::rejected(&layout, names, watched)
     } else {
-        requeue::failed(&layout, names)
+        requeue::failed(&layout, names, watched)
     };
     let results = match results {
         Ok(r) => r,

@@ -421,3 +421,40 @@ async fn content_refused_once_is_admitted_again_when_dropped_again() {
     assert_eq!(ups[0].bytes, report);
     assert!(home.inbox_names().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_file_edited_in_failed_is_validated_again_when_requeued() {
+    let api = StandIn::start().await;
+    api.push_fault(Endpoint::Results, Fault::Status(422));
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    home.drop_file("scan.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    eventually("refused into failed/", WAIT, || {
+        home.names_in("failed").len() == 2
+    })
+    .await;
+    // The operator "fixes" it in place and breaks it: the end is cut off.
+    let f = home.state.join("failed/scan.xml");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 40]).unwrap();
+    // Written long enough ago that, cut short, it counts as abandoned rather than in progress.
+    age(&f, 3600);
+    let out = home.cli(&["requeue", "scan.xml"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stdout.contains(&home.inbox.display().to_string()),
+        "back to its watch directory, not into the queue: {}",
+        out.stdout
+    );
+    eventually("validated again and rejected", WAIT, || {
+        home.names_in("rejected").contains(&"scan.xml".to_string())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    d.stop().await;
+    assert!(
+        api.uploads().is_empty(),
+        "the broken edit is never uploaded"
+    );
+    assert!(home.names_in("failed").is_empty());
+}
