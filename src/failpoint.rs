@@ -14,6 +14,7 @@
 //! | `admit-after-commit` | a file is committed to `queue/`, its original not yet removed |
 //! | `ledger-record` | a 2xx has arrived, the ledger line is not yet written |
 //! | `spool-finish` | uploaded and in the ledger, the queued copy not yet cleared |
+//! | `watch-overflow` | each file notification, lost as when the kernel's queue overflows (`return`) |
 
 use std::io;
 

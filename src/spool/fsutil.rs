@@ -228,8 +228,9 @@ pub fn remove_durably(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// Rename a state file that cannot be parsed to `<name>.corrupt-<unix seconds>` beside it, so
-/// the agent can start afresh and the damaged file is kept for a person to look at.
+/// Rename a state file that cannot be parsed to `<name>.corrupt-<unix seconds>` beside it (never
+/// over an earlier one), so the agent can start afresh and the damaged file is kept for a
+/// person to look at.
 pub fn set_aside_corrupt(path: &Path) -> io::Result<PathBuf> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -239,9 +240,11 @@ pub fn set_aside_corrupt(path: &Path) -> io::Result<PathBuf> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let aside = path.with_file_name(format!("{name}.corrupt-{secs}"));
-    fs::rename(path, &aside)?;
-    Ok(aside)
+    place_unique(
+        path,
+        path.parent().unwrap_or(Path::new(".")),
+        &format!("{name}.corrupt-{secs}"),
+    )
 }
 
 /// Now as RFC 3339 in UTC, e.g. `2026-11-26T23:24:55Z`.

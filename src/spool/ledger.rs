@@ -96,13 +96,19 @@ impl Ledger {
             .contains(&(source_id.to_string(), sha256.to_string()))
     }
 
+    /// Record an accepted upload. The content counts as uploaded for this process even when
+    /// the line cannot be written (a full or failing disk): only a restart forgets it then.
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
+        self.seen
+            .insert((line.source_id.clone(), line.sha256.clone()));
+        self.append(&line)
+    }
+
+    fn append(&mut self, line: &LedgerLine) -> io::Result<()> {
         crate::failpoint::failpoint!("ledger-record");
-        let mut bytes = serde_json::to_vec(&line).map_err(io::Error::other)?;
+        let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
         bytes.push(b'\n');
         self.file.write_all(&bytes)?;
-        self.file.sync_data()?;
-        self.seen.insert((line.source_id, line.sha256));
-        Ok(())
+        self.file.sync_data()
     }
 }

@@ -18,6 +18,16 @@ pub struct Events {
     _watcher: notify::RecommendedWatcher,
 }
 
+/// The kernel's event queue overflowing, on demand (the `watch-overflow` failpoint: every event
+/// is then lost as in an overflow); always false without the `failpoints` feature.
+fn overflow_injected() -> bool {
+    let point = || -> std::io::Result<()> {
+        crate::failpoint::failpoint!("watch-overflow");
+        Ok(())
+    };
+    point().is_err()
+}
+
 /// Start watching `dirs` (recursive flags alongside). Hints go to `tx`; if it is full the hint
 /// is dropped and replaced by a rescan request, which the channel's own slack always carries.
 pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result<Events> {
@@ -25,7 +35,7 @@ pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
-                if ev.need_rescan() {
+                if ev.need_rescan() || overflow_injected() {
                     let _ = overflow_tx.try_send(Hint::Rescan);
                     return;
                 }

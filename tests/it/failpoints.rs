@@ -114,6 +114,29 @@ async fn a_failed_ledger_write_is_reported_and_the_file_is_not_sent_again() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kept_original_is_not_sent_again_when_the_ledger_could_not_be_written() {
+    // after_upload = "keep": the original stays in the watch directory. The ledger write fails
+    // once; the daemon still knows the content went, so a new look at the file sends nothing.
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "after_upload = \"keep\"", "");
+    let agent = Agent::start(&home, &[("FAILPOINTS", "ledger-record=1*return(eio)")]);
+    let a = report(1);
+    let path = home.drop_file("a.xml", &a);
+    api.wait_for_uploads(1, WAIT).await;
+    // The file is touched: the watcher reads it again.
+    age(&path, 30);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let out = agent.stop().await;
+    let log = &out.log;
+    assert!(
+        log.contains("uploaded, but cannot write the ledger"),
+        "{log}"
+    );
+    assert_eq!(api.uploads().len(), 1, "sent once: {log}");
+    assert_eq!(home.inbox_names(), ["a.xml"], "kept");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
@@ -207,30 +230,14 @@ async fn a_full_or_failing_state_directory_keeps_the_original_until_it_recovers(
 async fn the_daemon_rides_out_a_state_directory_that_fails_for_a_while() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
-        .arg("-c")
-        .arg(&home.config)
-        .env_remove("HOSTEDSCAN_API_KEY")
-        .env("FAILPOINTS", "queue-commit=3*return(enospc)")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let agent = Agent::start(&home, &[("FAILPOINTS", "queue-commit=3*return(enospc)")]);
     let a = report(1);
     home.drop_file("a.xml", &a);
     let ups = api.wait_for_uploads(1, WAIT).await;
     assert_eq!(ups[0].bytes, a);
-    // Stop it and read what it said.
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let log = String::from_utf8_lossy(&out.stderr);
+    let out = agent.stop().await;
+    assert_eq!(out.code, Some(0));
+    let log = &out.log;
     assert_eq!(
         log.matches("No space left on device").count(),
         3,
@@ -261,4 +268,33 @@ async fn a_queued_copy_that_cannot_be_cleared_is_never_sent_twice() {
         home.names_in("queue").is_empty(),
         "cleared on the next pass"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_file_notifications_are_made_up_by_the_rescan_they_trigger() {
+    // Every notification lost as in an inotify overflow, and the periodic scan an hour away:
+    // only the rescan an overflow asks for can find these files.
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("rescan_interval = \"1s\"", "rescan_interval = \"1h\"");
+    std::fs::write(&home.config, cfg).unwrap();
+    let agent = Agent::start(&home, &[("FAILPOINTS", "watch-overflow=return")]);
+    eventually("the daemon is up", WAIT, || {
+        home.state.join("lock").exists()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    const N: usize = 200;
+    for n in 0..N {
+        home.drop_file(&format!("burst-{n}.xml"), &report(n));
+    }
+    let ups = api.wait_for_uploads(N, WAIT).await;
+    let out = agent.stop().await;
+    assert_eq!(out.code, Some(0));
+    let distinct: std::collections::HashSet<_> = ups.iter().map(|u| u.sha256.clone()).collect();
+    assert_eq!(distinct.len(), N, "each file once");
+    assert_eq!(api.uploads().len(), N);
+    assert!(home.inbox_names().is_empty());
 }

@@ -208,6 +208,90 @@ path = "{inbox}"
     }
 }
 
+/// The built binary running as a daemon; killed if the test ends (or panics) without
+/// [`Agent::stop`]. Its stderr is read as it goes (a full pipe would block its logging).
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub struct Agent {
+    child: Option<std::process::Child>,
+    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+/// How a daemon ended.
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+pub struct Ended {
+    pub code: Option<i32>,
+    pub log: String,
+}
+
+#[cfg_attr(not(feature = "failpoints"), allow(dead_code))]
+impl Agent {
+    /// `hostedscan-agent -c <config>` with a clean environment plus `env`.
+    pub fn start(home: &Home, env: &[(&str, &str)]) -> Agent {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .arg("-c")
+            .arg(&home.config)
+            .env_remove("HOSTEDSCAN_API_KEY")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("RUST_LOG")
+            .env_remove("FAILPOINTS")
+            .env_remove("NOTIFY_SOCKET")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        let reader = std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = std::io::Read::read(&mut stderr, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Agent {
+            child: Some(child),
+            log,
+            reader: Some(reader),
+        }
+    }
+
+    /// SIGTERM; its exit code and everything it logged.
+    pub async fn stop(mut self) -> Ended {
+        let mut child = self.child.take().unwrap();
+        let reader = self.reader.take().unwrap();
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        let status = tokio::task::spawn_blocking(move || {
+            let s = child.wait().unwrap();
+            reader.join().unwrap();
+            s
+        })
+        .await
+        .unwrap();
+        Ended {
+            code: status.code(),
+            log: String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned(),
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Output {
     pub code: i32,
