@@ -32,23 +32,6 @@ impl Rng {
     }
 }
 
-fn sha256(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
-}
-
-/// A valid Nmap report of about `size` bytes, distinct for each `n`.
-fn report(n: usize, size: usize) -> Vec<u8> {
-    let mut r = fixture_bytes("nmap-tcp-localhost.xml");
-    r.extend_from_slice(format!("<!-- crash test file {n} ").as_bytes());
-    r.resize(r.len() + size.saturating_sub(r.len()), b'x');
-    r.extend_from_slice(b" -->\n");
-    r
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_at_random_moments_loses_nothing_and_repeats_little() {
     let seed = std::env::var("CRASH_SEED")
@@ -95,9 +78,9 @@ async fn kill_9_at_random_moments_loses_nothing_and_repeats_little() {
         for f in 0..FILES {
             let n = run * FILES + f;
             let size = if rng.below(3) == 0 { 4 << 20 } else { 2_000 };
-            let bytes = report(n, size);
+            let bytes = distinct_report(n, size);
             let name = format!("r{run}-f{f}.xml");
-            handed.insert(sha256(&bytes), name.clone());
+            handed.insert(sha256_hex(&bytes), name.clone());
             home.drop_file(&name, &bytes);
             if rng.below(2) == 0 {
                 tokio::time::sleep(Duration::from_millis(rng.below(60))).await;

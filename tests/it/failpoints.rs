@@ -13,9 +13,7 @@ const SIGKILL: i32 = 9;
 
 /// A distinct valid report.
 fn report(n: usize) -> Vec<u8> {
-    let mut r = fixture_bytes("nmap-tcp-localhost.xml");
-    r.extend_from_slice(format!("<!-- failpoint test file {n} -->\n").as_bytes());
-    r
+    distinct_report(n, 0)
 }
 
 /// Uploads the stand-in accepted, counted by content.
@@ -25,14 +23,6 @@ fn upload_counts(api: &StandIn) -> HashMap<String, usize> {
         *m.entry(u.sha256.clone()).or_default() += 1;
     }
     m
-}
-
-fn sha256(b: &[u8]) -> String {
-    ring::digest::digest(&ring::digest::SHA256, b)
-        .as_ref()
-        .iter()
-        .map(|x| format!("{x:02x}"))
-        .collect()
 }
 
 /// `--once` with these failpoints armed, off the async runtime.
@@ -75,7 +65,7 @@ async fn a_crash_between_the_2xx_and_the_ledger_repeats_that_one_upload_only() {
     let (out, home) = once(home).await;
     assert_eq!(out.code, 0, "{out:?}");
     let counts = upload_counts(&api);
-    assert!(counts.contains_key(&sha256(&a)) && counts.contains_key(&sha256(&b)));
+    assert!(counts.contains_key(&sha256_hex(&a)) && counts.contains_key(&sha256_hex(&b)));
     assert_eq!(counts[&first], 2, "the unrecorded upload is repeated once");
     assert_eq!(
         counts.values().sum::<usize>(),
@@ -151,7 +141,7 @@ async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
 
     let (out, home) = once(home).await;
     assert_eq!(out.code, 0, "{out:?}");
-    assert_eq!(upload_counts(&api)[&sha256(&a)], 1);
+    assert_eq!(upload_counts(&api)[&sha256_hex(&a)], 1);
     assert_eq!(api.uploads().len(), 1);
     assert!(
         home.names_in("queue").is_empty(),

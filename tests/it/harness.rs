@@ -39,6 +39,24 @@ pub fn samples_dir() -> Option<PathBuf> {
 
 /// An Nmap XML report of a port this test opens on 127.0.0.1, made by the real nmap when it is
 /// installed (CI installs it), else the committed fixture made the same way.
+/// SHA-256 of `b` in lower-case hex, as the agent and the stand-in write it.
+pub fn sha256_hex(b: &[u8]) -> String {
+    ring::digest::digest(&ring::digest::SHA256, b)
+        .as_ref()
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// A valid Nmap report of at least `size` bytes, distinct for each `n` (a comment at its end).
+pub fn distinct_report(n: usize, size: usize) -> Vec<u8> {
+    let mut r = fixture_bytes("nmap-tcp-localhost.xml");
+    r.extend_from_slice(format!("<!-- report {n} ").as_bytes());
+    r.resize(r.len().max(size), b'x');
+    r.extend_from_slice(b" -->\n");
+    r
+}
+
 pub fn nmap_report() -> Vec<u8> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
