@@ -278,6 +278,10 @@ impl Agent {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
     /// SIGTERM; its exit code and everything it logged.
     pub async fn stop(mut self) -> Ended {
         let mut child = self.child.take().unwrap();

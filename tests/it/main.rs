@@ -22,3 +22,4 @@ mod samples;
 mod service;
 mod state;
 mod tls;
+mod volume;
