@@ -10,8 +10,14 @@ use tokio::sync::mpsc;
 #[derive(Debug)]
 pub enum Hint {
     Path(PathBuf),
-    Rescan,
+    /// Events were lost, for this reason: only a full scan can tell what changed.
+    Rescan(&'static str),
 }
+
+const KERNEL_OVERFLOW: &str =
+    "the kernel's inotify event queue overflowed (see fs.inotify.max_queued_events)";
+const HINTS_FULL: &str = "the agent's own queue of notifications was full";
+const NOTIFY_ERROR: &str = "a file notification error";
 
 /// A running notify watcher; dropping it stops the events.
 pub struct Events {
@@ -26,7 +32,7 @@ pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
                 if ev.need_rescan() {
-                    let _ = overflow_tx.try_send(Hint::Rescan);
+                    let _ = overflow_tx.try_send(Hint::Rescan(KERNEL_OVERFLOW));
                     return;
                 }
                 if matches!(
@@ -38,13 +44,13 @@ pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result
                 }
                 for p in ev.paths {
                     if tx.try_send(Hint::Path(p)).is_err() {
-                        let _ = overflow_tx.try_send(Hint::Rescan);
+                        let _ = overflow_tx.try_send(Hint::Rescan(HINTS_FULL));
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "file notification error; falling back to a full scan");
-                let _ = overflow_tx.try_send(Hint::Rescan);
+                let _ = overflow_tx.try_send(Hint::Rescan(NOTIFY_ERROR));
             }
         })?;
     for (d, recursive) in dirs {

@@ -279,7 +279,14 @@ impl Watcher {
                     while let Ok(h) = hints.try_recv() {
                         batch.push(h);
                     }
-                    if batch.iter().any(|h| matches!(h, events::Hint::Rescan)) {
+                    let lost = batch.iter().find_map(|h| match h {
+                        events::Hint::Rescan(why) => Some(*why),
+                        events::Hint::Path(_) => None,
+                    });
+                    if let Some(why) = lost {
+                        // Nothing is lost (the scan finds every file), but an operator seeing
+                        // this often may want a larger queue.
+                        tracing::warn!(reason = why, "file notifications were lost; rescanning the watch directories");
                         let _ = self.full_scan();
                     } else {
                         for h in batch {
