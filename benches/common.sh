@@ -1,15 +1,21 @@
 # Sourced by the benchmark scripts that run the agent against a local API: the release build,
 # a scratch directory removed on exit (with every background process), a free port, the
-# HostedScan stand-in, and the agent's config.
+# HostedScan stand-in, and the agent's config. The binaries are in $rel (CARGO_TARGET_DIR is
+# honoured). A script with more to undo calls bench_cleanup from its own EXIT trap.
 cargo build --release --quiet --bins --examples
+rel=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
+bench_cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  rm -rf "$work"
+}
+trap bench_cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 
 # The stand-in on $port (key "bench-key"), keeping only sizes and hashes of what it receives;
 # every request and upload goes to $work/standin.log.
 start_standin() {
-  STANDIN_KEEP_BYTES=0 target/release/examples/standin "$port" bench-key >"$work/standin.log" 2>&1 &
+  STANDIN_KEEP_BYTES=0 "$rel/examples/standin" "$port" bench-key >"$work/standin.log" 2>&1 &
   sleep 1
 }
 

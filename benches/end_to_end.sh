@@ -21,7 +21,7 @@ max_file_size = "8GiB"'
 ln "$work/big.xml" "$work/inbox/big.xml"
 touch -d '1 minute ago' "$work/inbox/big.xml"
 t0=$(date +%s.%N)
-/usr/bin/time -f '%M' -o "$work/rss" target/release/hostedscan-agent -q -c "$work/agent.toml" --once >/dev/null
+/usr/bin/time -f '%M' -o "$work/rss" "$rel/hostedscan-agent" -q -c "$work/agent.toml" --once >/dev/null
 t1=$(date +%s.%N)
 src=$(python3 -c "import json;print(json.load(open('$work/state/source.json'))['id'])")
 t2=$(date +%s.%N)

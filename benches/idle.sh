@@ -9,7 +9,7 @@ secs=${1:-60}
 start_standin
 mkdir -p "$work/inbox"
 agent_config "$work/agent.toml" "$work/inbox"
-target/release/hostedscan-agent -q -c "$work/agent.toml" &
+"$rel/hostedscan-agent" -q -c "$work/agent.toml" &
 pid=$!
 sleep 5 # start-up done
 ticks=$(getconf CLK_TCK)

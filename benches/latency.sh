@@ -34,7 +34,7 @@ agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"
 settle = "2s"' '[source]
 id = "src1"'
 sleep 1
-target/release/hostedscan-agent -q -c "$work/agent.toml" 2>"$work/agent.log" &
+"$rel/hostedscan-agent" -q -c "$work/agent.toml" 2>"$work/agent.log" &
 sleep 2
 python3 - "$n" "$work" <<'PY'
 import os, sys, time

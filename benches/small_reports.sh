@@ -17,7 +17,7 @@ cp "$work/copy/"*.xml "$work/inbox/"
 touch -d '1 minute ago' "$work/inbox/"*.xml
 agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"'
 t0=$(date +%s.%N)
-target/release/hostedscan-agent -q -c "$work/agent.toml" --once >/dev/null
+"$rel/hostedscan-agent" -q -c "$work/agent.toml" --once >/dev/null
 t1=$(date +%s.%N)
 # The source id the agent made, so curl posts where the agent did.
 src=$(python3 -c "import json;print(json.load(open('$work/state/source.json'))['id'])")

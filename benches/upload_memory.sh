@@ -15,7 +15,7 @@ for mib in ${sizes[@]}; do
   agent_config "$work/home/agent.toml" "$work/home/inbox" 'after_upload = "delete"
 max_file_size = "8GiB"'
   start=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$work/rss" target/release/hostedscan-agent -q -c "$work/home/agent.toml" --once >/dev/null
+  /usr/bin/time -f '%M' -o "$work/rss" "$rel/hostedscan-agent" -q -c "$work/home/agent.toml" --once >/dev/null
   end=$(date +%s.%N)
   secs=$(python3 -c "print(f'{$end-$start:.2f}')")
   printf '%8s %10s %10s %9s KiB\n' "$mib" "$secs" "$(python3 -c "print(f'{$mib*1.048576/($end-$start):.0f}')")" "$(cat "$work/rss")"

@@ -20,7 +20,7 @@ for i in range(n):
 PY
 agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"
 settle = "1s"'
-target/release/hostedscan-agent -c "$work/agent.toml" 2>"$work/agent.log" &
+"$rel/hostedscan-agent" -c "$work/agent.toml" 2>"$work/agent.log" &
 pid=$!
 sleep 2
 rss0=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")

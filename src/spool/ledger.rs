@@ -2,7 +2,7 @@
 //! each 2xx. It answers "was this content already uploaded to this source?" so the same bytes
 //! are never uploaded twice, and it is where `status` finds the totals.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -24,7 +24,25 @@ pub struct LedgerLine {
 
 pub struct Ledger {
     file: File,
-    seen: HashSet<(String, String)>,
+    /// Per source id, the SHA-256 of every upload as its 32 bytes: about 40-75 bytes an upload
+    /// with the table's slack, where a pair of `String`s (source id, hex digest) took about 190.
+    /// It still grows with every upload ever made, like the file.
+    seen: HashMap<String, HashSet<[u8; 32]>>,
+}
+
+/// The 32 bytes of a hex SHA-256 (either case); `None` when it is not one. A line whose digest
+/// is not one can never match a file's (the agent computes them), so it is not kept.
+fn digest(sha256: &str) -> Option<[u8; 32]> {
+    let hex = sha256.as_bytes();
+    if hex.len() != 64 {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
+        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
+    }
+    Some(out)
 }
 
 /// Totals read without opening the ledger for writing.
@@ -67,10 +85,8 @@ pub fn summary(path: &Path) -> io::Result<Summary> {
 impl Ledger {
     pub fn open(state_dir: &Path) -> io::Result<Ledger> {
         let path = state_dir.join("ledger.jsonl");
-        let mut seen = HashSet::new();
-        let bad = read_lines(&path, |l| {
-            seen.insert((l.source_id, l.sha256));
-        })?;
+        let mut seen = HashMap::new();
+        let bad = read_lines(&path, |l| insert(&mut seen, l.source_id, &l.sha256))?;
         if bad > 0 {
             tracing::warn!(ledger = %path.display(), lines = bad, "ignored unreadable ledger lines (an interrupted write)");
         }
@@ -92,15 +108,16 @@ impl Ledger {
     }
 
     pub fn contains(&self, source_id: &str, sha256: &str) -> bool {
-        self.seen
-            .contains(&(source_id.to_string(), sha256.to_string()))
+        match (self.seen.get(source_id), digest(sha256)) {
+            (Some(set), Some(d)) => set.contains(&d),
+            _ => false,
+        }
     }
 
     /// Record an accepted upload. The content counts as uploaded for this process even when
     /// the line cannot be written (a full or failing disk): only a restart forgets it then.
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
-        self.seen
-            .insert((line.source_id.clone(), line.sha256.clone()));
+        insert(&mut self.seen, line.source_id.clone(), &line.sha256);
         self.append(&line)
     }
 
@@ -110,5 +127,60 @@ impl Ledger {
         bytes.push(b'\n');
         self.file.write_all(&bytes)?;
         self.file.sync_data()
+    }
+}
+
+fn insert(seen: &mut HashMap<String, HashSet<[u8; 32]>>, source_id: String, sha256: &str) {
+    if let Some(d) = digest(sha256) {
+        seen.entry(source_id).or_default().insert(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(source_id: &str, sha256: &str) -> LedgerLine {
+        LedgerLine {
+            sha256: sha256.into(),
+            source_id: source_id.into(),
+            at: "2026-11-27T00:00:00Z".into(),
+            file: "a.xml".into(),
+            scan_type: "NMAP".into(),
+            size: 1,
+            result_id: None,
+        }
+    }
+
+    #[test]
+    fn remembers_each_digest_per_source_across_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = "ab".repeat(32);
+        let b = "0f".repeat(32);
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        ledger.record(line("src1", &a)).unwrap();
+        assert!(ledger.contains("src1", &a));
+        assert!(ledger.contains("src1", &a.to_uppercase()));
+        assert!(!ledger.contains("src2", &a), "another source");
+        assert!(!ledger.contains("src1", &b));
+        assert!(!ledger.contains("src1", "not a digest"));
+        drop(ledger);
+        let mut ledger = Ledger::open(dir.path()).unwrap();
+        assert!(ledger.contains("src1", &a));
+        ledger.record(line("src2", &b)).unwrap();
+        assert!(ledger.contains("src2", &b) && !ledger.contains("src1", &b));
+    }
+
+    #[test]
+    fn digest_reads_hex_of_either_case_and_nothing_else() {
+        let mut want = [0u8; 32];
+        want[0] = 0xab;
+        want[31] = 0x01;
+        let hex = format!("ab{}01", "00".repeat(30));
+        assert_eq!(digest(&hex), Some(want));
+        assert_eq!(digest(&hex.to_uppercase()), Some(want));
+        assert_eq!(digest(&hex[1..]), None);
+        assert_eq!(digest(&format!("{}zz", &hex[..62])), None);
+        assert_eq!(digest(&format!("+b{}", &hex[2..])), None);
     }
 }

@@ -7,11 +7,10 @@ use std::path::PathBuf;
 use notify::{EventKind, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 
-#[derive(Debug)]
-pub enum Hint {
-    Path(PathBuf),
-    Rescan,
-}
+const KERNEL_OVERFLOW: &str =
+    "the kernel's inotify event queue overflowed (see fs.inotify.max_queued_events)";
+const HINTS_FULL: &str = "the agent's own queue of notifications was full";
+const NOTIFY_ERROR: &str = "a file notification error";
 
 /// A running notify watcher; dropping it stops the events.
 pub struct Events {
@@ -28,15 +27,20 @@ fn overflow_injected() -> bool {
     point().is_err()
 }
 
-/// Start watching `dirs` (recursive flags alongside). Hints go to `tx`; if it is full the hint
-/// is dropped and replaced by a rescan request, which the channel's own slack always carries.
-pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result<Events> {
-    let overflow_tx = tx.clone();
+/// Start watching `dirs` (recursive flags alongside). Each path to look at goes to `paths`. When
+/// events are lost (the kernel's queue overflowed, notify failed, or a path did not fit in
+/// `paths`), the reason goes to `rescans` instead: a channel of its own, so that a full `paths`
+/// cannot swallow it, and one slot is enough, since a pending rescan covers every later loss.
+pub fn start(
+    dirs: &[(PathBuf, bool)],
+    paths: mpsc::Sender<PathBuf>,
+    rescans: mpsc::Sender<&'static str>,
+) -> notify::Result<Events> {
     let mut watcher =
         notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
             Ok(ev) => {
                 if ev.need_rescan() || overflow_injected() {
-                    let _ = overflow_tx.try_send(Hint::Rescan);
+                    let _ = rescans.try_send(KERNEL_OVERFLOW);
                     return;
                 }
                 if matches!(
@@ -47,14 +51,14 @@ pub fn start(dirs: &[(PathBuf, bool)], tx: mpsc::Sender<Hint>) -> notify::Result
                     return;
                 }
                 for p in ev.paths {
-                    if tx.try_send(Hint::Path(p)).is_err() {
-                        let _ = overflow_tx.try_send(Hint::Rescan);
+                    if paths.try_send(p).is_err() {
+                        let _ = rescans.try_send(HINTS_FULL);
                     }
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "file notification error; falling back to a full scan");
-                let _ = overflow_tx.try_send(Hint::Rescan);
+                let _ = rescans.try_send(NOTIFY_ERROR);
             }
         })?;
     for (d, recursive) in dirs {
@@ -82,5 +86,27 @@ fn explain(e: notify::Error, dir: &std::path::Path) -> notify::Error {
     match hint {
         Some(h) => notify::Error::generic(&format!("{}: {h}", dir.display())),
         None => e.add_path(dir.to_path_buf()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// More events than the hint queue holds: the paths that do not fit are dropped, so a
+    /// rescan must be asked for, or those files wait for the periodic scan.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_hint_queue_still_asks_for_a_rescan() {
+        let dir = tempfile::tempdir().unwrap();
+        let (paths_tx, mut paths) = mpsc::channel(1);
+        let (rescans_tx, mut rescans) = mpsc::channel(1);
+        let _events = start(&[(dir.path().to_path_buf(), false)], paths_tx, rescans_tx).unwrap();
+        for i in 0..10 {
+            std::fs::write(dir.path().join(format!("r{i}.xml")), b"x").unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(paths.try_recv().is_ok(), "the first path fits");
+        assert_eq!(rescans.try_recv().ok(), Some(HINTS_FULL));
     }
 }

@@ -244,13 +244,14 @@ impl Watcher {
         mut feedback: mpsc::Receiver<(PathBuf, Feedback)>,
         shutdown: CancellationToken,
     ) {
-        let (hint_tx, mut hints) = mpsc::channel(4096);
+        let (path_tx, mut paths) = mpsc::channel(4096);
+        let (rescan_tx, mut rescans) = mpsc::channel(1);
         let dirs: Vec<(PathBuf, bool)> = self
             .watches
             .iter()
             .map(|(w, _)| (w.path.clone(), w.recursive))
             .collect();
-        let _events = match events::start(&dirs, hint_tx) {
+        let _events = match events::start(&dirs, path_tx, rescan_tx) {
             Ok(ev) => Some(ev),
             Err(e) => {
                 tracing::warn!(error = %e, rescan_interval = %humantime::format_duration(self.rescan_interval), "file notifications are unavailable; relying on the periodic scan");
@@ -274,19 +275,18 @@ impl Watcher {
                 _ = rescan.tick() => {
                     let _ = self.full_scan();
                 }
-                Some(h) = hints.recv() => {
-                    let mut batch = vec![h];
-                    while let Ok(h) = hints.try_recv() {
-                        batch.push(h);
-                    }
-                    if batch.iter().any(|h| matches!(h, events::Hint::Rescan)) {
-                        let _ = self.full_scan();
-                    } else {
-                        for h in batch {
-                            if let events::Hint::Path(p) = h {
-                                self.observe_path(p);
-                            }
-                        }
+                Some(why) = rescans.recv() => {
+                    // The scan covers the paths waiting too.
+                    while paths.try_recv().is_ok() {}
+                    // Nothing is lost (the scan finds every file), but an operator seeing this
+                    // often may want a larger queue.
+                    tracing::warn!(reason = why, "file notifications were lost; rescanning the watch directories");
+                    let _ = self.full_scan();
+                }
+                Some(p) = paths.recv() => {
+                    self.observe_path(p);
+                    while let Ok(p) = paths.try_recv() {
+                        self.observe_path(p);
                     }
                 }
                 Some((p, fb)) = feedback.recv() => {

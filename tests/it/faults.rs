@@ -414,3 +414,39 @@ async fn a_2xx_before_the_whole_file_was_sent_is_not_an_acceptance() {
     assert_eq!(home.names_in("queue"), ["big.xml", "big.xml.meta.json"]);
     assert!(home.archived().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_faults_and_outages_still_upload_every_file_exactly_once() {
+    let api = StandIn::start().await;
+    let mut faults = RandomFaults::intermittent(0.3, 7);
+    faults.outage = Some(Outage {
+        every: Duration::from_millis(1500),
+        lasting: Duration::from_millis(500),
+        fault: Fault::Status(503),
+    });
+    api.set_random_faults(Endpoint::Results, Some(faults));
+    let home = Home::new(&api.url(), "", "");
+    let d = Daemon::start(home.load());
+    let base = String::from_utf8(fixture_bytes("nmap-tcp-localhost.xml")).unwrap();
+    for i in 0..30 {
+        home.drop_file(
+            &format!("r{i:02}.xml"),
+            format!("{base}<!-- {i} -->\n").as_bytes(),
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ups = api.wait_for_uploads(30, WAIT).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    d.stop().await;
+    let mut shas: Vec<_> = api.uploads().iter().map(|u| u.sha256.clone()).collect();
+    shas.sort();
+    shas.dedup();
+    assert_eq!((ups.len(), shas.len()), (30, 30), "each file exactly once");
+    let refused = api
+        .requests_to(Endpoint::Results)
+        .iter()
+        .filter(|r| r.fault.is_some())
+        .count();
+    assert!(refused > 0, "the random faults refused nothing");
+    assert!(home.names_in("queue").is_empty() && home.names_in("failed").is_empty());
+}

@@ -398,3 +398,61 @@ async fn a_file_put_into_queue_by_hand_while_running_is_set_aside_not_ignored() 
     assert!(home.names_in("queue").is_empty());
     assert!(api.uploads().is_empty());
 }
+
+/// The daemon's resident memory (KiB) just after it started with `home`'s state directory.
+fn rss_after_start(home: &Home) -> i64 {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        .arg("-c")
+        .arg(&home.config)
+        .env_remove("HOSTEDSCAN_API_KEY")
+        .env_remove("CREDENTIALS_DIRECTORY")
+        .env_remove("RUST_LOG")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("hostedscan-agent started") {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_of_100_000_uploads_costs_the_daemon_a_few_mib_not_twenty() {
+    let api = StandIn::start().await;
+    let empty = Home::new(&api.url(), "", "");
+    let full = Home::new(&api.url(), "", "");
+    std::fs::create_dir_all(&full.state).unwrap();
+    let mut ledger = String::new();
+    for i in 0..100_000u32 {
+        ledger.push_str(&format!(
+            "{{\"sha256\":\"{i:08x}{}\",\"source_id\":\"665399ae750da1a1e61e8a59b6\",\"at\":\"2026-11-27T07:16:29Z\",\"file\":\"soak-{i}.xml\",\"scan_type\":\"NMAP\",\"size\":1428,\"result_id\":\"f89fdec925ff2368b5f7154600\"}}\n",
+            "ab".repeat(28)
+        ));
+    }
+    std::fs::write(full.state.join("ledger.jsonl"), ledger).unwrap();
+    let (empty_kib, full_kib) =
+        tokio::task::spawn_blocking(move || (rss_after_start(&empty), rss_after_start(&full)))
+            .await
+            .unwrap();
+    eprintln!(
+        "RSS after start: {empty_kib} KiB with an empty ledger, {full_kib} KiB with 100 000 lines"
+    );
+    // A (source id, hex digest) pair of Strings per line took about 19 MiB here.
+    assert!(
+        full_kib - empty_kib < 10 << 10,
+        "the ledger's 100 000 lines cost {} KiB of memory",
+        full_kib - empty_kib
+    );
+}

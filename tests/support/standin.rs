@@ -8,7 +8,9 @@
 //! and every accepted upload is recorded and can be read back from the test. Faults can be
 //! injected per endpoint, either queued (consumed one per request, before normal handling) or as
 //! a default fault that applies until cleared: an error status with a JSON, HTML or garbage
-//! body, `Retry-After`, a delay, a hang, or a dropped TCP connection (reset, no response). The
+//! body, `Retry-After`, a delay, a hang, or a dropped TCP connection (reset, no response). For
+//! soak runs, [`RandomFaults`] makes a seeded share of requests fail with faults drawn from a
+//! weighted mix, plus periodic outages (every request fails for a while). The
 //! whole server can also go down (the listener is closed and every connection is cut, so
 //! connections are refused) and come back on the same port. Nothing here is test-only: it can be
 //! started from a plain `#[tokio::main]` program. Include it with
@@ -116,6 +118,99 @@ impl Fault {
     }
 }
 
+/// Faults drawn at random for a share of requests, and periodic outages: for soak runs. Used after
+/// queued faults and before default ones (see [`StandIn::set_random_faults`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomFaults {
+    /// Share of requests (0.0 to 1.0) that get a fault drawn from `mix`.
+    pub rate: f64,
+    /// The faults to draw from, with relative weights.
+    pub mix: Vec<(Fault, u32)>,
+    /// Seed of the draws: the same seed and the same order of requests give the same faults.
+    pub seed: u64,
+    /// Periodic outages, counted from [`StandIn::set_random_faults`].
+    pub outage: Option<Outage>,
+}
+
+/// Every `every`, the last `lasting` of the period answers `fault` to every request (the first
+/// outage starts at `every - lasting`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outage {
+    pub every: Duration,
+    pub lasting: Duration,
+    pub fault: Fault,
+}
+
+impl RandomFaults {
+    /// `rate` of requests fail, evenly with 503, 500, 429 with `Retry-After: 1`, or a dropped
+    /// connection; no outages.
+    pub fn intermittent(rate: f64, seed: u64) -> RandomFaults {
+        RandomFaults {
+            rate,
+            mix: vec![
+                (Fault::Status(503), 1),
+                (Fault::Status(500), 1),
+                (Fault::RetryAfter(429, "1".into()), 1),
+                (Fault::DropConnection, 1),
+            ],
+            seed,
+            outage: None,
+        }
+    }
+}
+
+/// The running state of a [`RandomFaults`].
+struct Randomizer {
+    spec: RandomFaults,
+    rng: SplitMix64,
+    since: Instant,
+}
+
+impl Randomizer {
+    fn next(&mut self) -> Option<Fault> {
+        if let Some(o) = &self.spec.outage {
+            let every = o.every.as_nanos().max(1);
+            let phase = self.since.elapsed().as_nanos() % every;
+            if phase >= every.saturating_sub(o.lasting.as_nanos()) {
+                return Some(o.fault.clone());
+            }
+        }
+        // Two draws per request outside outages, whatever the outcome: which requests fail then
+        // depends only on the seed and their order.
+        let (roll, pick) = (self.rng.unit(), self.rng.next());
+        let total: u64 = self.spec.mix.iter().map(|(_, w)| u64::from(*w)).sum();
+        if roll >= self.spec.rate || total == 0 {
+            return None;
+        }
+        let mut at = pick % total;
+        for (f, w) in &self.spec.mix {
+            if at < u64::from(*w) {
+                return Some(f.clone());
+            }
+            at -= u64::from(*w);
+        }
+        None
+    }
+}
+
+/// A small seeded generator (SplitMix64): reproducible without depending on a `rand` version.
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
 /// A source known to the stand-in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Source {
@@ -194,6 +289,7 @@ struct State0 {
     requests: Vec<RequestRecord>,
     queued: HashMap<Endpoint, VecDeque<Fault>>,
     defaults: HashMap<Endpoint, Fault>,
+    random: HashMap<Endpoint, Randomizer>,
     list_sources_status: Option<u16>,
     page_size: usize,
     keep_bytes: bool,
@@ -230,12 +326,19 @@ impl Inner {
 
 impl State0 {
     /// The fault for the next request to `endpoint`: queued (own endpoint, then `Any`), else
-    /// default (own endpoint, then `Any`).
+    /// random (own endpoint, else `Any`), else default (own endpoint, then `Any`).
     fn take_fault(&mut self, endpoint: Option<Endpoint>) -> Option<Fault> {
         for ep in endpoint.into_iter().chain([Endpoint::Any]) {
             if let Some(f) = self.queued.get_mut(&ep).and_then(|q| q.pop_front()) {
                 return Some(f);
             }
+        }
+        let random = endpoint
+            .into_iter()
+            .chain([Endpoint::Any])
+            .find(|ep| self.random.contains_key(ep));
+        if let Some(f) = random.and_then(|ep| self.random.get_mut(&ep)?.next()) {
+            return Some(f);
         }
         for ep in endpoint.into_iter().chain([Endpoint::Any]) {
             if let Some(f) = self.defaults.get(&ep) {
@@ -274,6 +377,7 @@ impl StandIn {
                 requests: Vec::new(),
                 queued: HashMap::new(),
                 defaults: HashMap::new(),
+                random: HashMap::new(),
                 list_sources_status: None,
                 page_size: 50,
                 keep_bytes: true,
@@ -329,6 +433,18 @@ impl StandIn {
         self.inner.lock().requests.clone()
     }
 
+    /// Requests received so far, from the `index`-th on (for following them cheaply).
+    pub fn requests_from(&self, index: usize) -> Vec<RequestRecord> {
+        let st = self.inner.lock();
+        st.requests.get(index..).unwrap_or_default().to_vec()
+    }
+
+    /// Uploads accepted so far, from the `index`-th on.
+    pub fn uploads_from(&self, index: usize) -> Vec<Upload> {
+        let st = self.inner.lock();
+        st.uploads.get(index..).unwrap_or_default().to_vec()
+    }
+
     /// Requests received so far to one endpoint (`Endpoint::Any`: all of them).
     pub fn requests_to(&self, endpoint: Endpoint) -> Vec<RequestRecord> {
         self.inner
@@ -380,11 +496,35 @@ impl StandIn {
         }
     }
 
-    /// Drops all queued and default faults.
+    /// Drops all queued, random and default faults.
     pub fn clear_faults(&self) {
         let mut st = self.inner.lock();
         st.queued.clear();
+        st.random.clear();
         st.defaults.clear();
+    }
+
+    /// Random faults (and outages) for requests to `endpoint` from now on (`None`: stop). They
+    /// apply when no queued fault does, and before the default fault; a request to an endpoint
+    /// with random faults of its own does not also draw from `Endpoint::Any`'s.
+    pub fn set_random_faults(&self, endpoint: Endpoint, faults: Option<RandomFaults>) {
+        let mut st = self.inner.lock();
+        match faults {
+            Some(spec) => {
+                let rng = SplitMix64(spec.seed);
+                st.random.insert(
+                    endpoint,
+                    Randomizer {
+                        spec,
+                        rng,
+                        since: Instant::now(),
+                    },
+                );
+            }
+            None => {
+                st.random.remove(&endpoint);
+            }
+        }
     }
 
     /// Makes `GET /v1/sources` answer 404 `{"error":"Not found"}` (the listing is undocumented).
