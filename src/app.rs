@@ -175,6 +175,11 @@ struct AdmissionStage {
     abandon: CancellationToken,
 }
 
+/// Files read at once by admission. Small reports spend most of their admission waiting for
+/// fsync, so a few at a time overlap those waits; each read holds a few buffers of 256 KiB, so
+/// memory stays small even when all are large.
+const ADMISSIONS_AT_ONCE: usize = 4;
+
 async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
     let AdmissionStage {
         admitter,
@@ -187,10 +192,27 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         shutdown,
         abandon,
     } = stage;
+    let mut reading: tokio::task::JoinSet<Admitted> = tokio::task::JoinSet::new();
+    let mut in_hand: std::collections::HashMap<tokio::task::Id, Settled> =
+        std::collections::HashMap::new();
+    let mut taking = true;
+    // A huge or hung read must not hold the stop hostage: SHUTDOWN_GRACE after the agent starts
+    // stopping, what is still being read is left. Admission is crash-safe at every step, so
+    // leaving it is like a kill: the file is where a restart finds it.
+    let given_up = async {
+        abandon.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::pin!(given_up);
     loop {
-        let s = tokio::select! {
+        if !taking && reading.is_empty() {
+            break;
+        }
+        let (s, joined) = tokio::select! {
             biased;
-            _ = shutdown.cancelled() => {
+            _ = shutdown.cancelled(), if taking => {
+                // No new file; those being read are finished (and handed on) first.
+                taking = false;
                 if once {
                     rx.close();
                     while let Ok(s) = rx.try_recv() {
@@ -200,30 +222,39 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                         });
                     }
                 }
-                break;
+                continue;
             }
-            s = rx.recv() => match s {
-                Some(s) => s,
-                None => break,
+            Some(r) = reading.join_next_with_id(), if !reading.is_empty() => match r {
+                Ok((id, a)) => (in_hand.remove(&id), Ok(a)),
+                Err(e) => (in_hand.remove(&e.id()), Err(e)),
             },
-        };
-        let a = admitter.clone();
-        let s2 = s.clone();
-        let mut reading = tokio::task::spawn_blocking(move || a.admit(&s2));
-        let joined = tokio::select! {
-            r = &mut reading => r,
-            _ = async {
-                abandon.cancelled().await;
-                tokio::time::sleep(SHUTDOWN_GRACE).await;
-            } => {
-                // A huge or hung read must not hold the stop hostage. Admission is crash-safe at
-                // every step, so leaving it is like a kill: the file is where a restart finds it.
-                tracing::warn!(file = %s.path.display(), "still being read at the end of the shutdown grace; left for the next start");
-                if once {
-                    report.push(Outcome::Pending { file: s.path.display().to_string(), reason: "the pass was stopped while it was being read".into() });
+            s = rx.recv(), if taking && reading.len() < ADMISSIONS_AT_ONCE => {
+                match s {
+                    Some(s) => {
+                        let a = admitter.clone();
+                        let s2 = s.clone();
+                        let id = reading.spawn_blocking(move || a.admit(&s2)).id();
+                        in_hand.insert(id, s);
+                    }
+                    None => taking = false,
                 }
+                continue;
+            }
+            _ = &mut given_up, if !reading.is_empty() => {
+                for s in in_hand.values() {
+                    tracing::warn!(file = %s.path.display(), "still being read at the end of the shutdown grace; left for the next start");
+                    if once {
+                        report.push(Outcome::Pending { file: s.path.display().to_string(), reason: "the pass was stopped while it was being read".into() });
+                    }
+                }
+                // The blocking reads go on detached; each stops at its own pace.
+                reading.detach_all();
                 break;
             }
+        };
+        let Some(s) = s else {
+            tracing::error!("an admission finished that was not being tracked");
+            continue;
         };
         let result = match joined {
             Ok(r) => r,

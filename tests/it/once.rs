@@ -215,3 +215,30 @@ async fn a_pass_stopped_by_sigterm_exits_75_and_keeps_the_file_queued() {
     );
     assert!(home.names_in("queue").contains(&"a.xml".to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_content_under_many_names_at_once_is_uploaded_once() {
+    // Several admissions run at once: identical files read side by side must still make one
+    // upload, whatever order they are committed in.
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "upload_concurrency = 4", "");
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    for i in 0..12 {
+        home.drop_file(&format!("copy-{i:02}.xml"), &report);
+    }
+    home.drop_file("other.xml", &fixture_bytes("nmap-udp-localhost.xml"));
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let ups = api.uploads();
+    assert_eq!(
+        ups.len(),
+        2,
+        "one per distinct content: {:?}",
+        ups.iter().map(|u| u.file_name.clone()).collect::<Vec<_>>()
+    );
+    assert!(out.stdout.contains("duplicates 11"), "{}", out.stdout);
+    assert!(home.inbox_names().is_empty());
+    assert!(home.names_in("queue").is_empty());
+}
