@@ -157,7 +157,7 @@ fn jobs(
     ))
 }
 
-/// The admission worker: one file at a time on a blocking thread, outcome logged, recorded,
+/// The admission worker: a few files at a time on blocking threads, outcomes logged, recorded,
 /// fed back to the watcher, and queued entries passed on to the uploader.
 struct AdmissionStage {
     admitter: Arc<Admitter>,
