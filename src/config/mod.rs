@@ -4,6 +4,7 @@
 //! are reported at once so an operator fixes the file in one go.
 
 mod gmp;
+mod ownership;
 mod raw;
 mod secret;
 
@@ -193,13 +194,12 @@ impl Config {
                 _ => e.to_string(),
             },
         })?;
-        if meta.permissions().mode() & 0o002 != 0 {
+        // Whoever can write it could redirect uploads, read the key, or run a command job as
+        // the agent: only root and the agent's user may (as ssh asks of its files).
+        if let Err(u) = ownership::check_trusted_file(path, ownership::Owner::Root) {
             return Err(ConfigError::File {
                 path: path.to_path_buf(),
-                message: format!(
-                    "is writable by other users, who could redirect uploads or read the key: run `chmod o-w {}`",
-                    path.display()
-                ),
+                message: if u.is_dir { u.to_string() } else { u.problem },
             });
         }
         let overrides: HashMap<String, String> = env

@@ -6,8 +6,11 @@ use std::fmt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-/// A secret file's problem, if it has one: missing, not a file, unreadable, or readable by
-/// other users (refused as ssh does, with the `chmod` that fixes it).
+use super::ownership::{check_trusted_file, Owner};
+
+/// A secret file's problem, if it has one: missing, not a file, unreadable, readable by other
+/// users (refused as ssh does, with the `chmod` that fixes it), or open to being written by
+/// someone else (see [`super::ownership`]).
 pub fn check_private_file(p: &Path) -> Result<(), String> {
     match std::fs::metadata(p) {
         Ok(m) if !m.is_file() => Err(format!("{} is not a file", p.display())),
@@ -16,9 +19,12 @@ pub fn check_private_file(p: &Path) -> Result<(), String> {
             p.display(),
             p.display()
         )),
-        Ok(_) => std::fs::File::open(p)
-            .map(drop)
-            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        Ok(_) => {
+            check_trusted_file(p, Owner::Agent).map_err(|e| e.to_string())?;
+            std::fs::File::open(p)
+                .map(drop)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
+        }
         Err(e) => Err(format!("cannot read {}: {e}", p.display())),
     }
 }
@@ -56,14 +62,15 @@ impl KeyOrigin {
     /// The key as its file says now (credential or key file); `None` for the others, which
     /// cannot change while the agent runs.
     pub fn reload(&self) -> Option<ApiKey> {
-        use std::os::unix::fs::PermissionsExt;
         let path = match self {
+            // systemd's: it made the file, readable by the service only.
             KeyOrigin::Credential(p) => p,
             KeyOrigin::KeyFile(p) => {
-                // The same rule as at start: a key others can read is not used.
-                let mode = std::fs::metadata(p).ok()?.permissions().mode();
-                if mode & 0o044 != 0 {
-                    tracing::error!(file = %p.display(), "the key file is readable by other users: run `chmod 600` on it; not using it");
+                // The same rule as at start: a key others can read or write is not used. (A
+                // file that is gone, perhaps being replaced, is simply not read this time.)
+                std::fs::metadata(p).ok()?;
+                if let Err(e) = check_private_file(p) {
+                    tracing::error!(error = %e, "api.key_file cannot be used; not using it");
                     return None;
                 }
                 p

@@ -83,7 +83,11 @@ fn an_empty_file_gets_the_contracts_defaults() {
 
 #[test]
 fn the_commented_example_config_parses() {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
+    // A copy: the checkout's own modes (a umask of 002 makes it group-writable) are not what
+    // this test is about.
+    let d = Dir::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/agent.toml");
+    let p = d.config(&std::fs::read_to_string(example).unwrap());
     let c = Config::load(&p, &env(&[])).unwrap();
     assert_eq!(c.agent.state_dir, Path::new("/var/lib/hostedscan-agent"));
     assert_eq!(
@@ -224,13 +228,197 @@ fn a_key_file_readable_by_others_is_refused_with_the_fix() {
     );
 }
 
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Gives `p` to uid 65534 (nobody); false (the test then skips) where that needs a root the
+/// tests do not have. CI runs them as root.
+fn give_away(p: &Path) -> bool {
+    match rustix::fs::chown(p, Some(rustix::fs::Uid::from_raw(65534)), None) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping: cannot chown {} to uid 65534: {e}", p.display());
+            false
+        }
+    }
+}
+
+/// The refusal of an untrusted config file: `ConfigError::File` (exit 78) and its message.
+fn file_error(r: Result<Config, ConfigError>) -> String {
+    match r {
+        Err(e @ ConfigError::File { .. }) => e.to_string(),
+        Err(e) => panic!("expected the file to be refused, got {e}"),
+        Ok(_) => panic!("expected the config file to be refused"),
+    }
+}
+
 #[test]
-fn a_config_file_writable_by_others_is_refused() {
+fn a_config_file_writable_by_group_or_others_is_refused_with_the_chmod() {
     let d = Dir::new();
     let p = d.config("");
-    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let e = Config::load(&p, &env(&[])).unwrap_err().to_string();
-    assert!(e.contains("chmod o-w"), "{e}");
+    for mode in [0o666, 0o620, 0o660, 0o602] {
+        chmod(&p, mode);
+        let e = file_error(Config::load(&p, &env(&[])));
+        let real = std::fs::canonicalize(&p).unwrap();
+        assert!(
+            e.contains(&format!("run `chmod go-w {}`", real.display())),
+            "{mode:o}: {e}"
+        );
+    }
+    chmod(&p, 0o640);
+    Config::load(&p, &env(&[])).unwrap();
+}
+
+#[test]
+fn a_config_file_owned_by_another_user_is_refused_with_the_chown() {
+    let d = Dir::new();
+    let p = d.config("");
+    if !give_away(&p) {
+        return;
+    }
+    let e = file_error(Config::load(&p, &env(&[])));
+    assert!(e.contains("is owned by uid 65534"), "{e}");
+    let real = std::fs::canonicalize(&p).unwrap();
+    assert!(
+        e.contains(&format!("run `chown root {}`", real.display())),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_config_file_in_a_directory_others_can_write_is_refused_unless_it_is_sticky() {
+    let d = Dir::new();
+    let conf = d.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let p = conf.join("agent.toml");
+    std::fs::write(&p, format!("[agent]\nstate_dir = {:?}\n", d.state())).unwrap();
+    chmod(&p, 0o600);
+    chmod(&conf, 0o770);
+    let e = file_error(Config::load(&p, &env(&[])));
+    let real = std::fs::canonicalize(&conf).unwrap();
+    assert!(
+        e.contains(&format!(
+            "directory {} is writable by group (and not sticky): run `chmod go-w {}`",
+            real.display(),
+            real.display()
+        )),
+        "{e}"
+    );
+    // Sticky, like /tmp: no one else can replace the file in it.
+    chmod(&conf, 0o1777);
+    Config::load(&p, &env(&[])).unwrap();
+    // But its owner could.
+    chmod(&conf, 0o755);
+    if give_away(&conf) {
+        let e = file_error(Config::load(&p, &env(&[])));
+        assert!(
+            e.contains("is owned by uid 65534") && e.contains("chown root"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_reached_by_a_link_is_judged_by_the_file_it_names() {
+    let d = Dir::new();
+    let p = d.config(&format!("[agent]\nstate_dir = {:?}", d.state()));
+    let link = d.path().join("link.toml");
+    std::os::unix::fs::symlink(&p, &link).unwrap();
+    Config::load(&link, &env(&[])).unwrap();
+    chmod(&p, 0o620);
+    let e = file_error(Config::load(&link, &env(&[])));
+    assert!(e.contains("writable by group"), "{e}");
+}
+
+#[test]
+fn a_key_file_others_could_write_or_own_is_refused_with_the_fix() {
+    let d = Dir::new();
+    let kf = d.path().join("api-key");
+    std::fs::write(&kf, "secret-key\n").unwrap();
+    let p = d.config(&format!(
+        "[api]\nkey_file = {:?}\n[agent]\nstate_dir = {:?}",
+        kf.display(),
+        d.state()
+    ));
+    let real = std::fs::canonicalize(&kf).unwrap();
+    chmod(&kf, 0o620);
+    let ps = problems(Config::load(&p, &env(&[])));
+    assert_eq!(keys(&ps), ["api.key_file"]);
+    assert!(
+        ps[0].message.contains(&format!(
+            "is writable by group: run `chmod go-w {}`",
+            real.display()
+        )),
+        "{}",
+        ps[0].message
+    );
+    assert!(!ps[0].message.contains("secret-key"));
+    chmod(&kf, 0o600);
+    Config::load(&p, &env(&[])).unwrap();
+    if !give_away(&kf) {
+        return;
+    }
+    let ps = problems(Config::load(&p, &env(&[])));
+    assert_eq!(keys(&ps), ["api.key_file"]);
+    assert!(
+        ps[0].message.contains("is owned by uid 65534") && ps[0].message.contains("run `chown "),
+        "{}",
+        ps[0].message
+    );
+    // The key file's directory counts too.
+    rustix::fs::chown(&kf, Some(rustix::process::geteuid()), None).unwrap();
+    Config::load(&p, &env(&[])).unwrap();
+    let sub = d.path().join("keys");
+    std::fs::create_dir(&sub).unwrap();
+    std::fs::rename(&kf, sub.join("api-key")).unwrap();
+    let p = d.config(&format!(
+        "[api]\nkey_file = {:?}\n[agent]\nstate_dir = {:?}",
+        sub.join("api-key").display(),
+        d.state()
+    ));
+    chmod(&sub, 0o777);
+    let ps = problems(Config::load(&p, &env(&[])));
+    assert!(
+        ps[0].message.starts_with("directory ") && ps[0].message.contains("(and not sticky)"),
+        "{}",
+        ps[0].message
+    );
+}
+
+#[test]
+fn a_key_file_that_becomes_writable_by_others_is_not_reloaded() {
+    let d = Dir::new();
+    let kf = d.path().join("api-key");
+    std::fs::write(&kf, "rotated\n").unwrap();
+    chmod(&kf, 0o600);
+    let origin = KeyOrigin::KeyFile(kf.clone());
+    assert_eq!(origin.reload().unwrap().expose(), "rotated");
+    chmod(&kf, 0o602);
+    assert!(origin.reload().is_none(), "writable by others");
+    chmod(&kf, 0o600);
+    if give_away(&kf) {
+        assert!(origin.reload().is_none(), "owned by another user");
+    }
+}
+
+#[test]
+fn a_config_holding_the_key_that_others_can_read_gets_a_warning() {
+    let d = Dir::new();
+    let p = d.config(&format!(
+        "[api]\nkey = \"k-123\"\n[agent]\nstate_dir = {:?}",
+        d.state()
+    ));
+    assert!(Config::load(&p, &env(&[])).unwrap().warnings.is_empty());
+    chmod(&p, 0o644);
+    let c = Config::load(&p, &env(&[])).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("holds api.key") && w.contains("chmod o-r")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]
@@ -462,6 +650,15 @@ fn load_jobs(d: &Dir, jobs: &[&str]) -> Result<Config, ConfigError> {
     )
 }
 
+/// The messages of the problems with key `k`, joined.
+fn msg_of(ps: &[Problem], k: &str) -> String {
+    ps.iter()
+        .filter(|p| p.key == k)
+        .map(|p| p.message.clone())
+        .collect::<Vec<_>>()
+        .join(" | ")
+}
+
 fn keys(ps: &[Problem]) -> Vec<&str> {
     ps.iter().map(|p| p.key.as_str()).collect()
 }
@@ -646,6 +843,14 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
     assert!(msg("job[2].gmp_host").contains("not both"), "{ps:?}");
     assert!(
         msg("job[2].gmp_password_file").contains("cannot read"),
+        "{ps:?}"
+    );
+
+    // Writable by group: refused like a key file, with the chmod.
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o620)).unwrap();
+    let ps = problems(load_jobs(&d, &refs));
+    assert!(
+        msg_of(&ps, "job[1].gmp_password_file").contains("is writable by group: run `chmod go-w "),
         "{ps:?}"
     );
 

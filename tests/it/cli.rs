@@ -251,3 +251,129 @@ fn the_daemon_binary_stops_cleanly_on_sigterm() {
     let rest: Vec<String> = rx.iter().collect(); // until stderr closes
     assert!(rest.iter().any(|l| l.contains("stopped")), "{rest:?}");
 }
+
+fn chmod(p: &std::path::Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Gives `p` to uid 65534 (nobody); false (the test then skips that part) where that needs a
+/// root the tests do not have. CI runs them as root.
+fn give_away(p: &std::path::Path) -> bool {
+    match rustix::fs::chown(p, Some(rustix::fs::Uid::from_raw(65534)), None) {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("skipping: cannot chown {} to uid 65534: {e}", p.display());
+            false
+        }
+    }
+}
+
+/// A config that someone other than root or the agent's user could change is refused (exit
+/// 78) with the command that fixes it, as ssh does: a config that others can write could
+/// redirect uploads, or run a `command` job as the agent.
+#[test]
+fn check_config_refuses_a_config_file_others_could_change() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let real = std::fs::canonicalize(&home.config).unwrap();
+    chmod(&home.config, 0o620);
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "group-writable: {out:?}");
+    assert!(
+        out.stderr.contains(&format!(
+            "is writable by group: run `chmod go-w {}`",
+            real.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    chmod(&home.config, 0o600);
+    assert_eq!(home.cli(&["check-config"]).code, 0);
+    if give_away(&home.config) {
+        let out = home.cli(&["check-config"]);
+        assert_eq!(out.code, 78, "another user's: {out:?}");
+        assert!(
+            out.stderr.contains("is owned by uid 65534")
+                && out
+                    .stderr
+                    .contains(&format!("run `chown root {}`", real.display())),
+            "{}",
+            out.stderr
+        );
+        // The daemon refuses it too, before doing anything.
+        let out = home.cli(&["--once"]);
+        assert_eq!(out.code, 78, "{out:?}");
+    }
+}
+
+/// The directories above the config count: whoever can write one can replace the file, unless
+/// the directory is sticky (as /tmp is).
+#[test]
+fn check_config_refuses_a_config_in_a_directory_others_can_write_unless_sticky() {
+    let mut home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let conf = home.dir.path().join("conf");
+    std::fs::create_dir(&conf).unwrap();
+    let moved = conf.join("agent.toml");
+    std::fs::rename(&home.config, &moved).unwrap();
+    home.config = moved;
+    chmod(&conf, 0o775);
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    let real = std::fs::canonicalize(&conf).unwrap();
+    assert!(
+        out.stderr.contains(&format!(
+            "directory {} is writable by group (and not sticky): run `chmod go-w {}`",
+            real.display(),
+            real.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    chmod(&conf, 0o1777);
+    let out = home.cli(&["check-config"]);
+    assert_eq!(
+        out.code, 0,
+        "a sticky directory (like /tmp) is fine: {out:?}"
+    );
+}
+
+/// `api.key_file`: refused (78) when another user owns it or could write it, not only when
+/// others can read it.
+#[test]
+fn check_config_refuses_a_key_file_others_could_change() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let kf = home.dir.path().join("api-key");
+    std::fs::write(&kf, format!("{KEY}\n")).unwrap();
+    let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
+        "[api]\n",
+        &format!("[api]\nkey_file = \"{}\"\n", kf.display()),
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    chmod(&kf, 0o600);
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("from api.key_file"), "{}", out.stdout);
+
+    chmod(&kf, 0o620);
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "group-writable: {out:?}");
+    assert!(
+        out.stderr.contains("api.key_file") && out.stderr.contains("run `chmod go-w "),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains(KEY));
+
+    chmod(&kf, 0o600);
+    if give_away(&kf) {
+        let out = home.cli(&["check-config"]);
+        assert_eq!(out.code, 78, "another user's: {out:?}");
+        assert!(
+            out.stderr.contains("api.key_file")
+                && out.stderr.contains("is owned by uid 65534")
+                && out.stderr.contains("run `chown "),
+            "{}",
+            out.stderr
+        );
+    }
+}
