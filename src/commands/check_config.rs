@@ -68,7 +68,9 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
                     o.scan_config_id,
                     if o.cleanup { ", cleanup" } else { "" }
                 ),
-                None => j.argv.join(" "),
+                // Never the arguments: they may hold credentials, and ExecStartPre and
+                // ExecReload put this in the journal at every start.
+                None => j.command_summary(),
             }
         );
     }

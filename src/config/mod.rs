@@ -257,8 +257,24 @@ fn without_source_lines(msg: &str) -> String {
         .join(" ")
 }
 
-/// serde's "unknown field" message, with the list of valid keys it carries kept.
+/// serde's message: "unknown field" with the list of valid keys it carries kept; the value
+/// of a mistyped `command`, `args` or `key` left out (`command = "scan --token=..."` given as
+/// one string would otherwise be quoted whole, credentials and all).
 fn explain_serde(msg: &str) -> String {
+    let secret_key = msg
+        .rsplit_once("for key `")
+        .and_then(|(_, k)| k.split('`').next())
+        .is_some_and(|k| ["command", "args", "key"].iter().any(|s| k.ends_with(s)));
+    if let (true, Some(start)) = (secret_key, msg.find("invalid type: string \"")) {
+        let value = start + "invalid type: string ".len();
+        if let Some(end) = msg[value..].rfind("\", expected ") {
+            return format!(
+                "{}a string{}",
+                &msg[..start + "invalid type: ".len()],
+                &msg[value + end + 1..]
+            );
+        }
+    }
     if msg.contains("unknown field") {
         format!(
             "{msg} (unknown keys are refused so a misspelling cannot silently change behaviour)"
@@ -897,18 +913,31 @@ fn job(
     } else {
         "args"
     });
-    if argv.iter().any(|a| a.contains('\0')) {
-        c.push(argv_key.clone(), "an argument contains a NUL character");
-        argv.clear();
-    }
-    for a in &argv {
-        let placeholders = [spec::OUTPUT, spec::TARGET, spec::TARGETS];
-        if let Some(p) = placeholders.iter().find(|p| a.contains(**p) && a != **p) {
-            warnings.push(format!(
-                "{argv_key}: {a:?} contains {p} inside other text; placeholders replace whole \
-                 arguments only, so it is passed as written: make {p} an argument of its own"
-            ));
+    // An argument is named by its place in the list the operator wrote (`command`, or a
+    // preset's `args`), never by its text: it may hold a credential, and these messages reach
+    // check-config's output and the log.
+    let written: &[String] = if scanner == Command { &argv } else { &args };
+    let at = |i: usize| format!("{argv_key}[{i}]");
+    let nul = argv.iter().any(|a| a.contains('\0'));
+    if nul {
+        match written.iter().position(|a| a.contains('\0')) {
+            Some(i) => c.push(at(i), "contains a NUL character"),
+            None => c.push(argv_key.clone(), "the program contains a NUL character"),
         }
+    } else {
+        for (i, a) in written.iter().enumerate() {
+            let placeholders = [spec::OUTPUT, spec::TARGET, spec::TARGETS];
+            if let Some(p) = placeholders.iter().find(|p| a.contains(**p) && a != **p) {
+                warnings.push(format!(
+                    "{}: contains {p} inside other text; placeholders replace whole arguments \
+                     only, so it is passed as written: make {p} an argument of its own",
+                    at(i)
+                ));
+            }
+        }
+    }
+    if nul {
+        argv.clear();
     }
     if scanner == Command && !argv.is_empty() {
         if !argv.iter().any(|a| a == spec::OUTPUT) {

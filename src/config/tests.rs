@@ -535,6 +535,28 @@ fn a_syntax_error_never_echoes_the_line_with_the_key() {
     assert!(e.contains("line 2") || e.contains("TOML"), "{e}");
 }
 
+#[test]
+fn a_command_given_as_one_string_is_refused_without_quoting_it() {
+    let d = Dir::new();
+    let p = d.config(&format!(
+        "[agent]\nstate_dir = {:?}\n[[job]]\nname = \"j\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = \"/opt/scan --token=SECRET123 {{output}}\"",
+        d.state()
+    ));
+    let e = file_error(Config::load(&p, &env(&[])));
+    assert!(!e.contains("SECRET123"), "{e}");
+    assert!(
+        e.contains("invalid type: a string, expected a sequence") && e.contains("command"),
+        "{e}"
+    );
+    // Other values are still quoted: they help find the mistake.
+    let p = d.config(&format!(
+        "[agent]\nstate_dir = {:?}\nupload_concurrency = \"two\"",
+        d.state()
+    ));
+    let e = file_error(Config::load(&p, &env(&[])));
+    assert!(e.contains("\"two\""), "{e}");
+}
+
 /// A config with one `[[job]]` per `(schedule, timezone)`, `None` leaving timezone unset.
 fn jobs_config(d: &Dir, jobs: &[(&str, Option<&str>)]) -> PathBuf {
     let mut body = format!("[agent]\nstate_dir = {:?}\n", d.state());
@@ -1090,14 +1112,28 @@ fn a_placeholder_inside_other_text_is_passed_as_written_with_a_warning() {
         &[r#"name = "c"
 scanner = "command"
 schedule = "@daily"
-command = ["scan", "--out={output}"]"#],
+command = ["scan", "--token=SECRET123", "--out={output}?token=SECRET123"]"#],
     )
     .unwrap();
-    assert_eq!(c.jobs[0].argv, ["scan", "--out={output}"]);
+    assert_eq!(
+        c.jobs[0].argv,
+        [
+            "scan",
+            "--token=SECRET123",
+            "--out={output}?token=SECRET123"
+        ]
+    );
     assert!(
         c.warnings
             .iter()
-            .any(|w| w.contains("job[0].command") && w.contains("whole arguments only")),
+            .any(|w| w.contains("job[0].command[2]") && w.contains("whole arguments only")),
+        "{:?}",
+        c.warnings
+    );
+    // The argument is named by its place: its text may hold a credential, and warnings are
+    // logged at every start.
+    assert!(
+        c.warnings.iter().all(|w| !w.contains("SECRET123")),
         "{:?}",
         c.warnings
     );
@@ -1105,6 +1141,22 @@ command = ["scan", "--out={output}"]"#],
         c.warnings
             .iter()
             .any(|w| w.contains("has no \"{output}\" argument")),
+        "{:?}",
+        c.warnings
+    );
+    // A preset names the place in its args.
+    let c = load_jobs(
+        &d,
+        &[r#"name = "n"
+scanner = "nmap"
+schedule = "@daily"
+targets = ["10.0.0.1"]
+args = ["--script-args=token=SECRET123", "--resume={output}.SECRET123"]"#],
+    )
+    .unwrap();
+    assert!(
+        c.warnings.iter().any(|w| w.contains("job[0].args[1]"))
+            && c.warnings.iter().all(|w| !w.contains("SECRET123")),
         "{:?}",
         c.warnings
     );

@@ -193,6 +193,20 @@ impl JobSpec {
         out
     }
 
+    /// The program and the number of arguments of its template (a placeholder counts as one),
+    /// e.g. `nmap with 6 arguments`: all that `check-config` and the logs above debug show of
+    /// a command line, whose arguments may hold credentials.
+    pub fn command_summary(&self) -> String {
+        let Some((program, args)) = self.argv.split_first() else {
+            return "no command".into();
+        };
+        match args.len() {
+            0 => format!("{program} with no arguments"),
+            1 => format!("{program} with 1 argument"),
+            n => format!("{program} with {n} arguments"),
+        }
+    }
+
     /// What exit status `code` means for this job's scanner. Only ZAP reports findings
     /// through its exit status (1: warnings, 2: failures found, as its packaged scans do;
     /// 3 and anything else is an error); for every other scanner non-zero is a failure.
@@ -547,6 +561,25 @@ mod tests {
 
     fn args(a: &[&str]) -> Vec<String> {
         a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn the_command_summary_names_the_program_and_counts_its_arguments_only() {
+        let s = spec(
+            Scanner::Command,
+            &["/opt/scan", "--token=SECRET123", "{output}"],
+            &[],
+            None,
+        );
+        assert_eq!(s.command_summary(), "/opt/scan with 2 arguments");
+        assert_eq!(
+            spec(Scanner::Command, &["x", "{output}"], &[], None).command_summary(),
+            "x with 1 argument"
+        );
+        assert_eq!(
+            spec(Scanner::Command, &["x"], &[], None).command_summary(),
+            "x with no arguments"
+        );
     }
 
     #[test]

@@ -377,3 +377,84 @@ fn check_config_refuses_a_key_file_others_could_change() {
         );
     }
 }
+
+/// A `command` job whose arguments carry a token, and a stand-in scanner that copies a report
+/// to its last argument (the run's output file).
+fn job_with_a_token(home: &Home) -> String {
+    let script = home.dir.path().join("scan-with-token");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\nfor a; do out=$a; done\ncp {} \"$out\"\n",
+            fixture("nmap-tcp-localhost.xml").display()
+        ),
+    )
+    .unwrap();
+    chmod(&script, 0o755);
+    format!(
+        r#"
+[[job]]
+name = "tokened"
+scanner = "command"
+schedule = "@daily"
+command = ["{}", "--token=SECRET123", "--hook=https://hooks.example/?token=SECRET123&f={{output}}", "{{output}}"]
+"#,
+        script.display()
+    )
+}
+
+/// Job arguments may hold credentials: check-config (run by ExecStartPre and ExecReload, so
+/// into the journal at every start) shows the program and how many arguments it has, never
+/// the arguments.
+#[test]
+fn check_config_shows_a_jobs_program_and_argument_count_never_its_arguments() {
+    let home = Home::new("http://127.0.0.1:9/v1", "", "");
+    let job = job_with_a_token(&home);
+    let cfg = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(&home.config, format!("{cfg}{job}")).unwrap();
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let script = home.dir.path().join("scan-with-token");
+    assert!(
+        out.stdout
+            .contains(&format!("{} with 3 arguments", script.display())),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("SECRET123") && !out.stderr.contains("SECRET123"),
+        "{out:?}"
+    );
+}
+
+/// The log of a job run below debug names the program and counts its arguments; the command
+/// line itself is for -v only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_runs_log_never_shows_its_arguments_below_debug() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let job = job_with_a_token(&home);
+    let cfg = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(&home.config, format!("{cfg}{job}")).unwrap();
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "tokened"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "{out:?}");
+    assert!(
+        out.stderr.contains("job run starting") && out.stderr.contains("args=3"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("SECRET123") && !out.stdout.contains("SECRET123"),
+        "{out:?}"
+    );
+    // At debug, the command line is there for whoever asked for it.
+    let out = tokio::task::spawn_blocking(move || home.cli(&["--once", "--job", "tokened", "-v"]))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stderr.contains("SECRET123"), "{}", out.stderr);
+}
