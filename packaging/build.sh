@@ -67,6 +67,7 @@ has_file -rw-r--r-- usr/lib/sysusers.d/hostedscan-agent.conf
 has_file -rw-r----- etc/hostedscan-agent/agent.toml
 has_file -rw-r--r-- usr/share/doc/hostedscan-agent/README.md
 has_file -rw-r--r-- usr/share/doc/hostedscan-agent/PACKAGING.md
+has_file -rw-r--r-- usr/share/hostedscan-agent/raw-sockets.conf
 grep -qx /etc/hostedscan-agent/agent.toml "$ctl/conffiles" 2>/dev/null || fail "deb: conffile /etc/hostedscan-agent/agent.toml"
 for s in postinst prerm postrm; do
   [ -x "$ctl/$s" ] || { fail "deb: maintainer script $s"; continue; }
@@ -104,6 +105,7 @@ has_rpm -rw-r--r-- root root /usr/lib/systemd/system/hostedscan-agent-once.timer
 has_rpm -rw-r--r-- root root /usr/lib/sysusers.d/hostedscan-agent.conf
 has_rpm -rw-r----- root hostedscan-agent /etc/hostedscan-agent/agent.toml
 has_rpm -rw-r--r-- root root /usr/share/doc/hostedscan-agent/README.md
+has_rpm -rw-r--r-- root root /usr/share/hostedscan-agent/raw-sockets.conf
 rpm -qp --configfiles "$rpmfile" | grep -qx /etc/hostedscan-agent/agent.toml || fail "rpm: config file /etc/hostedscan-agent/agent.toml"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpmfile" | grep -qE '^c[a-z]*n[a-z]* /etc/hostedscan-agent/agent.toml$' \
   || fail "rpm: agent.toml is %config(noreplace)"

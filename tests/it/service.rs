@@ -1,7 +1,8 @@
 //! The daemon under systemd, as the unit runs it (`Type=notify`, `WatchdogSec=`): the real
 //! binary with a test `NOTIFY_SOCKET` and `WATCHDOG_USEC`, and what it tells systemd from start
-//! to stop.
+//! to stop. And what the unit files in `systemd/` grant, read as systemd merges them.
 
+use std::collections::BTreeSet;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -488,4 +489,167 @@ async fn a_job_with_nothing_left_to_run_does_not_stop_the_watchdog() {
         "{msgs:?}"
     );
     assert!(!msgs.iter().any(|m| m.contains("unhealthy")), "{msgs:?}");
+}
+
+// --- The unit files ------------------------------------------------------------------------
+
+const SERVICES: [&str; 2] = ["hostedscan-agent.service", "hostedscan-agent-once.service"];
+
+/// A file of the repository's `systemd/` directory.
+fn systemd_file(name: &str) -> String {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("systemd")
+        .join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// The `(key, value)` assignments of a unit file's `[Service]` section, in order.
+fn service_settings(text: &str) -> Vec<(&str, &str)> {
+    let mut section = "";
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        assert!(
+            !line.ends_with('\\'),
+            "continued lines are not read here: {line}"
+        );
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[Service]" {
+            let (k, v) = line
+                .split_once('=')
+                .unwrap_or_else(|| panic!("not a setting: {line}"));
+            out.push((k.trim(), v.trim()));
+        }
+    }
+    out
+}
+
+/// What systemd makes of a list setting (`CapabilityBoundingSet=`, `AmbientCapabilities=`,
+/// `RestrictAddressFamilies=`) assigned in a unit and then its drop-ins, `files` in that order:
+/// `None` if never assigned, else the allow-list. Each assignment adds to the list; an empty one
+/// resets it to nothing (`systemd.exec(5)`); for `RestrictAddressFamilies=` an empty one lifts
+/// the restriction, i.e. `None`.
+fn merged(files: &[&str], key: &str) -> Option<BTreeSet<String>> {
+    let mut list: Option<BTreeSet<String>> = None;
+    for (k, v) in files.iter().flat_map(|f| service_settings(f)) {
+        if k != key {
+            continue;
+        }
+        assert!(
+            !v.starts_with('~'),
+            "deny-lists are not modelled here: {k}={v}"
+        );
+        if v.is_empty() {
+            list = (key != "RestrictAddressFamilies").then(BTreeSet::new);
+        } else {
+            list.get_or_insert_with(BTreeSet::new)
+                .extend(v.split_whitespace().map(String::from));
+        }
+    }
+    list
+}
+
+fn set<const N: usize>(items: [&str; N]) -> BTreeSet<String> {
+    items.into_iter().map(String::from).collect()
+}
+
+/// As shipped, neither the agent nor any scanner it starts (a `command` job, ZAP's JVM) gets a
+/// capability: an empty bounding set (no `CapabilityBoundingSet=` at all would leave every
+/// capability in it) and no ambient one. No AF_PACKET either: without CAP_NET_RAW it is useless.
+#[test]
+fn the_units_grant_no_capability() {
+    for unit in SERVICES {
+        let text = systemd_file(unit);
+        let files = [text.as_str()];
+        assert_eq!(
+            merged(&files, "CapabilityBoundingSet"),
+            Some(BTreeSet::new()),
+            "{unit}: CapabilityBoundingSet= must be present and empty"
+        );
+        assert_eq!(
+            merged(&files, "AmbientCapabilities").unwrap_or_default(),
+            BTreeSet::new(),
+            "{unit}: AmbientCapabilities="
+        );
+        let families = merged(&files, "RestrictAddressFamilies")
+            .unwrap_or_else(|| panic!("{unit}: no RestrictAddressFamilies= allow-list"));
+        assert!(!families.contains("AF_PACKET"), "{unit}: {families:?}");
+        assert!(
+            set(["AF_UNIX", "AF_INET", "AF_INET6"]).is_subset(&families),
+            "{unit}: the agent needs these to reach the API: {families:?}"
+        );
+        assert!(
+            service_settings(&text).contains(&("NoNewPrivileges", "yes")),
+            "{unit}"
+        );
+    }
+}
+
+/// The opt-in drop-in for nmap SYN scans, on either unit: CAP_NET_RAW, ambient (so that nmap
+/// inherits it) and in the bounding set, plus AF_PACKET for libpcap, and nothing else; the
+/// unit's other address families stay (a drop-in's `RestrictAddressFamilies=` adds to them).
+/// Its comment says where the packages put it and what the nmap job needs.
+#[test]
+fn the_raw_sockets_drop_in_grants_cap_net_raw_and_nothing_else() {
+    let dropin = systemd_file("raw-sockets.conf");
+    let keys: BTreeSet<&str> = service_settings(&dropin).iter().map(|&(k, _)| k).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "AmbientCapabilities",
+            "CapabilityBoundingSet",
+            "RestrictAddressFamilies"
+        ]),
+        "the drop-in changes nothing but these"
+    );
+    for unit in SERVICES {
+        let text = systemd_file(unit);
+        let files = [text.as_str(), dropin.as_str()];
+        assert_eq!(
+            merged(&files, "CapabilityBoundingSet"),
+            Some(set(["CAP_NET_RAW"])),
+            "{unit} with the drop-in: bounding set"
+        );
+        assert_eq!(
+            merged(&files, "AmbientCapabilities"),
+            Some(set(["CAP_NET_RAW"])),
+            "{unit} with the drop-in: ambient capabilities"
+        );
+        let mut expected = merged(&[text.as_str()], "RestrictAddressFamilies").unwrap();
+        expected.insert("AF_PACKET".into());
+        assert_eq!(
+            merged(&files, "RestrictAddressFamilies"),
+            Some(expected),
+            "{unit} with the drop-in: address families"
+        );
+    }
+    let shipped = "/usr/share/hostedscan-agent/raw-sockets.conf";
+    for needed in [
+        shipped,
+        "/etc/systemd/system/hostedscan-agent.service.d/raw-sockets.conf",
+        "/etc/systemd/system/hostedscan-agent-once.service.d/raw-sockets.conf",
+        "privileged = true",
+    ] {
+        assert!(
+            dropin.contains(needed),
+            "its comment should mention {needed}"
+        );
+    }
+    let cargo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    assert!(
+        cargo.contains(
+            r#"["systemd/raw-sockets.conf", "usr/share/hostedscan-agent/raw-sockets.conf", "644"]"#
+        ),
+        "the deb does not ship it at {shipped}"
+    );
+    assert!(
+        cargo.contains(&format!(
+            r#"source = "systemd/raw-sockets.conf", dest = "{shipped}""#
+        )),
+        "the rpm does not ship it at {shipped}"
+    );
 }
