@@ -1,0 +1,292 @@
+//! A file below a watch root as it was checked: the open descriptor, the descriptor of the
+//! directory it was found in, its name there, and what `fstat` said when it was opened. Every
+//! later step goes through these handles: a rename or a removal first takes the name away
+//! (renaming it, which is atomic) and then compares device and inode, putting back whatever
+//! else it finds; a copy reads the descriptor, not the path. So a name swapped meanwhile for a
+//! FIFO, a link to `/dev/zero` or another user's report is never read, written or deleted.
+
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, RenameFlags, Stat};
+
+use super::root::{libc_errno, FileId};
+
+/// What a removal did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Removed,
+    /// Nothing was at the name any more.
+    AlreadyGone,
+    /// Another file had taken the name: it was left there.
+    NotOurs,
+}
+
+#[derive(Debug)]
+pub struct CheckedFile {
+    file: File,
+    dir: OwnedFd,
+    name: OsString,
+    stat: Stat,
+    shown: PathBuf,
+}
+
+impl CheckedFile {
+    pub(super) fn new(
+        file: File,
+        dir: OwnedFd,
+        name: OsString,
+        stat: Stat,
+        shown: PathBuf,
+    ) -> CheckedFile {
+        CheckedFile {
+            file,
+            dir,
+            name,
+            stat,
+            shown,
+        }
+    }
+
+    /// The open file, for reading.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// Its size when it was opened: what every read and copy stops at.
+    pub fn len(&self) -> u64 {
+        self.stat.st_size as u64
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn id(&self) -> FileId {
+        FileId::of(&self.stat)
+    }
+
+    pub fn stat(&self) -> &Stat {
+        &self.stat
+    }
+
+    /// Its full path as configured, for messages and records.
+    pub fn path(&self) -> &Path {
+        &self.shown
+    }
+
+    /// Its name in its directory.
+    pub fn name(&self) -> &OsStr {
+        &self.name
+    }
+
+    /// The directory it was found in.
+    pub fn dir(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Whether the file itself is as it was when opened: same size, modification and change
+    /// time. A writer still going, or one that rewrote it and set the old mtime back, shows here
+    /// (the change time cannot be set back).
+    pub fn unchanged(&self) -> io::Result<bool> {
+        let now = rustix::fs::fstat(&self.file)?;
+        Ok(now.st_size == self.stat.st_size
+            && now.st_mtime == self.stat.st_mtime
+            && now.st_mtime_nsec == self.stat.st_mtime_nsec
+            && now.st_ctime == self.stat.st_ctime
+            && now.st_ctime_nsec == self.stat.st_ctime_nsec)
+    }
+
+    /// Whether its name in its directory still leads to this very file.
+    pub fn still_named(&self) -> bool {
+        rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW)
+            .is_ok_and(|st| FileId::of(&st) == self.id())
+    }
+
+    /// Remove it from its directory, durably, if its name still leads to it. The name is first
+    /// renamed to a hidden one (atomic: whatever is there is ours now), then compared; a file
+    /// that is not this one goes back under its name.
+    pub fn remove(&self) -> io::Result<Removal> {
+        let hidden = hidden_name();
+        match rename_noreplace(self.dir(), &self.name, self.dir(), &hidden) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc_errno::ENOENT) => {
+                return Ok(Removal::AlreadyGone)
+            }
+            Err(e) if unsupported(&e) => return self.remove_in_place(),
+            Err(e) => return Err(e),
+        }
+        let st = rustix::fs::statat(&self.dir, &hidden, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileId::of(&st) != self.id() {
+            self.put_back(self.dir(), &hidden);
+            return Ok(Removal::NotOurs);
+        }
+        rustix::fs::unlinkat(&self.dir, &hidden, AtFlags::empty())?;
+        rustix::fs::fsync(&self.dir)?;
+        Ok(Removal::Removed)
+    }
+
+    /// Where renameat2(RENAME_NOREPLACE) is missing (some network file systems): compare, then
+    /// unlink. The window between the two is the system calls' own.
+    fn remove_in_place(&self) -> io::Result<Removal> {
+        match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileId::of(&st) == self.id() => {}
+            Ok(_) => return Ok(Removal::NotOurs),
+            Err(e) if e.raw_os_error() == libc_errno::ENOENT => return Ok(Removal::AlreadyGone),
+            Err(e) => return Err(e.into()),
+        }
+        rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty())?;
+        rustix::fs::fsync(&self.dir)?;
+        Ok(Removal::Removed)
+    }
+
+    /// Move it into `dest_dir` as `dest_name`, on the same file system, never replacing what is
+    /// there (`AlreadyExists`), and only if it is still this file (else it is put back and the
+    /// error is `Replaced`-like `InvalidData`). Across file systems: `EXDEV`, nothing moved.
+    pub fn rename_into(&self, dest_dir: BorrowedFd<'_>, dest_name: &OsStr) -> io::Result<()> {
+        if self.id().dev != dev_of(dest_dir)? {
+            return Err(io::Error::from_raw_os_error(libc_errno::EXDEV));
+        }
+        rename_noreplace(self.dir(), &self.name, dest_dir, dest_name)?;
+        let st = rustix::fs::statat(dest_dir, dest_name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileId::of(&st) != self.id() {
+            self.put_back(dest_dir, dest_name);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "it was replaced by another file before it could be moved",
+            ));
+        }
+        rustix::fs::fsync(dest_dir)?;
+        if let Err(e) = rustix::fs::fsync(&self.dir) {
+            tracing::warn!(error = %e, "fsync of a watch directory failed after a move");
+        }
+        Ok(())
+    }
+
+    /// A file that was not ours, taken from `from_dir/from_name`, goes back under its own name
+    /// (or, if that was taken meanwhile, beside it, never over anything).
+    fn put_back(&self, from_dir: BorrowedFd<'_>, from_name: &OsStr) {
+        let mut target = self.name.clone();
+        for i in 1..100 {
+            match rename_noreplace(from_dir, from_name, self.dir(), &target) {
+                Ok(()) => return,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    target = self.name.clone();
+                    target.push(format!(".{i}"));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, file = %crate::escape::Shown(&self.shown), "a file that took this name meanwhile could not be put back");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn dev_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    Ok(FileId::of(&rustix::fs::fstat(fd)?).dev)
+}
+
+/// A name for a file the agent is about to remove: hidden, so no scan ever takes it.
+fn hidden_name() -> OsString {
+    OsString::from(format!(
+        ".hostedscan-agent-{:016x}.tmp",
+        rand::random::<u64>()
+    ))
+}
+
+fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(c) if c == libc_errno::EINVAL || c == libc_errno::ENOSYS || c == libc_errno::EOPNOTSUPP)
+}
+
+/// renameat2(RENAME_NOREPLACE): fails with `AlreadyExists` rather than replace anything.
+pub(crate) fn rename_noreplace(
+    from_dir: BorrowedFd<'_>,
+    from: &OsStr,
+    to_dir: BorrowedFd<'_>,
+    to: &OsStr,
+) -> io::Result<()> {
+    Ok(rustix::fs::renameat_with(
+        from_dir,
+        from,
+        to_dir,
+        to,
+        RenameFlags::NOREPLACE,
+    )?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{RelPath, Root};
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Root) {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("r.xml"), b"<r/>").unwrap();
+        let root = Root::open(d.path()).unwrap();
+        (d, root)
+    }
+
+    #[test]
+    fn remove_takes_the_checked_file_only() {
+        let (d, root) = setup();
+        let f = root.open_file(&RelPath::new("r.xml").unwrap()).unwrap();
+        // Another report takes the name after the check (as an atomic rename by a scanner).
+        std::fs::write(d.path().join("new.part"), b"<new/>").unwrap();
+        std::fs::rename(d.path().join("new.part"), d.path().join("r.xml")).unwrap();
+        assert_eq!(f.remove().unwrap(), Removal::NotOurs);
+        assert_eq!(std::fs::read(d.path().join("r.xml")).unwrap(), b"<new/>");
+        let names: Vec<_> = std::fs::read_dir(d.path()).unwrap().collect();
+        assert_eq!(names.len(), 1, "nothing hidden is left behind");
+
+        let g = root.open_file(&RelPath::new("r.xml").unwrap()).unwrap();
+        assert_eq!(g.remove().unwrap(), Removal::Removed);
+        assert!(!d.path().join("r.xml").exists());
+        assert_eq!(g.remove().unwrap(), Removal::AlreadyGone);
+    }
+
+    #[test]
+    fn rename_into_moves_the_checked_file_and_nothing_else() {
+        let (d, root) = setup();
+        let dest = tempfile::tempdir_in(d.path()).unwrap();
+        let dest_fd = rustix::fs::open(
+            dest.path(),
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY,
+            rustix::fs::Mode::empty(),
+        )
+        .unwrap();
+        let f = root.open_file(&RelPath::new("r.xml").unwrap()).unwrap();
+        std::fs::remove_file(d.path().join("r.xml")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", d.path().join("r.xml")).unwrap();
+        let e = f
+            .rename_into(dest_fd.as_fd(), OsStr::new("moved.xml"))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(!dest.path().join("moved.xml").exists());
+        assert!(d
+            .path()
+            .join("r.xml")
+            .symlink_metadata()
+            .unwrap()
+            .is_symlink());
+
+        std::fs::remove_file(d.path().join("r.xml")).unwrap();
+        std::fs::write(d.path().join("s.xml"), b"<s/>").unwrap();
+        let g = root.open_file(&RelPath::new("s.xml").unwrap()).unwrap();
+        std::fs::write(dest.path().join("taken.xml"), b"old").unwrap();
+        let e = g
+            .rename_into(dest_fd.as_fd(), OsStr::new("taken.xml"))
+            .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        g.rename_into(dest_fd.as_fd(), OsStr::new("moved.xml"))
+            .unwrap();
+        assert_eq!(
+            std::fs::read(dest.path().join("moved.xml")).unwrap(),
+            b"<s/>"
+        );
+        assert!(!d.path().join("s.xml").exists());
+    }
+}
