@@ -17,6 +17,7 @@ use hostedscan_agent::admit::{Admitted, Admitter, Fingerprint, Settled};
 use hostedscan_agent::config::AfterUpload;
 use hostedscan_agent::spool::ledger::Ledger;
 use hostedscan_agent::spool::Spool;
+use hostedscan_agent::untrusted::{RelPath, Root};
 use hostedscan_agent::validate::{validate, Hints};
 
 fn main() {
@@ -91,10 +92,13 @@ fn main() {
         u64::MAX,
         Duration::from_secs(600),
         AfterUpload::Archive,
+        Some(0),
     )
     .expect("admitter");
     let seen = Fingerprint::of(&fs::metadata(&report).expect("stat"));
-    let settled = Settled::new(report.clone(), Arc::new(Hints::default()), seen);
+    let root = Arc::new(Root::open(report.parent().expect("dir")).expect("root"));
+    let rel = RelPath::new(report.file_name().expect("name")).expect("rel");
+    let settled = Settled::new(root, rel, Arc::new(Hints::default()), seen);
     let t = Instant::now();
     let admitted = admitter.admit(&settled);
     let a = rate("admission (validate+hash+copy)", t.elapsed());

@@ -1,30 +1,38 @@
-//! Admission: the one read of a settled file. Its bytes flow once through a tee that feeds the
-//! validator, SHA-256, and a private temporary copy in the state directory. Valid → the copy is
-//! committed to `queue/` (fsync, rename, fsync) and only then does the original leave the watch
-//! directory. Invalid → the copy goes to `rejected/` with its reason. Truncated and young → left
-//! alone (still being written). Vanished or unreadable → left alone and retried later.
+//! Admission: the one read of a settled file. The file is opened once, through the handle of
+//! its watch root (no link followed, never a FIFO or device: see `crate::untrusted`), and its
+//! bytes flow once through a tee that feeds the validator, SHA-256, and a private temporary
+//! copy in the state directory. Valid → the copy is committed to `queue/` (fsync, rename,
+//! fsync) and only then does the original leave the watch directory, removed through the same
+//! handle. Invalid → the copy (holes kept) goes to `rejected/` with its reason. Truncated and
+//! young → left alone (still being written). Too large, unreadable, or no room left in the
+//! state file system → left where it is, with the reason, until it changes or there is room.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use crate::config::AfterUpload;
+use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Admission};
 use crate::spool::{Ledger, QueuedEntry, RejectRecord, Spool};
+use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{self, Hints, RejectKind, Report, Verdict};
 
-/// How a file looked when it was judged settled; re-checked after the read.
+/// How a file looked when it was judged settled; re-checked when it is opened. The change
+/// time is in it so that a `chmod` (an unreadable file made readable) counts as a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint {
     pub len: u64,
     pub mtime: SystemTime,
+    pub ctime: (i64, i64),
     pub ino: u64,
+    pub dev: u64,
 }
 
 impl Fingerprint {
@@ -32,15 +40,36 @@ impl Fingerprint {
         Fingerprint {
             len: m.len(),
             mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            ctime: (m.ctime(), m.ctime_nsec()),
             ino: m.ino(),
+            dev: m.dev(),
+        }
+    }
+
+    #[allow(clippy::unnecessary_cast)] // the stat fields are not i64/u64 on every target
+    pub fn of_stat(st: &rustix::fs::Stat) -> Fingerprint {
+        let mtime = if st.st_mtime >= 0 {
+            SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32)
+        } else {
+            SystemTime::UNIX_EPOCH
+        };
+        Fingerprint {
+            len: st.st_size as u64,
+            mtime,
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
+            ino: st.st_ino as u64,
+            dev: st.st_dev as u64,
         }
     }
 }
 
 /// A file ready to be admitted: one the watcher judged settled (unchanged for `settle`), or
-/// the output of a finished job run.
+/// the output of a finished job run. It is named by its root's handle and a path below it;
+/// `path` is only for messages and records.
 #[derive(Debug, Clone)]
 pub struct Settled {
+    pub root: Arc<Root>,
+    pub rel: RelPath,
     pub path: PathBuf,
     pub hints: Arc<Hints>,
     pub seen: Fingerprint,
@@ -50,9 +79,11 @@ pub struct Settled {
 }
 
 impl Settled {
-    pub fn new(path: PathBuf, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
+    pub fn new(root: Arc<Root>, rel: RelPath, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
         Settled {
-            path,
+            path: root.shown(&rel),
+            root,
+            rel,
             hints,
             seen,
             finished: false,
@@ -60,18 +91,35 @@ impl Settled {
     }
 
     /// The output of a job run whose process has exited.
-    pub fn finished(path: PathBuf, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
+    pub fn finished(
+        root: Arc<Root>,
+        rel: RelPath,
+        hints: Arc<Hints>,
+        seen: Fingerprint,
+    ) -> Settled {
         Settled {
             finished: true,
-            ..Settled::new(path, hints, seen)
+            ..Settled::new(root, rel, hints, seen)
         }
     }
 
+    /// The file's own name, as sent to HostedScan and recorded: control characters and bytes
+    /// that are not UTF-8 escaped (a multipart header is no place for a newline).
     fn file_name(&self) -> String {
-        self.path
+        self.rel
             .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|n| escape::bytes(n.as_encoded_bytes()))
             .unwrap_or_else(|| "report".into())
+    }
+
+    /// What is at its name now: `None` when nothing (or nothing regular) is.
+    pub fn look_again(&self) -> Option<Fingerprint> {
+        match self.root.lstat(&self.rel) {
+            Ok((_, st)) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() => {
+                Some(Fingerprint::of_stat(&st))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -84,13 +132,19 @@ pub enum Admitted {
     Duplicate {
         sha256: String,
     },
-    /// It cannot be dealt with until it changes (e.g. too big, and it cannot be moved).
-    Stuck {
-        reason: String,
-    },
     Rejected {
         reason: String,
         moved_to: Option<PathBuf>,
+    },
+    /// Left where it is until it changes (too large to read and on another file system than
+    /// the state directory, unreadable by the agent's user): a person must act.
+    Parked {
+        reason: String,
+    },
+    /// The state file system is below `min_free_space`: admission waits, the file stays where
+    /// it is.
+    NoRoom {
+        reason: String,
     },
     /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
     /// next scan.
@@ -105,7 +159,8 @@ pub enum Admitted {
 #[derive(Debug)]
 pub struct Inspection {
     pub verdict: Verdict,
-    pub sha256: String,
+    /// `None` when a rejection stopped the read before the end.
+    pub sha256: Option<String>,
     pub size: u64,
 }
 
@@ -116,14 +171,16 @@ pub struct Admitter {
     pub max_file_size: u64,
     pub incomplete_grace: Duration,
     pub after_upload: AfterUpload,
+    /// Admission waits below this much free space (`None`: 1 GiB or 5% of the file system).
+    pub min_free_space: Option<u64>,
     /// SHA-256 of what `queue/` holds (shared with the uploader, which removes what leaves).
     pub custody: Arc<Mutex<HashSet<String>>>,
 }
 
 /// A reader that hands a copy of every chunk the validator pulls through it to the copier
 /// thread, which hashes it and writes it to the queue copy while validation goes on.
-struct Tee {
-    inner: File,
+struct Tee<R> {
+    inner: R,
     chunks: mpsc::SyncSender<Vec<u8>>,
     /// Emptied chunks coming back from the copier, so the buffers are reused.
     spare: mpsc::Receiver<Vec<u8>>,
@@ -134,7 +191,7 @@ struct Tee {
 /// few enough to keep memory flat.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-impl Read for Tee {
+impl<R: Read> Read for Tee<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n > 0 {
@@ -151,48 +208,60 @@ impl Read for Tee {
     }
 }
 
-/// The copier: SHA-256 and the queue copy of every chunk, in order. ring's SHA-256 uses the
-/// CPU's SHA extensions when it has them (about twice as fast as the `sha2` crate here, and
-/// ring is already in the tree for TLS). Stops at the first write error.
-fn copier<W: Write>(
+/// The copier: SHA-256 and the copy of every chunk, in order, at its offset. A chunk of zeros
+/// is not written (a hole: a sparse file stays sparse; a valid report has no NUL byte). ring's
+/// SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast as the `sha2`
+/// crate here, and ring is already in the tree for TLS). Stops at the first write error.
+fn copier(
     chunks: mpsc::Receiver<Vec<u8>>,
     spare: mpsc::SyncSender<Vec<u8>>,
-    mut out: W,
+    out: Option<&File>,
 ) -> io::Result<String> {
     let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut at = 0u64;
     for chunk in chunks {
         hasher.update(&chunk);
-        out.write_all(&chunk)?;
+        if let Some(out) = out {
+            if chunk.iter().any(|&b| b != 0) {
+                out.write_all_at(&chunk, at)?;
+            }
+        }
+        at += chunk.len() as u64;
         let _ = spare.try_send(chunk);
     }
-    out.flush()?;
+    if let Some(out) = out {
+        out.set_len(at)?;
+    }
     Ok(hex(hasher.finish().as_ref()))
 }
 
-/// Open without following a symlink and without blocking on a FIFO swapped in after the stat.
-fn open_plain(path: &Path) -> io::Result<File> {
-    const O_NOFOLLOW: i32 = 0o400000;
-    const O_NONBLOCK: i32 = 0o4000;
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(O_NOFOLLOW | O_NONBLOCK)
-        .open(path)
+/// What one read of a file gave.
+struct ReadOnce {
+    verdict: Verdict,
+    /// SHA-256 of everything read; the whole file's only when `complete`.
+    sha256: String,
+    /// Bytes read (and copied).
+    count: u64,
+    /// The read went to the end: a rejection stops it where the problem is.
+    complete: bool,
 }
 
-/// Run the validator over `file`, hashing and copying into `out` on a second thread, so
-/// admission costs about what validation alone does. Returns the verdict, the digest and the
-/// byte count, having read the whole file exactly once.
-fn read_once<W: Write + Send>(
-    file: File,
+/// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on a
+/// second thread, so admission costs about what validation alone does. A valid file is read to
+/// its end exactly once; a rejected one only as far as the rejection (the caller copies the
+/// rest if it keeps the file).
+fn read_once(
+    file: &File,
+    len: u64,
     hints: &Hints,
-    out: W,
-) -> Result<(Verdict, String, u64), ReadError> {
+    out: Option<&File>,
+) -> Result<ReadOnce, ReadError> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     std::thread::scope(|scope| {
         let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
         let mut tee = Tee {
-            inner: file,
+            inner: file.take(len),
             chunks: chunks_tx,
             spare: spare_rx,
             count: 0,
@@ -200,8 +269,11 @@ fn read_once<W: Write + Send>(
         let result = {
             let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
             validate::validate(&mut reader, hints).and_then(|v| {
-                // The validator may stop early on a rejection; the copy and the hash need it all.
-                io::copy(&mut reader, &mut io::sink())?;
+                if v.is_ok() {
+                    // The validator may stop before the end of a valid file (trailing
+                    // whitespace); the copy and the hash need it all.
+                    io::copy(&mut reader, &mut io::sink())?;
+                }
                 Ok(v)
             })
         };
@@ -211,7 +283,12 @@ fn read_once<W: Write + Send>(
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
         match (result, copied) {
-            (Ok(v), Ok(digest)) => Ok((v, digest, count)),
+            (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
+                complete: count == len,
+                verdict,
+                sha256,
+                count,
+            }),
             // A failed copy explains a failed read (the Tee stopped because of it), so a full
             // disk is not blamed on the file.
             (_, Err(w)) => Err(ReadError::Write(w)),
@@ -229,33 +306,65 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Open a file named on the command line (`validate`): the operator's own path, followed as
+/// given, but never blocking on a FIFO and only a regular file.
+fn open_named(path: &Path) -> io::Result<File> {
+    let flags = (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file (a FIFO, socket, device or directory is never read)",
+        ));
+    }
+    Ok(f)
+}
+
 /// Validate a file and nothing else (`validate`): no hash, no copy, and a rejection stops the
 /// read where the problem is.
 pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
-    let f = open_plain(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
+    let f = open_named(path)?;
     validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
 }
 
-/// Validate and hash a file without writing anything (`--dry-run`).
-pub fn inspect(path: &Path, hints: &Hints) -> io::Result<Inspection> {
-    let f = open_plain(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other("not a regular file"));
-    }
-    match read_once(f, hints, io::sink()) {
-        Ok((verdict, sha256, size)) => Ok(Inspection {
-            verdict,
-            sha256,
-            size,
+/// Validate and hash a file below a watch root without writing anything (`--dry-run`).
+pub fn inspect(root: &Root, rel: &RelPath, hints: &Hints) -> io::Result<Inspection> {
+    let f = root.open_file(rel).map_err(|e| match e {
+        OpenError::Io(e) => e,
+        other => io::Error::other(other.to_string()),
+    })?;
+    match read_once(f.file(), f.len(), hints, None) {
+        Ok(r) => Ok(Inspection {
+            sha256: r.complete.then_some(r.sha256),
+            size: f.len(),
+            verdict: r.verdict,
         }),
         Err(ReadError::Read(e) | ReadError::Write(e)) => Err(e),
     }
 }
 
+/// Free space in the state file system, and the least admission leaves there.
+pub struct Room {
+    pub free: u64,
+    pub min: u64,
+}
+
+/// How much room the file system of `dir` has, and `min_free_space` for it (`None`: 1 GiB or
+/// 5% of its size, whichever is less).
+pub fn room(dir: &Path, min_free_space: Option<u64>) -> io::Result<Room> {
+    let s = rustix::fs::statvfs(dir)?;
+    let free = s.f_bavail.saturating_mul(s.f_frsize);
+    let size = s.f_blocks.saturating_mul(s.f_frsize);
+    Ok(Room {
+        free,
+        min: min_free_space.unwrap_or_else(|| (1u64 << 30).min(size / 20)),
+    })
+}
+
 impl Admitter {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         spool: Arc<Spool>,
         ledger: Arc<Mutex<Ledger>>,
@@ -263,6 +372,7 @@ impl Admitter {
         max_file_size: u64,
         incomplete_grace: Duration,
         after_upload: AfterUpload,
+        min_free_space: Option<u64>,
     ) -> io::Result<Admitter> {
         let custody = queue::queued_hashes(&spool.layout.queue)?
             .into_iter()
@@ -274,6 +384,7 @@ impl Admitter {
             max_file_size,
             incomplete_grace,
             after_upload,
+            min_free_space,
             custody: Arc::new(Mutex::new(custody)),
         })
     }
@@ -293,63 +404,83 @@ impl Admitter {
             .is_some_and(|id| ledger.contains(id, sha256))
     }
 
+    /// Room for a copy of `size` bytes above `min_free_space`, or why not.
+    fn check_room(&self, size: u64) -> Result<(), Admitted> {
+        let dir = &self.spool.layout.root;
+        let Ok(r) = room(dir, self.min_free_space) else {
+            return Ok(()); // cannot tell: the write itself will say
+        };
+        let show = |b: u64| bytesize::ByteSize(b).to_string();
+        if r.free < r.min {
+            return Err(Admitted::NoRoom {
+                reason: format!(
+                    "only {} free in {}, below agent.min_free_space ({}): admission waits, files stay in the watch directories",
+                    show(r.free),
+                    dir.display(),
+                    show(r.min)
+                ),
+            });
+        }
+        if r.free - r.min < size {
+            return Err(Admitted::NotYet {
+                reason: format!(
+                    "its copy needs {} but only {} is free in {} above agent.min_free_space ({}): it waits for room",
+                    show(size),
+                    show(r.free - r.min),
+                    dir.display(),
+                    show(r.min)
+                ),
+                still_writing: false,
+                recheck_in: None,
+            });
+        }
+        Ok(())
+    }
+
     /// The whole admission of one file. Blocking: run it on a blocking thread.
     pub fn admit(&self, s: &Settled) -> Admitted {
-        let name = s.file_name();
         let not_yet = |reason: String| Admitted::NotYet {
             reason,
             still_writing: false,
             recheck_in: None,
         };
-        let file = match open_plain(&s.path) {
+        crate::failpoint::pause("admit-open");
+        let file = match s.root.open_file(&s.rel) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(OpenError::Gone) => {
                 return not_yet("it disappeared before it could be read".into())
             }
+            Err(OpenError::Replaced) => {
+                return Admitted::NotYet {
+                    reason: "it was replaced while it was being opened".into(),
+                    still_writing: true,
+                    recheck_in: None,
+                }
+            }
+            Err(e @ OpenError::NotRegular(_)) => return not_yet(e.to_string()),
+            Err(e) if e.is_denied() => {
+                return Admitted::Parked {
+                    reason: format!(
+                        "the agent's user cannot read it ({e}): make it readable (it is looked at again when it changes)"
+                    ),
+                }
+            }
             Err(e) => {
-                return not_yet(format!(
-                    "cannot open it ({e}): check its permissions; it will be tried again"
-                ))
+                return not_yet(format!("cannot open it ({e}); it will be tried again"))
             }
         };
-        let meta = match file.metadata() {
-            Ok(m) => m,
-            Err(e) => return not_yet(format!("cannot stat it: {e}")),
-        };
-        if !meta.is_file() {
-            return not_yet("not a regular file".into());
-        }
-        if Fingerprint::of(&meta) != s.seen {
+        if Fingerprint::of_stat(file.stat()) != s.seen {
             return Admitted::NotYet {
                 reason: "it changed since it was last seen".into(),
                 still_writing: true,
                 recheck_in: None,
             };
         }
-        if meta.len() > self.max_file_size {
-            let reason = format!(
-                "{} is larger than agent.max_file_size ({}): raise the limit if this report is genuine",
-                bytesize::ByteSize(meta.len()),
-                bytesize::ByteSize(self.max_file_size)
-            );
-            let record = self.record(
-                s,
-                &reason,
-                "too_large",
-                "unknown",
-                vec![],
-                Some(meta.len()),
-                None,
-            );
-            return match self.spool.reject_original(&s.path, &record) {
-                Ok(dest) => Admitted::Rejected {
-                    reason,
-                    moved_to: Some(dest),
-                },
-                Err(e) => Admitted::Stuck {
-                    reason: format!("{reason}, but it cannot be moved to rejected/: {e}"),
-                },
-            };
+        if file.len() > self.max_file_size {
+            return self.too_large(s, &file);
+        }
+        if let Err(waiting) = self.check_room(file.len()) {
+            return waiting;
         }
 
         let (out, tmp) = match fsutil::create_temp(&self.spool.layout.tmp) {
@@ -360,8 +491,7 @@ impl Admitter {
             let _ = fs::remove_file(&tmp);
             r
         };
-        let mut writer = BufWriter::with_capacity(256 * 1024, out);
-        let (verdict, sha256, size) = match read_once(file, &s.hints, &mut writer) {
+        let read = match read_once(file.file(), file.len(), &s.hints, Some(&out)) {
             Ok(x) => x,
             Err(ReadError::Write(e)) => {
                 return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)))
@@ -372,22 +502,27 @@ impl Admitter {
                 )))
             }
         };
-        let out = match writer.into_inner() {
-            Ok(f) => f,
-            Err(e) => {
-                return cleanup(not_yet(state_dir_trouble(
-                    &self.spool.layout.tmp,
-                    e.error(),
-                )))
-            }
+        let keep_rejected = match &read.verdict {
+            Err(rej) => !self.still_being_written(s, rej.kind),
+            Ok(_) => false,
         };
+        if keep_rejected && !read.complete {
+            // A rejection stopped the read early: the rest of the file, holes kept, for
+            // rejected/ (it is kept whole, so `requeue --rejected` can take it back).
+            if let Err(e) =
+                crate::untrusted::copy::sparse(file.file(), &out, read.count, file.len())
+            {
+                return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
+            }
+        }
         if let Err(e) = sync_copy(&out) {
             return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
         }
         drop(out);
-        // The content check: a writer that was still going makes this read worthless.
-        match fs::symlink_metadata(&s.path) {
-            Ok(m) if Fingerprint::of(&m) == s.seen && m.len() == size => {}
+        // The content check: a writer that was still going makes this read worthless. The
+        // change time is compared too: it cannot be set back by whoever rewrote the file.
+        match file.unchanged() {
+            Ok(true) if read.complete || read.verdict.is_err() => {}
             Ok(_) => {
                 return cleanup(Admitted::NotYet {
                     reason: "it changed while it was being read".into(),
@@ -395,77 +530,125 @@ impl Admitter {
                     recheck_in: None,
                 })
             }
-            Err(_) => return cleanup(not_yet("it disappeared while it was being read".into())),
+            Err(e) => return cleanup(not_yet(format!("cannot stat it: {e}"))),
         }
 
-        match verdict {
-            Ok(report) => match self.accept(s, &tmp, &name, report, sha256, size) {
+        match read.verdict {
+            Ok(report) => match self.accept(s, &file, &tmp, report, read.sha256, file.len()) {
                 a @ Admitted::NotYet { .. } => cleanup(a),
                 a => a,
             },
-            Err(rej) => {
+            Err(rej) if !keep_rejected => {
                 let age = SystemTime::now()
                     .duration_since(s.seen.mtime)
                     .unwrap_or(Duration::ZERO);
-                if rej.kind == RejectKind::Incomplete && age < self.incomplete_grace && !s.finished
-                {
-                    return cleanup(Admitted::NotYet {
-                        reason: format!(
-                            "{} (left in place as still being written; rejected if unchanged for {})",
-                            rej.reason,
-                            humantime::format_duration(self.incomplete_grace)
-                        ),
-                        still_writing: true,
-                        recheck_in: Some(self.incomplete_grace - age + Duration::from_secs(1)),
-                    });
-                }
-                let kind = serde_json::to_value(rej.kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
+                cleanup(Admitted::NotYet {
+                    reason: format!(
+                        "{} (left in place as still being written; rejected if unchanged for {})",
+                        rej.reason,
+                        humantime::format_duration(self.incomplete_grace)
+                    ),
+                    still_writing: true,
+                    recheck_in: Some(
+                        self.incomplete_grace.saturating_sub(age) + Duration::from_secs(1),
+                    ),
+                })
+            }
+            Err(rej) => {
                 let record = self.record(
                     s,
                     &rej.reason,
-                    &kind,
+                    rej.kind.as_str(),
                     rej.format.as_str(),
                     rej.warnings.clone(),
-                    Some(size),
-                    Some(sha256),
+                    Some(file.len()),
+                    read.complete.then_some(read.sha256),
                 );
-                match self.spool.reject_temp(&tmp, &name, &record) {
+                match self.spool.reject_temp(&tmp, &s.file_name(), &record) {
                     Ok(dest) => {
-                        self.remove_original(s);
+                        self.remove_original(s, &file);
                         Admitted::Rejected {
                             reason: rej.reason,
                             moved_to: Some(dest),
                         }
                     }
-                    Err(e) => cleanup(Admitted::Stuck {
-                        reason: format!(
-                            "{}; it cannot be moved to rejected/ ({e}), so it stays where it is",
-                            rej.reason
-                        ),
-                    }),
+                    Err(e) => cleanup(not_yet(format!(
+                        "{}; it cannot be put in rejected/ yet ({}), so it stays where it is",
+                        rej.reason,
+                        state_dir_trouble(&self.spool.layout.rejected, &e)
+                    ))),
                 }
             }
         }
     }
 
+    /// A truncated report, young enough that its writer may still be at it.
+    fn still_being_written(&self, s: &Settled, kind: RejectKind) -> bool {
+        let age = SystemTime::now()
+            .duration_since(s.seen.mtime)
+            .unwrap_or(Duration::ZERO);
+        kind == RejectKind::Incomplete && age < self.incomplete_grace && !s.finished
+    }
+
+    /// Refused unread: moved to rejected/ by rename when it is on the state directory's file
+    /// system (it costs no space), else left where it is until it changes. Never copied: its
+    /// size is the problem.
+    fn too_large(&self, s: &Settled, file: &CheckedFile) -> Admitted {
+        let reason = format!(
+            "{} is larger than agent.max_file_size ({}): raise the limit if this report is genuine",
+            bytesize::ByteSize(file.len()),
+            bytesize::ByteSize(self.max_file_size)
+        );
+        if !self.spool.same_fs(file) {
+            return Admitted::Parked {
+                reason: format!(
+                    "{reason}; it is on another file system than the state directory, so it is left where it is until it changes"
+                ),
+            };
+        }
+        let record = self.record(
+            s,
+            &reason,
+            "too_large",
+            "unknown",
+            vec![],
+            Some(file.len()),
+            None,
+        );
+        match self.spool.reject_checked(file, &record) {
+            Ok(dest) => Admitted::Rejected {
+                reason,
+                moved_to: Some(dest),
+            },
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Admitted::NotYet {
+                reason: e.to_string(),
+                still_writing: true,
+                recheck_in: None,
+            },
+            Err(e) => Admitted::NotYet {
+                reason: format!(
+                    "{reason}, but it cannot be moved to rejected/ yet ({})",
+                    state_dir_trouble(&self.spool.layout.rejected, &e)
+                ),
+                still_writing: false,
+                recheck_in: None,
+            },
+        }
+    }
+
     /// Commit a valid file (or recognise it as a duplicate). A `NotYet` answer leaves `tmp` for
     /// the caller to remove.
-    #[allow(clippy::too_many_arguments)]
     fn accept(
         &self,
         s: &Settled,
+        file: &CheckedFile,
         tmp: &Path,
-        name: &str,
         report: Report,
         sha256: String,
         size: u64,
     ) -> Admitted {
         if self.in_custody(&sha256) {
-            let _ = fs::remove_file(tmp);
-            self.dispose_duplicate(s);
+            self.dispose_duplicate(s, file, tmp);
             return Admitted::Duplicate { sha256 };
         }
         let target = if report.scan_type.needs_target() {
@@ -475,7 +658,7 @@ impl Admitter {
         };
         let admission = Admission {
             original: s.path.clone(),
-            file_name: name.to_string(),
+            file_name: s.file_name(),
             format: report.format.as_str().to_string(),
             content_type: report.format.content_type().to_string(),
             scan_type: report.scan_type,
@@ -500,67 +683,67 @@ impl Admitter {
             .insert(sha256);
         let _ = after_commit();
         for w in &report.warnings {
-            tracing::warn!(file = %name, "{w}");
+            tracing::warn!(file = %escape::Shown(&s.path), "{w}");
         }
         if self.after_upload != AfterUpload::Keep {
-            self.remove_original(s);
+            self.remove_original(s, file);
         }
         Admitted::Queued(Box::new(entry))
     }
 
     /// Content the agent already has: handle the original as if it had just been uploaded.
-    fn dispose_duplicate(&self, s: &Settled) {
+    /// Archived is the copy just made (the original is never opened again by its name).
+    fn dispose_duplicate(&self, s: &Settled, file: &CheckedFile, tmp: &Path) {
         match self.after_upload {
-            AfterUpload::Keep => {}
-            AfterUpload::Delete => self.remove_original(s),
-            AfterUpload::Archive => {
-                if self.original_unchanged(s) {
-                    if let Err(e) = self.spool.archive(&s.path, &s.file_name()) {
-                        tracing::warn!(file = %s.path.display(), error = %e, "cannot archive a duplicate; leaving it in place");
-                    }
+            AfterUpload::Keep => {
+                let _ = fs::remove_file(tmp);
+            }
+            AfterUpload::Delete => {
+                let _ = fs::remove_file(tmp);
+                self.remove_original(s, file);
+            }
+            AfterUpload::Archive => match self.spool.archive(tmp, &s.file_name()) {
+                Ok(_) => self.remove_original(s, file),
+                Err(e) => {
+                    let _ = fs::remove_file(tmp);
+                    tracing::warn!(file = %escape::Shown(&s.path), error = %e, "cannot archive a duplicate; leaving it in place");
                 }
-            }
+            },
         }
     }
 
-    /// Whether the watch directory still holds the very file that was read (same inode, size
-    /// and mtime), and not a new report written under the same name meanwhile.
-    fn original_unchanged(&self, s: &Settled) -> bool {
-        match fs::symlink_metadata(&s.path) {
-            Ok(m) if Fingerprint::of(&m) == s.seen => true,
-            Ok(_) => {
-                tracing::info!(file = %s.path.display(), "a new file has taken this name since it was read; it is left for its own turn");
-                false
+    /// The original leaves the watch directory, through the handle it was read with, unless
+    /// its name has been taken by another file meanwhile.
+    fn remove_original(&self, s: &Settled, file: &CheckedFile) {
+        match file.remove() {
+            Ok(Removal::Removed | Removal::AlreadyGone) => {}
+            Ok(Removal::NotOurs) => {
+                tracing::info!(file = %escape::Shown(&s.path), "a new file has taken this name since it was read; it is left for its own turn")
             }
-            Err(_) => false,
-        }
-    }
-
-    /// The original leaves the watch directory, unless it is no longer the file that was read.
-    fn remove_original(&self, s: &Settled) {
-        if !self.original_unchanged(s) {
-            return;
-        }
-        if let Err(e) = fsutil::remove_durably(&s.path) {
-            tracing::warn!(file = %s.path.display(), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice");
+            Err(e) => {
+                tracing::warn!(file = %escape::Shown(&s.path), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice")
+            }
         }
     }
 
     /// Keeps a file that cannot be admitted for a reason outside it (a job run that timed
-    /// out or was stopped) in `rejected/`, with the reason beside it.
-    pub fn set_aside(&self, path: &Path, reason: &str) -> io::Result<PathBuf> {
-        let size = fs::symlink_metadata(path).ok().map(|m| m.len());
+    /// out or was stopped) in `rejected/`, with the reason beside it. `rel` is below `root`
+    /// (a run's private directory, on the state file system).
+    pub fn set_aside(&self, root: &Root, rel: &RelPath, reason: &str) -> io::Result<PathBuf> {
+        let file = root
+            .open_file(rel)
+            .map_err(|e| io::Error::other(e.to_string()))?;
         let record = RejectRecord {
-            file: path.to_path_buf(),
+            file: file.path().to_path_buf(),
             reason: reason.to_string(),
             kind: "job_failed".into(),
             format: "unknown".into(),
             at: now_rfc3339(),
             warnings: vec![],
-            size,
+            size: Some(file.len()),
             sha256: None,
         };
-        self.spool.reject_original(path, &record)
+        self.spool.reject_checked(&file, &record)
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::admit::{self, Admitted, Admitter, Fingerprint, Settled};
+use crate::admit::{self, Admitted, Admitter, Settled};
 use crate::config::{Config, ConfigError};
 use crate::jobs::runner::Jobs;
 use crate::report::{Outcome, RunReport};
@@ -71,7 +71,15 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         context: "cannot create a watch directory".into(),
         source: e,
     })?;
-    let spool = Arc::new(Spool::open(&cfg.agent.state_dir)?);
+    let spool = Arc::new(Spool::open_with(
+        &cfg.agent.state_dir,
+        crate::spool::prune::Limits {
+            retention: cfg.agent.rejected_retention,
+            rejected_max_size: cfg.agent.rejected_max_size,
+        },
+    )?);
+    // What outlived its retention while the agent was stopped goes now.
+    spool.prune();
     let io = |context: &str| {
         let context = context.to_string();
         move |source| AppError::Io { context, source }
@@ -111,6 +119,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
             cfg.agent.max_file_size,
             cfg.agent.incomplete_grace,
             cfg.agent.after_upload,
+            cfg.agent.min_free_space,
         )
         .map_err(io("cannot read queue/"))?,
     );
@@ -180,6 +189,9 @@ struct AdmissionStage {
 /// memory stays small even when all are large.
 const ADMISSIONS_AT_ONCE: usize = 4;
 
+/// Files whose last "not yet" reason admission remembers (forgotten all at once past this).
+const NOTED_MAX: usize = 100_000;
+
 async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
     let AdmissionStage {
         admitter,
@@ -193,6 +205,10 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         abandon,
     } = stage;
     let mut reading: tokio::task::JoinSet<Admitted> = tokio::task::JoinSet::new();
+    // Admission is paused for lack of room (said once, and in status, until it is not).
+    let mut room_paused = false;
+    // The last reason each file was not admitted for, so that it is logged once.
+    let mut noted: std::collections::HashMap<PathBuf, String> = std::collections::HashMap::new();
     let mut in_hand: std::collections::HashMap<tokio::task::Id, Settled> =
         std::collections::HashMap::new();
     let mut taking = true;
@@ -217,7 +233,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                     rx.close();
                     while let Ok(s) = rx.try_recv() {
                         report.push(Outcome::Pending {
-                            file: s.path.display().to_string(),
+                            file: crate::escape::path(&s.path),
                             reason: "the pass was stopped before it was read".into(),
                         });
                     }
@@ -242,9 +258,9 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
             }
             _ = &mut given_up, if !reading.is_empty() => {
                 for s in in_hand.values() {
-                    tracing::warn!(file = %s.path.display(), "still being read at the end of the shutdown grace; left for the next start");
+                    tracing::warn!(file = %crate::escape::Shown(&s.path), "still being read at the end of the shutdown grace; left for the next start");
                     if once {
-                        report.push(Outcome::Pending { file: s.path.display().to_string(), reason: "the pass was stopped while it was being read".into() });
+                        report.push(Outcome::Pending { file: crate::escape::path(&s.path), reason: "the pass was stopped while it was being read".into() });
                     }
                 }
                 // The blocking reads go on detached; each stops at its own pace.
@@ -259,7 +275,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         let result = match joined {
             Ok(r) => r,
             Err(e) => {
-                tracing::error!(file = %s.path.display(), error = %e, "admission failed unexpectedly; the file stays where it is");
+                tracing::error!(file = %crate::escape::Shown(&s.path), error = %e, "admission failed unexpectedly; the file stays where it is");
                 Admitted::NotYet {
                     reason: "internal error".into(),
                     still_writing: false,
@@ -267,15 +283,24 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                 }
             }
         };
-        let file = s.path.display().to_string();
+        let file = crate::escape::path(&s.path);
         // Whether the watcher should look at this path again depends on what is there now, not
         // on what admission meant to do: a file that could not be removed is parked (not read
         // again and again), a new file under the same name is looked at on its own.
-        let done_with_it = || match std::fs::symlink_metadata(&s.path) {
-            Err(_) => Feedback::Done,
-            Ok(m) if Fingerprint::of(&m) == s.seen => Feedback::Parked(s.seen),
-            Ok(_) => Feedback::Recheck(Duration::ZERO),
+        let done_with_it = || match s.look_again() {
+            None => Feedback::Done,
+            Some(fp) if fp == s.seen => Feedback::Parked(s.seen, None),
+            Some(_) => Feedback::Recheck(Duration::ZERO),
         };
+        let waiting_for_room = matches!(result, Admitted::NoRoom { .. });
+        if !waiting_for_room && room_paused {
+            room_paused = false;
+            tracing::info!("admission resumed: the state directory has room again");
+            status.admission_paused(None);
+        }
+        if !matches!(result, Admitted::NotYet { .. }) {
+            noted.remove(&s.path);
+        }
         let fb = match result {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
@@ -306,7 +331,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                 done_with_it()
             }
             Admitted::Rejected { reason, moved_to } => {
-                tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| p.display().to_string()).unwrap_or_default(), "rejected: {}", crate::report::one_line(&reason));
+                tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| crate::escape::path(p)).unwrap_or_default(), "rejected: {}", crate::report::one_line(&reason));
                 report.push(Outcome::Rejected {
                     file: file.clone(),
                     reason,
@@ -314,24 +339,47 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                 });
                 done_with_it()
             }
-            Admitted::Stuck { reason } => {
-                tracing::error!(file = %file, "left in place until it changes: {}", crate::report::one_line(&reason));
+            Admitted::Parked { reason } => {
+                // Said once: the watcher offers it again only when it changes.
+                tracing::warn!(file = %file, "left in place until it changes: {}", crate::report::one_line(&reason));
                 report.push(Outcome::Pending {
                     file: file.clone(),
-                    reason,
+                    reason: reason.clone(),
                 });
-                Feedback::Parked(s.seen)
+                Feedback::Parked(s.seen, Some(reason))
+            }
+            Admitted::NoRoom { reason } => {
+                if !room_paused {
+                    room_paused = true;
+                    tracing::warn!("admission paused: {reason}");
+                    status.admission_paused(Some(&reason));
+                }
+                if once {
+                    report.push(Outcome::Pending {
+                        file: file.clone(),
+                        reason,
+                    });
+                }
+                Feedback::Recheck(rescan_interval)
             }
             Admitted::NotYet {
                 reason,
                 still_writing,
                 recheck_in,
             } => {
-                if still_writing {
-                    tracing::info!(file = %file, "not yet: {reason}");
-                } else {
-                    tracing::warn!(file = %file, "not admitted for now: {reason}");
-                    status.error(&format!("{file}: {reason}"));
+                // The same reason for the same file is said once, not at every look.
+                let new = noted.get(&s.path) != Some(&reason);
+                if new {
+                    if noted.len() >= NOTED_MAX {
+                        noted.clear();
+                    }
+                    noted.insert(s.path.clone(), reason.clone());
+                    if still_writing {
+                        tracing::info!(file = %file, "not yet: {reason}");
+                    } else {
+                        tracing::warn!(file = %file, "not admitted for now: {reason}");
+                        status.error(&format!("{file}: {reason}"));
+                    }
                 }
                 if once {
                     report.push(Outcome::Pending {
@@ -407,7 +455,8 @@ impl Daemon {
         let stop = self.shutdown.child_token();
         let (settled_tx, settled_rx) = mpsc::channel(64);
         let (fb_tx, fb_rx) = mpsc::channel(1024);
-        let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
+        let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval)
+            .with_status(self.parts.uploader.status.clone());
         let watch = tokio::spawn(watcher.run(settled_tx, fb_rx, stop.clone()));
         let admit = tokio::spawn(admission(
             AdmissionStage {
@@ -529,6 +578,8 @@ pub async fn run_reloading(
         shutdown.clone(),
         abort.clone(),
     ));
+    let status = parts.uploader.status.clone();
+    let flusher = tokio::spawn(status.clone().flush_until(shutdown.clone()));
     let spool = parts.spool.clone();
     let retention = cfg.agent.archive_retention;
     let housekeeping = tokio::spawn({
@@ -540,7 +591,11 @@ pub async fn run_reloading(
                     _ = shutdown.cancelled() => break,
                     _ = tick.tick() => {
                         let s = spool.clone();
-                        match tokio::task::spawn_blocking(move || s.prune_archive(retention)).await {
+                        match tokio::task::spawn_blocking(move || {
+                            // rejected/ and failed/ past agent.rejected_retention (logged there).
+                            s.prune();
+                            s.prune_archive(retention)
+                        }).await {
                             Ok(Ok(n)) if n > 0 => tracing::info!(days = n, "pruned archive folders past archive_retention"),
                             Ok(Err(e)) => tracing::warn!(error = %e, "cannot prune archive/"),
                             _ => {}
@@ -660,6 +715,8 @@ pub async fn run_reloading(
     runs.wait().await;
     let _ = housekeeping.await;
     let left = upload_task.await.unwrap_or_default();
+    let _ = flusher.await;
+    status.flush();
     abort_later.abort();
     tracing::info!(
         queued = left.len(),
@@ -677,6 +734,7 @@ pub async fn run_once(
 ) -> Result<RunReport, AppError> {
     let report = RunReport::default();
     let parts = start(&cfg, &report, true)?;
+    let parts_status = parts.uploader.status.clone();
     for w in &cfg.warnings {
         tracing::warn!("{w}");
     }
@@ -759,6 +817,7 @@ pub async fn run_once(
     let _ = admit_task.await;
     let _ = job_task.await;
     let left = upload_task.await.unwrap_or_default();
+    parts_status.flush();
     deadline.abort();
     for e in left {
         report.push(Outcome::Pending {
@@ -770,22 +829,27 @@ pub async fn run_once(
 }
 
 /// `--once --dry-run`: what would happen to each file in the watch directories. No network,
-/// nothing moved or written.
+/// nothing moved or written; the files are found and opened as admission would.
 pub fn dry_run(cfg: &Config) -> RunReport {
     let report = RunReport::default();
-    for w in &cfg.watches {
-        let found = match crate::watch::scan::scan(w) {
-            Ok(f) => f,
+    let roots = crate::watch::open_roots(&cfg.watches, vec![]);
+    for (w, root) in cfg.watches.iter().zip(roots) {
+        let listed = root.and_then(|r| {
+            crate::watch::scan::scan(w, &r, &crate::untrusted::RelPath::default())
+                .map(|(found, _)| (r, found))
+        });
+        let (root, found) = match listed {
+            Ok(x) => x,
             Err(e) => {
                 report.push(Outcome::Pending {
-                    file: w.path.display().to_string(),
+                    file: crate::escape::path(&w.path),
                     reason: format!("cannot list the watch directory: {e}"),
                 });
                 continue;
             }
         };
         for f in found {
-            let file = f.path.display().to_string();
+            let file = crate::escape::path(&root.shown(&f.rel));
             let age = std::time::SystemTime::now()
                 .duration_since(f.fingerprint.mtime)
                 .unwrap_or(Duration::ZERO);
@@ -807,7 +871,7 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                 });
                 continue;
             }
-            match admit::inspect(&f.path, &w.hints) {
+            match admit::inspect(&root, &f.rel, &w.hints) {
                 Ok(i) => match i.verdict {
                     Ok(r) => report.push(Outcome::WouldUpload {
                         file,
@@ -819,7 +883,7 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                             w.hints.target.clone()
                         },
                         size: i.size,
-                        sha256: i.sha256,
+                        sha256: i.sha256.unwrap_or_default(),
                         warnings: r.warnings,
                     }),
                     Err(rej)

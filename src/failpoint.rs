@@ -15,6 +15,7 @@
 //! | `ledger-record` | a 2xx has arrived, the ledger line is not yet written |
 //! | `spool-finish` | uploaded and in the ledger, the queued copy not yet cleared |
 //! | `watch-overflow` | each file notification, lost as when the kernel's queue overflows (`return`) |
+//! | `admit-open` | admission is about to open a settled file (`sleep(ms)`: a window for a test to swap it) |
 
 use std::io;
 
@@ -35,6 +36,15 @@ macro_rules! failpoint {
 }
 
 pub(crate) use failpoint;
+
+/// A point that can only delay (`sleep(ms)`, `pause`): for tests that act in the window.
+#[cfg(feature = "failpoints")]
+pub fn pause(name: &str) {
+    fail::fail_point!(name);
+}
+
+#[cfg(not(feature = "failpoints"))]
+pub fn pause(_name: &str) {}
 
 /// What a configured point does: never returns for `kill`, else the error to fail with.
 pub fn fire(name: &str, arg: Option<String>) -> io::Error {

@@ -1,8 +1,33 @@
 //! Logging setup: tracing to stderr, text for people or JSON for shippers. No colours and no
 //! timestamps of our own when stderr is the journal (it adds both). `RUST_LOG` overrides the
-//! level; `-v`/`-q` set it otherwise.
+//! level; `-v`/`-q` set it otherwise. In text, every message and field value has its control
+//! characters escaped ([`SafeFields`]): a file name or a report's own words can never start a
+//! log line of their own (JSON escapes them by itself).
 
+use std::fmt;
+
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::{DefaultFields, Writer};
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::EnvFilter;
+
+/// The default field formatting, with control characters escaped (`crate::escape::text`).
+#[derive(Debug, Default)]
+pub struct SafeFields {
+    inner: DefaultFields,
+}
+
+impl<'writer> FormatFields<'writer> for SafeFields {
+    fn format_fields<R: RecordFields>(
+        &self,
+        mut writer: Writer<'writer>,
+        fields: R,
+    ) -> fmt::Result {
+        let mut buf = String::new();
+        self.inner.format_fields(Writer::new(&mut buf), fields)?;
+        writer.write_str(&crate::escape::text(&buf))
+    }
+}
 
 use crate::cli::LogFormat;
 
@@ -23,8 +48,15 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
         .with_target(false);
     let _ = match (format, journal) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
-        (LogFormat::Text, true) => builder.without_time().with_ansi(false).try_init(),
-        (LogFormat::Text, false) => builder.with_ansi(ansi).try_init(),
+        (LogFormat::Text, true) => builder
+            .fmt_fields(SafeFields::default())
+            .without_time()
+            .with_ansi(false)
+            .try_init(),
+        (LogFormat::Text, false) => builder
+            .fmt_fields(SafeFields::default())
+            .with_ansi(ansi)
+            .try_init(),
     };
 }
 
@@ -41,4 +73,41 @@ fn stderr_is_journal(journal_stream: Option<&str>) -> bool {
     };
     dev.parse::<u64>().ok() == Some(st.st_dev as u64)
         && ino.parse::<u64>().ok() == Some(st.st_ino as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newline_in_a_field_or_message_stays_on_its_line() {
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<u8>::new()));
+        let sink = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .fmt_fields(SafeFields::default())
+            .without_time()
+            .with_ansi(false)
+            .with_writer(move || SinkWriter(sink.clone()))
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let name = "x.xml\nERROR forged: key=abc";
+            tracing::warn!(file = %name, "rejected: {}", "bad\rline\u{1b}[31m");
+        });
+        let text = String::from_utf8(out.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.contains("x.xml\\nERROR forged"), "{text}");
+        assert!(text.contains("bad\\rline\\x1b[31m"), "{text}");
+    }
+
+    struct SinkWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for SinkWriter {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

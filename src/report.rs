@@ -261,7 +261,13 @@ impl RunReport {
         let count = |r: u8| lines.iter().filter(|l| l.0 == r).count();
         let mut out = String::new();
         for (_, label, file, detail) in &lines {
-            let _ = writeln!(out, "{label:<12}  {file}  {detail}");
+            // Names and reasons come from outside: one line each, whatever they hold.
+            let _ = writeln!(
+                out,
+                "{label:<12}  {}  {}",
+                crate::escape::text(file),
+                crate::escape::text(detail)
+            );
         }
         if let Some(msg) = self.auth_failure() {
             let _ = writeln!(out, "{:<12}  {}", "key refused", one_line(&msg));

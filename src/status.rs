@@ -25,6 +25,12 @@ pub struct Status {
     pub source_name: Option<String>,
     pub failed_files: Vec<String>,
     pub rejected_files: Vec<String>,
+    /// Why admission waits (the state file system is below `min_free_space`), if it does.
+    pub admission_paused: Option<String>,
+    /// Files left in watch directories until they change (too large, unreadable).
+    pub parked: usize,
+    /// The first of them, with why.
+    pub parked_files: Vec<status_file::Parked>,
     pub jobs: Vec<JobStatus>,
 }
 
@@ -85,6 +91,19 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
         source_name: src.map(|s| s.name),
         failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
         rejected_files: spool::list_payloads(&layout.rejected, ".reason.json")?,
+        admission_paused: daemon
+            .as_ref()
+            .filter(|_| running)
+            .and_then(|d| d.admission_paused.clone()),
+        parked: daemon
+            .as_ref()
+            .filter(|_| running)
+            .map_or(0, |d| d.parked_total),
+        parked_files: daemon
+            .as_ref()
+            .filter(|_| running)
+            .map(|d| d.parked.clone())
+            .unwrap_or_default(),
         jobs: job_status(state_dir, jobs, running),
     })
 }
@@ -131,6 +150,11 @@ fn job_status(
         .collect()
 }
 
+/// Names and messages from outside, one line each (`crate::escape`).
+fn esc(s: &str) -> String {
+    crate::escape::text(s).into_owned()
+}
+
 pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
@@ -173,9 +197,24 @@ pub fn render_text(s: &Status) -> String {
             dash(&s.paused_until)
         ));
     }
+    if let Some(p) = &s.admission_paused {
+        out.push_str(&format!("admission paused {}\n", esc(p)));
+    }
+    if s.parked > 0 {
+        out.push_str(&format!(
+            "parked           {} (left in the watch directories until they change)\n",
+            s.parked
+        ));
+        for p in &s.parked_files {
+            out.push_str(&format!("  {}: {}\n", esc(&p.file), esc(&p.reason)));
+        }
+        if s.parked > s.parked_files.len() {
+            out.push_str(&format!("  and {} more\n", s.parked - s.parked_files.len()));
+        }
+    }
     out.push_str(&format!(
         "last error       {}{}\n",
-        dash(&s.last_error),
+        esc(&dash(&s.last_error)),
         s.last_error_at
             .as_ref()
             .map(|t| format!(" (at {t})"))
@@ -200,7 +239,7 @@ fn list(names: &[String]) -> String {
     if names.is_empty() {
         return String::new();
     }
-    let shown: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    let shown: Vec<String> = names.iter().take(5).map(|n| esc(n)).collect();
     let more = names.len().saturating_sub(5);
     format!(
         ": {}{}",

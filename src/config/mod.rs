@@ -4,7 +4,7 @@
 //! are reported at once so an operator fixes the file in one go.
 
 mod gmp;
-mod ownership;
+pub mod ownership;
 mod raw;
 mod secret;
 
@@ -118,6 +118,13 @@ pub struct AgentSettings {
     pub after_upload: AfterUpload,
     pub archive_retention: Duration,
     pub max_concurrent_jobs: usize,
+    /// rejected/ and failed/ entries older than this are deleted.
+    pub rejected_retention: Duration,
+    /// rejected/ is kept under this many allocated bytes, oldest entries dropped first.
+    pub rejected_max_size: u64,
+    /// Admission pauses below this much free space in the state file system (`None`: 1 GiB
+    /// or 5% of that file system, whichever is less).
+    pub min_free_space: Option<u64>,
 }
 
 /// `[metrics]`.
@@ -490,6 +497,12 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
         after_upload,
         archive_retention: c.duration("agent.archive_retention", &a.archive_retention),
         max_concurrent_jobs,
+        rejected_retention: c.duration("agent.rejected_retention", &a.rejected_retention),
+        rejected_max_size: c.size("agent.rejected_max_size", &a.rejected_max_size),
+        min_free_space: a
+            .min_free_space
+            .as_ref()
+            .map(|v| c.size("agent.min_free_space", v)),
     };
     if agent.rescan_interval < Duration::from_secs(1) && c.problems.is_empty() {
         c.push("agent.rescan_interval", "must be at least 1s");

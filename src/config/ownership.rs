@@ -123,7 +123,7 @@ fn wrong_owner(uid: u32, me: u32, path: &Path, fix_owner: &str) -> Option<String
 }
 
 /// The name /etc/passwd gives `uid`, if it has one (no NSS lookup: messages only).
-fn user_name(uid: u32) -> Option<String> {
+pub(crate) fn user_name(uid: u32) -> Option<String> {
     let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd.lines().find_map(|l| {
         let mut f = l.split(':');

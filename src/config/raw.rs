@@ -70,6 +70,10 @@ pub struct RawAgent {
     pub after_upload: String,
     pub archive_retention: String,
     pub max_concurrent_jobs: i64,
+    pub rejected_retention: String,
+    pub rejected_max_size: String,
+    /// Unset: 1GiB or 5% of the state file system, whichever is less.
+    pub min_free_space: Option<String>,
 }
 
 impl Default for RawAgent {
@@ -84,6 +88,9 @@ impl Default for RawAgent {
             after_upload: "archive".into(),
             archive_retention: "30d".into(),
             max_concurrent_jobs: 1,
+            rejected_retention: "30d".into(),
+            rejected_max_size: "2GiB".into(),
+            min_free_space: None,
         }
     }
 }

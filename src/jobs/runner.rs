@@ -19,6 +19,7 @@ use super::supervise::{self, RunRequest};
 use crate::admit::{Admitted, Admitter, Fingerprint, Settled};
 use crate::report::{Outcome, RunReport};
 use crate::spool::QueuedEntry;
+use crate::untrusted::{RelPath, Root};
 
 /// How long a scanner gets between SIGTERM and SIGKILL.
 pub const KILL_GRACE: Duration = Duration::from_secs(30);
@@ -403,8 +404,15 @@ impl Jobs {
             ended: Ended::Failed,
             detail,
         };
+        let Some((root, rel)) = run_dir_root(output) else {
+            return failed(format!(
+                "cannot open the run directory of {}",
+                crate::escape::path(output)
+            ));
+        };
         let settled = Settled::finished(
-            output.to_path_buf(),
+            Arc::new(root),
+            rel,
             Arc::new(spec.hints.clone()),
             Fingerprint::of(meta),
         );
@@ -446,7 +454,9 @@ impl Jobs {
                         .unwrap_or_default()
                 ))
             }
-            Ok(Admitted::Stuck { reason }) | Ok(Admitted::NotYet { reason, .. }) => {
+            Ok(Admitted::Parked { reason })
+            | Ok(Admitted::NoRoom { reason })
+            | Ok(Admitted::NotYet { reason, .. }) => {
                 // Keep the output for a person rather than lose it with the run directory.
                 self.reject_leftover(spec, output, &reason).await;
                 failed(format!("its report could not be admitted: {reason}"))
@@ -467,7 +477,9 @@ impl Jobs {
         let admitter = self.admitter.clone();
         let (output, reason, job) = (output.to_path_buf(), reason.to_string(), spec.name.clone());
         let moved = tokio::task::spawn_blocking(move || {
-            admitter.set_aside(&output, &format!("job {job}: {reason}"))
+            let (root, rel) = run_dir_root(&output)
+                .ok_or_else(|| std::io::Error::other("cannot open the run directory"))?;
+            admitter.set_aside(&root, &rel, &format!("job {job}: {reason}"))
         })
         .await;
         match moved {
@@ -581,6 +593,14 @@ impl Drop for Running<'_> {
 }
 
 /// A directory only this run uses (mode 0700), removed when the run is over.
+/// A run's output as admission takes it: below a handle on the run's private directory, so that
+/// whatever the scanner left at that name (a link, a FIFO) is not followed or opened.
+fn run_dir_root(output: &Path) -> Option<(Root, RelPath)> {
+    let root = Root::open(output.parent()?).ok()?;
+    let rel = RelPath::new(output.file_name()?)?;
+    Some((root, rel))
+}
+
 fn private_dir(root: &Path, job: &str) -> std::io::Result<tempfile::TempDir> {
     std::fs::create_dir_all(root)?;
     tempfile::Builder::new()

@@ -79,12 +79,28 @@ pub fn unique_name(dir: &Path, wanted: &str, taken: impl Fn(&str) -> bool) -> St
     unreachable!("u64 names exhausted")
 }
 
-/// A file name that is safe to use in the agent's directories: no path separators, not hidden,
-/// not empty, and not mistaken for one of the agent's own temporary files.
+/// The longest name the agent gives a file in its own directories, in bytes: room is left in
+/// the file system's 255 for the longest suffix (`.reason.json`) and a counter (`-12`).
+pub const MAX_NAME: usize = 200;
+
+/// A file name that is safe to use in the agent's directories: no path separators or control
+/// characters (an operator's `ls` shows what is there), not hidden, not empty, not mistaken
+/// for one of the agent's own temporary files, and short enough for the suffixes the agent
+/// adds: a longer name keeps its start and extension, with a hash of the whole name between
+/// them so that two long names sharing a start stay apart.
 pub fn sanitize(name: &str) -> String {
     let mut s: String = name
         .chars()
-        .map(|c| if c == '/' || c == '\0' { '_' } else { c })
+        .map(|c| {
+            if c == '/'
+                || c.is_control()
+                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+            {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect();
     while s.starts_with('.') {
         s.remove(0);
@@ -92,7 +108,31 @@ pub fn sanitize(name: &str) -> String {
     if s.is_empty() {
         s = "report".into();
     }
+    if s.len() > MAX_NAME {
+        s = shorten(name, &s);
+    }
     s
+}
+
+/// `clean` (the sanitized form of `original`) cut to fit [`MAX_NAME`]: its start, `~`, 16 hex
+/// digits of the SHA-256 of `original`, and its extension when that is short.
+fn shorten(original: &str, clean: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, original.as_bytes());
+    let hash: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let ext = clean
+        .rfind('.')
+        .map(|i| &clean[i..])
+        .filter(|e| e.len() <= 16)
+        .unwrap_or("");
+    let budget = MAX_NAME - 1 - hash.len() - ext.len();
+    let mut cut = budget.min(clean.len());
+    while !clean.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}~{hash}{ext}", &clean[..cut])
 }
 
 /// Reserve a unique name in `dir` for a file and its `sidecar` (e.g. `.reason.json`) by creating
@@ -273,6 +313,22 @@ mod tests {
         assert_eq!(sanitize(".hidden"), "hidden");
         assert_eq!(sanitize("a/b"), "a_b");
         assert_eq!(sanitize("..."), "report");
+        assert_eq!(sanitize("x.xml\nERROR forged"), "x.xml_ERROR forged");
+        assert_eq!(sanitize("a\u{1b}[2J\u{202e}.xml"), "a_[2J_.xml");
+    }
+
+    #[test]
+    fn long_names_are_shortened_uniquely_and_keep_their_extension() {
+        let a = format!("{}a.xml", "x".repeat(300));
+        let b = format!("{}b.xml", "x".repeat(300));
+        let (sa, sb) = (sanitize(&a), sanitize(&b));
+        assert!(sa.len() <= MAX_NAME && sb.len() <= MAX_NAME);
+        assert_ne!(sa, sb);
+        assert!(sa.ends_with(".xml") && sa.starts_with("xxxx"));
+        assert_eq!(sanitize(&a), sa, "the same name, the same short form");
+        let wide = "é".repeat(150);
+        assert!(sanitize(&wide).len() <= MAX_NAME);
+        assert_eq!(sanitize(&"y".repeat(MAX_NAME)), "y".repeat(MAX_NAME));
     }
 
     #[test]

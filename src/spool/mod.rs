@@ -5,6 +5,7 @@
 
 pub mod fsutil;
 pub mod ledger;
+pub mod prune;
 pub mod queue;
 pub mod requeue;
 pub mod source;
@@ -63,7 +64,8 @@ impl Layout {
 /// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectRecord {
-    /// Where the file came from.
+    /// Where the file came from (escaped: see `crate::escape`).
+    #[serde(with = "crate::escape::serde_path")]
     pub file: PathBuf,
     pub reason: String,
     pub kind: String,
@@ -80,6 +82,7 @@ pub struct RejectRecord {
 /// Why HostedScan refused a file, as written in `failed/<name>.error.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FailRecord {
+    #[serde(with = "crate::escape::serde_path")]
     pub file: PathBuf,
     pub reason: String,
     pub status: u16,
@@ -93,11 +96,23 @@ pub struct FailRecord {
 pub struct Spool {
     pub layout: Layout,
     _lock: File,
+    /// The device of the state file system: a file on it can be moved in by rename.
+    dev: u64,
+    /// How long rejected/ and failed/ keep entries, and how much rejected/ may hold.
+    limits: prune::Limits,
+    /// What rejected/ holds, in allocated bytes, as far as this agent knows (exact after each
+    /// prune; `requeue` running beside it only makes it an overestimate).
+    rejected_bytes: std::sync::atomic::AtomicU64,
 }
 
 impl Spool {
-    /// Create the layout if needed, take the lock, and clean up what an interrupted run left.
+    /// [`Spool::open_with`] with the default limits.
     pub fn open(root: &Path) -> Result<Spool, SpoolError> {
+        Spool::open_with(root, prune::Limits::default())
+    }
+
+    /// Create the layout if needed, take the lock, and clean up what an interrupted run left.
+    pub fn open_with(root: &Path, limits: prune::Limits) -> Result<Spool, SpoolError> {
         let layout = Layout::new(root);
         for d in [
             &layout.root,
@@ -126,12 +141,27 @@ impl Spool {
             }
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
+        let dev = std::os::unix::fs::MetadataExt::dev(&fs::metadata(root).map_err(io_err(root))?);
+        let rejected_bytes =
+            prune::allocated(&layout.rejected).map_err(io_err(&layout.rejected))?;
         let spool = Spool {
             layout,
             _lock: lock,
+            dev,
+            limits,
+            rejected_bytes: rejected_bytes.into(),
         };
         spool.recover()?;
         Ok(spool)
+    }
+
+    /// Whether `f` lies on the state directory's file system (so it can be moved in by rename).
+    pub fn same_fs(&self, f: &crate::untrusted::CheckedFile) -> bool {
+        f.id().dev == self.dev
+    }
+
+    pub fn limits(&self) -> prune::Limits {
+        self.limits
     }
 
     /// Remove temporary files and metadata whose admission never finished.
@@ -176,22 +206,97 @@ impl Spool {
         file_name: &str,
         record: &RejectRecord,
     ) -> io::Result<PathBuf> {
-        place_with_sidecar(
+        let dest = place_with_sidecar(
             &self.layout.rejected,
             data,
             file_name,
             REASON_SUFFIX,
-            &to_json(record),
-        )
+            &to_json(record)?,
+        )?;
+        self.rejected_grew(&dest);
+        Ok(dest)
     }
 
-    /// Move an original (e.g. one too big to read) into `rejected/` with its reason.
-    pub fn reject_original(&self, original: &Path, record: &RejectRecord) -> io::Result<PathBuf> {
-        let file_name = original
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "report".into());
-        self.reject_temp(original, &file_name, record)
+    /// Move a checked file from a watch directory (or a job's run directory) into `rejected/`
+    /// by rename, through the handles it was checked with; only on the state directory's file
+    /// system (`EXDEV` otherwise, and nothing is moved or written).
+    pub fn reject_checked(
+        &self,
+        f: &crate::untrusted::CheckedFile,
+        record: &RejectRecord,
+    ) -> io::Result<PathBuf> {
+        if !self.same_fs(f) {
+            return Err(io::Error::from_raw_os_error(EXDEV));
+        }
+        let wanted = String::from_utf8_lossy(f.name().as_encoded_bytes()).into_owned();
+        let dir = &self.layout.rejected;
+        let name = fsutil::reserve(dir, &wanted, REASON_SUFFIX)?;
+        let sidecar = dir.join(format!("{name}{REASON_SUFFIX}"));
+        let res = to_json(record)
+            .and_then(|json| write_atomic(&sidecar, &json))
+            .and_then(|()| {
+                let dirfd = rustix::fs::open(
+                    dir,
+                    rustix::fs::OFlags::RDONLY
+                        | rustix::fs::OFlags::DIRECTORY
+                        | rustix::fs::OFlags::CLOEXEC,
+                    rustix::fs::Mode::empty(),
+                )?;
+                f.rename_into(
+                    std::os::fd::AsFd::as_fd(&dirfd),
+                    std::ffi::OsStr::new(&name),
+                )
+            });
+        if let Err(e) = res {
+            let _ = fs::remove_file(&sidecar);
+            return Err(e);
+        }
+        let dest = dir.join(&name);
+        self.rejected_grew(&dest);
+        Ok(dest)
+    }
+
+    /// Count a new entry of rejected/, and hold rejected/ under its limit when this passes it.
+    fn rejected_grew(&self, dest: &Path) {
+        use std::sync::atomic::Ordering;
+        let sidecar = PathBuf::from(format!("{}{REASON_SUFFIX}", dest.display()));
+        let added = prune::allocated_file(dest) + prune::allocated_file(&sidecar);
+        let now = self.rejected_bytes.fetch_add(added, Ordering::Relaxed) + added;
+        if now > self.limits.rejected_max_size {
+            self.prune_rejected();
+        }
+    }
+
+    /// Apply the retention of rejected/ and failed/ and the size limit of rejected/; each entry
+    /// dropped for size is logged at WARN, those past their retention counted at INFO.
+    pub fn prune(&self) {
+        self.prune_rejected();
+        match prune::expire(&self.layout.failed, ERROR_SUFFIX, self.limits.retention) {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(files = n, dir = %self.layout.failed.display(), "removed failed files past agent.rejected_retention")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, dir = %self.layout.failed.display(), "cannot prune failed/")
+            }
+        }
+    }
+
+    fn prune_rejected(&self) {
+        use std::sync::atomic::Ordering;
+        let dir = &self.layout.rejected;
+        match prune::hold(dir, REASON_SUFFIX, self.limits) {
+            Ok(p) => {
+                if p.expired > 0 {
+                    tracing::info!(files = p.expired, dir = %dir.display(), "removed rejected files past agent.rejected_retention");
+                }
+                for (name, bytes) in &p.dropped {
+                    tracing::warn!(file = %crate::escape::text(name), bytes, max = %bytesize::ByteSize(self.limits.rejected_max_size), "dropped from rejected/ (oldest first) to keep it under agent.rejected_max_size");
+                }
+                self.rejected_bytes.store(p.remaining, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!(error = %e, dir = %dir.display(), "cannot prune rejected/"),
+        }
     }
 
     /// A file in `queue/` that must not be uploaded as it is (its metadata is unreadable, or it
@@ -225,7 +330,9 @@ impl Spool {
         );
         match self.reject_temp(data, &file_name, &record) {
             Ok(dest) => {
-                let meta = PathBuf::from(format!("{}{}", data.display(), queue::META_SUFFIX));
+                let mut meta = data.as_os_str().to_os_string();
+                meta.push(queue::META_SUFFIX);
+                let meta = PathBuf::from(meta);
                 let _ = remove_durably(&meta);
                 tracing::error!(file = %data.display(), moved_to = %dest.display(), "{}", record.reason);
                 Some(dest)
@@ -252,7 +359,7 @@ impl Spool {
             &entry.data_path,
             &entry.meta.file_name,
             ERROR_SUFFIX,
-            &to_json(&record),
+            &to_json(&record)?,
         )?;
         remove_durably(&entry.meta_path)?;
         Ok(dest)
@@ -321,11 +428,13 @@ fn place_with_sidecar(
     res.map(|()| dest)
 }
 
-pub(crate) fn to_json<T: Serialize>(v: &T) -> Vec<u8> {
-    let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+pub(crate) fn to_json<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
+    let mut b = serde_json::to_vec_pretty(v).map_err(io::Error::other)?;
     b.push(b'\n');
-    b
+    Ok(b)
 }
+
+const EXDEV: i32 = 18;
 
 /// Empty sidecars without their file: names reserved by a move that never happened.
 fn remove_empty_orphans(dir: &Path, suffix: &str) -> io::Result<()> {

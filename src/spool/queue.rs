@@ -19,7 +19,8 @@ pub const META_SUFFIX: &str = ".meta.json";
 pub struct EntryMeta {
     /// The name in `queue/`.
     pub name: String,
-    /// Where it came from.
+    /// Where it came from (escaped: see `crate::escape`).
+    #[serde(with = "crate::escape::serde_path")]
     pub original: PathBuf,
     /// The original file name, sent as the multipart file name.
     pub file_name: String,
@@ -119,10 +120,12 @@ pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
     let data_path = queue.join(&name);
-    let res = write_atomic(&meta_path, &super::to_json(&meta)).and_then(|()| {
-        crate::failpoint::failpoint!("queue-commit");
-        fsutil::place(data, &data_path)
-    });
+    let res = super::to_json(&meta)
+        .and_then(|json| write_atomic(&meta_path, &json))
+        .and_then(|()| {
+            crate::failpoint::failpoint!("queue-commit");
+            fsutil::place(data, &data_path)
+        });
     if let Err(e) = res {
         let _ = fs::remove_file(&meta_path);
         return Err(e);

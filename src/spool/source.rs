@@ -40,7 +40,7 @@ pub fn load(state_dir: &Path) -> io::Result<Option<SourceRecord>> {
 }
 
 pub fn save(state_dir: &Path, record: &SourceRecord) -> io::Result<()> {
-    write_atomic(&path(state_dir), &super::to_json(record))
+    write_atomic(&path(state_dir), &super::to_json(record)?)
 }
 
 /// The remembered source without repairing anything (for `status`).

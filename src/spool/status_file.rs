@@ -1,6 +1,8 @@
 //! `status.json`: what the running daemon wants `status` to be able to tell (last error, whether
-//! uploads are paused and until when), written atomically whenever it changes. The counts come
-//! from the directories themselves, so they are right even if this file is stale.
+//! uploads or admission are paused and why, the files left parked in watch directories), written
+//! atomically when it changes (the list of parked files, which changes in bursts, at most once a
+//! second: the rest is flushed by [`StatusBoard::flush`]). The counts come from the directories themselves, so
+//! they are right even if this file is stale.
 
 use std::io;
 use std::path::Path;
@@ -18,7 +20,31 @@ pub struct DaemonStatus {
     /// Why uploads are paused (`auth`, `backoff`), if they are.
     pub paused: Option<String>,
     pub paused_until: Option<String>,
+    /// Why admission waits (the state file system is below `min_free_space`), if it does.
+    #[serde(default)]
+    pub admission_paused: Option<String>,
+    /// Files left in watch directories until they change (too large, unreadable), and why.
+    #[serde(default)]
+    pub parked_total: usize,
+    /// The first [`PARKED_SHOWN`] of them, by name.
+    #[serde(default)]
+    pub parked: Vec<Parked>,
 }
+
+/// A file left where it is until it changes, and why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Parked {
+    /// Its path, escaped (`crate::escape`).
+    pub file: String,
+    pub reason: String,
+    pub since: String,
+}
+
+/// Parked files listed by name in `status.json` (all are counted).
+pub const PARKED_SHOWN: usize = 50;
+
+/// Writes of `status.json` at most this often.
+const MIN_WRITE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn path(state_dir: &Path) -> std::path::PathBuf {
     state_dir.join("status.json")
@@ -31,13 +57,20 @@ pub fn load(state_dir: &Path) -> Option<DaemonStatus> {
 }
 
 pub fn save(state_dir: &Path, s: &DaemonStatus) -> io::Result<()> {
-    write_atomic(&path(state_dir), &super::to_json(s))
+    write_atomic(&path(state_dir), &super::to_json(s)?)
 }
 
-/// The daemon's side of `status.json`: changes are written through at once.
+/// The daemon's side of `status.json`.
 pub struct StatusBoard {
     state_dir: std::path::PathBuf,
-    inner: std::sync::Mutex<DaemonStatus>,
+    inner: std::sync::Mutex<Board>,
+}
+
+struct Board {
+    status: DaemonStatus,
+    /// Changed since the last write.
+    dirty: bool,
+    last_write: Option<std::time::Instant>,
 }
 
 impl StatusBoard {
@@ -49,30 +82,88 @@ impl StatusBoard {
         };
         let b = StatusBoard {
             state_dir: state_dir.to_path_buf(),
-            inner: std::sync::Mutex::new(s),
+            inner: std::sync::Mutex::new(Board {
+                status: s,
+                dirty: true,
+                last_write: None,
+            }),
         };
-        b.write();
+        b.flush();
         b
     }
 
+    /// Change the status; written now if it changed.
     fn update(&self, f: impl FnOnce(&mut DaemonStatus)) {
+        self.change(f, false)
+    }
+
+    /// Change the status; if it changed, written now, or with `batch` (a change that may come
+    /// in bursts) when it was written less than a second ago, by the next
+    /// [`StatusBoard::flush`].
+    fn change(&self, f: impl FnOnce(&mut DaemonStatus), batch: bool) {
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        let before = g.clone();
-        f(&mut g);
-        if *g != before {
-            let s = g.clone();
-            drop(g);
-            if let Err(e) = save(&self.state_dir, &s) {
-                tracing::warn!(error = %e, "cannot write status.json");
+        let before = g.status.clone();
+        f(&mut g.status);
+        if g.status != before {
+            g.dirty = true;
+            let recent = g
+                .last_write
+                .is_some_and(|t| t.elapsed() < MIN_WRITE_INTERVAL);
+            if !(batch && recent) {
+                self.write_locked(&mut g);
             }
         }
     }
 
-    fn write(&self) {
-        let s = self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        if let Err(e) = save(&self.state_dir, &s) {
+    fn write_locked(&self, g: &mut Board) {
+        g.dirty = false;
+        g.last_write = Some(std::time::Instant::now());
+        if let Err(e) = save(&self.state_dir, &g.status) {
             tracing::warn!(error = %e, "cannot write status.json");
         }
+    }
+
+    /// Write what changed since the last write (the daemon calls this every second and when it
+    /// stops).
+    pub fn flush(&self) {
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.dirty {
+            self.write_locked(&mut g);
+        }
+    }
+
+    /// Flush every second until `stop`, then once more.
+    pub async fn flush_until(
+        self: std::sync::Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(MIN_WRITE_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => self.flush(),
+            }
+        }
+        self.flush();
+    }
+
+    /// Admission waits for room (`Some(why)`), or no longer does.
+    pub fn admission_paused(&self, why: Option<&str>) {
+        self.update(|s| s.admission_paused = why.map(str::to_string));
+    }
+
+    /// The files now parked in watch directories (all of them; the first are listed). Batched:
+    /// thousands of files parked at once are one write a second.
+    pub fn parked(&self, mut all: Vec<Parked>) {
+        self.change(
+            |s| {
+                s.parked_total = all.len();
+                all.truncate(PARKED_SHOWN);
+                s.parked = all;
+            },
+            true,
+        );
     }
 
     pub fn error(&self, message: &str) {

@@ -1,7 +1,14 @@
 //! inotify (through notify) as a source of hints: "look at this path soon". Events are never
 //! trusted for content, only for timing; when the kernel or notify drops events, or the watch
 //! breaks, the hint becomes "rescan everything", and the periodic scan backs it up regardless.
+//!
+//! Every directory is watched on its own, non-recursively, and only the directories the scan
+//! found without following a link (notify's recursive mode walks whatever a path leads to when
+//! the watch is added, a link to `/` included). A directory swapped for a link between the scan
+//! and the watch can at worst give hints about another directory, which resolve to nothing
+//! below the watch root; the next scan drops that watch. Their number is bounded.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -12,9 +19,69 @@ const KERNEL_OVERFLOW: &str =
 const HINTS_FULL: &str = "the agent's own queue of notifications was full";
 const NOTIFY_ERROR: &str = "a file notification error";
 
-/// A running notify watcher; dropping it stops the events.
+/// Directories watched at most, over all watch roots: past this, a directory's changes are found
+/// by the periodic scan only (one warning says so).
+pub const MAX_WATCHED_DIRS: usize = 8192;
+
+/// A running notify watcher and the directories it watches; dropping it stops the events.
 pub struct Events {
-    _watcher: notify::RecommendedWatcher,
+    watcher: notify::RecommendedWatcher,
+    watched: HashSet<PathBuf>,
+    /// Whether the last sync had to leave directories out.
+    capped: bool,
+}
+
+impl Events {
+    /// Watch exactly `dirs` (as far as [`MAX_WATCHED_DIRS`] allows): new ones are added, those
+    /// gone (or now a link) removed. A directory that cannot be watched is left to the scan.
+    pub fn sync(&mut self, dirs: &[PathBuf]) {
+        let wanted: HashSet<&PathBuf> = dirs.iter().collect();
+        let gone: Vec<PathBuf> = self
+            .watched
+            .iter()
+            .filter(|d| !wanted.contains(d))
+            .cloned()
+            .collect();
+        for d in gone {
+            let _ = self.watcher.unwatch(&d);
+            self.watched.remove(&d);
+        }
+        let mut capped = false;
+        for d in dirs {
+            if self.watched.contains(d) {
+                continue;
+            }
+            if self.watched.len() >= MAX_WATCHED_DIRS {
+                capped = true;
+                break;
+            }
+            match self.watcher.watch(d, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    self.watched.insert(d.clone());
+                }
+                Err(e) => {
+                    tracing::debug!(dir = %crate::escape::Shown(d), error = %explain(e, d), "cannot watch a directory; the periodic scan covers it")
+                }
+            }
+        }
+        if capped && !self.capped {
+            tracing::warn!(
+                max = MAX_WATCHED_DIRS,
+                "more directories to watch than the agent watches at most; changes in the others are found by the periodic scan"
+            );
+        }
+        self.capped = capped;
+    }
+
+    /// How many directories are watched now.
+    pub fn watched(&self) -> usize {
+        self.watched.len()
+    }
+
+    /// The directories watched now.
+    pub fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        self.watched.iter()
+    }
 }
 
 /// The kernel's event queue overflowing, on demand (the `watch-overflow` failpoint: every event
@@ -27,49 +94,57 @@ fn overflow_injected() -> bool {
     point().is_err()
 }
 
-/// Start watching `dirs` (recursive flags alongside). Each path to look at goes to `paths`. When
-/// events are lost (the kernel's queue overflowed, notify failed, or a path did not fit in
-/// `paths`), the reason goes to `rescans` instead: a channel of its own, so that a full `paths`
-/// cannot swallow it, and one slot is enough, since a pending rescan covers every later loss.
+/// Start watching `dirs` (each on its own; more with [`Events::sync`]). Each path to look at goes
+/// to `paths`. When events are lost (the kernel's queue overflowed, notify failed, or a path did
+/// not fit in `paths`), the reason goes to `rescans` instead: a channel of its own, so that a full
+/// `paths` cannot swallow it, and one slot is enough, since a pending rescan covers every later
+/// loss. A root that cannot be watched is an error (the caller falls back to scans).
 pub fn start(
-    dirs: &[(PathBuf, bool)],
+    dirs: &[PathBuf],
     paths: mpsc::Sender<PathBuf>,
     rescans: mpsc::Sender<&'static str>,
 ) -> notify::Result<Events> {
-    let mut watcher =
-        notify::recommended_watcher(move |res: notify::Result<notify::Event>| match res {
-            Ok(ev) => {
-                if ev.need_rescan() || overflow_injected() {
-                    let _ = rescans.try_send(KERNEL_OVERFLOW);
-                    return;
-                }
-                if matches!(
-                    ev.kind,
-                    EventKind::Access(notify::event::AccessKind::Open(_))
-                        | EventKind::Access(notify::event::AccessKind::Read)
-                ) {
-                    return;
-                }
-                for p in ev.paths {
-                    if paths.try_send(p).is_err() {
-                        let _ = rescans.try_send(HINTS_FULL);
-                    }
+    let handler = move |res: notify::Result<notify::Event>| match res {
+        Ok(ev) => {
+            if ev.need_rescan() || overflow_injected() {
+                let _ = rescans.try_send(KERNEL_OVERFLOW);
+                return;
+            }
+            if matches!(
+                ev.kind,
+                EventKind::Access(notify::event::AccessKind::Open(_))
+                    | EventKind::Access(notify::event::AccessKind::Read)
+            ) {
+                return;
+            }
+            for p in ev.paths {
+                if paths.try_send(p).is_err() {
+                    let _ = rescans.try_send(HINTS_FULL);
                 }
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "file notification error; falling back to a full scan");
-                let _ = rescans.try_send(NOTIFY_ERROR);
-            }
-        })?;
-    for (d, recursive) in dirs {
-        let mode = if *recursive {
-            RecursiveMode::Recursive
-        } else {
-            RecursiveMode::NonRecursive
-        };
-        watcher.watch(d, mode).map_err(|e| explain(e, d))?;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "file notification error; falling back to a full scan");
+            let _ = rescans.try_send(NOTIFY_ERROR);
+        }
+    };
+    let watcher = notify::RecommendedWatcher::new(
+        handler,
+        notify::Config::default().with_follow_symlinks(false),
+    )?;
+    let mut events = Events {
+        watcher,
+        watched: HashSet::new(),
+        capped: false,
+    };
+    for d in dirs {
+        events
+            .watcher
+            .watch(d, RecursiveMode::NonRecursive)
+            .map_err(|e| explain(e, d))?;
+        events.watched.insert(d.clone());
     }
-    Ok(Events { _watcher: watcher })
+    Ok(events)
 }
 
 /// inotify's limits, turned into something an operator can act on.
@@ -101,7 +176,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (paths_tx, mut paths) = mpsc::channel(1);
         let (rescans_tx, mut rescans) = mpsc::channel(1);
-        let _events = start(&[(dir.path().to_path_buf(), false)], paths_tx, rescans_tx).unwrap();
+        let _events = start(&[dir.path().to_path_buf()], paths_tx, rescans_tx).unwrap();
         for i in 0..10 {
             std::fs::write(dir.path().join(format!("r{i}.xml")), b"x").unwrap();
         }

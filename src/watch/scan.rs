@@ -1,28 +1,28 @@
 //! The directory scan: every regular file a watch directory offers, by the same rules the event
-//! path uses (dotfiles and partial-file suffixes skipped, include/exclude globs, symlinks never
-//! followed, subdirectories only with `recursive`). It runs at start and every
-//! `rescan_interval`, and is the guarantee behind the inotify hints.
+//! path uses (dotfiles and partial-file suffixes skipped, include/exclude globs, no link
+//! followed at any depth, subdirectories only with `recursive`). It lists the directory through
+//! its root's handle (`crate::untrusted::walk`), runs at start and every `rescan_interval`, and
+//! is the guarantee behind the inotify hints.
 
-use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::admit::Fingerprint;
 use crate::config::{is_temporary_name, WatchSettings};
+use crate::untrusted::walk::{self, Walked};
+use crate::untrusted::{RelPath, Root};
 
 /// A file that passes the watch's rules, with how it looked when listed.
 #[derive(Debug, Clone)]
 pub struct Found {
-    pub path: PathBuf,
+    pub rel: RelPath,
     pub fingerprint: Fingerprint,
 }
 
-/// Whether `path` (somewhere under `w.path`) is a file this watch takes, by name and place.
-pub fn wanted(w: &WatchSettings, path: &Path) -> bool {
-    let Ok(rel) = path.strip_prefix(&w.path) else {
-        return false;
-    };
+/// Whether `rel` (below the watch root) is a file this watch takes, by name and place.
+pub fn wanted(w: &WatchSettings, rel: &RelPath) -> bool {
     let mut parts: Vec<String> = rel
+        .as_path()
         .components()
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
@@ -32,52 +32,49 @@ pub fn wanted(w: &WatchSettings, path: &Path) -> bool {
     if !w.recursive && !parts.is_empty() {
         return false;
     }
-    if parts.iter().any(|p| is_temporary_name(p)) {
+    if parts.len() > walk::MAX_DEPTH || parts.iter().any(|p| is_temporary_name(p)) {
         return false;
     }
     w.wants(&name)
 }
 
-/// Look at one path: `Some` when it is a regular file this watch takes.
-pub fn check(w: &WatchSettings, path: &Path) -> Option<Found> {
-    if !wanted(w, path) {
+/// Look at one path below the root: `Some` when it is a regular file this watch takes.
+pub fn check(w: &WatchSettings, root: &Root, rel: &RelPath) -> Option<Found> {
+    if !wanted(w, rel) {
         return None;
     }
-    let m = fs::symlink_metadata(path).ok()?;
-    m.file_type().is_file().then(|| Found {
-        path: path.to_path_buf(),
-        fingerprint: Fingerprint::of(&m),
-    })
+    let (_, st) = root.lstat(rel).ok()?;
+    rustix::fs::FileType::from_raw_mode(st.st_mode)
+        .is_file()
+        .then(|| Found {
+            rel: rel.clone(),
+            fingerprint: Fingerprint::of_stat(&st),
+        })
 }
 
-/// Every file the watch directory offers now.
-pub fn scan(w: &WatchSettings) -> io::Result<Vec<Found>> {
+/// Every file the watch directory offers now below `start` (the root: empty), and the
+/// directories it listed.
+pub fn scan(w: &WatchSettings, root: &Root, start: &RelPath) -> io::Result<(Vec<Found>, Walked)> {
     let mut out = Vec::new();
-    let mut dirs = vec![w.path.clone()];
-    let mut first = true;
-    while let Some(dir) = dirs.pop() {
-        let rd = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            // A subdirectory that went away is not an error; the watch directory itself is.
-            Err(e) if !first && e.kind() == io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(e),
-        };
-        first = false;
-        for e in rd {
-            let Ok(e) = e else { continue };
-            let Ok(ft) = e.file_type() else { continue };
-            let path = e.path();
-            if ft.is_dir() {
-                if w.recursive && !is_temporary_name(&e.file_name().to_string_lossy()) {
-                    dirs.push(path);
-                }
-            } else if ft.is_file() {
-                if let Some(f) = check(w, &path) {
-                    out.push(f);
-                }
+    let walked = walk::walk(
+        root,
+        start,
+        w.recursive,
+        |name| !is_temporary_name(&name.to_string_lossy()),
+        |rel, st| {
+            if wanted(w, &rel) {
+                out.push(Found {
+                    rel,
+                    fingerprint: Fingerprint::of_stat(st),
+                });
             }
-        }
-    }
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(out)
+        },
+    )?;
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok((out, walked))
+}
+
+/// The full path of each directory a walk listed (to watch them for events).
+pub fn dirs(root: &Root, walked: &Walked) -> Vec<PathBuf> {
+    walked.dirs.iter().map(|d| root.shown(d)).collect()
 }

@@ -230,10 +230,12 @@ async fn the_daemon_rides_out_a_state_directory_that_fails_for_a_while() {
     let out = agent.stop().await;
     assert_eq!(out.code, Some(0));
     let log = &out.log;
+    // Three failed attempts, one line: the same trouble with the same file is said once while
+    // it lasts, not at every attempt.
     assert_eq!(
         log.matches("No space left on device").count(),
-        3,
-        "each failed attempt is said once: {log}"
+        1,
+        "said once: {log}"
     );
     assert_eq!(api.uploads().len(), 1);
     assert!(home.names_in("queue").is_empty());

@@ -242,7 +242,7 @@ async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
     );
     let status = std::fs::read_to_string(&status_path).unwrap();
     assert!(
-        status.contains("state directory cannot take it"),
+        status.contains("it waits for room") && status.contains("min_free_space"),
         "status must say why: {status}"
     );
     std::fs::remove_file(&filler).unwrap();
