@@ -143,6 +143,27 @@ path = "{inbox}"
         }
     }
 
+    /// Point the configuration's `state_dir` elsewhere (e.g. a small tmpfs).
+    pub fn set_state(&mut self, state: &Path) {
+        let cfg = std::fs::read_to_string(&self.config).unwrap().replace(
+            &format!("state_dir = \"{}\"", self.state.display()),
+            &format!("state_dir = \"{}\"", state.display()),
+        );
+        std::fs::write(&self.config, cfg).unwrap();
+        self.state = state.to_path_buf();
+    }
+
+    /// Point the (first) watch elsewhere (e.g. another file system); created if missing.
+    pub fn set_inbox(&mut self, inbox: &Path) {
+        let cfg = std::fs::read_to_string(&self.config).unwrap().replace(
+            &format!("path = \"{}\"", self.inbox.display()),
+            &format!("path = \"{}\"", inbox.display()),
+        );
+        std::fs::write(&self.config, cfg).unwrap();
+        std::fs::create_dir_all(inbox).unwrap();
+        self.inbox = inbox.to_path_buf();
+    }
+
     pub fn load(&self) -> Config {
         Config::load(&self.config, &Env::new()).unwrap()
     }
@@ -150,7 +171,12 @@ path = "{inbox}"
     /// Write a file into the inbox the way a careful writer does (temp name, then rename), with an
     /// mtime in the past so it is settled at once.
     pub fn drop_file(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let tmp = self.inbox.join(format!(".{name}.part"));
+        // A short temporary name: `name` may be as long as the file system allows.
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .inbox
+            .join(format!(".drop-{}-{n}.part", std::process::id()));
         std::fs::write(&tmp, bytes).unwrap();
         let past = std::time::SystemTime::now() - Duration::from_secs(60);
         let f = std::fs::File::options().write(true).open(&tmp).unwrap();
@@ -246,7 +272,27 @@ pub struct Ended {
 impl Agent {
     /// `hostedscan-agent -c <config>` with a clean environment plus `env`.
     pub fn start(home: &Home, env: &[(&str, &str)]) -> Agent {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+        Agent::start_with(
+            Command::new(env!("CARGO_BIN_EXE_hostedscan-agent")),
+            home,
+            env,
+        )
+    }
+
+    /// The same, as user and group `uid` (`setpriv`, as the packaged service runs: not root).
+    pub fn start_as(uid: u32, home: &Home, env: &[(&str, &str)]) -> Agent {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            format!("--reuid={uid}"),
+            format!("--regid={uid}"),
+            "--clear-groups".to_string(),
+            env!("CARGO_BIN_EXE_hostedscan-agent").to_string(),
+        ]);
+        Agent::start_with(cmd, home, env)
+    }
+
+    fn start_with(mut cmd: Command, home: &Home, env: &[(&str, &str)]) -> Agent {
+        let mut child = cmd
             .arg("-c")
             .arg(&home.config)
             .env_remove("HOSTEDSCAN_API_KEY")
@@ -280,6 +326,18 @@ impl Agent {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// What it has logged so far.
+    pub fn log(&self) -> String {
+        String::from_utf8_lossy(&self.log.lock().unwrap()).into_owned()
+    }
+
+    /// Whether it is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// SIGTERM; its exit code and everything it logged.
@@ -374,4 +432,64 @@ pub fn age(path: &Path, secs: u64) {
     let f = std::fs::File::options().write(true).open(path).unwrap();
     f.set_modified(std::time::SystemTime::now() - Duration::from_secs(secs))
         .unwrap();
+}
+
+/// Whether the tests run as root (CI does): mounts, other users and mode-000 files need it.
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A tmpfs of its own, mounted in a private temporary directory and unmounted on drop: a small
+/// or separate file system for disk-full and cross-filesystem tests. Root only (`None` with a
+/// message otherwise).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn mount(size: &str, why: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipping {why}: it needs root to mount a tmpfs (CI runs as root)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "mount -t tmpfs failed");
+        Some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Give it another size (disk space coming back).
+    pub fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(self.dir.path())
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "remount of the tmpfs failed");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
 }

@@ -7,6 +7,7 @@ mod gmp;
 mod standin;
 
 mod harness;
+mod hostile;
 
 mod cli;
 mod crash;
