@@ -18,6 +18,7 @@ command -v inotifywait >/dev/null || { apt-get update -qq && apt-get install -y 
 mounted=
 flood_cleanup() {
   [ -n "$mounted" ] && umount -l "$mounted"
+  if [ -n "${KEEP:-}" ]; then cp "$work/agent.log" "$work/status-writes" "$KEEP"/ 2>/dev/null || true; fi
   bench_cleanup
 }
 trap flood_cleanup EXIT
@@ -67,7 +68,9 @@ while :; do
   sleep 0.5
 done
 t1=$(date +%s.%N)
-# Three more rescans with nothing new: warnings and status.json must stay still.
+# The last batch of the parked list is written within a second; then three more rescans with
+# nothing new: warnings and status.json must stay still.
+sleep 2
 writes_before=$(wc -l <"$work/status-writes")
 warn_before=$(grep -c ' WARN ' "$work/agent.log" || true)
 for _ in $(seq 30); do
@@ -82,7 +85,7 @@ status=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$rel/hostedscan-age
 kill -TERM "$pid"; wait "$pid" || true
 rejected_n=$(find "$work/state/rejected" -name 'junk-*.xml' ! -name '*.reason.json' | wc -l)
 rejected_du=$(du -sk "$work/state/rejected" | cut -f1)
-max_warn=$(grep ' WARN ' "$work/agent.log" | grep -o 'locked-[0-9]*\.xml' | sort | uniq -c | sort -rn | head -1 | awk '{print $1}')
+max_warn=$(grep ' WARN ' "$work/agent.log" | grep -o 'locked-[0-9]*\.xml' | sort | uniq -c | awk '$1 > m {m = $1} END {print m + 0}')
 warned_files=$(grep ' WARN ' "$work/agent.log" | grep -o 'locked-[0-9]*\.xml' | sort -u | wc -l)
 parked=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("parked"))' "$status")
 python3 - "$junk" "$unread" "$t0" "$t1" "$rss0" "$peak" "$hwm" "$rejected_n" "$rejected_du" \

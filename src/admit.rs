@@ -103,12 +103,13 @@ impl Settled {
         }
     }
 
-    /// The file's own name, as sent to HostedScan and recorded: control characters and bytes
-    /// that are not UTF-8 escaped (a multipart header is no place for a newline).
+    /// The file's own name, as sent to HostedScan: control characters escaped (a multipart
+    /// header is no place for a newline), bytes that are not UTF-8 replaced. Records keep the
+    /// exact path besides.
     fn file_name(&self) -> String {
         self.rel
             .file_name()
-            .map(|n| escape::bytes(n.as_encoded_bytes()))
+            .map(|n| escape::text(&n.to_string_lossy()).into_owned())
             .unwrap_or_else(|| "report".into())
     }
 
@@ -479,8 +480,12 @@ impl Admitter {
         if file.len() > self.max_file_size {
             return self.too_large(s, &file);
         }
-        if let Err(waiting) = self.check_room(file.len()) {
-            return waiting;
+        // A job's report is already on the state file system, and a scan is not run again for
+        // want of headroom: only files from watch directories wait for min_free_space.
+        if !s.finished {
+            if let Err(waiting) = self.check_room(file.len()) {
+                return waiting;
+            }
         }
 
         let (out, tmp) = match fsutil::create_temp(&self.spool.layout.tmp) {
@@ -506,6 +511,18 @@ impl Admitter {
             Err(rej) => !self.still_being_written(s, rej.kind),
             Ok(_) => false,
         };
+        if keep_rejected && allocated(&file) > self.spool.limits().rejected_max_size {
+            // Kept whole it would push everything else out of rejected/, itself included.
+            let rej = read.verdict.as_ref().err().map(|r| r.reason.clone());
+            return cleanup(Admitted::Parked {
+                reason: format!(
+                    "{}; it takes {} on disk, more than agent.rejected_max_size ({}), so it is left where it is until it changes",
+                    rej.unwrap_or_default(),
+                    bytesize::ByteSize(allocated(&file)),
+                    bytesize::ByteSize(self.spool.limits().rejected_max_size)
+                ),
+            });
+        }
         if keep_rejected && !read.complete {
             // A rejection stopped the read early: the rest of the file, holes kept, for
             // rejected/ (it is kept whole, so `requeue --rejected` can take it back).
@@ -781,6 +798,12 @@ fn after_commit() -> io::Result<()> {
 fn sync_copy(out: &File) -> io::Result<()> {
     crate::failpoint::failpoint!("admit-sync");
     out.sync_all()
+}
+
+/// What a file takes on disk (a sparse file less than its size).
+#[allow(clippy::unnecessary_cast)] // st_blocks is not u64 on every target
+fn allocated(f: &CheckedFile) -> u64 {
+    (f.stat().st_blocks as u64).saturating_mul(512)
 }
 
 fn state_dir_trouble(dir: &Path, e: &io::Error) -> String {

@@ -275,7 +275,13 @@ async fn requeue_refuses_names_that_leave_its_directories() {
     let home = Home::new(&api.url(), "", "");
     home.drop_file("bad.xml", &junk(1, 100));
     assert_eq!(home.cli(&["--once"]).code, 65);
+    // A file outside, with a reason file beside it naming the watch directory as its origin:
+    // `requeue --rejected ../../victim.xml` must not take it there.
     std::fs::write(home.dir.path().join("victim.xml"), b"keep me").unwrap();
+    let reason = std::fs::read_to_string(home.state.join("rejected/bad.xml.reason.json"))
+        .unwrap()
+        .replace("bad.xml", "victim.xml");
+    std::fs::write(home.dir.path().join("victim.xml.reason.json"), reason).unwrap();
     for name in ["../../victim.xml", "../queue", "/etc/passwd", ".."] {
         let out = home.cli(&["requeue", "--rejected", name]);
         assert_ne!(out.code, 0, "{name}: {out:?}");
@@ -285,6 +291,7 @@ async fn requeue_refuses_names_that_leave_its_directories() {
         std::fs::read(home.dir.path().join("victim.xml")).unwrap(),
         b"keep me"
     );
+    assert!(!home.inbox.join("victim.xml").exists());
     assert!(home.names_in("rejected").contains(&"bad.xml".to_string()));
 }
 
@@ -424,6 +431,15 @@ async fn rejected_is_held_under_its_size_and_retention() {
         !kept.contains(&"junk-0.xml".to_string()),
         "the oldest goes: {kept:?}"
     );
+    // One larger than the whole limit would push out everything, itself included: it stays
+    // where it is, and what rejected/ holds is left alone.
+    home.drop_file("huge.xml", &junk(9, 2 << 20));
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(out.stdout.contains("rejected_max_size"), "{}", out.stdout);
+    assert!(home.inbox.join("huge.xml").exists());
+    assert_eq!(home.names_in("rejected"), kept);
+    std::fs::remove_file(home.inbox.join("huge.xml")).unwrap();
 
     let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
         "rejected_max_size = \"1MiB\"",
@@ -675,4 +691,43 @@ async fn a_hard_link_is_taken_without_touching_the_file_it_shares() {
     assert!(!home.inbox.join("linked.xml").exists());
     assert_eq!(std::fs::read(&elsewhere).unwrap(), distinct_report(1, 500));
     assert_eq!(std::fs::metadata(&elsewhere).unwrap().nlink(), 1);
+}
+
+/// The moments between the watcher's look at a settled file and admission's open, widened with
+/// the `admit-open` failpoint: a report replaced by its writer in that window, or a directory
+/// put in its place, is never read as what was looked at. The new report goes up, alone; a
+/// directory is passed over; the agent goes on.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_replaced_between_the_look_and_the_read_is_taken_as_it_is_now() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let agent = Agent::start(&home, &[("FAILPOINTS", "admit-open=sleep(1500)")]);
+    let old = distinct_report(1, 500);
+    let new = distinct_report(2, 500);
+    home.drop_file("a.xml", &old);
+    home.drop_file("b.xml", &distinct_report(3, 500));
+    // Settled after 200 ms, then admission waits 1.5 s before it opens them.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    home.drop_file("a.xml", &new);
+    std::fs::remove_file(home.inbox.join("b.xml")).unwrap();
+    std::fs::create_dir(home.inbox.join("b.xml")).unwrap();
+    home.drop_file("c.xml", &distinct_report(4, 500));
+    api.wait_for_uploads(2, Duration::from_secs(20)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let end = agent.stop().await;
+    let counts = upload_counts(&api);
+    assert_eq!(counts.get(&sha256_hex(&new)), Some(&1), "{}", end.log);
+    assert!(
+        !counts.contains_key(&sha256_hex(&old)),
+        "the replaced report was read: {}",
+        end.log
+    );
+    assert!(counts.contains_key(&sha256_hex(&distinct_report(4, 500))));
+    assert_eq!(counts.len(), 2, "{}", end.log);
+    assert!(
+        home.inbox.join("b.xml").is_dir(),
+        "the directory is left alone"
+    );
+    assert!(home.names_in("rejected").is_empty(), "{}", end.log);
 }
