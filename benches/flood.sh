@@ -52,7 +52,7 @@ chown -R 65534:65534 "$work/inbox" "$work/state"
 inotifywait -q -m -e moved_to --format '%f %T' --timefmt '%s' "$work/state" 2>/dev/null \
   | grep --line-buffered '^status.json ' >"$work/status-writes" &
 sleep 0.5
-setpriv --reuid=65534 --regid=65534 --clear-groups "$rel/hostedscan-agent" -c "$work/agent.toml" \
+env ${FLOOD_ENV:-} setpriv --reuid=65534 --regid=65534 --clear-groups "$rel/hostedscan-agent" -c "$work/agent.toml" \
   2>"$work/agent.log" &
 pid=$!
 sleep 2
@@ -87,7 +87,7 @@ rejected_n=$(find "$work/state/rejected" -name 'junk-*.xml' ! -name '*.reason.js
 rejected_du=$(du -sk "$work/state/rejected" | cut -f1)
 max_warn=$(grep ' WARN ' "$work/agent.log" | grep -o 'locked-[0-9]*\.xml' | sort | uniq -c | awk '$1 > m {m = $1} END {print m + 0}')
 warned_files=$(grep ' WARN ' "$work/agent.log" | grep -o 'locked-[0-9]*\.xml' | sort -u | wc -l)
-parked=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1]).get("parked"))' "$status")
+parked=$(printf '%s' "$status" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("parked"))')
 python3 - "$junk" "$unread" "$t0" "$t1" "$rss0" "$peak" "$hwm" "$rejected_n" "$rejected_du" \
   "${max_warn:-0}" "$warned_files" "$writes_before" "$writes_after" "$warn_before" "$warn_after" "$parked" <<'PY'
 import sys

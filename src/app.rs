@@ -835,8 +835,11 @@ pub fn dry_run(cfg: &Config) -> RunReport {
     let roots = crate::watch::open_roots(&cfg.watches, vec![]);
     for (w, root) in cfg.watches.iter().zip(roots) {
         let listed = root.and_then(|r| {
-            crate::watch::scan::scan(w, &r, &crate::untrusted::RelPath::default())
-                .map(|(found, _)| (r, found))
+            let mut found = Vec::new();
+            crate::watch::scan::scan(w, &r, &crate::untrusted::RelPath::default(), |f| {
+                found.push(f)
+            })
+            .map(|_| (r, found))
         });
         let (root, found) = match listed {
             Ok(x) => x,

@@ -23,7 +23,9 @@ pub struct Status {
     pub paused_until: Option<String>,
     pub source_id: Option<String>,
     pub source_name: Option<String>,
+    /// The first [`FILES_LISTED`] names in failed/ (all are counted in `failed`).
     pub failed_files: Vec<String>,
+    /// The first [`FILES_LISTED`] names in rejected/ (all are counted in `rejected`).
     pub rejected_files: Vec<String>,
     /// Why admission waits (the state file system is below `min_free_space`), if it does.
     pub admission_paused: Option<String>,
@@ -42,6 +44,15 @@ pub struct JobStatus {
     /// The last lines the last run wrote to stderr.
     pub last_stderr: Vec<String>,
     pub next_run: Option<String>,
+}
+
+/// Names of failed/ and rejected/ listed at most (a flood of junk must not make `status` print
+/// a hundred thousand names; `ls` has them all).
+pub const FILES_LISTED: usize = 100;
+
+fn first(mut names: Vec<String>) -> Vec<String> {
+    names.truncate(FILES_LISTED);
+    names
 }
 
 /// Whether a daemon holds the state directory's lock right now.
@@ -89,8 +100,8 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
             .and_then(|d| d.paused_until.clone()),
         source_id: src.as_ref().map(|s| s.id.clone()),
         source_name: src.map(|s| s.name),
-        failed_files: spool::list_payloads(&layout.failed, ".error.json")?,
-        rejected_files: spool::list_payloads(&layout.rejected, ".reason.json")?,
+        failed_files: first(spool::list_payloads(&layout.failed, ".error.json")?),
+        rejected_files: first(spool::list_payloads(&layout.rejected, ".reason.json")?),
         admission_paused: daemon
             .as_ref()
             .filter(|_| running)
@@ -184,12 +195,12 @@ pub fn render_text(s: &Status) -> String {
     out.push_str(&format!(
         "failed           {}{}\n",
         s.failed,
-        list(&s.failed_files)
+        list(&s.failed_files, s.failed)
     ));
     out.push_str(&format!(
         "rejected         {}{}\n",
         s.rejected,
-        list(&s.rejected_files)
+        list(&s.rejected_files, s.rejected)
     ));
     if let Some(p) = &s.paused {
         out.push_str(&format!(
@@ -235,12 +246,12 @@ pub fn render_text(s: &Status) -> String {
     out
 }
 
-fn list(names: &[String]) -> String {
+fn list(names: &[String], total: usize) -> String {
     if names.is_empty() {
         return String::new();
     }
     let shown: Vec<String> = names.iter().take(5).map(|n| esc(n)).collect();
-    let more = names.len().saturating_sub(5);
+    let more = total.saturating_sub(shown.len());
     format!(
         ": {}{}",
         shown.join(", "),

@@ -247,13 +247,7 @@ pub fn place_unique(from: &Path, dir: &Path, wanted: &str) -> io::Result<PathBuf
     }
 }
 
-// Linux errno values (no libc dependency for five constants).
-const EPERM: i32 = 1;
-const EXDEV: i32 = 18;
-const EINVAL: i32 = 22;
-const EMLINK: i32 = 31;
-const ENOSYS: i32 = 38;
-const EOPNOTSUPP: i32 = 95;
+use crate::untrusted::root::libc_errno::{EINVAL, EMLINK, ENOSYS, EOPNOTSUPP, EPERM, EXDEV};
 
 /// Remove a file and make the removal durable. A file already gone is fine.
 pub fn remove_durably(path: &Path) -> io::Result<()> {

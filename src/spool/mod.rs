@@ -434,7 +434,7 @@ pub(crate) fn to_json<T: Serialize>(v: &T) -> io::Result<Vec<u8>> {
     Ok(b)
 }
 
-const EXDEV: i32 = 18;
+use crate::untrusted::root::libc_errno::EXDEV;
 
 /// Empty sidecars without their file: names reserved by a move that never happened.
 fn remove_empty_orphans(dir: &Path, suffix: &str) -> io::Result<()> {

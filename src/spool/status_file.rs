@@ -153,14 +153,14 @@ impl StatusBoard {
         self.update(|s| s.admission_paused = why.map(str::to_string));
     }
 
-    /// The files now parked in watch directories (all of them; the first are listed). Batched:
-    /// thousands of files parked at once are one write a second.
-    pub fn parked(&self, mut all: Vec<Parked>) {
+    /// How many files are now parked in watch directories, and the first [`PARKED_SHOWN`] of
+    /// them. Batched: thousands of files parked at once are one write a second.
+    pub fn parked(&self, total: usize, mut first: Vec<Parked>) {
+        first.truncate(PARKED_SHOWN);
         self.change(
             |s| {
-                s.parked_total = all.len();
-                all.truncate(PARKED_SHOWN);
-                s.parked = all;
+                s.parked_total = total;
+                s.parked = first;
             },
             true,
         );

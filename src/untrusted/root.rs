@@ -117,16 +117,19 @@ impl OpenError {
     }
 }
 
-/// The few errno values this module tells apart (no libc dependency).
+/// The few errno values this module tells apart, from rustix (they differ between
+/// architectures: ENOSYS is 38 on x86 and 89 on MIPS).
 pub(crate) mod libc_errno {
-    pub const EPERM: i32 = 1;
-    pub const ENOENT: i32 = 2;
-    pub const EXDEV: i32 = 18;
-    pub const ENOTDIR: i32 = 20;
-    pub const EINVAL: i32 = 22;
-    pub const ENOSYS: i32 = 38;
-    pub const ELOOP: i32 = 40;
-    pub const EOPNOTSUPP: i32 = 95;
+    use rustix::io::Errno;
+    pub const EPERM: i32 = Errno::PERM.raw_os_error();
+    pub const ENOENT: i32 = Errno::NOENT.raw_os_error();
+    pub const EXDEV: i32 = Errno::XDEV.raw_os_error();
+    pub const ENOTDIR: i32 = Errno::NOTDIR.raw_os_error();
+    pub const EINVAL: i32 = Errno::INVAL.raw_os_error();
+    pub const ENOSYS: i32 = Errno::NOSYS.raw_os_error();
+    pub const ELOOP: i32 = Errno::LOOP.raw_os_error();
+    pub const EOPNOTSUPP: i32 = Errno::OPNOTSUPP.raw_os_error();
+    pub const EMLINK: i32 = Errno::MLINK.raw_os_error();
 }
 
 /// What a type is called in messages.

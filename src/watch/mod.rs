@@ -23,6 +23,13 @@ use crate::spool::status_file::{Parked, StatusBoard};
 use crate::untrusted::{RelPath, Root};
 use crate::validate::Hints;
 
+/// Files the daemon tracks at once besides the parked ones (waiting to settle, or being
+/// admitted). A flood beyond this waits in its directory, untracked (it costs no memory), and
+/// is found by a scan as soon as the tracked files have drained to half of this: memory stays
+/// bounded however many files land at once. (`--once` tracks all: its pass is bounded by
+/// itself.)
+pub const MAX_TRACKED: usize = 16_384;
+
 /// What became of a file handed to admission, as the watcher needs to know it.
 #[derive(Debug, Clone)]
 pub enum Feedback {
@@ -36,14 +43,17 @@ pub enum Feedback {
     Recheck(Duration),
 }
 
+/// A file being watched, under its full path (its path below the root is the rest of it).
 struct Tracked {
     watch: usize,
-    rel: RelPath,
     fp: Fingerprint,
     ready_at: Instant,
     state: State,
+    /// The full scan that last saw it (the scan's own count), so that files gone since can be
+    /// dropped without a set of every path present.
+    seen_by: u64,
     /// Why it is parked, when that is a problem to show in `status`.
-    problem: Option<(String, String)>,
+    problem: Option<Box<(String, String)>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +85,16 @@ pub struct Watcher {
     parked_dirty: bool,
     /// Subdirectories that could not be listed or are too deep, each said once.
     said: HashSet<PathBuf>,
+    /// Full scans so far.
+    scans: u64,
+    /// Tracked entries that are parked.
+    parked_n: usize,
+    /// Whether at most `max_tracked` files are tracked besides parked ones (the daemon).
+    bounded: bool,
+    /// [`MAX_TRACKED`] (smaller in tests).
+    max_tracked: usize,
+    /// Files were left untracked for want of room: scan again once there is room.
+    overflowed: bool,
 }
 
 impl Watcher {
@@ -96,6 +116,11 @@ impl Watcher {
             status: None,
             parked_dirty: false,
             said: HashSet::new(),
+            scans: 0,
+            parked_n: 0,
+            bounded: false,
+            max_tracked: MAX_TRACKED,
+            overflowed: false,
         };
         w.open_roots();
         w
@@ -160,32 +185,41 @@ impl Watcher {
         self.settle.saturating_sub(age)
     }
 
+    /// Files tracked now that are not parked.
+    fn active(&self) -> usize {
+        self.tracked.len() - self.parked_n
+    }
+
     /// The one code path for events and scans alike. `path` is below watch `watch`'s root.
-    fn observe(&mut self, watch: usize, path: PathBuf, rel: RelPath, fp: Fingerprint) {
+    fn observe(&mut self, watch: usize, path: PathBuf, fp: Fingerprint) {
         let now = Instant::now();
         let wait = self.settle_left(fp.mtime);
+        let scans = self.scans;
+        let full = self.bounded && self.active() >= self.max_tracked;
         match self.tracked.get_mut(&path) {
-            Some(t) if t.fp == fp => {}
+            Some(t) if t.fp == fp => t.seen_by = scans,
             Some(t) => {
                 t.fp = fp;
+                t.seen_by = scans;
                 // Admission re-checks the fingerprint itself, so a change mid-read is caught.
                 if t.state != State::Admitting {
-                    t.state = State::Waiting;
+                    set_state(&mut self.parked_n, t, State::Waiting);
                 }
                 if t.problem.take().is_some() {
                     self.parked_dirty = true;
                 }
                 t.ready_at = now + self.settle.max(wait);
             }
+            None if full => self.overflowed = true,
             None => {
                 self.tracked.insert(
                     path,
                     Tracked {
                         watch,
-                        rel,
                         fp,
                         ready_at: now + wait,
                         state: State::Waiting,
+                        seen_by: scans,
                         problem: None,
                     },
                 );
@@ -193,9 +227,19 @@ impl Watcher {
         }
     }
 
+    /// The root of watch `i` and the path of `path` below it.
+    fn locate(&self, i: usize, path: &Path) -> Option<(Arc<Root>, RelPath)> {
+        let root = self.watches[i].root.clone()?;
+        let rel = RelPath::under(root.path(), path)?;
+        Some((root, rel))
+    }
+
     /// Stop tracking `path` (it is gone, or no longer a regular file).
     fn forget(&mut self, path: &Path) {
         if let Some(t) = self.tracked.remove(path) {
+            if t.state == State::Parked {
+                self.parked_n -= 1;
+            }
             if t.problem.is_some() {
                 self.parked_dirty = true;
             }
@@ -216,7 +260,7 @@ impl Watcher {
         };
         let settings = &self.watches[i].settings;
         if let Some(f) = scan::check(settings, &root, &rel) {
-            self.observe(i, path, f.rel, f.fingerprint);
+            self.observe(i, path, f.fingerprint);
             return;
         }
         if settings.recursive {
@@ -241,14 +285,15 @@ impl Watcher {
     /// so that a file written in between is not missed).
     fn scan_below(&mut self, i: usize, root: &Arc<Root>, rel: &RelPath) {
         let settings = self.watches[i].settings.clone();
-        if let Ok((found, walked)) = scan::scan(&settings, root, rel) {
+        let mut found = Vec::new();
+        if let Ok(walked) = scan::scan(&settings, root, rel, |f| found.push(f)) {
             if let Some(ev) = self.events.as_mut() {
                 let mut dirs: Vec<PathBuf> = ev_dirs(ev);
                 dirs.extend(scan::dirs(root, &walked));
                 ev.sync(&dirs);
             }
             for f in found {
-                self.observe(i, root.shown(&f.rel), f.rel, f.fingerprint);
+                self.observe(i, root.shown(&f.rel), f.fingerprint);
             }
         }
     }
@@ -256,8 +301,10 @@ impl Watcher {
     /// Scan every watch directory; returns those that could not be listed, with why.
     fn full_scan(&mut self) -> Vec<(PathBuf, String)> {
         self.open_roots();
+        self.scans += 1;
+        self.overflowed = false;
         let mut failed = Vec::new();
-        let mut present = HashSet::new();
+        let mut unlisted = Vec::new();
         let mut dirs = Vec::new();
         let mut said_now = HashSet::new();
         for i in 0..self.watches.len() {
@@ -267,19 +314,17 @@ impl Watcher {
                     .clone()
                     .unwrap_or_else(|| "cannot open the watch directory".into());
                 failed.push((self.watches[i].settings.path.clone(), why));
-                self.keep_tracked_of(i, &mut present);
+                unlisted.push(i);
                 continue;
             };
             let settings = self.watches[i].settings.clone();
-            match scan::scan(&settings, &root, &RelPath::default()) {
-                Ok((found, walked)) => {
+            let listed = scan::scan(&settings, &root, &RelPath::default(), |f| {
+                self.observe(i, root.shown(&f.rel), f.fingerprint)
+            });
+            match listed {
+                Ok(walked) => {
                     if self.watches[i].failing.take().is_some() {
                         tracing::info!(dir = %Shown(root.path()), "the watch directory can be listed again");
-                    }
-                    for f in found {
-                        let path = root.shown(&f.rel);
-                        present.insert(path.clone());
-                        self.observe(i, path, f.rel, f.fingerprint);
                     }
                     dirs.extend(scan::dirs(&root, &walked));
                     for (d, e) in &walked.unreadable {
@@ -301,7 +346,7 @@ impl Watcher {
                     let why = format!("cannot list the watch directory: {e}");
                     self.fail_watch(i, why.clone());
                     failed.push((settings.path.clone(), why));
-                    self.keep_tracked_of(i, &mut present);
+                    unlisted.push(i);
                 }
             }
         }
@@ -309,53 +354,78 @@ impl Watcher {
         if let Some(ev) = self.events.as_mut() {
             ev.sync(&dirs);
         }
+        // Gone since: not seen by this scan (what is being admitted, and what a watch that could
+        // not be listed holds, is not known to be gone).
+        let scans = self.scans;
         let mut lost_problem = false;
-        self.tracked.retain(|p, t| {
-            let keep = t.state == State::Admitting || present.contains(p);
+        let mut lost_parked = 0;
+        self.tracked.retain(|_, t| {
+            let keep =
+                t.seen_by == scans || t.state == State::Admitting || unlisted.contains(&t.watch);
             lost_problem |= !keep && t.problem.is_some();
+            lost_parked += usize::from(!keep && t.state == State::Parked);
             keep
         });
+        self.parked_n -= lost_parked;
         self.parked_dirty |= lost_problem;
         failed
     }
 
-    /// A watch that could not be listed: what it tracks is not known to be gone.
-    fn keep_tracked_of(&self, i: usize, present: &mut HashSet<PathBuf>) {
-        for (p, t) in &self.tracked {
-            if t.watch == i {
-                present.insert(p.clone());
-            }
-        }
-    }
-
     fn settled(&self, path: &Path, t: &Tracked) -> Option<Settled> {
-        let w = &self.watches[t.watch];
-        let root = w.root.clone()?;
-        let mut s = Settled::new(root, t.rel.clone(), w.hints.clone(), t.fp);
+        let (root, rel) = self.locate(t.watch, path)?;
+        let mut s = Settled::new(root, rel, self.watches[t.watch].hints.clone(), t.fp);
         s.path = path.to_path_buf();
         Some(s)
     }
 
-    /// Offer every ready file to admission, as far as it has room. Returns the next time
-    /// something becomes ready (None: nothing waiting), and whether admission was full.
+    /// What is at a tracked path now, if it is still a file its watch takes.
+    fn look(&self, path: &Path, t: &Tracked) -> Option<scan::Found> {
+        let (root, rel) = self.locate(t.watch, path)?;
+        scan::check(&self.watches[t.watch].settings, &root, &rel)
+    }
+
+    /// Offer the ready files to admission, longest ready first, as far as it has room. Returns
+    /// the next time something becomes ready (None: nothing waiting), and whether admission was
+    /// full. Only as many paths as admission can take are picked out (a bounded heap), so a
+    /// hundred thousand waiting files cost no allocation per call.
     fn dispatch(&mut self, tx: &mpsc::Sender<Settled>) -> (Option<Instant>, bool) {
         let now = Instant::now();
-        let mut ready: Vec<(Instant, PathBuf)> = self
-            .tracked
-            .iter()
-            .filter(|(_, t)| t.state == State::Waiting && t.ready_at <= now)
-            .map(|(p, t)| (t.ready_at, p.clone()))
+        let room = tx.capacity();
+        let mut next: Option<Instant> = None;
+        let mut ready_count = 0usize;
+        let mut picked: std::collections::BinaryHeap<(Instant, &PathBuf)> =
+            std::collections::BinaryHeap::with_capacity(room + 1);
+        for (p, t) in &self.tracked {
+            if t.state != State::Waiting {
+                continue;
+            }
+            if t.ready_at > now {
+                next = Some(next.map_or(t.ready_at, |n| n.min(t.ready_at)));
+                continue;
+            }
+            ready_count += 1;
+            if room == 0 {
+                continue;
+            }
+            picked.push((t.ready_at, p));
+            if picked.len() > room {
+                picked.pop();
+            }
+        }
+        let mut picked: Vec<PathBuf> = picked
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(_, p)| p.clone())
             .collect();
-        ready.sort();
-        let mut full = false;
-        for (_, p) in ready {
+        let mut full = ready_count > picked.len();
+        for p in picked.drain(..) {
             let Some(s) = self.settled(&p, &self.tracked[&p]) else {
                 continue;
             };
             match tx.try_send(s) {
                 Ok(()) => {
                     if let Some(t) = self.tracked.get_mut(&p) {
-                        t.state = State::Admitting;
+                        set_state(&mut self.parked_n, t, State::Admitting);
                     }
                 }
                 Err(_) => {
@@ -364,12 +434,6 @@ impl Watcher {
                 }
             }
         }
-        let next = self
-            .tracked
-            .values()
-            .filter(|t| t.state == State::Waiting && t.ready_at > now)
-            .map(|t| t.ready_at)
-            .min();
         (next, full)
     }
 
@@ -380,26 +444,24 @@ impl Watcher {
             Feedback::Parked(fp, problem) => {
                 if let Some(t) = self.tracked.get_mut(&path) {
                     if t.fp == fp {
-                        t.state = State::Parked;
+                        set_state(&mut self.parked_n, t, State::Parked);
                         let was = t.problem.is_some();
-                        t.problem = problem.map(|p| (p, crate::spool::fsutil::now_rfc3339()));
+                        t.problem =
+                            problem.map(|p| Box::new((p, crate::spool::fsutil::now_rfc3339())));
                         self.parked_dirty |= was || t.problem.is_some();
                     } else {
                         // It changed while admission was deciding: that is a new file to read.
-                        t.state = State::Waiting;
+                        set_state(&mut self.parked_n, t, State::Waiting);
                         t.ready_at = now + self.settle;
                     }
                 }
             }
             Feedback::Recheck(d) => {
                 // A fresh look decides whether it changed meanwhile.
-                let current = self.tracked.get(&path).and_then(|t| {
-                    let w = &self.watches[t.watch];
-                    scan::check(&w.settings, w.root.as_ref()?, &t.rel)
-                });
+                let current = self.tracked.get(&path).and_then(|t| self.look(&path, t));
                 let settle = self.settle;
                 if let Some(t) = self.tracked.get_mut(&path) {
-                    t.state = State::Waiting;
+                    set_state(&mut self.parked_n, t, State::Waiting);
                     t.ready_at = now + d.max(settle);
                     if let Some(f) = current.filter(|f| f.fingerprint != t.fp) {
                         t.fp = f.fingerprint;
@@ -410,25 +472,36 @@ impl Watcher {
         }
     }
 
-    /// Tell `status` which files are parked for a problem, when that changed.
+    /// Tell `status` which files are parked for a problem, when that changed: how many, and the
+    /// first by name (picked with a bounded heap, not a copy of them all).
     fn report_parked(&mut self) {
         if !std::mem::take(&mut self.parked_dirty) {
             return;
         }
         let Some(status) = &self.status else { return };
-        let mut all: Vec<Parked> = self
-            .tracked
-            .iter()
-            .filter_map(|(p, t)| {
-                t.problem.as_ref().map(|(reason, since)| Parked {
-                    file: crate::escape::path(p),
-                    reason: reason.clone(),
-                    since: since.clone(),
-                })
+        let shown = crate::spool::status_file::PARKED_SHOWN;
+        let mut total = 0;
+        let mut first: std::collections::BinaryHeap<(&PathBuf, &(String, String))> =
+            std::collections::BinaryHeap::with_capacity(shown + 1);
+        for (p, t) in &self.tracked {
+            if let Some(problem) = &t.problem {
+                total += 1;
+                first.push((p, problem));
+                if first.len() > shown {
+                    first.pop();
+                }
+            }
+        }
+        let listed: Vec<Parked> = first
+            .into_sorted_vec()
+            .into_iter()
+            .map(|(p, (reason, since))| Parked {
+                file: crate::escape::path(p),
+                reason: reason.clone(),
+                since: since.clone(),
             })
             .collect();
-        all.sort_by(|a, b| a.file.cmp(&b.file));
-        status.parked(all);
+        status.parked(total, listed);
     }
 
     /// The daemon: run until `shutdown`.
@@ -452,31 +525,53 @@ impl Watcher {
                 None
             }
         };
+        self.bounded = true;
         let _ = self.full_scan();
+        let mut last_scan = Instant::now();
+        let mut lost_said: Option<Instant> = None;
         let mut rescan =
             tokio::time::interval_at(Instant::now() + self.rescan_interval, self.rescan_interval);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Files left untracked in a flood: taken as soon as the tracked ones have drained.
+            if self.overflowed
+                && self.active() <= self.max_tracked / 2
+                && last_scan.elapsed() >= Duration::from_secs(1)
+            {
+                let _ = self.full_scan();
+                last_scan = Instant::now();
+            }
             self.report_parked();
             let (next, full) = self.dispatch(&to_admit);
             // When admission is full, look again shortly; otherwise sleep until a file settles.
-            let wake = match (next, full) {
+            let mut wake = match (next, full) {
                 (_, true) => Instant::now() + Duration::from_millis(200),
                 (Some(t), false) => t,
                 (None, false) => Instant::now() + self.rescan_interval,
             };
+            if self.overflowed {
+                wake = wake.min(Instant::now() + Duration::from_secs(1));
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = rescan.tick() => {
                     let _ = self.full_scan();
+                    last_scan = Instant::now();
                 }
                 Some(why) = rescans.recv() => {
                     // The scan covers the paths waiting too.
                     while paths.try_recv().is_ok() {}
                     // Nothing is lost (the scan finds every file), but an operator seeing this
-                    // often may want a larger queue.
-                    tracing::warn!(reason = why, "file notifications were lost; rescanning the watch directories");
+                    // often may want a larger queue. Said once a minute at most: a flood loses
+                    // notifications again and again.
+                    if lost_said.is_none_or(|t| t.elapsed() >= Duration::from_secs(60)) {
+                        tracing::warn!(reason = why, "file notifications were lost; rescanning the watch directories");
+                        lost_said = Some(Instant::now());
+                    } else {
+                        tracing::debug!(reason = why, "file notifications were lost again; rescanning");
+                    }
                     let _ = self.full_scan();
+                    last_scan = Instant::now();
                 }
                 Some(p) = paths.recv() => {
                     self.observe_path(p);
@@ -507,11 +602,7 @@ impl Watcher {
         paths.sort();
         for p in paths {
             let t = &self.tracked[&p];
-            let w = &self.watches[t.watch];
-            let now_fp = w
-                .root
-                .as_ref()
-                .and_then(|r| scan::check(&w.settings, r, &t.rel));
+            let now_fp = self.look(&p, t);
             match now_fp {
                 // Unchanged over the wait (an mtime in the future, from a skewed clock, does
                 // not hold it back forever).
@@ -570,7 +661,76 @@ pub fn open_roots(
         .collect()
 }
 
+/// Move `t` to state `to`, keeping the count of parked entries right.
+fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
+    match (t.state == State::Parked, to == State::Parked) {
+        (false, true) => *parked_n += 1,
+        (true, false) => *parked_n -= 1,
+        _ => {}
+    }
+    t.state = to;
+}
+
 /// The directories `ev` watches now.
 fn ev_dirs(ev: &events::Events) -> Vec<PathBuf> {
     ev.dirs().cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch_settings(dir: &Path) -> WatchSettings {
+        let any = globset::GlobSetBuilder::new()
+            .add(globset::Glob::new("*").unwrap())
+            .build()
+            .unwrap();
+        WatchSettings {
+            path: dir.to_path_buf(),
+            hints: Hints::default(),
+            include: any,
+            exclude: globset::GlobSet::empty(),
+            recursive: false,
+        }
+    }
+
+    /// More files than the daemon tracks at once: the rest wait untracked in the directory and
+    /// are all offered in turn as the tracked ones drain, without waiting for the periodic scan.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flood_beyond_the_tracked_limit_is_taken_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..50 {
+            let p = dir.path().join(format!("r{i}.xml"));
+            std::fs::write(&p, b"x").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(60))
+                .unwrap();
+        }
+        let mut w = Watcher::new(
+            &[watch_settings(dir.path())],
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+        );
+        w.max_tracked = 10;
+        let (tx, mut rx) = mpsc::channel(4);
+        let (fb_tx, fb_rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(w.run(tx, fb_rx, stop.clone()));
+        let mut offered = HashSet::new();
+        while offered.len() < 50 {
+            let s = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("every file is offered before the periodic scan (an hour away)")
+                .unwrap();
+            assert!(
+                offered.insert(s.path.clone()),
+                "offered twice: {:?}",
+                s.path
+            );
+            std::fs::remove_file(&s.path).unwrap();
+            fb_tx.send((s.path, Feedback::Done)).await.unwrap();
+        }
+        stop.cancel();
+        task.await.unwrap();
+    }
 }

@@ -52,26 +52,29 @@ pub fn check(w: &WatchSettings, root: &Root, rel: &RelPath) -> Option<Found> {
         })
 }
 
-/// Every file the watch directory offers now below `start` (the root: empty), and the
-/// directories it listed.
-pub fn scan(w: &WatchSettings, root: &Root, start: &RelPath) -> io::Result<(Vec<Found>, Walked)> {
-    let mut out = Vec::new();
-    let walked = walk::walk(
+/// Every file the watch directory offers now below `start` (the root: empty), given to `found`
+/// as it is listed (nothing is collected: a directory of a hundred thousand files costs no
+/// memory here), and the directories it listed.
+pub fn scan(
+    w: &WatchSettings,
+    root: &Root,
+    start: &RelPath,
+    mut found: impl FnMut(Found),
+) -> io::Result<Walked> {
+    walk::walk(
         root,
         start,
         w.recursive,
         |name| !is_temporary_name(&name.to_string_lossy()),
         |rel, st| {
             if wanted(w, &rel) {
-                out.push(Found {
+                found(Found {
                     rel,
                     fingerprint: Fingerprint::of_stat(st),
                 });
             }
         },
-    )?;
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok((out, walked))
+    )
 }
 
 /// The full path of each directory a walk listed (to watch them for events).
