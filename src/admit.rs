@@ -4,7 +4,8 @@
 //! copy in the state directory. Valid → the copy is committed to `queue/` (fsync, rename,
 //! fsync) and only then does the original leave the watch directory, removed through the same
 //! handle. Invalid → the copy (holes kept) goes to `rejected/` with its reason. Truncated and
-//! young → left alone (still being written). Too large, unreadable, or no room left in the
+//! young → left alone (still being written). Too large → moved to `rejected/` by rename when it
+//! is on the state file system, else left where it is. Unreadable, or no room left in the
 //! state file system → left where it is, with the reason, until it changes or there is room.
 
 use std::collections::HashSet;
@@ -147,6 +148,8 @@ pub enum Admitted {
     NoRoom {
         reason: String,
     },
+    /// Nothing (or nothing regular) is at its name any more: nothing to do.
+    Gone,
     /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
     /// next scan.
     NotYet {
@@ -412,6 +415,22 @@ impl Admitter {
             return Ok(()); // cannot tell: the write itself will say
         };
         let show = |b: u64| bytesize::ByteSize(b).to_string();
+        let r = if r.free < r.min.saturating_add(size) {
+            // Uploaded files in archive/ go first.
+            let min = r.min;
+            let wanted = min.saturating_add(size);
+            if self
+                .spool
+                .free_archive(wanted, || room(dir, Some(min)).ok().map(|r| r.free))
+                > 0
+            {
+                room(dir, self.min_free_space).unwrap_or(r)
+            } else {
+                r
+            }
+        } else {
+            r
+        };
         if r.free < r.min {
             return Err(Admitted::NoRoom {
                 reason: format!(
@@ -448,9 +467,7 @@ impl Admitter {
         crate::failpoint::pause("admit-open");
         let file = match s.root.open_file(&s.rel) {
             Ok(f) => f,
-            Err(OpenError::Gone) => {
-                return not_yet("it disappeared before it could be read".into())
-            }
+            Err(OpenError::Gone) => return Admitted::Gone,
             Err(OpenError::Replaced) => {
                 return Admitted::NotYet {
                     reason: "it was replaced while it was being opened".into(),
@@ -623,6 +640,15 @@ impl Admitter {
                 ),
             };
         }
+        if allocated(file) > self.spool.limits().rejected_max_size {
+            // In rejected/ it would push out everything else, itself included.
+            return Admitted::Parked {
+                reason: format!(
+                    "{reason}; it also takes more than agent.rejected_max_size ({}), so it is left where it is until it changes",
+                    bytesize::ByteSize(self.spool.limits().rejected_max_size)
+                ),
+            };
+        }
         let record = self.record(
             s,
             &reason,
@@ -637,7 +663,7 @@ impl Admitter {
                 reason,
                 moved_to: Some(dest),
             },
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Admitted::NotYet {
+            Err(e) if crate::untrusted::checked::is_replaced(&e) => Admitted::NotYet {
                 reason: e.to_string(),
                 still_writing: true,
                 recheck_in: None,
@@ -708,24 +734,14 @@ impl Admitter {
         Admitted::Queued(Box::new(entry))
     }
 
-    /// Content the agent already has: handle the original as if it had just been uploaded.
-    /// Archived is the copy just made (the original is never opened again by its name).
+    /// Content the agent already has: the original leaves the watch directory (unless
+    /// `after_upload = "keep"`), and no second copy is kept: a copy of this content is already
+    /// queued, or was uploaded (and archived then). Archiving every duplicate would let anyone
+    /// who can write a watch directory fill `archive/` with one report dropped again and again.
     fn dispose_duplicate(&self, s: &Settled, file: &CheckedFile, tmp: &Path) {
-        match self.after_upload {
-            AfterUpload::Keep => {
-                let _ = fs::remove_file(tmp);
-            }
-            AfterUpload::Delete => {
-                let _ = fs::remove_file(tmp);
-                self.remove_original(s, file);
-            }
-            AfterUpload::Archive => match self.spool.archive(tmp, &s.file_name()) {
-                Ok(_) => self.remove_original(s, file),
-                Err(e) => {
-                    let _ = fs::remove_file(tmp);
-                    tracing::warn!(file = %escape::Shown(&s.path), error = %e, "cannot archive a duplicate; leaving it in place");
-                }
-            },
+        let _ = fs::remove_file(tmp);
+        if self.after_upload != AfterUpload::Keep {
+            self.remove_original(s, file);
         }
     }
 

@@ -292,8 +292,13 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
             Some(fp) if fp == s.seen => Feedback::Parked(s.seen, None),
             Some(_) => Feedback::Recheck(Duration::ZERO),
         };
-        let waiting_for_room = matches!(result, Admitted::NoRoom { .. });
-        if !waiting_for_room && room_paused {
+        // Paused for room until the state file system says otherwise (not until some file
+        // happens to be decided without needing any).
+        if room_paused
+            && !matches!(result, Admitted::NoRoom { .. })
+            && admit::room(&admitter.spool.layout.root, admitter.min_free_space)
+                .is_ok_and(|r| r.free >= r.min)
+        {
             room_paused = false;
             tracing::info!("admission resumed: the state directory has room again");
             status.admission_paused(None);
@@ -348,6 +353,10 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                 });
                 Feedback::Parked(s.seen, Some(reason))
             }
+            Admitted::Gone => {
+                tracing::debug!(file = %file, "gone before it was read");
+                Feedback::Done
+            }
             Admitted::NoRoom { reason } => {
                 if !room_paused {
                     room_paused = true;
@@ -378,7 +387,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
                         tracing::info!(file = %file, "not yet: {reason}");
                     } else {
                         tracing::warn!(file = %file, "not admitted for now: {reason}");
-                        status.error(&format!("{file}: {reason}"));
+                        status.error_soon(&format!("{file}: {reason}"));
                     }
                 }
                 if once {
@@ -833,10 +842,10 @@ pub async fn run_once(
 pub fn dry_run(cfg: &Config) -> RunReport {
     let report = RunReport::default();
     let roots = crate::watch::open_roots(&cfg.watches, vec![]);
-    for (w, root) in cfg.watches.iter().zip(roots) {
+    for (i, (w, root)) in cfg.watches.iter().zip(roots).enumerate() {
         let listed = root.and_then(|r| {
             let mut found = Vec::new();
-            crate::watch::scan::scan(w, &r, &crate::untrusted::RelPath::default(), |f| {
+            crate::watch::scan::scan(w, &r, &crate::untrusted::RelPath::default(), None, |f| {
                 found.push(f)
             })
             .map(|_| (r, found))
@@ -852,6 +861,9 @@ pub fn dry_run(cfg: &Config) -> RunReport {
             }
         };
         for f in found {
+            if crate::watch::owner(cfg.watches.iter(), &root.shown(&f.rel)) != Some(i) {
+                continue; // a nested watch's file: listed under that watch
+            }
             let file = crate::escape::path(&root.shown(&f.rel));
             let age = std::time::SystemTime::now()
                 .duration_since(f.fingerprint.mtime)

@@ -17,7 +17,7 @@ pub fn run(cli: &Cli, env: &Env, rejected: bool, names: &[String]) -> i32 {
     let layout = Layout::new(&cfg.agent.state_dir);
     if let Some(refusal) = not_the_owner(&layout.root) {
         eprintln!("hostedscan-agent: {refusal}");
-        return exit::NOPERM;
+        return exit::USAGE;
     }
     let roots = crate::watch::open_roots(&cfg.watches, vec![]);
     let watches: Vec<WatchRoot> = cfg

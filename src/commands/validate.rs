@@ -82,21 +82,23 @@ pub fn run(
                     0 => String::new(),
                     _ => format!("  (warning: {})", one_line(&v.warnings.join("; "))),
                 };
-                if v.valid {
-                    println!(
+                // The name and what the report says come from outside: one line, no escapes.
+                let line = if v.valid {
+                    format!(
                         "ok       {}  {} {}{}{warnings}",
                         v.path,
                         v.format.unwrap_or("-"),
                         v.scan_type.unwrap_or("-"),
                         v.target.map(|t| format!(" target {t}")).unwrap_or_default()
-                    );
+                    )
                 } else {
-                    println!(
+                    format!(
                         "INVALID  {}  {}{warnings}",
                         v.path,
                         one_line(&v.reason.unwrap_or_default())
-                    );
-                }
+                    )
+                };
+                println!("{}", crate::escape::text(&line));
             }
         }
     }

@@ -454,6 +454,10 @@ impl Jobs {
                         .unwrap_or_default()
                 ))
             }
+            Ok(Admitted::Gone) => failed(format!(
+                "its report ({}) was gone before it could be read",
+                spec.output_file
+            )),
             Ok(Admitted::Parked { reason })
             | Ok(Admitted::NoRoom { reason })
             | Ok(Admitted::NotYet { reason, .. }) => {
@@ -592,7 +596,6 @@ impl Drop for Running<'_> {
     }
 }
 
-/// A directory only this run uses (mode 0700), removed when the run is over.
 /// A run's output as admission takes it: below a handle on the run's private directory, so that
 /// whatever the scanner left at that name (a link, a FIFO) is not followed or opened.
 fn run_dir_root(output: &Path) -> Option<(Root, RelPath)> {
@@ -601,6 +604,7 @@ fn run_dir_root(output: &Path) -> Option<(Root, RelPath)> {
     Some((root, rel))
 }
 
+/// A directory only this run uses (mode 0700), removed when the run is over.
 fn private_dir(root: &Path, job: &str) -> std::io::Result<tempfile::TempDir> {
     std::fs::create_dir_all(root)?;
     tempfile::Builder::new()

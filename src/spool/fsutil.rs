@@ -70,13 +70,20 @@ pub fn unique_name(dir: &Path, wanted: &str, taken: impl Fn(&str) -> bool) -> St
     if free(&wanted) {
         return wanted;
     }
-    for i in 1u64.. {
+    // A few counters for the usual case, then random suffixes: the same name dropped again and
+    // again must not make each new entry try every earlier one.
+    for i in 1u64..=3 {
         let n = format!("{stem}-{i}{ext}");
         if free(&n) {
             return n;
         }
     }
-    unreachable!("u64 names exhausted")
+    loop {
+        let n = format!("{stem}-{:08x}{ext}", rand::random::<u32>());
+        if free(&n) {
+            return n;
+        }
+    }
 }
 
 /// The longest name the agent gives a file in its own directories, in bytes: room is left in

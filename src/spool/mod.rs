@@ -263,14 +263,15 @@ impl Spool {
         let added = prune::allocated_file(dest) + prune::allocated_file(&sidecar);
         let now = self.rejected_bytes.fetch_add(added, Ordering::Relaxed) + added;
         if now > self.limits.rejected_max_size {
-            self.prune_rejected();
+            let name = dest.file_name().map(|n| n.to_string_lossy().into_owned());
+            self.prune_rejected(name.as_deref());
         }
     }
 
     /// Apply the retention of rejected/ and failed/ and the size limit of rejected/; each entry
     /// dropped for size is logged at WARN, those past their retention counted at INFO.
     pub fn prune(&self) {
-        self.prune_rejected();
+        self.prune_rejected(None);
         match prune::expire(&self.layout.failed, ERROR_SUFFIX, self.limits.retention) {
             Ok(0) => {}
             Ok(n) => {
@@ -282,10 +283,10 @@ impl Spool {
         }
     }
 
-    fn prune_rejected(&self) {
+    fn prune_rejected(&self, newest: Option<&str>) {
         use std::sync::atomic::Ordering;
         let dir = &self.layout.rejected;
-        match prune::hold(dir, REASON_SUFFIX, self.limits) {
+        match prune::hold(dir, REASON_SUFFIX, self.limits, newest) {
             Ok(p) => {
                 if p.expired > 0 {
                     tracing::info!(files = p.expired, dir = %dir.display(), "removed rejected files past agent.rejected_retention");
@@ -383,6 +384,41 @@ impl Spool {
         let dir = self.layout.archive.join(&now_rfc3339()[..10]);
         ensure_dir(&dir)?;
         fsutil::place_unique(file, &dir, file_name)
+    }
+
+    /// Make room in the state file system by deleting archive day folders, oldest first, until
+    /// `free()` says there is `wanted` free or none is left: archived files were uploaded
+    /// already, so they go before admission waits. Each folder dropped is a warning. Returns
+    /// how many went.
+    pub fn free_archive(&self, wanted: u64, free: impl Fn() -> Option<u64>) -> usize {
+        let mut days: Vec<(String, PathBuf)> = match fs::read_dir(&self.layout.archive) {
+            Ok(rd) => rd
+                .flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect(),
+            Err(_) => return 0,
+        };
+        days.sort();
+        let mut dropped = 0;
+        for (day, path) in days {
+            if free().is_none_or(|f| f >= wanted) {
+                break;
+            }
+            match fs::remove_dir_all(&path) {
+                // Another admission made room with it at the same moment.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Ok(()) => {
+                    dropped += 1;
+                    tracing::warn!(day = %day, "deleted an archive folder before agent.archive_retention to keep agent.min_free_space free (its files were uploaded)");
+                }
+                Err(e) => {
+                    tracing::warn!(day = %day, error = %e, "cannot delete an archive folder");
+                    break;
+                }
+            }
+        }
+        dropped
     }
 
     /// Delete archive day folders older than `retention`.

@@ -109,8 +109,9 @@ pub fn expire(dir: &Path, sidecar: &str, retention: Duration) -> io::Result<usiz
 
 /// Apply `limits` to `dir`: entries past the retention go, then the oldest until what is left
 /// takes at most nine tenths of `rejected_max_size` (so that a flood does not make every new
-/// entry list the whole directory again).
-pub fn hold(dir: &Path, sidecar: &str, limits: Limits) -> io::Result<Held> {
+/// entry list the whole directory again). `newest`, the entry just added, is never dropped by
+/// its own arrival (admission keeps out what is larger than the limit by itself).
+pub fn hold(dir: &Path, sidecar: &str, limits: Limits, newest: Option<&str>) -> io::Result<Held> {
     let cutoff = SystemTime::now().checked_sub(limits.retention);
     let mut held = Held::default();
     let mut kept = Vec::new();
@@ -130,6 +131,9 @@ pub fn hold(dir: &Path, sidecar: &str, limits: Limits) -> io::Result<Held> {
         for e in kept {
             if total <= goal {
                 break;
+            }
+            if Some(e.name.as_str()) == newest {
+                continue;
             }
             remove_entry(dir, &e.name, sidecar)?;
             total = total.saturating_sub(e.bytes);
@@ -163,7 +167,7 @@ mod tests {
             retention: Duration::from_secs(3600),
             rejected_max_size: 300_000,
         };
-        let held = hold(d.path(), ".reason.json", limits).unwrap();
+        let held = hold(d.path(), ".reason.json", limits, None).unwrap();
         let dropped: Vec<&str> = held.dropped.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(dropped, ["r0.xml", "r1.xml", "r2.xml"]);
         assert!(held.remaining <= 270_000, "{}", held.remaining);
@@ -172,6 +176,21 @@ mod tests {
             !d.path().join("r0.xml.reason.json").exists(),
             "sidecar gone too"
         );
+    }
+
+    #[test]
+    fn the_entry_just_added_is_never_dropped_by_its_own_arrival() {
+        let d = tempfile::tempdir().unwrap();
+        entry(d.path(), "old.xml", 100_000, 50);
+        entry(d.path(), "new.xml", 280_000, 100);
+        let limits = Limits {
+            retention: Duration::from_secs(3600),
+            rejected_max_size: 300_000,
+        };
+        let held = hold(d.path(), ".reason.json", limits, Some("new.xml")).unwrap();
+        let dropped: Vec<&str> = held.dropped.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(dropped, ["old.xml"]);
+        assert!(d.path().join("new.xml").exists());
     }
 
     #[test]

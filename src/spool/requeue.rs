@@ -212,10 +212,7 @@ fn place_into(data: &Path, dir: BorrowedFd<'_>, wanted: &OsStr) -> io::Result<Os
         rustix::fs::fsync(&src_dir)?;
         return Ok(placed);
     }
-    let tmp = OsString::from(format!(
-        ".hostedscan-agent-requeue-{:016x}.tmp",
-        rand::random::<u64>()
-    ));
+    let tmp = crate::untrusted::checked::hidden_name(crate::untrusted::checked::REQUEUING);
     let out: OwnedFd = rustix::fs::openat(
         dir,
         &tmp,

@@ -166,6 +166,17 @@ impl StatusBoard {
         );
     }
 
+    /// The last error, batched with others (admission may have many files to say it of).
+    pub fn error_soon(&self, message: &str) {
+        self.change(
+            |s| {
+                s.last_error = Some(message.to_string());
+                s.last_error_at = Some(super::fsutil::now_rfc3339());
+            },
+            true,
+        );
+    }
+
     pub fn error(&self, message: &str) {
         self.update(|s| {
             s.last_error = Some(message.to_string());

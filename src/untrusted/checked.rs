@@ -106,11 +106,15 @@ impl CheckedFile {
             .is_ok_and(|st| FileId::of(&st) == self.id())
     }
 
-    /// Remove it from its directory, durably, if its name still leads to it. The name is first
+    /// Remove it from its directory, durably, if its name still leads to it and it is still as
+    /// it was read (a writer may have rewritten the same file in place since). The name is first
     /// renamed to a hidden one (atomic: whatever is there is ours now), then compared; a file
-    /// that is not this one goes back under its name.
+    /// that is not this one, or has changed, goes back under its name.
     pub fn remove(&self) -> io::Result<Removal> {
-        let hidden = hidden_name();
+        if !self.unchanged()? {
+            return Ok(Removal::NotOurs);
+        }
+        let hidden = hidden_name(REMOVING);
         match rename_noreplace(self.dir(), &self.name, self.dir(), &hidden) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc_errno::ENOENT) => {
@@ -120,7 +124,14 @@ impl CheckedFile {
             Err(e) => return Err(e),
         }
         let st = rustix::fs::statat(&self.dir, &hidden, AtFlags::SYMLINK_NOFOLLOW)?;
-        if FileId::of(&st) != self.id() {
+        // The rename changed its ctime; its size and mtime must still be those that were read.
+        let same = FileId::of(&st) == self.id()
+            && rustix::fs::fstat(&self.file).is_ok_and(|now| {
+                now.st_size == self.stat.st_size
+                    && now.st_mtime == self.stat.st_mtime
+                    && now.st_mtime_nsec == self.stat.st_mtime_nsec
+            });
+        if !same {
             self.put_back(self.dir(), &hidden);
             return Ok(Removal::NotOurs);
         }
@@ -133,7 +144,7 @@ impl CheckedFile {
     /// unlink. The window between the two is the system calls' own.
     fn remove_in_place(&self) -> io::Result<Removal> {
         match rustix::fs::statat(&self.dir, &self.name, AtFlags::SYMLINK_NOFOLLOW) {
-            Ok(st) if FileId::of(&st) == self.id() => {}
+            Ok(st) if FileId::of(&st) == self.id() && self.unchanged()? => {}
             Ok(_) => return Ok(Removal::NotOurs),
             Err(e) if e.raw_os_error() == libc_errno::ENOENT => return Ok(Removal::AlreadyGone),
             Err(e) => return Err(e.into()),
@@ -145,7 +156,7 @@ impl CheckedFile {
 
     /// Move it into `dest_dir` as `dest_name`, on the same file system, never replacing what is
     /// there (`AlreadyExists`), and only if it is still this file (else it is put back and the
-    /// error is `Replaced`-like `InvalidData`). Across file systems: `EXDEV`, nothing moved.
+    /// error is [`Replaced`]). Across file systems: `EXDEV`, nothing moved.
     pub fn rename_into(&self, dest_dir: BorrowedFd<'_>, dest_name: &OsStr) -> io::Result<()> {
         if self.id().dev != dev_of(dest_dir)? {
             return Err(io::Error::from_raw_os_error(libc_errno::EXDEV));
@@ -154,10 +165,7 @@ impl CheckedFile {
         let st = rustix::fs::statat(dest_dir, dest_name, AtFlags::SYMLINK_NOFOLLOW)?;
         if FileId::of(&st) != self.id() {
             self.put_back(dest_dir, dest_name);
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "it was replaced by another file before it could be moved",
-            ));
+            return Err(io::Error::other(Replaced));
         }
         rustix::fs::fsync(dest_dir)?;
         if let Err(e) = rustix::fs::fsync(&self.dir) {
@@ -166,19 +174,31 @@ impl CheckedFile {
         Ok(())
     }
 
-    /// A file that was not ours, taken from `from_dir/from_name`, goes back under its own name
-    /// (or, if that was taken meanwhile, beside it, never over anything).
+    /// A file that was not ours, taken from `from_dir/from_name`, goes back under its own name,
+    /// or, if that was taken meanwhile, beside it (never over anything), or at worst under a
+    /// short visible name: it must not stay hidden.
     fn put_back(&self, from_dir: BorrowedFd<'_>, from_name: &OsStr) {
         let mut target = self.name.clone();
-        for i in 1..100 {
+        let mut attempt = 0u32;
+        loop {
             match rename_noreplace(from_dir, from_name, self.dir(), &target) {
                 Ok(()) => return,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                    target = self.name.clone();
-                    target.push(format!(".{i}"));
+                Err(e) if attempt < 1000 => {
+                    attempt += 1;
+                    // Taken, or too long with a suffix: another name, short when need be.
+                    target = if attempt < 10 && e.kind() == io::ErrorKind::AlreadyExists {
+                        let mut t = self.name.clone();
+                        t.push(format!(".{attempt}"));
+                        t
+                    } else {
+                        OsString::from(format!(
+                            "hostedscan-agent-put-back-{:016x}",
+                            rand::random::<u64>()
+                        ))
+                    };
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, file = %crate::escape::Shown(&self.shown), "a file that took this name meanwhile could not be put back");
+                    tracing::error!(error = %e, file = %crate::escape::Shown(&self.shown), hidden = %crate::escape::bytes(from_name.as_encoded_bytes()), "a file that took this name meanwhile could not be put back; it is under the hidden name in the same directory");
                     return;
                 }
             }
@@ -186,14 +206,34 @@ impl CheckedFile {
     }
 }
 
+/// A file was not moved because another took its name between the check and the move (the
+/// error inside the `io::Error` of [`CheckedFile::rename_into`]).
+#[derive(Debug, thiserror::Error)]
+#[error("it was replaced by another file before it could be moved")]
+pub struct Replaced;
+
+/// Whether `e` is [`Replaced`].
+pub fn is_replaced(e: &io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.is::<Replaced>())
+}
+
 fn dev_of(fd: BorrowedFd<'_>) -> io::Result<u64> {
     Ok(FileId::of(&rustix::fs::fstat(fd)?).dev)
 }
 
-/// A name for a file the agent is about to remove: hidden, so no scan ever takes it.
-fn hidden_name() -> OsString {
+/// Prefix of the hidden names the agent gives files below a watch root for a moment.
+pub const HIDDEN_PREFIX: &str = ".hostedscan-agent-";
+/// A file being removed (`.hostedscan-agent-rm-<hex>.tmp`): if one is left behind by a crash,
+/// it may be another writer's report, and is given back a visible name at start.
+pub const REMOVING: &str = "rm";
+/// A copy being put back by `requeue` (its source is still in the state directory): a leftover
+/// is deleted at start.
+pub const REQUEUING: &str = "requeue";
+
+/// A hidden name for a moment's use: no scan ever takes it.
+pub fn hidden_name(what: &str) -> OsString {
     OsString::from(format!(
-        ".hostedscan-agent-{:016x}.tmp",
+        "{HIDDEN_PREFIX}{what}-{:016x}.tmp",
         rand::random::<u64>()
     ))
 }
@@ -245,7 +285,7 @@ mod tests {
         let g = root.open_file(&RelPath::new("r.xml").unwrap()).unwrap();
         assert_eq!(g.remove().unwrap(), Removal::Removed);
         assert!(!d.path().join("r.xml").exists());
-        assert_eq!(g.remove().unwrap(), Removal::AlreadyGone);
+        assert_ne!(g.remove().unwrap(), Removal::Removed, "nothing is removed twice");
     }
 
     #[test]
@@ -264,7 +304,7 @@ mod tests {
         let e = f
             .rename_into(dest_fd.as_fd(), OsStr::new("moved.xml"))
             .unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(is_replaced(&e), "{e}");
         assert!(!dest.path().join("moved.xml").exists());
         assert!(d
             .path()

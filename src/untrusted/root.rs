@@ -1,6 +1,6 @@
 //! A handle on a watch root and the one resolution of a path below it. The root itself is the
-//! operator's (it comes from the configuration, and may be a symbolic link they made); nothing
-//! below it is: every directory on the way and the file itself are opened without following a
+//! operator's (it comes from the configuration; `check-config` wants a directory there, not a
+//! link, but a link higher up in its path is theirs to make); nothing below it is: every directory on the way and the file itself are opened without following a
 //! link, `..` is refused before any system call, and the resolution starts from the root's
 //! descriptor, so renaming a directory of the path meanwhile cannot lead outside.
 
@@ -101,11 +101,14 @@ impl OpenError {
     fn from_io(e: io::Error) -> OpenError {
         match e.raw_os_error() {
             Some(c) if c == libc_errno::ENOENT => OpenError::Gone,
-            Some(c) if c == libc_errno::ELOOP || c == libc_errno::ENOTDIR => {
+            Some(c) if c == libc_errno::ELOOP => {
                 OpenError::NotRegular("a symbolic link, or a path through one")
             }
+            Some(c) if c == libc_errno::ENOTDIR => {
+                OpenError::NotRegular("a path through a link or a file")
+            }
             Some(c) if c == libc_errno::EXDEV => {
-                OpenError::NotRegular("a path that leaves the watch directory")
+                OpenError::NotRegular("a path that leaves the watch directory's file system")
             }
             _ => OpenError::Io(e),
         }
@@ -114,6 +117,17 @@ impl OpenError {
     /// Permission denied: a person must fix the file's mode or owner.
     pub fn is_denied(&self) -> bool {
         matches!(self, OpenError::Io(e) if e.kind() == io::ErrorKind::PermissionDenied)
+    }
+}
+
+impl From<OpenError> for io::Error {
+    /// For callers that report rather than decide: the kind kept where there is one.
+    fn from(e: OpenError) -> io::Error {
+        match e {
+            OpenError::Gone => io::Error::from(io::ErrorKind::NotFound),
+            OpenError::Io(e) => e,
+            other => io::Error::new(io::ErrorKind::InvalidInput, other.to_string()),
+        }
     }
 }
 
@@ -162,6 +176,16 @@ const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)
     .union(ResolveFlags::NO_MAGICLINKS);
 
+/// Whether a resolution may enter another file system below the root. Files are looked for on
+/// the root's own file system only (as `find -xdev`): a mount below a watch directory (a FUSE
+/// file system its user controls, say) could answer slowly or never. A watch root inside
+/// another one may be a mount of its own: the operator configured both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mounts {
+    Stay,
+    Cross,
+}
+
 /// How a path is resolved below a root: `openat2` when the kernel (and a seccomp filter) allow
 /// it, else the same checks one component at a time. Chosen once, on the first `ENOSYS`/`EPERM`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,12 +209,17 @@ pub(crate) fn open_dir_beneath(
     root: BorrowedFd<'_>,
     rel: &Path,
     strategy: Strategy,
+    mounts: Mounts,
 ) -> io::Result<OwnedFd> {
     if rel.as_os_str().is_empty() {
         return Ok(rustix::fs::openat(root, ".", DIR, Mode::empty())?);
     }
     if strategy == Strategy::Openat2 {
-        match rustix::fs::openat2(root, rel, DIR | OFlags::NOFOLLOW, Mode::empty(), BENEATH) {
+        let resolve = match mounts {
+            Mounts::Stay => BENEATH | ResolveFlags::NO_XDEV,
+            Mounts::Cross => BENEATH,
+        };
+        match rustix::fs::openat2(root, rel, DIR | OFlags::NOFOLLOW, Mode::empty(), resolve) {
             Ok(fd) => {
                 OPENAT2.store(1, Ordering::Relaxed);
                 return Ok(fd);
@@ -207,12 +236,16 @@ pub(crate) fn open_dir_beneath(
         }
     }
     let mut cur = rustix::fs::openat(root, ".", DIR, Mode::empty())?;
+    let dev = rustix::fs::fstat(&cur)?.st_dev;
     for c in rel.components() {
         let Component::Normal(name) = c else {
             return Err(io::Error::from_raw_os_error(libc_errno::EXDEV));
         };
         // O_NOFOLLOW with O_DIRECTORY: a link here fails (ELOOP or ENOTDIR), it is not opened.
         cur = rustix::fs::openat(&cur, name, DIR | OFlags::NOFOLLOW, Mode::empty())?;
+        if mounts == Mounts::Stay && rustix::fs::fstat(&cur)?.st_dev != dev {
+            return Err(io::Error::from_raw_os_error(libc_errno::EXDEV));
+        }
     }
     Ok(cur)
 }
@@ -227,7 +260,7 @@ pub struct Root {
 }
 
 impl Root {
-    /// Open a configured directory. The path is the operator's and is followed as given.
+    /// Open a configured directory. The path is the operator's and is resolved as given.
     pub fn open(path: &Path) -> io::Result<Root> {
         let fd = rustix::fs::open(path, DIR, Mode::empty())?;
         Root::from_fd(path, fd)
@@ -239,7 +272,12 @@ impl Root {
     pub fn open_below(outer: &Root, path: &Path) -> io::Result<Root> {
         let rel = RelPath::under(&outer.path, path)
             .ok_or_else(|| io::Error::other("not below the outer directory"))?;
-        let fd = open_dir_beneath(outer.fd.as_fd(), rel.as_path(), default_strategy())?;
+        let fd = open_dir_beneath(
+            outer.fd.as_fd(),
+            rel.as_path(),
+            default_strategy(),
+            Mounts::Cross,
+        )?;
         Root::from_fd(path, fd)
     }
 
@@ -281,7 +319,12 @@ impl Root {
 
     /// The directory `rel`, opened below the root without following links.
     pub fn dir(&self, rel: &RelPath) -> io::Result<OwnedFd> {
-        open_dir_beneath(self.fd.as_fd(), rel.as_path(), default_strategy())
+        open_dir_beneath(
+            self.fd.as_fd(),
+            rel.as_path(),
+            default_strategy(),
+            Mounts::Stay,
+        )
     }
 
     /// What is at `rel` (a link is reported as a link), and the directory it is in.
@@ -293,7 +336,7 @@ impl Root {
         let name = rel
             .file_name()
             .ok_or(OpenError::NotRegular("a directory"))?;
-        let dir = open_dir_beneath(self.fd.as_fd(), rel.parent().as_path(), s)
+        let dir = open_dir_beneath(self.fd.as_fd(), rel.parent().as_path(), s, Mounts::Stay)
             .map_err(OpenError::from_io)?;
         let st = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
             .map_err(|e| OpenError::from_io(e.into()))?;
@@ -401,8 +444,8 @@ mod tests {
                     other => panic!("{rel} with {s:?}: {other:?}"),
                 }
             }
-            assert!(open_dir_beneath(root.fd(), Path::new("a/out"), s).is_err());
-            assert!(open_dir_beneath(root.fd(), Path::new("top"), s).is_err());
+            assert!(open_dir_beneath(root.fd(), Path::new("a/out"), s, Mounts::Stay).is_err());
+            assert!(open_dir_beneath(root.fd(), Path::new("top"), s, Mounts::Cross).is_err());
         }
     }
 

@@ -6,12 +6,16 @@
 //! found without following a link (notify's recursive mode walks whatever a path leads to when
 //! the watch is added, a link to `/` included). A directory swapped for a link between the scan
 //! and the watch can at worst give hints about another directory, which resolve to nothing
-//! below the watch root; the next scan drops that watch. Their number is bounded.
+//! below the watch root; the next scan, which knows each directory's identity, watches the
+//! right one again. Their number is bounded. Names that are never read (dotfiles, partial
+//! files) are dropped here, so that a flood of them does not fill the queue of hints.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use notify::{EventKind, RecursiveMode, Watcher};
+
+use crate::untrusted::FileId;
 use tokio::sync::mpsc;
 
 const KERNEL_OVERFLOW: &str =
@@ -23,32 +27,35 @@ const NOTIFY_ERROR: &str = "a file notification error";
 /// by the periodic scan only (one warning says so).
 pub const MAX_WATCHED_DIRS: usize = 8192;
 
-/// A running notify watcher and the directories it watches; dropping it stops the events.
+/// A running notify watcher and the directories it watches (with the identity each had when it
+/// was found); dropping it stops the events.
 pub struct Events {
     watcher: notify::RecommendedWatcher,
-    watched: HashSet<PathBuf>,
+    watched: HashMap<PathBuf, FileId>,
     /// Whether the last sync had to leave directories out.
     capped: bool,
 }
 
 impl Events {
     /// Watch exactly `dirs` (as far as [`MAX_WATCHED_DIRS`] allows): new ones are added, those
-    /// gone (or now a link) removed. A directory that cannot be watched is left to the scan.
-    pub fn sync(&mut self, dirs: &[PathBuf]) {
-        let wanted: HashSet<&PathBuf> = dirs.iter().collect();
-        let gone: Vec<PathBuf> = self
+    /// gone (or now a link) removed, and one that is another directory than the one watched
+    /// (removed and made again, or swapped) watched again. A directory that cannot be watched is
+    /// left to the scan.
+    pub fn sync(&mut self, dirs: &[(PathBuf, FileId)]) {
+        let wanted: HashMap<&PathBuf, FileId> = dirs.iter().map(|(p, id)| (p, *id)).collect();
+        let stale: Vec<PathBuf> = self
             .watched
             .iter()
-            .filter(|d| !wanted.contains(d))
-            .cloned()
+            .filter(|(d, id)| wanted.get(d) != Some(id))
+            .map(|(d, _)| d.clone())
             .collect();
-        for d in gone {
+        for d in stale {
             let _ = self.watcher.unwatch(&d);
             self.watched.remove(&d);
         }
         let mut capped = false;
-        for d in dirs {
-            if self.watched.contains(d) {
+        for (d, id) in dirs {
+            if self.watched.contains_key(d) {
                 continue;
             }
             if self.watched.len() >= MAX_WATCHED_DIRS {
@@ -57,7 +64,7 @@ impl Events {
             }
             match self.watcher.watch(d, RecursiveMode::NonRecursive) {
                 Ok(()) => {
-                    self.watched.insert(d.clone());
+                    self.watched.insert(d.clone(), *id);
                 }
                 Err(e) => {
                     tracing::debug!(dir = %crate::escape::Shown(d), error = %explain(e, d), "cannot watch a directory; the periodic scan covers it")
@@ -73,14 +80,18 @@ impl Events {
         self.capped = capped;
     }
 
-    /// How many directories are watched now.
-    pub fn watched(&self) -> usize {
-        self.watched.len()
+    /// Whether `dir` is watched now as the directory `id` (not one removed since and made again
+    /// under its name, whose watch inotify has dropped).
+    pub fn watches(&self, dir: &Path, id: FileId) -> bool {
+        self.watched.get(dir) == Some(&id)
     }
 
-    /// The directories watched now.
-    pub fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
-        self.watched.iter()
+    /// The directories watched now, with their identities.
+    pub fn dirs(&self) -> Vec<(PathBuf, FileId)> {
+        self.watched
+            .iter()
+            .map(|(p, id)| (p.clone(), *id))
+            .collect()
     }
 }
 
@@ -100,7 +111,7 @@ fn overflow_injected() -> bool {
 /// `paths` cannot swallow it, and one slot is enough, since a pending rescan covers every later
 /// loss. A root that cannot be watched is an error (the caller falls back to scans).
 pub fn start(
-    dirs: &[PathBuf],
+    dirs: &[(PathBuf, FileId)],
     paths: mpsc::Sender<PathBuf>,
     rescans: mpsc::Sender<&'static str>,
 ) -> notify::Result<Events> {
@@ -134,15 +145,15 @@ pub fn start(
     )?;
     let mut events = Events {
         watcher,
-        watched: HashSet::new(),
+        watched: HashMap::new(),
         capped: false,
     };
-    for d in dirs {
+    for (d, id) in dirs {
         events
             .watcher
             .watch(d, RecursiveMode::NonRecursive)
             .map_err(|e| explain(e, d))?;
-        events.watched.insert(d.clone());
+        events.watched.insert(d.clone(), *id);
     }
     Ok(events)
 }
@@ -176,7 +187,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (paths_tx, mut paths) = mpsc::channel(1);
         let (rescans_tx, mut rescans) = mpsc::channel(1);
-        let _events = start(&[dir.path().to_path_buf()], paths_tx, rescans_tx).unwrap();
+        let root = crate::untrusted::Root::open(dir.path()).unwrap();
+        let _events = start(
+            &[(dir.path().to_path_buf(), root.id())],
+            paths_tx,
+            rescans_tx,
+        )
+        .unwrap();
         for i in 0..10 {
             std::fs::write(dir.path().join(format!("r{i}.xml")), b"x").unwrap();
         }

@@ -30,6 +30,9 @@ use crate::validate::Hints;
 /// itself.)
 pub const MAX_TRACKED: usize = 16_384;
 
+/// Directory entries read at most when a notification says a new directory appeared.
+const EVENT_WALK_BUDGET: usize = 10_000;
+
 /// What became of a file handed to admission, as the watcher needs to know it.
 #[derive(Debug, Clone)]
 pub enum Feedback {
@@ -158,6 +161,63 @@ impl Watcher {
         }
     }
 
+    /// What the agent left hidden in watch directories when it last stopped in the middle of a
+    /// removal (a crash between two system calls): given back a visible name, since it may be
+    /// another writer's report (one of ours comes back as a duplicate and goes again); a copy
+    /// `requeue` was putting back is deleted (its source is still in the state directory).
+    fn recover_leftovers(&self) {
+        use crate::untrusted::checked::{rename_noreplace, HIDDEN_PREFIX, REMOVING, REQUEUING};
+        let removing = format!("{HIDDEN_PREFIX}{REMOVING}-");
+        let requeuing = format!("{HIDDEN_PREFIX}{REQUEUING}-");
+        for w in &self.watches {
+            let Some(root) = &w.root else { continue };
+            let mut found = Vec::new();
+            let descend =
+                |name: &std::ffi::OsStr| !crate::config::is_temporary_name(&name.to_string_lossy());
+            let keep = |name: &std::ffi::OsStr| {
+                let n = name.to_string_lossy();
+                n.starts_with(&removing) || n.starts_with(&requeuing)
+            };
+            let start = RelPath::default();
+            let spec = crate::untrusted::walk::Walk {
+                start: &start,
+                recursive: w.settings.recursive,
+                descend: &descend,
+                keep: &keep,
+                budget: None,
+            };
+            let _ = crate::untrusted::walk::walk(root, &spec, |rel, _| found.push(rel));
+            for rel in found {
+                let Ok((dir, _)) = root.lstat(&rel) else {
+                    continue;
+                };
+                let name = rel.file_name().unwrap_or_default();
+                let shown = root.shown(&rel);
+                if name.to_string_lossy().starts_with(&requeuing) {
+                    if rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()).is_ok() {
+                        tracing::info!(file = %Shown(&shown), "removed a copy requeue left unfinished");
+                    }
+                    continue;
+                }
+                let visible =
+                    std::ffi::OsString::from(format!("recovered-{:016x}", rand::random::<u64>()));
+                match rename_noreplace(
+                    std::os::fd::AsFd::as_fd(&dir),
+                    name,
+                    std::os::fd::AsFd::as_fd(&dir),
+                    &visible,
+                ) {
+                    Ok(()) => {
+                        tracing::warn!(file = %Shown(&shown), now = %Shown(&root.shown(&rel.parent().join(&visible))), "a file the agent was removing when it last stopped is back under a visible name (it is admitted like any other)")
+                    }
+                    Err(e) => {
+                        tracing::error!(file = %Shown(&shown), error = %e, "a file the agent was removing when it last stopped cannot be given back a visible name")
+                    }
+                }
+            }
+        }
+    }
+
     /// A watch directory cannot be used: said once (ERROR), until it can be again.
     fn fail_watch(&mut self, i: usize, why: String) {
         let w = &mut self.watches[i];
@@ -168,13 +228,7 @@ impl Watcher {
     }
 
     fn watch_of(&self, path: &Path) -> Option<usize> {
-        // The most specific watch directory wins when they nest.
-        self.watches
-            .iter()
-            .enumerate()
-            .filter(|(_, w)| path.starts_with(&w.settings.path))
-            .max_by_key(|(_, w)| w.settings.path.components().count())
-            .map(|(i, _)| i)
+        owner(self.watches.iter().map(|w| &w.settings), path)
     }
 
     /// How long until a file last modified at `mtime` has been still for `settle`.
@@ -247,7 +301,8 @@ impl Watcher {
     }
 
     /// A hint from the notifications: look at this path (a file, or with `recursive` a new
-    /// directory, listed at once).
+    /// directory: watched, then listed with a budget; a directory already watched brings its
+    /// own hints, so an event on it costs nothing).
     fn observe_path(&mut self, path: PathBuf) {
         let Some(i) = self.watch_of(&path) else {
             return;
@@ -266,7 +321,10 @@ impl Watcher {
         if settings.recursive {
             if let Ok((_, st)) = root.lstat(&rel) {
                 if rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() {
-                    self.scan_below(i, &root, &rel);
+                    let id = crate::untrusted::FileId::of(&st);
+                    if !self.events.as_ref().is_some_and(|ev| ev.watches(&path, id)) {
+                        self.scan_below(i, &root, &rel);
+                    }
                     return;
                 }
             }
@@ -275,25 +333,31 @@ impl Watcher {
             .tracked
             .get(&path)
             .is_some_and(|t| t.state != State::Admitting)
-            && scan::check(&self.watches[i].settings, &root, &rel).is_none()
         {
             self.forget(&path);
         }
     }
 
     /// A directory that appeared in a recursive watch: watch it, then list it (in that order,
-    /// so that a file written in between is not missed).
+    /// so that a file written in between is not missed), reading at most
+    /// [`EVENT_WALK_BUDGET`] entries: the periodic scan covers the rest of a large tree.
     fn scan_below(&mut self, i: usize, root: &Arc<Root>, rel: &RelPath) {
         let settings = self.watches[i].settings.clone();
         let mut found = Vec::new();
-        if let Ok(walked) = scan::scan(&settings, root, rel, |f| found.push(f)) {
+        let listed = scan::scan(&settings, root, rel, Some(EVENT_WALK_BUDGET), |f| {
+            found.push(f)
+        });
+        if let Ok(walked) = listed {
             if let Some(ev) = self.events.as_mut() {
-                let mut dirs: Vec<PathBuf> = ev_dirs(ev);
+                let mut dirs = ev.dirs();
                 dirs.extend(scan::dirs(root, &walked));
                 ev.sync(&dirs);
             }
             for f in found {
-                self.observe(i, root.shown(&f.rel), f.fingerprint);
+                let path = root.shown(&f.rel);
+                if self.watch_of(&path) == Some(i) {
+                    self.observe(i, path, f.fingerprint);
+                }
             }
         }
     }
@@ -318,8 +382,12 @@ impl Watcher {
                 continue;
             };
             let settings = self.watches[i].settings.clone();
-            let listed = scan::scan(&settings, &root, &RelPath::default(), |f| {
-                self.observe(i, root.shown(&f.rel), f.fingerprint)
+            let listed = scan::scan(&settings, &root, &RelPath::default(), None, |f| {
+                // A file below another watch's root inside this one is that watch's.
+                let path = root.shown(&f.rel);
+                if self.watch_of(&path) == Some(i) {
+                    self.observe(i, path, f.fingerprint)
+                }
             });
             match listed {
                 Ok(walked) => {
@@ -338,6 +406,14 @@ impl Watcher {
                         let p = root.shown(d);
                         if !self.said.contains(&p) {
                             tracing::warn!(dir = %Shown(&p), max_depth = crate::untrusted::walk::MAX_DEPTH, "a subdirectory nested too deep below its watch directory is not looked at");
+                        }
+                        said_now.insert(p);
+                    }
+                    for d in &walked.other_fs {
+                        let p = root.shown(d);
+                        let watched_itself = self.watches.iter().any(|w| w.settings.path == p);
+                        if !watched_itself && !self.said.contains(&p) {
+                            tracing::warn!(dir = %Shown(&p), "a subdirectory on another file system (a mount) is not looked at: watch it on its own if its files are wanted");
                         }
                         said_now.insert(p);
                     }
@@ -513,10 +589,10 @@ impl Watcher {
     ) {
         let (path_tx, mut paths) = mpsc::channel(4096);
         let (rescan_tx, mut rescans) = mpsc::channel(1);
-        let roots: Vec<PathBuf> = self
+        let roots: Vec<(PathBuf, crate::untrusted::FileId)> = self
             .watches
             .iter()
-            .filter_map(|w| w.root.as_ref().map(|r| r.path().to_path_buf()))
+            .filter_map(|w| w.root.as_ref().map(|r| (r.path().to_path_buf(), r.id())))
             .collect();
         self.events = match events::start(&roots, path_tx, rescan_tx) {
             Ok(ev) => Some(ev),
@@ -526,6 +602,7 @@ impl Watcher {
             }
         };
         self.bounded = true;
+        self.recover_leftovers();
         let _ = self.full_scan();
         let mut last_scan = Instant::now();
         let mut lost_said: Option<Instant> = None;
@@ -593,6 +670,7 @@ impl Watcher {
     /// `--once`: one scan; files still settling are waited for once, then handed over or, if
     /// they changed meanwhile, reported as still being written. Returns those left behind.
     pub async fn sweep(mut self, to_admit: mpsc::Sender<Settled>) -> Vec<(PathBuf, String)> {
+        self.recover_leftovers();
         let mut left = self.full_scan();
         let latest = self.tracked.values().map(|t| t.ready_at).max();
         if let Some(t) = latest {
@@ -661,6 +739,16 @@ pub fn open_roots(
         .collect()
 }
 
+/// The watch a file at `path` belongs to: the most specific one when watch directories nest (its
+/// scan type, target and globs apply, not the outer watch's).
+pub fn owner<'a>(watches: impl Iterator<Item = &'a WatchSettings>, path: &Path) -> Option<usize> {
+    watches
+        .enumerate()
+        .filter(|(_, w)| path.starts_with(&w.path))
+        .max_by_key(|(_, w)| w.path.components().count())
+        .map(|(i, _)| i)
+}
+
 /// Move `t` to state `to`, keeping the count of parked entries right.
 fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
     match (t.state == State::Parked, to == State::Parked) {
@@ -669,11 +757,6 @@ fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
         _ => {}
     }
     t.state = to;
-}
-
-/// The directories `ev` watches now.
-fn ev_dirs(ev: &events::Events) -> Vec<PathBuf> {
-    ev.dirs().cloned().collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use crate::admit::Fingerprint;
 use crate::config::{is_temporary_name, WatchSettings};
 use crate::untrusted::walk::{self, Walked};
-use crate::untrusted::{RelPath, Root};
+use crate::untrusted::{FileId, RelPath, Root};
 
 /// A file that passes the watch's rules, with how it looked when listed.
 #[derive(Debug, Clone)]
@@ -54,30 +54,40 @@ pub fn check(w: &WatchSettings, root: &Root, rel: &RelPath) -> Option<Found> {
 
 /// Every file the watch directory offers now below `start` (the root: empty), given to `found`
 /// as it is listed (nothing is collected: a directory of a hundred thousand files costs no
-/// memory here), and the directories it listed.
+/// memory here), and the directories it listed. Names the watch does not take (dotfiles,
+/// partial files, globs) are passed over without an `lstat`. `budget` bounds the directory
+/// entries read (a walk started by a notification must not become a full scan).
 pub fn scan(
     w: &WatchSettings,
     root: &Root,
     start: &RelPath,
+    budget: Option<usize>,
     mut found: impl FnMut(Found),
 ) -> io::Result<Walked> {
-    walk::walk(
-        root,
+    let descend = |name: &std::ffi::OsStr| !is_temporary_name(&name.to_string_lossy());
+    let keep = |name: &std::ffi::OsStr| w.wants(&name.to_string_lossy());
+    let spec = walk::Walk {
         start,
-        w.recursive,
-        |name| !is_temporary_name(&name.to_string_lossy()),
-        |rel, st| {
-            if wanted(w, &rel) {
-                found(Found {
-                    rel,
-                    fingerprint: Fingerprint::of_stat(st),
-                });
-            }
-        },
-    )
+        recursive: w.recursive,
+        descend: &descend,
+        keep: &keep,
+        budget,
+    };
+    walk::walk(root, &spec, |rel, st| {
+        if wanted(w, &rel) {
+            found(Found {
+                rel,
+                fingerprint: Fingerprint::of_stat(st),
+            });
+        }
+    })
 }
 
-/// The full path of each directory a walk listed (to watch them for events).
-pub fn dirs(root: &Root, walked: &Walked) -> Vec<PathBuf> {
-    walked.dirs.iter().map(|d| root.shown(d)).collect()
+/// The full path and identity of each directory a walk listed (to watch them for events).
+pub fn dirs(root: &Root, walked: &Walked) -> Vec<(PathBuf, FileId)> {
+    walked
+        .dirs
+        .iter()
+        .map(|(d, id)| (root.shown(d), *id))
+        .collect()
 }

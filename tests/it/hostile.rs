@@ -315,7 +315,7 @@ async fn requeue_refuses_a_caller_who_does_not_own_the_state_directory() {
         .success();
     assert!(ok);
     let out = home.cli(&["requeue", "--rejected"]);
-    assert_ne!(out.code, 0, "{out:?}");
+    assert_eq!(out.code, 64, "a usage error: {out:?}");
     assert!(
         out.stderr.contains("nobody") || out.stderr.contains("65534"),
         "says which user to run it as: {out:?}"
@@ -494,6 +494,13 @@ async fn names_with_newlines_or_invalid_utf8_cannot_forge_lines_or_get_lost() {
     std::fs::write(&p, distinct_report(2, 500)).unwrap();
     age(&p, 60);
     home.drop_file("bad\n.xml\nERROR forged too", &junk(1, 100));
+    let shown = home.inbox.join(forged);
+    let v = home.cli(&["validate", shown.to_str().unwrap()]);
+    assert_eq!(
+        v.stdout.lines().count(),
+        1,
+        "validate: one line per file: {v:?}"
+    );
     let out = home.cli(&["--once"]);
     assert_eq!(out.code, 65, "{out:?}");
     assert_eq!(upload_counts(&api).len(), 2, "{out:?}");
@@ -627,6 +634,14 @@ async fn a_full_state_disk_delays_reports_but_loses_none() {
         "{:?}",
         home.names_in("rejected")
     );
+    // Said once while it lasted, not once per file that had to wait.
+    assert!(
+        end.log.matches("admission paused").count() <= 1,
+        "{}",
+        end.log
+    );
+    let waits = end.log.matches("it waits for room").count();
+    assert!(waits <= N, "at most once per file: {waits}\n{}", end.log);
 }
 
 /// FIFOs, sockets and device nodes in a watch directory are skipped without being opened; the
@@ -730,4 +745,195 @@ async fn a_file_replaced_between_the_look_and_the_read_is_taken_as_it_is_now() {
         "the directory is left alone"
     );
     assert!(home.names_in("rejected").is_empty(), "{}", end.log);
+}
+
+/// A file too large for `max_file_size` on the state file system goes to rejected/ by rename,
+/// unless it alone takes more than `rejected_max_size`: then it stays where it is, and what
+/// rejected/ held is not pushed out by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_too_large_even_for_rejected_stays_where_it_is() {
+    let api = StandIn::start().await;
+    let home = Home::new(
+        &api.url(),
+        "max_file_size = \"64KiB\"\nrejected_max_size = \"1MiB\"",
+        "",
+    );
+    home.drop_file("junk.xml", &junk(1, 1000));
+    home.drop_file("big.xml", &distinct_report(1, 100 * 1024));
+    assert_eq!(home.cli(&["--once"]).code, 65);
+    assert_eq!(
+        home.names_in("rejected").len(),
+        4,
+        "junk and big, each with its reason"
+    );
+    home.drop_file("huge.xml", &distinct_report(2, 2 << 20));
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 75, "{out:?}");
+    assert!(home.inbox.join("huge.xml").exists(), "{out:?}");
+    assert_eq!(
+        home.names_in("rejected"),
+        [
+            "big.xml",
+            "big.xml.reason.json",
+            "junk.xml",
+            "junk.xml.reason.json"
+        ]
+    );
+}
+
+/// The same report dropped again and again costs the agent nothing: each copy is removed, no
+/// second copy is archived (archive/ would otherwise fill at no cost to the dropper).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicates_are_removed_without_a_copy_in_archive() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let r = distinct_report(1, 50 * 1024);
+    for i in 0..5 {
+        home.drop_file("again.xml", &r);
+        let out = home.cli(&["--once"]);
+        assert_eq!(out.code, 0, "round {i}: {out:?}");
+    }
+    assert_eq!(api.uploads().len(), 1);
+    assert!(home.inbox_names().is_empty());
+    assert_eq!(home.archived().len(), 1, "{:?}", home.archived());
+}
+
+/// A recursive watch with a directory of a hundred thousand dotfiles whose attributes its owner
+/// changes without pause: no event on it makes the agent list it again, so a report dropped
+/// beside it goes up at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn touching_a_large_directory_without_pause_does_not_starve_admission() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "recursive = true");
+    no_periodic_scan(&home);
+    let big = home.inbox.join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..20_000 {
+        std::fs::File::create(big.join(format!(".dot-{i}"))).unwrap();
+    }
+    let agent = Agent::start(&home, &[]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toucher = std::thread::spawn({
+        let (stop, big) = (stop.clone(), big.clone());
+        move || {
+            let mut mode = 0o755;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                mode ^= 0o020;
+                let _ = std::fs::set_permissions(&big, std::fs::Permissions::from_mode(mode));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+    });
+    home.drop_file("ok.xml", &distinct_report(1, 500));
+    let got = tokio::time::timeout(Duration::from_secs(10), api.wait_for_uploads(1, WAIT_LONG))
+        .await
+        .is_ok();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    toucher.join().unwrap();
+    let end = agent.stop().await;
+    assert!(
+        got,
+        "no upload while the directory was being touched:\n{}",
+        end.log
+    );
+}
+
+const WAIT_LONG: Duration = Duration::from_secs(30);
+
+/// The periodic scan an hour away: what happens in the test is the notifications' doing.
+fn no_periodic_scan(home: &Home) {
+    let cfg = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("rescan_interval = \"1s\"", "rescan_interval = \"1h\"");
+    std::fs::write(&home.config, cfg).unwrap();
+}
+
+/// A writer that rewrites a report in place (same inode) after the agent committed its first
+/// content: the file is not removed, and its new content goes up too.
+#[cfg(feature = "failpoints")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_rewritten_in_place_after_its_commit_is_not_removed() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let agent = Agent::start(&home, &[("FAILPOINTS", "admit-after-commit=sleep(1500)")]);
+    let first = distinct_report(1, 500);
+    let second = distinct_report(2, 500);
+    let p = home.drop_file("a.xml", &first);
+    // Committed after the 200 ms settle; the removal waits 1.5 s: rewrite it in between.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    std::fs::write(&p, &second).unwrap();
+    api.wait_for_uploads(2, Duration::from_secs(20)).await;
+    let end = agent.stop().await;
+    let counts = upload_counts(&api);
+    assert_eq!(counts.get(&sha256_hex(&first)), Some(&1), "{}", end.log);
+    assert_eq!(counts.get(&sha256_hex(&second)), Some(&1), "{}", end.log);
+}
+
+/// Watches inside watches: a file belongs to the most specific one, whose settings apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_watch_applies_its_own_settings() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "recursive = true\nscan_type = \"NMAP\"");
+    let inner = home.inbox.join("udp");
+    std::fs::create_dir(&inner).unwrap();
+    let cfg = std::fs::read_to_string(&home.config).unwrap()
+        + &format!("\n[[watch]]\npath = \"{}\"\n", inner.display());
+    std::fs::write(&home.config, cfg).unwrap();
+    let bytes = fixture_bytes("nmap-udp-localhost.xml");
+    std::fs::write(inner.join("u.xml"), &bytes).unwrap();
+    age(&inner.join("u.xml"), 60);
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "{out:?}");
+    assert_eq!(
+        ups[0].scan_type, "NMAP_UDP",
+        "the inner watch's auto detection"
+    );
+}
+
+/// A subdirectory of a recursive watch removed and made again is watched again at once (not
+/// only by the periodic scan).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subdirectory_made_again_is_watched_again() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "recursive = true");
+    no_periodic_scan(&home);
+    let sub = home.inbox.join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let agent = Agent::start(&home, &[]);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    std::fs::write(sub.join("a.xml"), distinct_report(1, 500)).unwrap();
+    api.wait_for_uploads(1, Duration::from_secs(10)).await;
+    std::fs::remove_dir_all(&sub).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::create_dir(&sub).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::write(sub.join("b.xml"), distinct_report(2, 500)).unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), api.wait_for_uploads(2, WAIT_LONG))
+        .await
+        .is_ok();
+    let end = agent.stop().await;
+    assert!(got, "the new sub/ was not watched:\n{}", end.log);
+}
+
+/// A file the agent was removing when it died (renamed to its hidden name for a moment) is
+/// given back a visible name at the next start, and admitted like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_left_hidden_by_a_crash_mid_removal_comes_back() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let r = distinct_report(1, 500);
+    let hidden = home.inbox.join(".hostedscan-agent-rm-00112233aabbccdd.tmp");
+    std::fs::write(&hidden, &r).unwrap();
+    age(&hidden, 60);
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        upload_counts(&api).get(&sha256_hex(&r)),
+        Some(&1),
+        "{out:?}"
+    );
+    assert!(!hidden.exists());
 }
