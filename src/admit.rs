@@ -335,10 +335,7 @@ pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
 
 /// Validate and hash a file below a watch root without writing anything (`--dry-run`).
 pub fn inspect(root: &Root, rel: &RelPath, hints: &Hints) -> io::Result<Inspection> {
-    let f = root.open_file(rel).map_err(|e| match e {
-        OpenError::Io(e) => e,
-        other => io::Error::other(other.to_string()),
-    })?;
+    let f = root.open_file(rel)?;
     match read_once(f.file(), f.len(), hints, None) {
         Ok(r) => Ok(Inspection {
             sha256: r.complete.then_some(r.sha256),
@@ -415,13 +412,13 @@ impl Admitter {
             return Ok(()); // cannot tell: the write itself will say
         };
         let show = |b: u64| bytesize::ByteSize(b).to_string();
-        let r = if r.free < r.min.saturating_add(size) {
-            // Uploaded files in archive/ go first.
+        let r = if r.free < r.min {
+            // Below the floor: uploaded files in archive/ go first, oldest day first, until the
+            // floor is free again (not to make room for one large file: it waits).
             let min = r.min;
-            let wanted = min.saturating_add(size);
             if self
                 .spool
-                .free_archive(wanted, || room(dir, Some(min)).ok().map(|r| r.free))
+                .free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free))
                 > 0
             {
                 room(dir, self.min_free_space).unwrap_or(r)
@@ -751,7 +748,7 @@ impl Admitter {
         match file.remove() {
             Ok(Removal::Removed | Removal::AlreadyGone) => {}
             Ok(Removal::NotOurs) => {
-                tracing::info!(file = %escape::Shown(&s.path), "a new file has taken this name since it was read; it is left for its own turn")
+                tracing::info!(file = %escape::Shown(&s.path), "it changed, or another file took its name, since it was read; left for its own turn")
             }
             Err(e) => {
                 tracing::warn!(file = %escape::Shown(&s.path), error = %e, "the agent has its copy but cannot remove the original (check the watch directory's permissions); it will not be uploaded twice")
@@ -763,9 +760,7 @@ impl Admitter {
     /// out or was stopped) in `rejected/`, with the reason beside it. `rel` is below `root`
     /// (a run's private directory, on the state file system).
     pub fn set_aside(&self, root: &Root, rel: &RelPath, reason: &str) -> io::Result<PathBuf> {
-        let file = root
-            .open_file(rel)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let file = root.open_file(rel)?;
         let record = RejectRecord {
             file: file.path().to_path_buf(),
             reason: reason.to_string(),

@@ -285,7 +285,11 @@ mod tests {
         let g = root.open_file(&RelPath::new("r.xml").unwrap()).unwrap();
         assert_eq!(g.remove().unwrap(), Removal::Removed);
         assert!(!d.path().join("r.xml").exists());
-        assert_ne!(g.remove().unwrap(), Removal::Removed, "nothing is removed twice");
+        assert_ne!(
+            g.remove().unwrap(),
+            Removal::Removed,
+            "nothing is removed twice"
+        );
     }
 
     #[test]

@@ -284,6 +284,12 @@ impl Uploader {
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
                 self.backoff.success();
+                // Out of custody before it is in failed/: the same content dropped again the
+                // moment failed/ shows it is admitted again, not taken for a duplicate.
+                self.custody
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&entry.meta.sha256);
                 match self.spool.fail(&entry, status, &message) {
                     Ok(dest) => {
                         tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
