@@ -30,6 +30,11 @@ use crate::validate::Hints;
 /// itself.)
 pub const MAX_TRACKED: usize = 16_384;
 
+/// Parked files remembered one by one (with why, for `status`). Past this, a file parked for a
+/// problem is remembered only as a hash of its path and look (a few bytes): still not read or
+/// warned about again until it changes, but counted without a reason in `status`.
+pub const MAX_PARKED: usize = 50_000;
+
 /// Directory entries read at most when a notification says a new directory appeared.
 const EVENT_WALK_BUDGET: usize = 10_000;
 
@@ -56,7 +61,14 @@ struct Tracked {
     /// dropped without a set of every path present.
     seen_by: u64,
     /// Why it is parked, when that is a problem to show in `status`.
-    problem: Option<Box<(String, String)>>,
+    problem: Option<Box<Problem>>,
+}
+
+/// Why a file is parked, and since when (RFC 3339). The reason is shared by every file parked
+/// for the same one.
+struct Problem {
+    reason: Arc<str>,
+    since: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,8 +108,16 @@ pub struct Watcher {
     bounded: bool,
     /// [`MAX_TRACKED`] (smaller in tests).
     max_tracked: usize,
+    /// [`MAX_PARKED`] (smaller in tests).
+    max_parked: usize,
     /// Files were left untracked for want of room: scan again once there is room.
     overflowed: bool,
+    /// Parked files past [`MAX_PARKED`], as hashes of their path and fingerprint.
+    quiet: HashSet<u64>,
+    /// Those of `quiet` the current full scan has seen (the rest are gone or changed).
+    quiet_seen: HashSet<u64>,
+    /// Reasons in use, shared.
+    reasons: HashSet<Arc<str>>,
 }
 
 impl Watcher {
@@ -123,7 +143,11 @@ impl Watcher {
             parked_n: 0,
             bounded: false,
             max_tracked: MAX_TRACKED,
+            max_parked: MAX_PARKED,
             overflowed: false,
+            quiet: HashSet::new(),
+            quiet_seen: HashSet::new(),
+            reasons: HashSet::new(),
         };
         w.open_roots();
         w
@@ -263,6 +287,9 @@ impl Watcher {
                     self.parked_dirty = true;
                 }
                 t.ready_at = now + self.settle.max(wait);
+            }
+            None if self.quiet.contains(&quiet_key(&path, &fp)) => {
+                self.quiet_seen.insert(quiet_key(&path, &fp));
             }
             None if full => self.overflowed = true,
             None => {
@@ -430,6 +457,15 @@ impl Watcher {
         if let Some(ev) = self.events.as_mut() {
             ev.sync(&dirs);
         }
+        // Quiet files this scan did not see are gone or changed (watches that could not be
+        // listed keep theirs: nothing is known of them).
+        if unlisted.is_empty() {
+            let before = self.quiet.len();
+            self.quiet = std::mem::take(&mut self.quiet_seen);
+            self.parked_dirty |= self.quiet.len() != before;
+        } else {
+            self.quiet_seen.clear();
+        }
         // Gone since: not seen by this scan (what is being admitted, and what a watch that could
         // not be listed holds, is not known to be gone).
         let scans = self.scans;
@@ -520,10 +556,32 @@ impl Watcher {
             Feedback::Parked(fp, problem) => {
                 if let Some(t) = self.tracked.get_mut(&path) {
                     if t.fp == fp {
+                        if problem.is_some() && self.parked_n >= self.max_parked {
+                            // Remembered in a few bytes from here on.
+                            self.quiet.insert(quiet_key(&path, &fp));
+                            self.quiet_seen.insert(quiet_key(&path, &fp));
+                            let was_parked = t.state == State::Parked;
+                            self.tracked.remove(&path);
+                            self.parked_n -= usize::from(was_parked);
+                            self.parked_dirty = true;
+                            return;
+                        }
                         set_state(&mut self.parked_n, t, State::Parked);
                         let was = t.problem.is_some();
-                        t.problem =
-                            problem.map(|p| Box::new((p, crate::spool::fsutil::now_rfc3339())));
+                        t.problem = problem.map(|p| {
+                            let reason = match self.reasons.get(p.as_str()) {
+                                Some(r) => r.clone(),
+                                None => {
+                                    let r: Arc<str> = Arc::from(p);
+                                    self.reasons.insert(r.clone());
+                                    r
+                                }
+                            };
+                            Box::new(Problem {
+                                reason,
+                                since: crate::spool::fsutil::now_rfc3339(),
+                            })
+                        });
                         self.parked_dirty |= was || t.problem.is_some();
                     } else {
                         // It changed while admission was deciding: that is a new file to read.
@@ -556,13 +614,13 @@ impl Watcher {
         }
         let Some(status) = &self.status else { return };
         let shown = crate::spool::status_file::PARKED_SHOWN;
-        let mut total = 0;
-        let mut first: std::collections::BinaryHeap<(&PathBuf, &(String, String))> =
+        let mut total = self.quiet.len();
+        let mut first: std::collections::BinaryHeap<&PathBuf> =
             std::collections::BinaryHeap::with_capacity(shown + 1);
         for (p, t) in &self.tracked {
-            if let Some(problem) = &t.problem {
+            if t.problem.is_some() {
                 total += 1;
-                first.push((p, problem));
+                first.push(p);
                 if first.len() > shown {
                     first.pop();
                 }
@@ -571,12 +629,17 @@ impl Watcher {
         let listed: Vec<Parked> = first
             .into_sorted_vec()
             .into_iter()
-            .map(|(p, (reason, since))| Parked {
-                file: crate::escape::path(p),
-                reason: reason.clone(),
-                since: since.clone(),
+            .filter_map(|p| {
+                let problem = self.tracked.get(p)?.problem.as_ref()?;
+                Some(Parked {
+                    file: crate::escape::path(p),
+                    reason: problem.reason.to_string(),
+                    since: problem.since.clone(),
+                })
             })
             .collect();
+        // Reasons no parked file holds any more are let go.
+        self.reasons.retain(|r| Arc::strong_count(r) > 1);
         status.parked(total, listed);
     }
 
@@ -749,6 +812,17 @@ pub fn owner<'a>(watches: impl Iterator<Item = &'a WatchSettings>, path: &Path) 
         .map(|(i, _)| i)
 }
 
+/// A parked file's path and look, in 8 bytes.
+fn quiet_key(path: &Path, fp: &Fingerprint) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    let mut h = KEYS.get_or_init(Default::default).build_hasher();
+    path.hash(&mut h);
+    (fp.len, fp.mtime, fp.ctime, fp.ino, fp.dev).hash(&mut h);
+    h.finish()
+}
+
 /// Move `t` to state `to`, keeping the count of parked entries right.
 fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
     match (t.state == State::Parked, to == State::Parked) {
@@ -775,6 +849,53 @@ mod tests {
             exclude: globset::GlobSet::empty(),
             recursive: false,
         }
+    }
+
+    /// More parked files than are remembered one by one: the rest are remembered by a hash, and
+    /// none is offered again while it does not change (scan after scan).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parked_files_past_the_limit_are_not_offered_again() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..10 {
+            let p = dir.path().join(format!("u{i}.xml"));
+            std::fs::write(&p, b"x").unwrap();
+            let f = std::fs::File::options().write(true).open(&p).unwrap();
+            f.set_modified(SystemTime::now() - Duration::from_secs(60))
+                .unwrap();
+        }
+        let mut w = Watcher::new(
+            &[watch_settings(dir.path())],
+            Duration::from_millis(10),
+            Duration::from_millis(200),
+        );
+        w.max_parked = 3;
+        let (tx, mut rx) = mpsc::channel(16);
+        let (fb_tx, fb_rx) = mpsc::channel(64);
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(w.run(tx, fb_rx, stop.clone()));
+        let mut offered = HashSet::new();
+        // Ten files, then a second of scans every 200 ms: each is offered once.
+        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(s)) = tokio::time::timeout_at(until, rx.recv()).await {
+            assert!(
+                offered.insert(s.path.clone()),
+                "offered again: {:?}",
+                s.path
+            );
+            let fb = Feedback::Parked(s.seen, Some("cannot read it".into()));
+            fb_tx.send((s.path, fb)).await.unwrap();
+        }
+        assert_eq!(offered.len(), 10);
+        // A change brings one back.
+        let p = dir.path().join("u7.xml");
+        std::fs::write(&p, b"changed").unwrap();
+        let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("the changed file is offered again")
+            .unwrap();
+        assert_eq!(s.path, p);
+        stop.cancel();
+        task.await.unwrap();
     }
 
     /// More files than the daemon tracks at once: the rest wait untracked in the directory and
