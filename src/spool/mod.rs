@@ -103,6 +103,8 @@ pub struct Spool {
     /// What rejected/ holds, in allocated bytes, as far as this agent knows (exact after each
     /// prune; `requeue` running beside it only makes it an overestimate).
     rejected_bytes: std::sync::atomic::AtomicU64,
+    /// One prune at a time (admissions run side by side).
+    pruning: std::sync::Mutex<()>,
 }
 
 impl Spool {
@@ -150,6 +152,7 @@ impl Spool {
             dev,
             limits,
             rejected_bytes: rejected_bytes.into(),
+            pruning: std::sync::Mutex::new(()),
         };
         spool.recover()?;
         Ok(spool)
@@ -285,6 +288,7 @@ impl Spool {
 
     fn prune_rejected(&self, newest: Option<&str>) {
         use std::sync::atomic::Ordering;
+        let _one = self.pruning.lock().unwrap_or_else(|p| p.into_inner());
         let dir = &self.layout.rejected;
         match prune::hold(dir, REASON_SUFFIX, self.limits, newest) {
             Ok(p) => {
