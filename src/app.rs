@@ -78,8 +78,6 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
             rejected_max_size: cfg.agent.rejected_max_size,
         },
     )?);
-    // What outlived its retention while the agent was stopped goes now.
-    spool.prune();
     let io = |context: &str| {
         let context = context.to_string();
         move |source| AppError::Io { context, source }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 /// Whether `c` must not reach a terminal or a log as it is: C0 and C1 controls, DEL, and the
 /// bidirectional overrides and isolates (which make text display in another order).
-fn is_hostile(c: char) -> bool {
+pub fn is_hostile(c: char) -> bool {
     c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 

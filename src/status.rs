@@ -80,6 +80,8 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
     let src = source::load_readonly(state_dir);
     let daemon = status_file::load(state_dir);
     let running = locked(state_dir);
+    // What the daemon says about itself holds only while it runs.
+    let live = daemon.as_ref().filter(|_| running);
     Ok(Status {
         state_dir: state_dir.display().to_string(),
         daemon_running: running,
@@ -90,31 +92,15 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
         last_upload_at: summary.last_at,
         last_error: daemon.as_ref().and_then(|d| d.last_error.clone()),
         last_error_at: daemon.as_ref().and_then(|d| d.last_error_at.clone()),
-        paused: daemon
-            .as_ref()
-            .filter(|_| running)
-            .and_then(|d| d.paused.clone()),
-        paused_until: daemon
-            .as_ref()
-            .filter(|_| running)
-            .and_then(|d| d.paused_until.clone()),
+        paused: live.and_then(|d| d.paused.clone()),
+        paused_until: live.and_then(|d| d.paused_until.clone()),
         source_id: src.as_ref().map(|s| s.id.clone()),
         source_name: src.map(|s| s.name),
         failed_files: first(spool::list_payloads(&layout.failed, ".error.json")?),
         rejected_files: first(spool::list_payloads(&layout.rejected, ".reason.json")?),
-        admission_paused: daemon
-            .as_ref()
-            .filter(|_| running)
-            .and_then(|d| d.admission_paused.clone()),
-        parked: daemon
-            .as_ref()
-            .filter(|_| running)
-            .map_or(0, |d| d.parked_total),
-        parked_files: daemon
-            .as_ref()
-            .filter(|_| running)
-            .map(|d| d.parked.clone())
-            .unwrap_or_default(),
+        admission_paused: live.and_then(|d| d.admission_paused.clone()),
+        parked: live.map_or(0, |d| d.parked_total),
+        parked_files: live.map(|d| d.parked.clone()).unwrap_or_default(),
         jobs: job_status(state_dir, jobs, running),
     })
 }

@@ -99,10 +99,7 @@ pub fn sanitize(name: &str) -> String {
     let mut s: String = name
         .chars()
         .map(|c| {
-            if c == '/'
-                || c.is_control()
-                || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-            {
+            if c == '/' || crate::escape::is_hostile(c) {
                 '_'
             } else {
                 c

@@ -101,7 +101,7 @@ pub struct Spool {
     /// How long rejected/ and failed/ keep entries, and how much rejected/ may hold.
     limits: prune::Limits,
     /// What rejected/ holds, in allocated bytes, as far as this agent knows (exact after each
-    /// prune; `requeue` running beside it only makes it an overestimate).
+    /// prune, the first at open; `requeue` running beside it only makes it an overestimate).
     rejected_bytes: std::sync::atomic::AtomicU64,
     /// One prune at a time (admissions run side by side).
     pruning: std::sync::Mutex<()>,
@@ -144,17 +144,18 @@ impl Spool {
             Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
         let dev = std::os::unix::fs::MetadataExt::dev(&fs::metadata(root).map_err(io_err(root))?);
-        let rejected_bytes =
-            prune::allocated(&layout.rejected).map_err(io_err(&layout.rejected))?;
         let spool = Spool {
             layout,
             _lock: lock,
             dev,
             limits,
-            rejected_bytes: rejected_bytes.into(),
+            rejected_bytes: 0.into(),
             pruning: std::sync::Mutex::new(()),
         };
         spool.recover()?;
+        // What outlived its retention while no agent ran goes now; this also counts what
+        // rejected/ holds.
+        spool.prune();
         Ok(spool)
     }
 

@@ -34,7 +34,7 @@ pub fn allocated_file(p: &Path) -> u64 {
 }
 
 /// Bytes the files directly in `dir` take on disk.
-pub fn allocated(dir: &Path) -> io::Result<u64> {
+fn allocated(dir: &Path) -> io::Result<u64> {
     let mut total = 0;
     for e in fs::read_dir(dir)? {
         let Ok(e) = e else { continue };

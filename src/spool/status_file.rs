@@ -168,20 +168,21 @@ impl StatusBoard {
 
     /// The last error, batched with others (admission may have many files to say it of).
     pub fn error_soon(&self, message: &str) {
+        self.set_error(message, true)
+    }
+
+    pub fn error(&self, message: &str) {
+        self.set_error(message, false)
+    }
+
+    fn set_error(&self, message: &str, batch: bool) {
         self.change(
             |s| {
                 s.last_error = Some(message.to_string());
                 s.last_error_at = Some(super::fsutil::now_rfc3339());
             },
-            true,
+            batch,
         );
-    }
-
-    pub fn error(&self, message: &str) {
-        self.update(|s| {
-            s.last_error = Some(message.to_string());
-            s.last_error_at = Some(super::fsutil::now_rfc3339());
-        });
     }
 
     pub fn paused(&self, why: &str, for_: std::time::Duration) {

@@ -53,10 +53,21 @@ impl Events {
             let _ = self.watcher.unwatch(&d);
             self.watched.remove(&d);
         }
+        self.add(dirs);
+    }
+
+    /// Watch `dirs` too (a directory that appeared), as far as [`MAX_WATCHED_DIRS`] allows; one
+    /// watched under another identity is watched again.
+    pub fn add(&mut self, dirs: &[(PathBuf, FileId)]) {
         let mut capped = false;
         for (d, id) in dirs {
-            if self.watched.contains_key(d) {
-                continue;
+            match self.watched.get(d) {
+                Some(known) if known == id => continue,
+                Some(_) => {
+                    let _ = self.watcher.unwatch(d);
+                    self.watched.remove(d);
+                }
+                None => {}
             }
             if self.watched.len() >= MAX_WATCHED_DIRS {
                 capped = true;
@@ -84,14 +95,6 @@ impl Events {
     /// under its name, whose watch inotify has dropped).
     pub fn watches(&self, dir: &Path, id: FileId) -> bool {
         self.watched.get(dir) == Some(&id)
-    }
-
-    /// The directories watched now, with their identities.
-    pub fn dirs(&self) -> Vec<(PathBuf, FileId)> {
-        self.watched
-            .iter()
-            .map(|(p, id)| (p.clone(), *id))
-            .collect()
     }
 }
 

@@ -376,9 +376,7 @@ impl Watcher {
         });
         if let Ok(walked) = listed {
             if let Some(ev) = self.events.as_mut() {
-                let mut dirs = ev.dirs();
-                dirs.extend(scan::dirs(root, &walked));
-                ev.sync(&dirs);
+                ev.add(&scan::dirs(root, &walked));
             }
             for f in found {
                 let path = root.shown(&f.rel);
@@ -851,18 +849,24 @@ mod tests {
         }
     }
 
-    /// More parked files than are remembered one by one: the rest are remembered by a hash, and
-    /// none is offered again while it does not change (scan after scan).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn parked_files_past_the_limit_are_not_offered_again() {
+    /// A directory of `n` files `{prefix}{i}.xml`, last written a minute ago.
+    fn settled_files(prefix: &str, n: usize) -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        for i in 0..10 {
-            let p = dir.path().join(format!("u{i}.xml"));
+        for i in 0..n {
+            let p = dir.path().join(format!("{prefix}{i}.xml"));
             std::fs::write(&p, b"x").unwrap();
             let f = std::fs::File::options().write(true).open(&p).unwrap();
             f.set_modified(SystemTime::now() - Duration::from_secs(60))
                 .unwrap();
         }
+        dir
+    }
+
+    /// More parked files than are remembered one by one: the rest are remembered by a hash, and
+    /// none is offered again while it does not change (scan after scan).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parked_files_past_the_limit_are_not_offered_again() {
+        let dir = settled_files("u", 10);
         let mut w = Watcher::new(
             &[watch_settings(dir.path())],
             Duration::from_millis(10),
@@ -902,14 +906,7 @@ mod tests {
     /// are all offered in turn as the tracked ones drain, without waiting for the periodic scan.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_flood_beyond_the_tracked_limit_is_taken_in_turn() {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..50 {
-            let p = dir.path().join(format!("r{i}.xml"));
-            std::fs::write(&p, b"x").unwrap();
-            let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(SystemTime::now() - Duration::from_secs(60))
-                .unwrap();
-        }
+        let dir = settled_files("r", 50);
         let mut w = Watcher::new(
             &[watch_settings(dir.path())],
             Duration::from_millis(10),

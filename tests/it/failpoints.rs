@@ -3,7 +3,6 @@
 //! real binary: after each, the next run finds every file, uploads it, and repeats at most the
 //! one upload whose 2xx the ledger never saw.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -14,15 +13,6 @@ const SIGKILL: i32 = 9;
 /// A distinct valid report.
 fn report(n: usize) -> Vec<u8> {
     distinct_report(n, 0)
-}
-
-/// Uploads the stand-in accepted, counted by content.
-fn upload_counts(api: &StandIn) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for u in api.uploads() {
-        *m.entry(u.sha256.clone()).or_default() += 1;
-    }
-    m
 }
 
 /// `--once` with these failpoints armed, off the async runtime.

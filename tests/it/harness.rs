@@ -48,6 +48,15 @@ pub fn sha256_hex(b: &[u8]) -> String {
         .collect()
 }
 
+/// Uploads the stand-in accepted, counted by content (SHA-256 -> times).
+pub fn upload_counts(api: &StandIn) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for u in api.uploads() {
+        *m.entry(u.sha256).or_insert(0) += 1;
+    }
+    m
+}
+
 /// A valid Nmap report of at least `size` bytes, distinct for each `n` (a comment at its end).
 pub fn distinct_report(n: usize, size: usize) -> Vec<u8> {
     let mut r = fixture_bytes("nmap-tcp-localhost.xml");

@@ -5,7 +5,6 @@
 //! need another file system (a tmpfs) or another user run as root (CI does) and skip with a
 //! message otherwise.
 
-use std::collections::HashMap;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -39,15 +38,6 @@ fn allocated(dir: &Path) -> u64 {
         }
     }
     total
-}
-
-/// Each SHA-256 the stand-in received, with how many times.
-fn upload_counts(api: &StandIn) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for u in api.uploads() {
-        *m.entry(u.sha256).or_insert(0) += 1;
-    }
-    m
 }
 
 /// Every file below `dir`, as paths relative to it.

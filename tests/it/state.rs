@@ -189,38 +189,14 @@ async fn the_configured_proxy_carries_the_uploads() {
 }
 
 /// A small tmpfs mounted for one test (root only; skipped elsewhere), unmounted on drop.
-struct SmallFs(std::path::PathBuf);
-
-impl SmallFs {
-    fn mount(at: &std::path::Path, size: &str) -> Option<SmallFs> {
-        std::fs::create_dir_all(at).ok()?;
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(at)
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| SmallFs(at.to_path_buf()))
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
     let api = StandIn::start().await;
-    let home = Home::new(&api.url(), "", "");
-    let Some(_fs) = SmallFs::mount(&home.state, "1m") else {
-        eprintln!("skipping: cannot mount a tmpfs here (needs root)");
+    let mut home = Home::new(&api.url(), "", "");
+    let Some(fs) = Tmpfs::mount("1m", "the full state directory test") else {
         return;
     };
+    home.set_state(fs.path());
     std::fs::create_dir_all(home.state.join("tmp")).unwrap();
     let filler = home.state.join("filler");
     std::fs::write(&filler, vec![b'x'; 900 * 1024]).unwrap();
