@@ -539,6 +539,22 @@ fn reload_check(old: &Config, new: &Config) -> Result<Vec<String>, String> {
     Ok(later)
 }
 
+/// Tell `hostedscan-agent reload` (waiting on `reload.json`) what became of `SIGHUP` number
+/// `seq`: taken, or refused and why. A failed write is logged: `reload` then times out and says
+/// to look at the journal, where the decision is too.
+fn answer_reload(state_dir: &std::path::Path, seq: u64, verdict: Result<(), String>) {
+    let record = crate::spool::reload_file::ReloadRecord {
+        pid: std::process::id(),
+        seq,
+        ok: verdict.is_ok(),
+        error: verdict.err(),
+        at: crate::spool::fsutil::now_rfc3339(),
+    };
+    if let Err(e) = crate::spool::reload_file::save(state_dir, &record) {
+        tracing::warn!(error = %e, "cannot write reload.json (the answer to `hostedscan-agent reload`)");
+    }
+}
+
 /// The daemon, taking new configurations from `reloads` while it runs (`SIGHUP`): a valid one
 /// replaces the watch directories, jobs and API settings without losing or repeating
 /// anything (queued files stay queued, uploads in flight finish, scans in progress go on); an
@@ -625,6 +641,7 @@ pub async fn run_reloading(
     };
     let mut cfg = cfg;
     let mut first = true;
+    let mut answered = 0u64;
     let abort_later = loop {
         let generation = daemon.generation(&cfg);
         tracing::info!(
@@ -664,17 +681,21 @@ pub async fn run_reloading(
                 None => reloads = None,
                 Some(Err(e)) => {
                     tracing::error!("the new configuration is not used (still running on the previous one): {e}");
-                    crate::notify::status(&format!(
-                        "reload refused: {}",
-                        crate::report::one_line(&e.to_string())
-                    ));
+                    let why = crate::report::one_line(&e.to_string());
+                    crate::notify::status(&format!("reload refused: {why}"));
+                    answered += 1;
+                    answer_reload(&cfg.agent.state_dir, answered, Err(why));
                 }
                 Some(Ok(new)) => match reload_check(&cfg, &new) {
                     Err(why) => {
                         tracing::error!("the new configuration is not used (still running on the previous one): {why}");
                         crate::notify::status(&format!("reload refused: {why}"));
+                        answered += 1;
+                        answer_reload(&cfg.agent.state_dir, answered, Err(why));
                     }
                     Ok(later) => {
+                        answered += 1;
+                        answer_reload(&cfg.agent.state_dir, answered, Ok(()));
                         for what in later {
                             tracing::warn!("{what} changed: takes effect at the next restart");
                         }

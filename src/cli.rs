@@ -71,6 +71,18 @@ pub enum Command {
     },
     /// Check that the API is reachable and accepts the key.
     TestConnection,
+    /// Have the running daemon read its configuration again (SIGHUP) and wait for its answer:
+    /// exit 0 when it took the new configuration, 78 when the file is invalid or the daemon
+    /// refused it (it then keeps the previous one). `systemctl reload` runs this.
+    Reload {
+        /// The daemon's process id (the unit passes $MAINPID); default: the one that wrote
+        /// status.json in the state directory.
+        #[arg(long)]
+        pid: Option<i32>,
+        /// How long to wait for the daemon's answer (exit 75 past it).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Move files from failed/ (or, with --rejected, from rejected/) back for another try.
     Requeue {
         /// Take files from rejected/ instead: they go back to the watch directory they came from and are validated again.

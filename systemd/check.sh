@@ -55,7 +55,6 @@ for d in /usr/lib/systemd/system /lib/systemd/system; do
 done
 [ -f "$root/usr/lib/systemd/system/sysinit.target" ] || fail "no system units found to verify against"
 install -m 755 "$bin" "$root/usr/bin/hostedscan-agent"
-install -m 755 /bin/kill "$root/usr/bin/kill"   # ExecReload=/bin/kill
 names=()
 for u in "${units[@]}"; do
   install -m 644 "$u" "$root/usr/lib/systemd/system/"

@@ -3,6 +3,7 @@
 
 mod check_config;
 mod daemon;
+mod reload;
 mod requeue;
 mod status;
 mod test_connection;
@@ -31,6 +32,7 @@ pub fn dispatch(cli: Cli) -> i32 {
         ),
         Some(Command::Status { format }) => status::run(&cli, &env, *format),
         Some(Command::TestConnection) => test_connection::run(&cli, &env),
+        Some(Command::Reload { pid, timeout }) => reload::run(&cli, &env, *pid, *timeout),
         Some(Command::Requeue { rejected, names }) => requeue::run(&cli, &env, *rejected, names),
         None => daemon::run(&cli, &env),
     }

@@ -191,6 +191,17 @@ pub type Env = HashMap<String, String>;
 impl Config {
     /// Read, override from `env`, and validate. `env` is normally `std::env::vars()`.
     pub fn load(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Self::load_with(path, env, KeyCheck::Resolve)
+    }
+
+    /// As [`Config::load`], but the API key is neither looked for nor checked (`key` is
+    /// `None`): for `reload`, which runs beside a daemon holding a key that it cannot see (the
+    /// service's credential), and whose key sources the daemon itself resolves again.
+    pub fn load_without_key(path: &Path, env: &Env) -> Result<Config, ConfigError> {
+        Self::load_with(path, env, KeyCheck::Skip)
+    }
+
+    fn load_with(path: &Path, env: &Env, key: KeyCheck) -> Result<Config, ConfigError> {
         let meta = std::fs::metadata(path).map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             message: match e.kind() {
@@ -232,7 +243,7 @@ impl Config {
             path: path.to_path_buf(),
             message: explain_serde(&e.to_string()),
         })?;
-        let mut cfg = validate(raw, path, env)?;
+        let mut cfg = validate(raw, path, env, key)?;
         if cfg.api.key.as_ref().map(|(_, o)| o) == Some(&KeyOrigin::ConfigFile)
             && meta.permissions().mode() & 0o004 != 0
         {
@@ -408,7 +419,19 @@ fn is_loopback(url: &Url) -> bool {
     }
 }
 
-fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, ConfigError> {
+/// Whether loading looks for the API key.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyCheck {
+    Resolve,
+    Skip,
+}
+
+fn validate(
+    raw: raw::RawConfig,
+    file: &Path,
+    env: &Env,
+    key_check: KeyCheck,
+) -> Result<Config, ConfigError> {
     let mut c = Checker {
         problems: Vec::new(),
     };
@@ -460,7 +483,10 @@ fn validate(raw: raw::RawConfig, file: &Path, env: &Env) -> Result<Config, Confi
             );
         }
     }
-    let key = resolve_key(&raw.api, env, &mut c);
+    let key = match key_check {
+        KeyCheck::Resolve => resolve_key(&raw.api, env, &mut c),
+        KeyCheck::Skip => None,
+    };
 
     // [source]
     let hostname = gethostname::gethostname().to_string_lossy().into_owned();

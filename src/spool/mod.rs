@@ -7,6 +7,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod prune;
 pub mod queue;
+pub mod reload_file;
 pub mod requeue;
 pub mod source;
 pub mod status_file;

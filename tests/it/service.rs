@@ -384,6 +384,133 @@ async fn sighup_applies_a_valid_configuration_and_keeps_the_old_one_otherwise() 
     assert_eq!(status.code(), Some(0));
 }
 
+/// `hostedscan-agent reload` (the unit's `ExecReload=`): the daemon's own verdict, as the exit
+/// code of `systemctl reload`. The daemon holds its key as a systemd credential that the
+/// reloading process cannot see, and `api.key_file` names a file it cannot read either (the
+/// issue's broken reload); an invalid file is refused without a signal, a change the daemon
+/// cannot take while running is refused by the daemon, a good one is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_answers_with_the_daemons_verdict_and_never_needs_the_key() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let creds = home.dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("api-key"), format!("{KEY}\n")).unwrap();
+    let unreadable = home.dir.path().join("root-only").join("api-key");
+    let good = std::fs::read_to_string(&home.config).unwrap().replace(
+        &format!("key = \"{KEY}\""),
+        &format!("key_file = \"{}\"", unreadable.display()),
+    );
+    std::fs::write(&home.config, &good).unwrap();
+    let log = home.dir.path().join("agent.log");
+    let mut child = agent(&home, &[], None)
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let pid = child.id().to_string();
+    let report = nmap_report();
+    home.drop_file("first.xml", &report);
+    api.wait_for_uploads(1, Duration::from_secs(20)).await;
+    let reload = |with_pid: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"));
+        cmd.arg("reload")
+            .arg("-c")
+            .arg(&home.config)
+            .args(["--timeout", "20s"])
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env_remove("HOSTEDSCAN_API_KEY");
+        if with_pid {
+            cmd.args(["--pid", &pid]);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.code(), text)
+    };
+    let sighups = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .matches("SIGHUP received")
+            .count()
+    };
+
+    // A mistake in the file: refused before the daemon is disturbed.
+    std::fs::write(
+        &home.config,
+        good.replace("timeout = \"5s\"", "timeout = \"soon\""),
+    )
+    .unwrap();
+    let (code, text) = reload(true);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("api.timeout") && text.contains("not reloaded"),
+        "{text}"
+    );
+    assert_eq!(sighups(), 0, "an invalid file is not sent to the daemon");
+
+    // Another API: valid as a file, but the daemon cannot take it while running.
+    std::fs::write(
+        &home.config,
+        good.replace(&api.url(), "http://127.0.0.1:9/v1"),
+    )
+    .unwrap();
+    let (code, text) = reload(true);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("refused the new configuration") && text.contains("api.url changed"),
+        "{text}"
+    );
+
+    // Another watch directory: taken (the pid found in status.json this time), and watched.
+    let other = home.dir.path().join("other-inbox");
+    std::fs::write(
+        &home.config,
+        good.replace(
+            &home.inbox.display().to_string(),
+            &other.display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (code, text) = reload(false);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("took the new configuration"), "{text}");
+    assert_eq!(sighups(), 2);
+    let mut second = report.clone();
+    second.extend_from_slice(b"\n");
+    let tmp = other.join(".second.xml.part");
+    std::fs::write(&tmp, &second).unwrap();
+    age(&tmp, 60);
+    std::fs::rename(&tmp, other.join("second.xml")).unwrap();
+    let ups = api.wait_for_uploads(2, Duration::from_secs(20)).await;
+    assert_eq!(ups[1].bytes, second);
+
+    // A process that is not the agent is never signalled.
+    let (code, text) = {
+        let out = Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .args(["reload", "--pid", "1", "-c"])
+            .arg(&home.config)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(75), "{text}");
+    assert!(text.contains("not a running hostedscan-agent"), "{text}");
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(child.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
 /// A reload while a scan runs and an upload is in flight: the scan goes on and its report is
 /// uploaded once, the upload finishes once, and the new job is scheduled.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
