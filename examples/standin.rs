@@ -6,6 +6,8 @@
 //! upload, in order, before uploads are accepted. Every request (once answered, with its status
 //! and the injected fault if any) and every upload is printed.
 //! STANDIN_KEEP_BYTES=0 keeps only each upload's size and SHA-256 (for benchmarks).
+//! STANDIN_SAVE_DIR=DIR writes each upload's bytes to DIR/<n>-<file name> (n counts from 1), for
+//! a test that reads what HostedScan received (tests/system/).
 //! Point the agent at it with `[api] url = "http://127.0.0.1:PORT/v1"` and `key = "KEY"`.
 //!
 //! Intermittent failures of `/v1/results` for the whole run (soak tests), after the STATUS list:
@@ -111,6 +113,7 @@ async fn main() {
     );
     // A request is printed once answered (or once it is known never to be). Requests before
     // `first_open` are all printed; `printed` covers those from `first_open` on.
+    let save_dir = env("STANDIN_SAVE_DIR").map(std::path::PathBuf::from);
     let (mut first_open, mut printed, mut seen_up) = (0, Vec::<bool>::new(), 0);
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .expect("stand-in: cannot handle SIGUSR1");
@@ -151,6 +154,19 @@ async fn main() {
                     .unwrap_or_default()
             );
             seen_up += 1;
+            if let Some(dir) = &save_dir {
+                // Only the last component of the client's file name, and no dot file.
+                let name = u.file_name.as_deref().unwrap_or("file");
+                let name = name
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or("file")
+                    .trim_start_matches('.');
+                let path = dir.join(format!("{seen_up}-{name}"));
+                if let Err(e) = std::fs::write(&path, &u.bytes) {
+                    eprintln!("standin: cannot write {}: {e}", path.display());
+                }
+            }
         }
         if stop {
             break;

@@ -86,6 +86,7 @@ deb_has postinst 'install -m 600 -o root -g root /dev/null "\$KEY"' "creates the
 deb_has prerm 'deb-systemd-invoke stop hostedscan-agent\.service' "stops the daemon on removal"
 deb_has postrm 'deb-systemd-helper purge hostedscan-agent\.service' "forgets the daemon on purge"
 deb_has postrm 'deb-systemd-helper purge hostedscan-agent-once\.timer' "forgets the timer on purge"
+deb_has postrm 'find "\$d" -type f' "counts the files not uploaded before purging the state directory"
 if grep -qE 'deb-systemd-invoke (start|restart) .*hostedscan-agent\.service' "$ctl/postinst" \
    && ! grep -q 'deb-systemd-invoke start hostedscan-agent.service ||' "$ctl/postinst"; then
   fail "deb: postinst must not start the daemon unconditionally"
@@ -123,6 +124,7 @@ rpm_has 'systemctl --no-reload enable hostedscan-agent\.service' "%post enables 
 rpm_has 'hostedscan-agent check-config -c "\$CONF"' "%post starts only after check-config passes"
 rpm_has 'systemctl try-restart hostedscan-agent\.service' "%post restarts a running daemon after an upgrade"
 rpm_has 'disable --now hostedscan-agent\.service hostedscan-agent-once\.timer' "%preun stops and disables the units"
+rpm_has 'find "\$d" -type f' "%postun says which files not uploaded it leaves"
 for s in packaging/rpm/*.sh; do sh -n "$s" || fail "rpm: $s is not valid sh"; done
 rpm -qp --requires "$rpmfile" | grep -qx systemd || fail "rpm: Requires systemd"
 
