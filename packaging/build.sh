@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Builds the .deb (cargo-deb) and the .rpm (cargo-generate-rpm) of hostedscan-agent into
-# ${CARGO_TARGET_DIR:-target}/packages/, then checks what they hold and fails loudly if anything
-# expected is missing. Installs cargo-deb, cargo-generate-rpm (cargo install --locked) and the
-# Debian packages it uses (rpm, binutils, dpkg-dev) when they are missing.
+# Builds the .deb (cargo-deb) and the .rpm (rpmbuild, packaging/rpm/hostedscan-agent.spec) of
+# hostedscan-agent into ${CARGO_TARGET_DIR:-target}/packages/, then checks what they hold and
+# fails loudly if anything expected is missing. Installs cargo-deb (cargo install --locked) and
+# the Debian packages it uses (rpm, which brings rpmbuild; binutils, dpkg-dev) when they are
+# missing. RPM_VERSION and RPM_RELEASE override the rpm's version (default: Cargo.toml's, with
+# "-" made "~") and release (default: 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +15,7 @@ fail() { echo "packaging/build.sh: MISSING: $*" >&2; errors=$((errors + 1)); }
 
 # --- tools -----------------------------------------------------------------------------------
 need=()
-command -v rpm >/dev/null 2>&1 || need+=(rpm)
+{ command -v rpm && command -v rpmbuild; } >/dev/null 2>&1 || need+=(rpm)
 command -v strip >/dev/null 2>&1 || need+=(binutils)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need+=(dpkg-dev)
 if [ ${#need[@]} -gt 0 ]; then
@@ -22,39 +24,46 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-for tool in cargo-deb cargo-generate-rpm; do
-  if ! command -v "$tool" >/dev/null 2>&1; then
-    echo "== cargo install --locked $tool"
-    cargo install --locked "$tool"
-  fi
-done
+if ! command -v cargo-deb >/dev/null 2>&1; then
+  echo "== cargo install --locked cargo-deb"
+  cargo install --locked cargo-deb
+fi
 
 # --- build -----------------------------------------------------------------------------------
 echo "== cargo build --release --locked"
 cargo build --release --locked
 rm -rf "$out"
 mkdir -p "$out"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
 echo "== cargo deb"
 # --strip: the package gets a stripped copy; target/release keeps its debug info.
 cargo deb --no-build --strip --output "$out/"
 deb=$(ls "$out"/*.deb)
 
-echo "== cargo generate-rpm"
-# cargo-generate-rpm packages target/release/ as it is: give it a stripped copy in a target
-# directory of its own.
-rpm_target=$target/rpm-staging
-mkdir -p "$rpm_target/release"
-strip -o "$rpm_target/release/hostedscan-agent" "$target/release/hostedscan-agent"
-cargo generate-rpm --target-dir "$rpm_target" --output "$out/"
+# The spec packages the files of this checkout and the binary it is given as they are (no
+# compiling, no brp strip): give it a stripped copy; target/release keeps its debug info.
+# Everything rpmbuild writes but the package stays in $tmp (not ~/rpmbuild, not /var/tmp).
+cargo_version=$(cargo pkgid | sed 's/.*[#@]//')
+rpm_version=${RPM_VERSION:-${cargo_version//-/\~}}
+rpm_release=${RPM_RELEASE:-1}
+echo "== rpmbuild (packaging/rpm/hostedscan-agent.spec, $rpm_version-$rpm_release)"
+strip -o "$tmp/hostedscan-agent" "$target/release/hostedscan-agent"
+mkdir -p "$tmp/rpm/tmp"
+rpmbuild -bb packaging/rpm/hostedscan-agent.spec \
+  --define "_topdir $tmp/rpm" --define "_tmppath $tmp/rpm/tmp" \
+  --define "_repo $PWD" --define "_bin $tmp/hostedscan-agent" \
+  --define "pkg_version $rpm_version" --define "pkg_release $rpm_release" \
+  --define "_rpmdir $out" --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" \
+  >"$tmp/rpmbuild.log" 2>&1 || { cat "$tmp/rpmbuild.log" >&2; echo "packaging/build.sh: rpmbuild failed" >&2; exit 1; }
 rpmfile=$(ls "$out"/*.rpm)
 
 # --- check the .deb --------------------------------------------------------------------------
 echo "== check $deb"
 contents=$(dpkg-deb -c "$deb")
 info=$(dpkg-deb -I "$deb")
-ctl=$(mktemp -d)
-trap 'rm -rf "$ctl"' EXIT
+ctl=$tmp/deb-control
 dpkg-deb -e "$deb" "$ctl"
 has_file() { # mode path
   grep -qE -- "^$1 (root/root|0/0) +[0-9]+ [0-9-]+ [0-9:]+ \./$2\$" <<<"$contents" || fail "deb: $1 /$2"
@@ -105,7 +114,10 @@ has_rpm -rw-r--r-- root root /usr/lib/systemd/system/hostedscan-agent-once.servi
 has_rpm -rw-r--r-- root root /usr/lib/systemd/system/hostedscan-agent-once.timer
 has_rpm -rw-r--r-- root root /usr/lib/sysusers.d/hostedscan-agent.conf
 has_rpm -rw-r----- root hostedscan-agent /etc/hostedscan-agent/agent.toml
+has_rpm drwxr-xr-x root root /etc/hostedscan-agent
 has_rpm -rw-r--r-- root root /usr/share/doc/hostedscan-agent/README.md
+has_rpm -rw-r--r-- root root /usr/share/doc/hostedscan-agent/PACKAGING.md
+has_rpm drwxr-xr-x root root /usr/share/hostedscan-agent
 has_rpm -rw-r--r-- root root /usr/share/hostedscan-agent/raw-sockets.conf
 rpm -qp --configfiles "$rpmfile" | grep -qx /etc/hostedscan-agent/agent.toml || fail "rpm: config file /etc/hostedscan-agent/agent.toml"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpmfile" | grep -qE '^c[a-z]*n[a-z]* /etc/hostedscan-agent/agent.toml$' \
@@ -126,7 +138,12 @@ rpm_has 'systemctl try-restart hostedscan-agent\.service' "%post restarts a runn
 rpm_has 'disable --now hostedscan-agent\.service hostedscan-agent-once\.timer' "%preun stops and disables the units"
 rpm_has 'find "\$d" -type f' "%postun says which files not uploaded it leaves"
 for s in packaging/rpm/*.sh; do sh -n "$s" || fail "rpm: $s is not valid sh"; done
-rpm -qp --requires "$rpmfile" | grep -qx systemd || fail "rpm: Requires systemd"
+requires=$(rpm -qp --requires "$rpmfile")
+grep -qx systemd <<<"$requires" || fail "rpm: Requires systemd"
+# Besides systemd: the binary's sonames (rpmbuild's ELF dependency generator), /bin/sh for the
+# scriptlets, rpmlib features and the package's own config(); anything else is unexpected.
+odd=$(grep -vxE 'systemd|/bin/sh|(ld-linux-x86-64|libc|libgcc_s|libm)\.so\.[0-9]+\(.*\)\(64bit\)|rtld\(GNU_HASH\)|rpmlib\(.*|config\(hostedscan-agent\) = .*' <<<"$requires" || :)
+[ -z "$odd" ] || fail "rpm: only the expected requirements, not: $(tr "\n" " " <<<"$odd")"
 
 if [ "$errors" -gt 0 ]; then
   echo "packaging/build.sh: FAILED: $errors expected item(s) missing (above)" >&2

@@ -107,9 +107,14 @@ if ! ls "$cache"/*.deb "$cache"/*.rpm >/dev/null 2>&1; then
     export CARGO_TARGET_DIR=$prev/target
     cargo build --release --locked --quiet
     cargo deb --no-build --strip --deb-version "$PREVIOUS_VERSION-1" --output "$prev/out/" >/dev/null
-    mkdir -p "$prev/rpm/release"
-    strip -o "$prev/rpm/release/hostedscan-agent" "$prev/target/release/hostedscan-agent"
-    cargo generate-rpm --target-dir "$prev/rpm" -s "version = \"$PREVIOUS_VERSION\"" --output "$prev/out/" >/dev/null
+    # The rpm: this checkout's spec over the old commit's files (binary, units, scriptlets).
+    mkdir -p "$prev/rpm"
+    strip -o "$prev/rpm/hostedscan-agent" "$prev/target/release/hostedscan-agent"
+    rpmbuild -bb "$repo/packaging/rpm/hostedscan-agent.spec" \
+      --define "_topdir $prev/rpm/top" --define "_tmppath $prev/rpm" \
+      --define "_repo $prev/src" --define "_bin $prev/rpm/hostedscan-agent" \
+      --define "pkg_version $PREVIOUS_VERSION" --define "_rpmdir $prev/out" \
+      --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" >/dev/null
   ) >"$work/previous.log" 2>&1 || { tail -n 40 "$work/previous.log"; fail "build the previous version"; }
   mkdir -p "$cache"
   cp "$prev"/out/*.deb "$prev"/out/*.rpm "$cache/"
@@ -123,7 +128,9 @@ ok "previous: ${prev_deb##*/}, ${prev_rpm##*/} (commit ${PREVIOUS:0:7})"
 section "stand-in"
 cargo build --release --locked --quiet --example standin
 standin_bin=$target/release/examples/standin
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+mport=$(free_port)  # the agent's /metrics
 # A key that must never appear in a log.
 key=hsk-system-test-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')
 standin_start
@@ -152,6 +159,9 @@ rescan_interval = "5s"
 [retry]
 initial_backoff = "500ms"
 max_backoff = "2s"
+
+[metrics]
+listen = "127.0.0.1:$mport"
 
 [[watch]]
 path = "/var/lib/hostedscan-agent/inbox"

@@ -33,6 +33,13 @@ exposure() {
     | sed -nE 's/.*Overall exposure level for hostedscan-agent.service: ([0-9.]+).*/\1/p'
 }
 not() { ! "$@"; }
+# The agent's /metrics (it listens on 127.0.0.1 in the container: the same network as here).
+metrics_show() {
+  local m
+  m=$(python3 -c "import urllib.request as u; print(u.build_opener(u.ProxyHandler({})).open('http://127.0.0.1:$mport/metrics').read().decode())") || return 1
+  grep -qE '^hostedscan_agent_queue_depth [0-9]' <<<"$m" \
+    && grep -qE '^hostedscan_agent_uploads_total\{result="uploaded"\} [1-9]' <<<"$m"
+}
 queue_empty() { [ "$(status_field queued)" = 0 ]; }
 at_most() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 restarts() { prop hostedscan-agent.service NRestarts; }
@@ -77,7 +84,7 @@ scenario_deb() {
     || { echo "$out"; fail "test-connection"; }
   ok "test-connection: the stand-in accepts the key"
   test_dropins
-  expect "systemctl start hostedscan-agent" c systemctl start hostedscan-agent
+  expect "systemctl start hostedscan-agent" c timeout 120 systemctl start hostedscan-agent
   st=$(c systemctl status hostedscan-agent --no-pager 2>&1 || true)
   contains "systemctl status: active, the agent's own status line" "$st" \
     'Status: "queued [0-9]+, failed [0-9]+, rejected [0-9]+; last upload'
@@ -112,7 +119,7 @@ scenario_deb() {
   c install -D -m 644 /usr/share/hostedscan-agent/raw-sockets.conf \
     /etc/systemd/system/hostedscan-agent.service.d/raw-sockets.conf
   c systemctl daemon-reload
-  expect "systemctl restart hostedscan-agent (with raw-sockets.conf)" c systemctl restart hostedscan-agent
+  expect "systemctl restart hostedscan-agent (with raw-sockets.conf)" c timeout 120 systemctl restart hostedscan-agent
   out=$(c sh -c 'grep -E "^Cap(Amb|Bnd)" /proc/$(systemctl show -p MainPID --value hostedscan-agent)/status')
   contains "the agent has CAP_NET_RAW (ambient), nothing more" "$out" '^CapAmb:\s+0000000000002000$'
   wait_for "the nmap -sS job (privileged) uploads a SYN scan showing port $port open" 60 nmap_upload tcp-syn syn
@@ -156,7 +163,8 @@ scenario_deb() {
 
   section "deb: hostedscan-agent-once.timer runs --once"
   r=$(report by-the-timer.xml)
-  c systemctl stop hostedscan-agent
+  # As README.md says: the daemon disabled, the timer enabled.
+  expect "systemctl disable --now hostedscan-agent" c systemctl disable --now hostedscan-agent
   drop "$r" "$INBOX"
   expect "systemctl enable --now hostedscan-agent-once.timer" c systemctl enable --now hostedscan-agent-once.timer
   wait_for "the timer's --once pass uploads the report" 60 received "$(sha "$r")"
@@ -165,7 +173,13 @@ scenario_deb() {
   out=$(c journalctl -u hostedscan-agent-once -o cat --no-pager)
   contains "... its summary is in the journal" "$out" 'uploaded'
   c systemctl disable --now hostedscan-agent-once.timer
-  expect "back to the daemon" c systemctl start hostedscan-agent
+  expect "back to the daemon: systemctl enable --now hostedscan-agent" c timeout 120 systemctl enable --now hostedscan-agent
+
+  section "deb: metrics"
+  r=$(report for-the-metrics.xml)
+  drop "$r" "$INBOX"
+  wait_for "a report dropped after the switch back is uploaded" 30 received "$(sha "$r")"
+  wait_for "/metrics (metrics.listen) counts the upload and shows the queue" 15 metrics_show
 
   section "deb: the journal"
   out=$(c journalctl -u 'hostedscan-agent*' -o cat --no-pager)
@@ -243,7 +257,7 @@ scenario_deb_upgrade() {
   agent_toml | cfile /etc/hostedscan-agent/agent.toml 640
   put_key
   test_dropins
-  expect "systemctl start hostedscan-agent (previous version)" c systemctl start hostedscan-agent
+  expect "systemctl start hostedscan-agent (previous version)" c timeout 120 systemctl start hostedscan-agent
   standin_stop
   r=$(report queued-over-upgrade.xml)
   drop "$r" "$INBOX"
@@ -290,7 +304,7 @@ scenario_rpm() {
   agent_toml | cfile /etc/hostedscan-agent/agent.toml 640
   put_key
   test_dropins
-  expect "systemctl start hostedscan-agent" c systemctl start hostedscan-agent
+  expect "systemctl start hostedscan-agent" c timeout 120 systemctl start hostedscan-agent
   st=$(c systemctl status hostedscan-agent --no-pager 2>&1 || true)
   contains "systemctl status shows the agent's status line" "$st" 'Status: "queued [0-9]+'
   r=$(report rpm-dropped.xml)
@@ -332,7 +346,7 @@ scenario_rpm_upgrade() {
   agent_toml | cfile /etc/hostedscan-agent/agent.toml 640
   put_key
   test_dropins
-  expect "systemctl start hostedscan-agent (previous version)" c systemctl start hostedscan-agent
+  expect "systemctl start hostedscan-agent (previous version)" c timeout 120 systemctl start hostedscan-agent
   standin_stop
   r=$(report rpm-queued-over-upgrade.xml)
   drop "$r" "$INBOX"
