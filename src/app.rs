@@ -694,8 +694,6 @@ pub async fn run_reloading(
                         answer_reload(&cfg.agent.state_dir, answered, Err(why));
                     }
                     Ok(later) => {
-                        answered += 1;
-                        answer_reload(&cfg.agent.state_dir, answered, Ok(()));
                         for what in later {
                             tracing::warn!("{what} changed: takes effect at the next restart");
                         }
@@ -722,14 +720,23 @@ pub async fn run_reloading(
                     // Told to stop during the reload: no new generation.
                     break begin_stop(&abort);
                 }
+                // `reload` waits for this answer: given once the new watch directories exist
+                // and the API settings are in use, so that what it reports is what runs.
+                let mut verdict = Ok(());
                 if let Err(e) = crate::config::prepare_watch_dirs(&new) {
                     tracing::warn!(error = %e, "cannot create a new watch directory");
+                    verdict = Err(format!("cannot create a new watch directory: {e}"));
                 }
                 if let Err(e) = daemon.parts.uploader.use_api(&new.api) {
                     tracing::error!(
                         "the new [api] settings cannot be used; keeping the previous ones: {e}"
                     );
+                    verdict = Err(format!(
+                        "the new [api] settings cannot be used (the previous ones stay in use): {e}"
+                    ));
                 }
+                answered += 1;
+                answer_reload(&cfg.agent.state_dir, answered, verdict);
                 cfg = new;
                 crate::notify::ready(&cfg.agent.state_dir);
             }

@@ -41,6 +41,16 @@ pub fn run(cli: &Cli, env: &Env, pid: Option<i32>, timeout: Duration) -> i32 {
         );
         return exit::TEMPFAIL;
     };
+    // The daemon answers in its own state directory: one the new file does not name (a changed
+    // agent.state_dir) is a change it cannot take while running.
+    if status_file::load(state_dir).map(|s| s.pid as i32) != Some(pid) {
+        eprintln!(
+            "hostedscan-agent: process {pid} does not run on state_dir {} (agent.state_dir changed?): \
+             that needs a restart (systemctl restart hostedscan-agent); not reloaded",
+            state_dir.display()
+        );
+        return exit::CONFIG;
+    }
     let before = answered(state_dir, pid);
     if let Err(e) = rustix::process::kill_process(target, Signal::HUP) {
         eprintln!("hostedscan-agent: cannot signal process {pid}: {e}");
@@ -56,7 +66,7 @@ pub fn run(cli: &Cli, env: &Env, pid: Option<i32>, timeout: Duration) -> i32 {
                 exit::OK
             } else {
                 eprintln!(
-                    "hostedscan-agent (pid {pid}) refused the new configuration and keeps the previous one: {}",
+                    "hostedscan-agent (pid {pid}) did not take the new configuration (it runs on the previous one): {}",
                     r.error.as_deref().unwrap_or("no reason given")
                 );
                 exit::CONFIG

@@ -458,7 +458,23 @@ async fn reload_answers_with_the_daemons_verdict_and_never_needs_the_key() {
     let (code, text) = reload(true);
     assert_eq!(code, Some(78), "{text}");
     assert!(
-        text.contains("refused the new configuration") && text.contains("api.url changed"),
+        text.contains("did not take the new configuration") && text.contains("api.url changed"),
+        "{text}"
+    );
+
+    // Another state directory: the daemon's answers are in its own, so this is found here.
+    std::fs::write(
+        &home.config,
+        good.replace(
+            &home.state.display().to_string(),
+            &home.dir.path().join("state2").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let (code, text) = reload(true);
+    assert_eq!(code, Some(78), "{text}");
+    assert!(
+        text.contains("agent.state_dir changed?") && text.contains("restart"),
         "{text}"
     );
 

@@ -57,6 +57,8 @@ LEADER=        # the init (systemd) of the current container, as seen from here
 boot() {
   local name=$1 dir=$work/$1
   mkdir -p "$dir/upper" "$dir/work" "$dir/root"
+  # Registered before anything can fail, so that cleanup unmounts it; the PID comes below.
+  containers+=("none:$dir")
   mount -t overlay overlay -o "lowerdir=/,upperdir=$dir/upper,workdir=$dir/work" "$dir/root" \
     || fail "mount an overlay of / for $name"
   # A fresh system: nothing of this machine's own agent state (there should be none), and none
@@ -70,7 +72,7 @@ boot() {
   systemd-nspawn -q -D "$dir/root" -M "$name" --register=no --keep-unit -b \
     systemd.firstboot=off >"$dir/console.log" 2>&1 &
   local pid=$!
-  containers+=("$pid:$dir")
+  containers[-1]="$pid:$dir"
   local end=$((SECONDS + 60))
   LEADER=
   while [ -z "$LEADER" ]; do
@@ -108,7 +110,7 @@ halt() {
 }
 stop_container() {
   local pid=${1%%:*} dir=${1#*:}
-  if kill -0 "$pid" 2>/dev/null; then
+  if [ "$pid" != none ] && kill -0 "$pid" 2>/dev/null; then
     kill -TERM "$pid" 2>/dev/null || true
     local end=$((SECONDS + 30))
     while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do sleep 0.2; done
@@ -170,7 +172,7 @@ sha() { sha256sum "$1" | cut -d' ' -f1; }
 drop() {
   local name=${1##*/}
   c sh -c 'cat > "$2/.$3.part" && chmod 644 "$2/.$3.part" && mv "$2/.$3.part" "$2/$3"' \
-    sh - "$2" "$name" <"$1"
+    sh - "$2" "$name" <"$1" || fail "cannot drop $name into $2"
 }
 
 # --- the service --------------------------------------------------------------------------

@@ -56,7 +56,7 @@ for tool in nmap rpm python3 nsenter; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool is missing"
 done
 [ -x /lib/systemd/systemd ] || [ -x /usr/lib/systemd/systemd ] || skip "no systemd on this machine to boot"
-probe=$(mktemp -d)
+probe=$(mktemp -d /var/tmp/hostedscan-system-probe.XXXXXX)
 mkdir -p "$probe/u" "$probe/w" "$probe/m"
 if ! mount -t overlay overlay -o "lowerdir=/,upperdir=$probe/u,workdir=$probe/w" "$probe/m" 2>/dev/null; then
   rm -rf "$probe"
@@ -83,14 +83,18 @@ else
   bash packaging/build.sh >"$work/build.log" 2>&1 || { tail -n 40 "$work/build.log"; fail "packaging/build.sh"; }
   pkgs=$target/packages
 fi
-deb=$(ls "$pkgs"/hostedscan-agent_*.deb 2>/dev/null | head -n 1)
-rpmfile=$(ls "$pkgs"/hostedscan-agent-*.rpm 2>/dev/null | head -n 1)
+debs=("$pkgs"/hostedscan-agent_*.deb)
+rpms=("$pkgs"/hostedscan-agent-*.rpm)
+deb=${debs[0]}
+rpmfile=${rpms[0]}
 [ -f "$deb" ] && [ -f "$rpmfile" ] || fail "no .deb and .rpm in $pkgs"
 ok "new: ${deb##*/}, ${rpmfile##*/}"
 
 # The previous version, built from its commit once and kept in the cache. Its dependencies come
 # from this build's target directory (copied), so only the agent itself is compiled again.
-cache=${SYSTEM_TESTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostedscan-agent-system-tests}/$PREVIOUS
+# Keyed by the spec too: the previous rpm is made with this checkout's spec (see below).
+spec_sum=$(sha256sum packaging/rpm/hostedscan-agent.spec | cut -c1-12)
+cache=${SYSTEM_TESTS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hostedscan-agent-system-tests}/$PREVIOUS-$spec_sum
 if ! ls "$cache"/*.deb "$cache"/*.rpm >/dev/null 2>&1; then
   echo "building the previous version ($PREVIOUS_VERSION) into $cache"
   git cat-file -e "$PREVIOUS^{commit}" 2>/dev/null \
@@ -120,8 +124,10 @@ if ! ls "$cache"/*.deb "$cache"/*.rpm >/dev/null 2>&1; then
   cp "$prev"/out/*.deb "$prev"/out/*.rpm "$cache/"
   rm -rf "$prev"
 fi
-prev_deb=$(ls "$cache"/*.deb | head -n 1)
-prev_rpm=$(ls "$cache"/*.rpm | head -n 1)
+prev_debs=("$cache"/*.deb)
+prev_rpms=("$cache"/*.rpm)
+prev_deb=${prev_debs[0]}
+prev_rpm=${prev_rpms[0]}
 ok "previous: ${prev_deb##*/}, ${prev_rpm##*/} (commit ${PREVIOUS:0:7})"
 
 # --- the stand-in and a real nmap report -----------------------------------------------------
