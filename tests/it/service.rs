@@ -789,10 +789,14 @@ fn the_raw_sockets_drop_in_grants_cap_net_raw_and_nothing_else() {
         ),
         "the deb does not ship it at {shipped}"
     );
+    let spec = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/rpm/hostedscan-agent.spec"
+    ))
+    .unwrap();
     assert!(
-        cargo.contains(&format!(
-            r#"source = "systemd/raw-sockets.conf", dest = "{shipped}""#
-        )),
+        spec.contains(r#"install -D -m 0644 "%{_repo}/systemd/raw-sockets.conf" %{buildroot}/usr/share/hostedscan-agent/raw-sockets.conf"#)
+            && spec.lines().any(|l| l.trim_end().ends_with(shipped)),
         "the rpm does not ship it at {shipped}"
     );
 }
