@@ -13,8 +13,8 @@
 #      AF_PACKET and nothing more, keeps the rest of its RestrictAddressFamilies= allow-list (a
 #      drop-in adds to it), exposure at most $MAX_EXPOSURE and recorded in the drop-in's comment.
 #   4. The sysusers.d file parses and creates the user (systemd-sysusers --root, throw-away).
-#   5. The agent accepts the command lines the units run (check-config, and --once as a
-#      --dry-run), with the config path pointed at a scratch config.
+#   5. The agent accepts the command lines the units run (check-config, --once as a --dry-run,
+#      reload with no daemon to signal), with the config path pointed at a scratch config.
 # The agent binary: $HOSTEDSCAN_AGENT_BIN, else ${CARGO_TARGET_DIR:-target}/release/, built
 # (cargo build --release --locked) when missing.
 set -euo pipefail
@@ -162,6 +162,18 @@ for u in systemd/*.service; do
     case " $args " in
       *" check-config "*) ;;
       *" --once "*) argv+=(--dry-run) ;;
+      *" reload "*)
+        # ExecReload=: no daemon here, so $MAINPID becomes this shell (not an agent): the
+        # command line parses and the config loads, then it refuses to signal (exit 75).
+        argv=("${argv[@]//\$MAINPID/$$}")
+        rc=0
+        "$bin" "${argv[@]}" >"$scratch/out" 2>&1 || rc=$?
+        [ "$rc" = 75 ] && grep -q "is not a running hostedscan-agent" "$scratch/out" \
+          || { cat "$scratch/out"; fail "$u: \`hostedscan-agent ${argv[*]}\` exited $rc, expected 75 (no agent to reload)"; }
+        echo "ok: $u: hostedscan-agent ${argv[*]} (75: no daemon to signal)"
+        n=$((n + 1))
+        continue
+        ;;
       *) continue ;; # the daemon itself: not started here
     esac
     "$bin" "${argv[@]}" >"$scratch/out" 2>&1 \
