@@ -9,7 +9,8 @@ pending() {
 	for d in "$1"/* "$1"/.[!.]*; do
 		if [ ! -d "$d" ] || [ -L "$d" ]; then continue; fi
 		case ${d##*/} in archive | .ZAP) continue ;; esac
-		n=$(find "$d" -type f 2>/dev/null | wc -l)
+		# A walk that fails (an unreadable subtree) counts as pending: better kept than lost.
+		n=$({ find "$d" -type f 2>/dev/null || echo unreadable; } | wc -l)
 		if [ "$n" -gt 0 ]; then echo "  ${d##*/}/: $n file(s)"; fi
 	done
 	return 0

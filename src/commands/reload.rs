@@ -94,15 +94,12 @@ fn answered(state_dir: &Path, pid: i32) -> u64 {
         .map_or(0, |r| r.seq)
 }
 
-/// Whether `pid` is a live hostedscan-agent (not another program that reused the number).
+/// Whether `pid` is a live hostedscan-agent (not another program that reused the number): its
+/// executable, which a process cannot rename as it can its `comm` ("… (deleted)" after an
+/// upgrade replaced the file still counts).
 fn is_agent(pid: i32) -> bool {
     std::fs::read_link(format!("/proc/{pid}/exe"))
         .ok()
-        .or_else(|| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .ok()
-                .map(Into::into)
-        })
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .is_some_and(|n| n.starts_with("hostedscan-agen"))
+        .is_some_and(|n| n.starts_with("hostedscan-agent"))
 }

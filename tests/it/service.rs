@@ -296,6 +296,21 @@ async fn metrics_count_what_the_daemon_did() {
     daemon.stop().await;
 }
 
+/// Rewrites `home`'s config as `good` with its inbox replaced by `dir` (below the home), which
+/// it returns.
+fn move_inbox(home: &Home, good: &str, dir: &str) -> std::path::PathBuf {
+    let other = home.dir.path().join(dir);
+    std::fs::write(
+        &home.config,
+        good.replace(
+            &home.inbox.display().to_string(),
+            &other.display().to_string(),
+        ),
+    )
+    .unwrap();
+    other
+}
+
 /// `systemctl reload`: SIGHUP to the real daemon. A broken file is refused and the daemon goes
 /// on as it was; a good one moves the watch to a new directory.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -346,15 +361,7 @@ async fn sighup_applies_a_valid_configuration_and_keeps_the_old_one_otherwise() 
     api.wait_for_uploads(2, Duration::from_secs(20)).await;
 
     // A good file with another watch directory: it is watched from now on, the old one not.
-    let other = home.dir.path().join("other-inbox");
-    std::fs::write(
-        &home.config,
-        good.replace(
-            &home.inbox.display().to_string(),
-            &other.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let other = move_inbox(&home, &good, "other-inbox");
     hup();
     eventually("the reload is logged", Duration::from_secs(20), || {
         std::fs::read_to_string(&log)
@@ -479,15 +486,7 @@ async fn reload_answers_with_the_daemons_verdict_and_never_needs_the_key() {
     );
 
     // Another watch directory: taken (the pid found in status.json this time), and watched.
-    let other = home.dir.path().join("other-inbox");
-    std::fs::write(
-        &home.config,
-        good.replace(
-            &home.inbox.display().to_string(),
-            &other.display().to_string(),
-        ),
-    )
-    .unwrap();
+    let other = move_inbox(&home, &good, "other-inbox");
     let (code, text) = reload(false);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("took the new configuration"), "{text}");

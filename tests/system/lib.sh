@@ -156,7 +156,6 @@ upload_named() {
   done
   return 1
 }
-upload_count() { find "$uploads" -type f | wc -l; }
 
 # --- reports ------------------------------------------------------------------------------
 # report NAME: a real nmap report (made once, of the stand-in's port) with NAME in a comment,

@@ -20,6 +20,18 @@ TOML
 }
 second_watch() { printf '[[watch]]\npath = "%s"\n' "$INBOX2"; }
 
+# reload_to_new_watch PID NAME: agent.toml (written by the caller) adds $INBOX2: `systemctl
+# reload` succeeds (the key is a credential ExecReload= cannot read), the same process goes on,
+# and a report NAME dropped into the new watch is uploaded.
+reload_to_new_watch() {
+  local out r
+  out=$(c systemctl reload hostedscan-agent 2>&1) || { echo "$out"; fail "systemctl reload (a new watch)"; }
+  ok "systemctl reload with a new watch succeeds"
+  expect "... in the same process" test "$(main_pid)" = "$1"
+  r=$(report "$2")
+  drop "$r" "$INBOX2"
+  wait_for "a report dropped into the new watch $INBOX2 is uploaded" 30 received "$(sha "$r")"
+}
 inbox_empty() { [ -z "$(c find "$1" -mindepth 1 -maxdepth 1 -not -name '.*' -print -quit)" ]; }
 # nmap_upload JOB SCANTYPE: a saved upload of the job's report showing $port open, scanned as
 # SCANTYPE (connect or syn).
@@ -116,12 +128,7 @@ scenario_deb() {
   pid=$(main_pid)
   { agent_toml "$(second_watch)"; nmap_job tcp-syn '"-sS"' 'privileged = true'; } \
     | cfile /etc/hostedscan-agent/agent.toml 640
-  out=$(c systemctl reload hostedscan-agent 2>&1) || { echo "$out"; fail "systemctl reload (a new watch)"; }
-  ok "systemctl reload with a new watch succeeds (the key is a credential ExecReload= cannot read)"
-  expect "... in the same process" test "$(main_pid)" = "$pid"
-  r=$(report dropped-dmz.xml)
-  drop "$r" "$INBOX2"
-  wait_for "a report dropped into the new watch $INBOX2 is uploaded" 30 received "$(sha "$r")"
+  reload_to_new_watch "$pid" deb-dmz.xml
   wait_for "the default unit grants no raw socket: the SYN job fails" 60 \
     sh -c "nsenter -t $LEADER -a journalctl -u hostedscan-agent -o cat | grep -q 'job run failed.*raw socket.*job=tcp-syn'"
   expect "... and uploads nothing" test -z "$(upload_named 'tcp-syn-*.xml' || true)"
@@ -331,12 +338,7 @@ scenario_rpm() {
   wait_for "a dropped report is uploaded" 30 received "$(sha "$r")"
   pid=$(main_pid)
   agent_toml "$(second_watch)" | cfile /etc/hostedscan-agent/agent.toml 640
-  out=$(c systemctl reload hostedscan-agent 2>&1) || { echo "$out"; fail "systemctl reload"; }
-  ok "systemctl reload with a new watch"
-  expect "... in the same process" test "$(main_pid)" = "$pid"
-  r=$(report rpm-dmz.xml)
-  drop "$r" "$INBOX2"
-  wait_for "a report in the new watch is uploaded" 30 received "$(sha "$r")"
+  reload_to_new_watch "$pid" rpm-dmz.xml
 
   section "rpm: erase with a report queued"
   standin_stop
