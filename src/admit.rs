@@ -19,9 +19,10 @@ use std::time::{Duration, SystemTime};
 
 use crate::config::AfterUpload;
 use crate::escape;
+use crate::spool::digest::Hasher;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Admission};
-use crate::spool::{Ledger, QueuedEntry, RejectRecord, Spool};
+use crate::spool::{Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{self, Hints, RejectKind, Report, Verdict};
 
@@ -132,7 +133,7 @@ pub enum Admitted {
     /// The same content is already queued or uploaded; the original was handled per
     /// `after_upload` (or left in place with `keep`).
     Duplicate {
-        sha256: String,
+        sha256: Sha256,
     },
     Rejected {
         reason: String,
@@ -164,7 +165,7 @@ pub enum Admitted {
 pub struct Inspection {
     pub verdict: Verdict,
     /// `None` when a rejection stopped the read before the end.
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
     pub size: u64,
 }
 
@@ -178,7 +179,7 @@ pub struct Admitter {
     /// Admission waits below this much free space (`None`: 1 GiB or 5% of the file system).
     pub min_free_space: Option<u64>,
     /// SHA-256 of what `queue/` holds (shared with the uploader, which removes what leaves).
-    pub custody: Arc<Mutex<HashSet<String>>>,
+    pub custody: Arc<Mutex<HashSet<Sha256>>>,
 }
 
 /// A reader that hands a copy of every chunk the validator pulls through it to the copier
@@ -220,8 +221,8 @@ fn copier(
     chunks: mpsc::Receiver<Vec<u8>>,
     spare: mpsc::SyncSender<Vec<u8>>,
     out: Option<&File>,
-) -> io::Result<String> {
-    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+) -> io::Result<Sha256> {
+    let mut hasher = Hasher::default();
     let mut at = 0u64;
     for chunk in chunks {
         hasher.update(&chunk);
@@ -236,14 +237,14 @@ fn copier(
     if let Some(out) = out {
         out.set_len(at)?;
     }
-    Ok(hex(hasher.finish().as_ref()))
+    Ok(hasher.finish())
 }
 
 /// What one read of a file gave.
 struct ReadOnce {
     verdict: Verdict,
     /// SHA-256 of everything read; the whole file's only when `complete`.
-    sha256: String,
+    sha256: Sha256,
     /// Bytes read (and copied).
     count: u64,
     /// The read went to the end: a rejection stops it where the problem is.
@@ -304,10 +305,6 @@ fn read_once(
 enum ReadError {
     Read(io::Error),
     Write(io::Error),
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Open a file named on the command line (`validate`): the operator's own path, followed as
@@ -390,7 +387,7 @@ impl Admitter {
         })
     }
 
-    fn in_custody(&self, sha256: &str) -> bool {
+    fn in_custody(&self, sha256: &Sha256) -> bool {
         if self
             .custody
             .lock()
@@ -684,7 +681,7 @@ impl Admitter {
         file: &CheckedFile,
         tmp: &Path,
         report: Report,
-        sha256: String,
+        sha256: Sha256,
         size: u64,
     ) -> Admitted {
         if self.in_custody(&sha256) {
@@ -703,7 +700,7 @@ impl Admitter {
             content_type: report.format.content_type().to_string(),
             scan_type: report.scan_type,
             target,
-            sha256: sha256.clone(),
+            sha256,
             size,
             warnings: report.warnings.clone(),
         };
@@ -783,7 +780,7 @@ impl Admitter {
         format: &str,
         warnings: Vec<String>,
         size: Option<u64>,
-        sha256: Option<String>,
+        sha256: Option<Sha256>,
     ) -> RejectRecord {
         RejectRecord {
             file: s.path.clone(),

@@ -307,7 +307,7 @@ async fn admission(stage: AdmissionStage, mut rx: mpsc::Receiver<Settled>) {
         let fb = match result {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.scan_type.as_str(), format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
-                report.admitted(entry.meta.scan_type.as_str());
+                report.admitted(entry.meta.scan_type);
                 // Raced against the stop: during an outage the uploader may not take more, and
                 // the entry is safe in queue/, where the uploader's rescan finds it.
                 let sent = tokio::select! {
@@ -913,21 +913,25 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                 continue;
             }
             match admit::inspect(&root, &f.rel, &w.hints) {
-                Ok(i) => match i.verdict {
-                    Ok(r) => report.push(Outcome::WouldUpload {
+                Ok(i) => match (i.verdict, i.sha256) {
+                    (Ok(_), None) => report.push(Outcome::Pending {
                         file,
-                        format: r.format.as_str().into(),
-                        scan_type: r.scan_type.as_str().into(),
+                        reason: "it changed while it was read".into(),
+                    }),
+                    (Ok(r), Some(sha256)) => report.push(Outcome::WouldUpload {
+                        file,
+                        format: r.format,
+                        scan_type: r.scan_type,
                         target: if r.scan_type.needs_target() {
                             r.target
                         } else {
                             w.hints.target.clone()
                         },
                         size: i.size,
-                        sha256: i.sha256.unwrap_or_default(),
+                        sha256,
                         warnings: r.warnings,
                     }),
-                    Err(rej)
+                    (Err(rej), _)
                         if rej.kind == RejectKind::Incomplete
                             && age < cfg.agent.incomplete_grace =>
                     {
@@ -936,7 +940,7 @@ pub fn dry_run(cfg: &Config) -> RunReport {
                             reason: format!("{} (still being written)", rej.reason),
                         })
                     }
-                    Err(rej) => report.push(Outcome::Rejected {
+                    (Err(rej), _) => report.push(Outcome::Rejected {
                         file,
                         reason: rej.reason,
                         moved_to: None,

@@ -6,19 +6,22 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
+use crate::spool::Sha256;
+use crate::validate::{Format, ScanType};
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Uploaded {
         file: String,
-        scan_type: String,
+        scan_type: ScanType,
         target: Option<String>,
         size: u64,
-        sha256: String,
+        sha256: Sha256,
         result_id: Option<String>,
     },
     /// Same content already uploaded to this source: not sent again.
-    Duplicate { file: String, sha256: String },
+    Duplicate { file: String, sha256: Sha256 },
     Rejected {
         file: String,
         reason: String,
@@ -37,11 +40,11 @@ pub enum Outcome {
     /// Dry run: what would be uploaded.
     WouldUpload {
         file: String,
-        format: String,
-        scan_type: String,
+        format: Format,
+        scan_type: ScanType,
         target: Option<String>,
         size: u64,
-        sha256: String,
+        sha256: Sha256,
         warnings: Vec<String>,
     },
 }
@@ -84,9 +87,9 @@ impl RunReport {
     }
 
     /// A file passed validation and is queued (counted only).
-    pub fn admitted(&self, scan_type: &str) {
+    pub fn admitted(&self, scan_type: ScanType) {
         if let Some(m) = self.metrics() {
-            m.admitted(scan_type);
+            m.admitted(scan_type.as_str());
         }
     }
 
@@ -322,7 +325,7 @@ mod tests {
     fn the_daemons_report_does_not_grow_with_every_file() {
         let upload = || Outcome::Duplicate {
             file: "a.xml".into(),
-            sha256: "00".into(),
+            sha256: Sha256::of(b""),
         };
         let once = RunReport::default();
         let daemon = RunReport::forgetful();

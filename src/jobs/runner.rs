@@ -420,7 +420,7 @@ impl Jobs {
         let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
         match admitted {
             Ok(Admitted::Queued(entry)) => {
-                self.report.admitted(entry.meta.scan_type.as_str());
+                self.report.admitted(entry.meta.scan_type);
                 let detail = format!(
                     "{} report queued ({}, {}, in {took})",
                     entry.meta.scan_type.as_str(),

@@ -10,9 +10,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::Sha256;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerLine {
-    pub sha256: String,
+    pub sha256: Sha256,
     pub source_id: String,
     pub at: String,
     pub file: String,
@@ -27,22 +29,7 @@ pub struct Ledger {
     /// Per source id, the SHA-256 of every upload as its 32 bytes: about 40-75 bytes an upload
     /// with the table's slack, where a pair of `String`s (source id, hex digest) took about 190.
     /// It still grows with every upload ever made, like the file.
-    seen: HashMap<String, HashSet<[u8; 32]>>,
-}
-
-/// The 32 bytes of a hex SHA-256 (either case); `None` when it is not one. A line whose digest
-/// is not one can never match a file's (the agent computes them), so it is not kept.
-fn digest(sha256: &str) -> Option<[u8; 32]> {
-    let hex = sha256.as_bytes();
-    if hex.len() != 64 {
-        return None;
-    }
-    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = [0u8; 32];
-    for (o, pair) in out.iter_mut().zip(hex.chunks_exact(2)) {
-        *o = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
+    seen: HashMap<String, HashSet<Sha256>>,
 }
 
 /// Totals read without opening the ledger for writing.
@@ -107,11 +94,10 @@ impl Ledger {
         Ok(Ledger { file, seen })
     }
 
-    pub fn contains(&self, source_id: &str, sha256: &str) -> bool {
-        match (self.seen.get(source_id), digest(sha256)) {
-            (Some(set), Some(d)) => set.contains(&d),
-            _ => false,
-        }
+    pub fn contains(&self, source_id: &str, sha256: &Sha256) -> bool {
+        self.seen
+            .get(source_id)
+            .is_some_and(|set| set.contains(sha256))
     }
 
     /// Record an accepted upload. The content counts as uploaded for this process even when
@@ -130,19 +116,17 @@ impl Ledger {
     }
 }
 
-fn insert(seen: &mut HashMap<String, HashSet<[u8; 32]>>, source_id: String, sha256: &str) {
-    if let Some(d) = digest(sha256) {
-        seen.entry(source_id).or_default().insert(d);
-    }
+fn insert(seen: &mut HashMap<String, HashSet<Sha256>>, source_id: String, sha256: &Sha256) {
+    seen.entry(source_id).or_default().insert(*sha256);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn line(source_id: &str, sha256: &str) -> LedgerLine {
+    fn line(source_id: &str, sha256: Sha256) -> LedgerLine {
         LedgerLine {
-            sha256: sha256.into(),
+            sha256,
             source_id: source_id.into(),
             at: "2026-11-27T00:00:00Z".into(),
             file: "a.xml".into(),
@@ -155,32 +139,28 @@ mod tests {
     #[test]
     fn remembers_each_digest_per_source_across_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let a = "ab".repeat(32);
-        let b = "0f".repeat(32);
+        let a = Sha256::of(b"a");
+        let b = Sha256::of(b"b");
         let mut ledger = Ledger::open(dir.path()).unwrap();
-        ledger.record(line("src1", &a)).unwrap();
+        ledger.record(line("src1", a)).unwrap();
         assert!(ledger.contains("src1", &a));
-        assert!(ledger.contains("src1", &a.to_uppercase()));
         assert!(!ledger.contains("src2", &a), "another source");
         assert!(!ledger.contains("src1", &b));
-        assert!(!ledger.contains("src1", "not a digest"));
         drop(ledger);
         let mut ledger = Ledger::open(dir.path()).unwrap();
         assert!(ledger.contains("src1", &a));
-        ledger.record(line("src2", &b)).unwrap();
+        ledger.record(line("src2", b)).unwrap();
         assert!(ledger.contains("src2", &b) && !ledger.contains("src1", &b));
     }
 
     #[test]
-    fn digest_reads_hex_of_either_case_and_nothing_else() {
-        let mut want = [0u8; 32];
-        want[0] = 0xab;
-        want[31] = 0x01;
-        let hex = format!("ab{}01", "00".repeat(30));
-        assert_eq!(digest(&hex), Some(want));
-        assert_eq!(digest(&hex.to_uppercase()), Some(want));
-        assert_eq!(digest(&hex[1..]), None);
-        assert_eq!(digest(&format!("{}zz", &hex[..62])), None);
-        assert_eq!(digest(&format!("+b{}", &hex[2..])), None);
+    fn a_line_whose_digest_is_not_one_is_skipped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Sha256::of(b"a");
+        let good = serde_json::to_string(&line("src1", a)).unwrap();
+        let bad = good.replace(&a.to_string(), "not a digest");
+        std::fs::write(dir.path().join("ledger.jsonl"), format!("{bad}\n{good}\n")).unwrap();
+        let ledger = Ledger::open(dir.path()).unwrap();
+        assert!(ledger.contains("src1", &a));
     }
 }

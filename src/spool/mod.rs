@@ -3,6 +3,7 @@
 //! two agents off one directory, and the recovery that runs at start: the same scan that finds
 //! work after a clean stop also finds it after `kill -9`.
 
+pub mod digest;
 pub mod fsutil;
 pub mod ledger;
 pub mod prune;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use digest::Sha256;
 pub use ledger::Ledger;
 pub use queue::{EntryMeta, QueuedEntry};
 
@@ -77,7 +79,7 @@ pub struct RejectRecord {
     #[serde(default)]
     pub size: Option<u64>,
     #[serde(default)]
-    pub sha256: Option<String>,
+    pub sha256: Option<Sha256>,
 }
 
 /// Why HostedScan refused a file, as written in `failed/<name>.error.json`.
@@ -325,7 +327,7 @@ impl Spool {
             at: now_rfc3339(),
             warnings: meta.map(|m| m.warnings.clone()).unwrap_or_default(),
             size: fs::symlink_metadata(data).ok().map(|m| m.len()),
-            sha256: meta.map(|m| m.sha256.clone()),
+            sha256: meta.map(|m| m.sha256),
         };
         let file_name = meta.map_or_else(
             || {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::fsutil::{self, write_atomic};
+use super::Sha256;
 use crate::validate::ScanType;
 
 pub const META_SUFFIX: &str = ".meta.json";
@@ -29,7 +30,7 @@ pub struct EntryMeta {
     pub scan_type: ScanType,
     /// Sent as the `target` field when present.
     pub target: Option<String>,
-    pub sha256: String,
+    pub sha256: Sha256,
     pub size: u64,
     pub admitted_at: String,
     #[serde(default)]
@@ -77,7 +78,7 @@ pub struct Admission {
     pub content_type: String,
     pub scan_type: ScanType,
     pub target: Option<String>,
-    pub sha256: String,
+    pub sha256: Sha256,
     pub size: u64,
     pub warnings: Vec<String>,
 }
@@ -220,7 +221,7 @@ pub fn remove_orphan_metadata(queue: &Path) -> io::Result<()> {
 }
 
 /// The SHA-256 of every queued entry (content already in the agent's custody).
-pub fn queued_hashes(queue: &Path) -> io::Result<Vec<String>> {
+pub fn queued_hashes(queue: &Path) -> io::Result<Vec<Sha256>> {
     Ok(load_all(queue)?
         .entries
         .into_iter()

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 
+use super::digest::{Hasher, Sha256};
 use super::fsutil;
 use super::queue::{self, Admission};
 use super::{list_payloads, FailRecord, Layout, RejectRecord, ERROR_SUFFIX, REASON_SUFFIX};
@@ -97,13 +98,13 @@ fn read_record<T: serde::de::DeserializeOwned>(
 }
 
 /// Whether `data` is still exactly the content that was validated (size and SHA-256).
-fn unchanged(data: &Path, size: u64, sha256: &str) -> io::Result<bool> {
+fn unchanged(data: &Path, size: u64, sha256: &Sha256) -> io::Result<bool> {
     use std::io::Read;
     if std::fs::symlink_metadata(data)?.len() != size {
         return Ok(false);
     }
     let mut f = open_own(data)?;
-    let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut hasher = Hasher::default();
     let mut buf = vec![0u8; 256 * 1024];
     loop {
         let n = f.read(&mut buf)?;
@@ -112,7 +113,7 @@ fn unchanged(data: &Path, size: u64, sha256: &str) -> io::Result<bool> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(crate::admit::hex(hasher.finish().as_ref()).eq_ignore_ascii_case(sha256))
+    Ok(hasher.finish() == *sha256)
 }
 
 /// A file of the agent's own directories, opened for reading (never through a link).

@@ -130,7 +130,7 @@ impl Api {
         }
         let check = std::sync::Arc::new(Check::default());
         let body =
-            reqwest::Body::wrap_stream(Verified::new(file, len, &entry.meta.sha256, check.clone()));
+            reqwest::Body::wrap_stream(Verified::new(file, len, entry.meta.sha256, check.clone()));
         let part = match Part::stream_with_length(body, len)
             .file_name(entry.meta.file_name.clone())
             .mime_str(&entry.meta.content_type)

@@ -23,7 +23,7 @@ use crate::report::{Outcome, RunReport};
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::ledger::LedgerLine;
 use crate::spool::status_file::StatusBoard;
-use crate::spool::{Ledger, QueuedEntry, Spool};
+use crate::spool::{Ledger, QueuedEntry, Sha256, Spool};
 
 pub use api::Api;
 pub use backoff::Backoff;
@@ -50,7 +50,7 @@ pub struct Uploader {
     pub queue_rescan: Duration,
     /// SHA-256 of the content in `queue/`, shared with admission: an entry that leaves the queue
     /// (uploaded, refused, vanished) leaves it, so the same content dropped again is admitted.
-    pub custody: Arc<Mutex<HashSet<String>>>,
+    pub custody: Arc<Mutex<HashSet<Sha256>>>,
 }
 
 /// How one upload attempt of an entry ended.
@@ -89,10 +89,10 @@ impl Uploader {
     ) -> Vec<QueuedEntry> {
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
         let mut pending: VecDeque<QueuedEntry> = initial.into();
-        let mut inflight: JoinSet<(String, String, Settled)> = JoinSet::new();
+        let mut inflight: JoinSet<(String, Sha256, Settled)> = JoinSet::new();
         // Content being sent right now: a second entry with the same bytes waits, so the ledger
         // sees the first upload before the second is considered.
-        let mut sending: HashSet<String> = HashSet::new();
+        let mut sending: HashSet<Sha256> = HashSet::new();
         let mut rescan = tokio::time::interval(self.queue_rescan);
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rescan.reset();
@@ -110,13 +110,13 @@ impl Uploader {
                 let Some(entry) = pending.remove(pos) else {
                     break;
                 };
-                sending.insert(entry.meta.sha256.clone());
+                sending.insert(entry.meta.sha256);
                 let me = self.clone();
                 let abort = abort.clone();
                 let stop = stop.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
-                    let sha = entry.meta.sha256.clone();
+                    let sha = entry.meta.sha256;
                     (name, sha, me.attempt(entry, stop, abort).await)
                 });
             }
@@ -246,7 +246,7 @@ impl Uploader {
             }
             self.report.push(Outcome::Duplicate {
                 file: entry.meta.file_name.clone(),
-                sha256: entry.meta.sha256.clone(),
+                sha256: entry.meta.sha256,
             });
             return Settled::Done;
         }
@@ -406,7 +406,7 @@ impl Uploader {
         }
     }
 
-    fn already_uploaded(&self, source_id: &str, sha256: &str) -> bool {
+    fn already_uploaded(&self, source_id: &str, sha256: &Sha256) -> bool {
         self.ledger
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -416,7 +416,7 @@ impl Uploader {
     fn settle_success(&self, entry: &QueuedEntry, source_id: &str, result_id: Option<String>) {
         let m = &entry.meta;
         let line = LedgerLine {
-            sha256: m.sha256.clone(),
+            sha256: m.sha256,
             source_id: source_id.to_string(),
             at: now_rfc3339(),
             file: m.file_name.clone(),
@@ -449,10 +449,10 @@ impl Uploader {
         );
         self.report.push(Outcome::Uploaded {
             file: m.file_name.clone(),
-            scan_type: m.scan_type.as_str().to_string(),
+            scan_type: m.scan_type,
             target: m.target.clone(),
             size: m.size,
-            sha256: m.sha256.clone(),
+            sha256: m.sha256,
             result_id,
         });
     }

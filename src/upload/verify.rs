@@ -16,6 +16,8 @@ use futures_util::Stream;
 use tokio::fs::File;
 use tokio_util::io::ReaderStream;
 
+use crate::spool::digest::{Hasher, Sha256};
+
 /// What the body found, for the uploader once the request is over.
 #[derive(Debug, Default)]
 pub struct Check {
@@ -37,24 +39,24 @@ impl Check {
 
 pub struct Verified {
     inner: ReaderStream<File>,
-    hasher: ring::digest::Context,
+    hasher: Hasher,
     held: Option<Bytes>,
     seen: u64,
     size: u64,
-    sha256: String,
+    sha256: Sha256,
     done: bool,
     check: Arc<Check>,
 }
 
 impl Verified {
-    pub fn new(file: File, size: u64, sha256: &str, check: Arc<Check>) -> Verified {
+    pub fn new(file: File, size: u64, sha256: Sha256, check: Arc<Check>) -> Verified {
         Verified {
             inner: ReaderStream::with_capacity(file, 64 * 1024),
-            hasher: ring::digest::Context::new(&ring::digest::SHA256),
+            hasher: Hasher::default(),
             held: None,
             seen: 0,
             size,
-            sha256: sha256.to_ascii_lowercase(),
+            sha256,
             done: false,
             check,
         }
@@ -104,8 +106,7 @@ impl Stream for Verified {
                         );
                         return this.fail(why);
                     }
-                    let digest = this.hasher.clone().finish();
-                    let got = crate::admit::hex(digest.as_ref());
+                    let got = this.hasher.clone().finish();
                     if got != this.sha256 {
                         let why = format!(
                             "the queued copy's sha256 is {got}, not the {} that was validated",
@@ -127,12 +128,12 @@ mod tests {
     use super::*;
     use futures_util::StreamExt;
 
-    async fn collect(content: &[u8], size: u64, sha: &str) -> (Vec<u8>, Option<String>, bool) {
+    async fn collect(content: &[u8], size: u64, sha: &Sha256) -> (Vec<u8>, Option<String>, bool) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         std::fs::write(&p, content).unwrap();
         let check = Arc::new(Check::default());
-        let mut s = Verified::new(File::open(&p).await.unwrap(), size, sha, check.clone());
+        let mut s = Verified::new(File::open(&p).await.unwrap(), size, *sha, check.clone());
         let (mut out, mut failed) = (Vec::new(), false);
         while let Some(c) = s.next().await {
             match c {
@@ -148,8 +149,8 @@ mod tests {
         (out, check.damage().map(String::from), failed)
     }
 
-    fn sha(b: &[u8]) -> String {
-        crate::admit::hex(ring::digest::digest(&ring::digest::SHA256, b).as_ref())
+    fn sha(b: &[u8]) -> Sha256 {
+        Sha256::of(b)
     }
 
     #[tokio::test]
