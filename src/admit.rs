@@ -17,12 +17,11 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use crate::config::AfterUpload;
 use crate::escape;
 use crate::spool::digest::Hasher;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Admission};
-use crate::spool::{Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
+use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{self, Hints, RejectKind, Report, Verdict};
 

@@ -63,13 +63,7 @@ impl ConfigError {
     }
 }
 
-/// What happens to a file once HostedScan has accepted it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AfterUpload {
-    Archive,
-    Delete,
-    Keep,
-}
+pub use crate::spool::AfterUpload;
 
 #[derive(Debug, Clone)]
 pub struct ApiSettings {

@@ -64,6 +64,17 @@ impl Layout {
     }
 }
 
+/// What the spool does with a file once HostedScan has accepted it (`agent.after_upload`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterUpload {
+    /// The queued copy goes to `archive/<date>/`; the original has left the watch directory.
+    Archive,
+    /// The queued copy is deleted; so is the original.
+    Delete,
+    /// The queued copy is deleted and the original stays where it was written.
+    Keep,
+}
+
 /// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectRecord {

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{AfterUpload, KeyOrigin};
+use crate::config::KeyOrigin;
 use crate::report::{Outcome, RunReport};
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::ledger::LedgerLine;
 use crate::spool::status_file::StatusBoard;
-use crate::spool::{Ledger, QueuedEntry, Sha256, Spool};
+use crate::spool::{AfterUpload, Ledger, QueuedEntry, Sha256, Spool};
 
 pub use api::Api;
 pub use backoff::Backoff;
