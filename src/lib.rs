@@ -29,6 +29,7 @@ pub mod logging;
 pub mod metrics;
 pub mod notify;
 pub mod report;
+pub mod shutdown;
 pub mod spool;
 pub mod status;
 pub mod untrusted;

@@ -31,7 +31,13 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         if !cli.jobs.is_empty() {
             eprintln!("hostedscan-agent: --dry-run does not run jobs (it only looks at the watch directories)");
         }
-        let report = crate::app::dry_run(&cfg);
+        let report = match super::runtime() {
+            Ok(rt) => rt.block_on(crate::app::dry_run(&cfg)),
+            Err(e) => {
+                eprintln!("hostedscan-agent: cannot start: {e}");
+                return exit::INTERNAL;
+            }
+        };
         print_summary(&report, true);
         return report.exit_code();
     }

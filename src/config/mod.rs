@@ -94,14 +94,14 @@ impl ApiSettings {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SourceSettings {
     /// The source name with `{hostname}` expanded.
     pub name: String,
     pub id: Option<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AgentSettings {
     pub state_dir: PathBuf,
     pub upload_concurrency: usize,
@@ -122,13 +122,13 @@ pub struct AgentSettings {
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct MetricsSettings {
     /// Where `/metrics` is served (Prometheus), if anywhere.
     pub listen: Option<std::net::SocketAddr>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RetrySettings {
     pub initial_backoff: Duration,
     pub max_backoff: Duration,

@@ -454,7 +454,7 @@ impl Jobs {
                         .unwrap_or_default()
                 ))
             }
-            Ok(Admitted::Gone) => failed(format!(
+            Ok(Admitted::Gone | Admitted::WouldQueue(_)) => failed(format!(
                 "its report ({}) was gone before it could be read",
                 spec.output_file
             )),

@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::validate::Format;
+
 pub use digest::Sha256;
 pub use ledger::Ledger;
 pub use queue::{EntryMeta, QueuedEntry};
@@ -75,6 +77,15 @@ pub enum AfterUpload {
     Keep,
 }
 
+/// The format is what the file was seen to be, shown by `status` and in logs; the upload uses
+/// `content_type` and `scan_type`. A name this version does not know (a record written by
+/// another) reads as `unknown` rather than making the entry unusable.
+pub(crate) fn format_or_unknown<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+    let s = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)?;
+    Ok(Format::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&s))
+        .unwrap_or(Format::Unknown))
+}
+
 /// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RejectRecord {
@@ -83,7 +94,8 @@ pub struct RejectRecord {
     pub file: PathBuf,
     pub reason: String,
     pub kind: String,
-    pub format: String,
+    #[serde(deserialize_with = "format_or_unknown")]
+    pub format: Format,
     pub at: String,
     #[serde(default)]
     pub warnings: Vec<String>,
@@ -334,7 +346,7 @@ impl Spool {
             file: meta.map_or_else(|| data.to_path_buf(), |m| m.original.clone()),
             reason: format!("queue entry set aside: {reason}"),
             kind: "queue_entry".into(),
-            format: meta.map_or_else(|| "unknown".into(), |m| m.format.clone()),
+            format: meta.map_or(Format::Unknown, |m| m.format),
             at: now_rfc3339(),
             warnings: meta.map(|m| m.warnings.clone()).unwrap_or_default(),
             size: fs::symlink_metadata(data).ok().map(|m| m.len()),

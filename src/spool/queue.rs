@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fsutil::{self, write_atomic};
 use super::Sha256;
-use crate::validate::ScanType;
+use crate::validate::{Format, ScanType};
 
 pub const META_SUFFIX: &str = ".meta.json";
 
@@ -25,7 +25,8 @@ pub struct EntryMeta {
     pub original: PathBuf,
     /// The original file name, sent as the multipart file name.
     pub file_name: String,
-    pub format: String,
+    #[serde(deserialize_with = "super::format_or_unknown")]
+    pub format: Format,
     pub content_type: String,
     pub scan_type: ScanType,
     /// Sent as the `target` field when present.
@@ -74,7 +75,7 @@ pub fn damaged(why: &str) -> String {
 pub struct Admission {
     pub original: PathBuf,
     pub file_name: String,
-    pub format: String,
+    pub format: Format,
     pub content_type: String,
     pub scan_type: ScanType,
     pub target: Option<String>,

@@ -16,10 +16,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 
 use crate::config::KeyOrigin;
 use crate::report::{Outcome, RunReport};
+use crate::shutdown::Shutdown;
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::ledger::LedgerLine;
 use crate::spool::status_file::StatusBoard;
@@ -64,6 +64,15 @@ enum Settled {
     AuthStop(QueuedEntry),
 }
 
+/// Why new `[api]` settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum UseApiError {
+    #[error(transparent)]
+    Key(#[from] crate::config::ConfigError),
+    #[error(transparent)]
+    Client(#[from] api::ClientError),
+}
+
 impl Uploader {
     fn api(&self) -> Api {
         self.api.read().unwrap_or_else(|p| p.into_inner()).clone()
@@ -71,21 +80,21 @@ impl Uploader {
 
     /// New `[api]` settings (a reload): uploads from now on use them; one in flight finishes
     /// with the client it started with.
-    pub fn use_api(&self, settings: &crate::config::ApiSettings) -> Result<(), String> {
-        let key = settings.require_key().map_err(|e| e.to_string())?;
-        let api = Api::new(settings, key).map_err(|e| e.to_string())?;
+    pub fn use_api(&self, settings: &crate::config::ApiSettings) -> Result<(), UseApiError> {
+        let key = settings.require_key()?;
+        let api = Api::new(settings, key)?;
         *self.api.write().unwrap_or_else(|p| p.into_inner()) = api;
         Ok(())
     }
 
-    /// Run until `stop` (no new work; in-flight uploads get until `abort`) or, when `rx` closes
-    /// and everything pending is settled, return the entries left in the queue.
+    /// Run until `shutdown` stops it (no new attempt; uploads in flight get its grace, then
+    /// are abandoned and stay queued) or, when `rx` closes and everything pending is settled,
+    /// return the entries left in the queue.
     pub async fn run(
         self: Arc<Self>,
         initial: Vec<QueuedEntry>,
         mut rx: mpsc::Receiver<QueuedEntry>,
-        stop: CancellationToken,
-        abort: CancellationToken,
+        shutdown: Shutdown,
     ) -> Vec<QueuedEntry> {
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
         let mut pending: VecDeque<QueuedEntry> = initial.into();
@@ -100,7 +109,7 @@ impl Uploader {
         let mut rx_open = true;
         let mut auth_stopped = false;
         loop {
-            while !stop.is_cancelled() && !auth_stopped && inflight.len() < self.concurrency {
+            while !shutdown.is_stopping() && !auth_stopped && inflight.len() < self.concurrency {
                 let Some(pos) = pending
                     .iter()
                     .position(|e| !sending.contains(&e.meta.sha256))
@@ -112,16 +121,15 @@ impl Uploader {
                 };
                 sending.insert(entry.meta.sha256);
                 let me = self.clone();
-                let abort = abort.clone();
-                let stop = stop.clone();
+                let shutdown = shutdown.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
                     let sha = entry.meta.sha256;
-                    (name, sha, me.attempt(entry, stop, abort).await)
+                    (name, sha, me.attempt(entry, &shutdown).await)
                 });
             }
             if inflight.is_empty()
-                && (stop.is_cancelled() || auth_stopped || (!rx_open && pending.is_empty()))
+                && (shutdown.is_stopping() || auth_stopped || (!rx_open && pending.is_empty()))
             {
                 break;
             }
@@ -173,7 +181,7 @@ impl Uploader {
                         Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
                     }
                 },
-                _ = stop.cancelled(), if !stop.is_cancelled() => {}
+                _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
             }
         }
         left.extend(pending);
@@ -189,19 +197,18 @@ impl Uploader {
     async fn attempt(
         &self,
         entry: QueuedEntry,
-        stop: CancellationToken,
-        abort: CancellationToken,
+        shutdown: &Shutdown,
     ) -> Settled {
         let name = entry.meta.name.clone();
         let ticket = tokio::select! {
             t = self.backoff.ready() => t,
             // Waiting out a backoff is not work in flight: leave at once on shutdown.
-            _ = stop.cancelled() => return Settled::Left(entry),
+            _ = shutdown.stopping() => return Settled::Left(entry),
         };
         let api = self.api();
         let resolved = tokio::select! {
             r = self.source.resolve(&api) => r,
-            _ = abort.cancelled() => return Settled::Left(entry),
+            _ = shutdown.abandoned() => return Settled::Left(entry),
         };
         let source_id = match resolved {
             Ok(id) => id,
@@ -253,7 +260,7 @@ impl Uploader {
         tracing::debug!(file = %name, scan_type = %entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
         let attempt = tokio::select! {
             a = api.upload(&entry, &source_id) => a,
-            _ = abort.cancelled() => {
+            _ = shutdown.abandoned() => {
                 tracing::info!(file = %name, "upload abandoned at shutdown; the file stays queued");
                 return Settled::Left(entry);
             }

@@ -23,7 +23,7 @@ use std::io::{self, BufRead, Read};
 use std::str::FromStr;
 
 /// What the file's bytes are (sniffed), as printed by `validate --format json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     NmapXml,

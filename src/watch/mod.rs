@@ -5,7 +5,10 @@
 //! wait in their directory and are offered again on the next wake-up.
 
 pub mod events;
+pub mod roots;
 pub mod scan;
+
+pub use roots::{look, open_roots, owner, Looked};
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -16,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::admit::{Fingerprint, Settled};
+use crate::admit::{Feedback, Fingerprint, Settled};
 use crate::config::WatchSettings;
 use crate::escape::Shown;
 use crate::spool::status_file::{Parked, StatusBoard};
@@ -37,19 +40,6 @@ pub const MAX_PARKED: usize = 50_000;
 
 /// Directory entries read at most when a notification says a new directory appeared.
 const EVENT_WALK_BUDGET: usize = 10_000;
-
-/// What became of a file handed to admission, as the watcher needs to know it.
-#[derive(Debug, Clone)]
-pub enum Feedback {
-    /// Gone from the watch directory (queued, rejected, archived).
-    Done,
-    /// Still there, as it was when read (`after_upload = "keep"`, too large, unreadable):
-    /// ignore it until it differs from this fingerprint. With a reason, it is a file a person
-    /// must look at, and `status` lists it.
-    Parked(Fingerprint, Option<String>),
-    /// Still there; look again after this long (or when it changes).
-    Recheck(Duration),
-}
 
 /// A file being watched, under its full path (its path below the root is the rest of it).
 struct Tracked {
@@ -763,51 +753,6 @@ impl Watcher {
         }
         left
     }
-}
-
-/// The roots of `watches`, those in `current` kept: each opened by its configured path (the
-/// operator's, followed as given), except a root inside another watch root, which is opened
-/// through that one, so a link put in its place is not followed.
-pub fn open_roots(
-    watches: &[WatchSettings],
-    mut current: Vec<Option<Arc<Root>>>,
-) -> Vec<std::io::Result<Arc<Root>>> {
-    current.resize(watches.len(), None);
-    let mut order: Vec<usize> = (0..watches.len()).collect();
-    order.sort_by_key(|&i| watches[i].path.components().count());
-    let mut out: Vec<Option<std::io::Result<Arc<Root>>>> =
-        (0..watches.len()).map(|_| None).collect();
-    for i in order {
-        if let Some(r) = current[i].take() {
-            out[i] = Some(Ok(r));
-            continue;
-        }
-        let path = &watches[i].path;
-        let outer = (0..watches.len())
-            .filter(|&j| j != i && path.starts_with(&watches[j].path) && watches[j].path != *path)
-            .max_by_key(|&j| watches[j].path.components().count());
-        let opened = match outer.map(|j| out[j].as_ref()) {
-            Some(Some(Ok(o))) => Root::open_below(o, path),
-            Some(_) => Err(std::io::Error::other(
-                "the watch directory it is in cannot be opened",
-            )),
-            None => Root::open(path),
-        };
-        out[i] = Some(opened.map(Arc::new));
-    }
-    out.into_iter()
-        .map(|r| r.unwrap_or_else(|| Err(std::io::Error::other("not opened"))))
-        .collect()
-}
-
-/// The watch a file at `path` belongs to: the most specific one when watch directories nest (its
-/// scan type, target and globs apply, not the outer watch's).
-pub fn owner<'a>(watches: impl Iterator<Item = &'a WatchSettings>, path: &Path) -> Option<usize> {
-    watches
-        .enumerate()
-        .filter(|(_, w)| path.starts_with(&w.path))
-        .max_by_key(|(_, w)| w.path.components().count())
-        .map(|(i, _)| i)
 }
 
 /// A parked file's path and look, in 8 bytes.

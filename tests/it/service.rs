@@ -242,7 +242,15 @@ async fn metrics_count_what_the_daemon_did() {
         || !home.names_in("rejected").is_empty(),
     )
     .await;
-    let text = scrape(port).await;
+    // The stand-in has the file before the agent has read its answer and counted it.
+    let mut text = scrape(port).await;
+    for _ in 0..100 {
+        if value(&text, "hostedscan_agent_uploads_total{result=\"uploaded\"}").is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = scrape(port).await;
+    }
     let get = |n: &str| value(&text, n).unwrap_or_else(|| panic!("{n} missing from\n{text}"));
     assert_eq!(
         get("hostedscan_agent_files_admitted_total{scan_type=\"NMAP\"}"),

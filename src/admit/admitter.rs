@@ -1,129 +1,27 @@
-//! Admission: the one read of a settled file. The file is opened once, through the handle of
-//! its watch root (no link followed, never a FIFO or device: see `crate::untrusted`), and its
-//! bytes flow once through a tee that feeds the validator, SHA-256, and a private temporary
-//! copy in the state directory. Valid → the copy is committed to `queue/` (fsync, rename,
-//! fsync) and only then does the original leave the watch directory, removed through the same
-//! handle. Invalid → the copy (holes kept) goes to `rejected/` with its reason. Truncated and
-//! young → left alone (still being written). Too large → moved to `rejected/` by rename when it
-//! is on the state file system, else left where it is. Unreadable, or no room left in the
-//! state file system → left where it is, with the reason, until it changes or there is room.
+//! The [`Admitter`]: what becomes of one settled file. Valid: its private copy is committed to
+//! `queue/` (fsync, rename, fsync) and only then does the original leave the watch directory,
+//! removed through the handle it was read with. Invalid: the copy goes to `rejected/` with its
+//! reason. Truncated and young: left alone (still being written). Too large: moved to
+//! `rejected/` by rename when it is on the state file system, else left where it is.
+//! Unreadable, or no room in the state file system: left where it is, with the reason, until it
+//! changes or there is room. A dry admitter (`--dry-run`) takes every decision the same way and
+//! carries out none: it writes, moves and removes nothing.
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
-use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::read::{read_once, ReadError};
+use super::settled::{Fingerprint, Settled};
 use crate::escape;
-use crate::spool::digest::Hasher;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Admission};
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
-use crate::validate::{self, Hints, RejectKind, Report, Verdict};
-
-/// How a file looked when it was judged settled; re-checked when it is opened. The change
-/// time is in it so that a `chmod` (an unreadable file made readable) counts as a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fingerprint {
-    pub len: u64,
-    pub mtime: SystemTime,
-    pub ctime: (i64, i64),
-    pub ino: u64,
-    pub dev: u64,
-}
-
-impl Fingerprint {
-    pub fn of(m: &fs::Metadata) -> Fingerprint {
-        Fingerprint {
-            len: m.len(),
-            mtime: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            ctime: (m.ctime(), m.ctime_nsec()),
-            ino: m.ino(),
-            dev: m.dev(),
-        }
-    }
-
-    #[allow(clippy::unnecessary_cast)] // the stat fields are not i64/u64 on every target
-    pub fn of_stat(st: &rustix::fs::Stat) -> Fingerprint {
-        let mtime = if st.st_mtime >= 0 {
-            SystemTime::UNIX_EPOCH + Duration::new(st.st_mtime as u64, st.st_mtime_nsec as u32)
-        } else {
-            SystemTime::UNIX_EPOCH
-        };
-        Fingerprint {
-            len: st.st_size as u64,
-            mtime,
-            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
-            ino: st.st_ino as u64,
-            dev: st.st_dev as u64,
-        }
-    }
-}
-
-/// A file ready to be admitted: one the watcher judged settled (unchanged for `settle`), or
-/// the output of a finished job run. It is named by its root's handle and a path below it;
-/// `path` is only for messages and records.
-#[derive(Debug, Clone)]
-pub struct Settled {
-    pub root: Arc<Root>,
-    pub rel: RelPath,
-    pub path: PathBuf,
-    pub hints: Arc<Hints>,
-    pub seen: Fingerprint,
-    /// Its writer is known to have finished (a job's scanner exited): a truncated file is
-    /// rejected at once instead of waiting out `incomplete_grace`.
-    pub finished: bool,
-}
-
-impl Settled {
-    pub fn new(root: Arc<Root>, rel: RelPath, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
-        Settled {
-            path: root.shown(&rel),
-            root,
-            rel,
-            hints,
-            seen,
-            finished: false,
-        }
-    }
-
-    /// The output of a job run whose process has exited.
-    pub fn finished(
-        root: Arc<Root>,
-        rel: RelPath,
-        hints: Arc<Hints>,
-        seen: Fingerprint,
-    ) -> Settled {
-        Settled {
-            finished: true,
-            ..Settled::new(root, rel, hints, seen)
-        }
-    }
-
-    /// The file's own name, as sent to HostedScan: control characters escaped (a multipart
-    /// header is no place for a newline), bytes that are not UTF-8 replaced. Records keep the
-    /// exact path besides.
-    fn file_name(&self) -> String {
-        self.rel
-            .file_name()
-            .map(|n| escape::text(&n.to_string_lossy()).into_owned())
-            .unwrap_or_else(|| "report".into())
-    }
-
-    /// What is at its name now: `None` when nothing (or nothing regular) is.
-    pub fn look_again(&self) -> Option<Fingerprint> {
-        match self.root.lstat(&self.rel) {
-            Ok((_, st)) if rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() => {
-                Some(Fingerprint::of_stat(&st))
-            }
-            _ => None,
-        }
-    }
-}
+use crate::validate::{Format, RejectKind, Report};
 
 /// What admission did with a file.
 #[derive(Debug)]
@@ -148,6 +46,8 @@ pub enum Admitted {
     NoRoom {
         reason: String,
     },
+    /// Dry run: valid, and this is what would be queued (nothing was).
+    WouldQueue(Box<Admission>),
     /// Nothing (or nothing regular) is at its name any more: nothing to do.
     Gone,
     /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
@@ -159,20 +59,21 @@ pub enum Admitted {
     },
 }
 
-/// What `--dry-run` and `validate` report for a file.
-#[derive(Debug)]
-pub struct Inspection {
-    pub verdict: Verdict,
-    /// `None` when a rejection stopped the read before the end.
-    pub sha256: Option<Sha256>,
-    pub size: u64,
+
+/// Where an admitter puts what it admits: the spool, and what tells a duplicate.
+struct Keep {
+    spool: Arc<Spool>,
+    ledger: Arc<Mutex<Ledger>>,
+    /// The source whose ledger entries make a file a duplicate (`None`: not known yet).
+    source_id: Option<String>,
 }
 
 pub struct Admitter {
-    pub spool: Arc<Spool>,
-    pub ledger: Arc<Mutex<Ledger>>,
-    pub source_id: Option<String>,
+    /// `None`: a dry run, which takes every decision and carries out none.
+    keep: Option<Keep>,
     pub max_file_size: u64,
+    /// Past this on disk, a rejected file is left where it is (`agent.rejected_max_size`).
+    rejected_max_size: u64,
     pub incomplete_grace: Duration,
     pub after_upload: AfterUpload,
     /// Admission waits below this much free space (`None`: 1 GiB or 5% of the file system).
@@ -181,166 +82,6 @@ pub struct Admitter {
     pub custody: Arc<Mutex<HashSet<Sha256>>>,
 }
 
-/// A reader that hands a copy of every chunk the validator pulls through it to the copier
-/// thread, which hashes it and writes it to the queue copy while validation goes on.
-struct Tee<R> {
-    inner: R,
-    chunks: mpsc::SyncSender<Vec<u8>>,
-    /// Emptied chunks coming back from the copier, so the buffers are reused.
-    spare: mpsc::Receiver<Vec<u8>>,
-    count: u64,
-}
-
-/// Chunks in flight between the validator and the copier: enough to ride out a slow write,
-/// few enough to keep memory flat.
-const CHUNKS_IN_FLIGHT: usize = 4;
-
-impl<R: Read> Read for Tee<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n > 0 {
-            let mut chunk = self.spare.try_recv().unwrap_or_default();
-            chunk.clear();
-            chunk.extend_from_slice(&buf[..n]);
-            if self.chunks.send(chunk).is_err() {
-                // The copier stopped on a write error; `read_once` reports it.
-                return Err(io::Error::other("writing the queue copy failed"));
-            }
-        }
-        self.count += n as u64;
-        Ok(n)
-    }
-}
-
-/// The copier: SHA-256 and the copy of every chunk, in order, at its offset. A chunk of zeros
-/// is not written (a hole: a sparse file stays sparse; a valid report has no NUL byte). ring's
-/// SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast as the `sha2`
-/// crate here, and ring is already in the tree for TLS). Stops at the first write error.
-fn copier(
-    chunks: mpsc::Receiver<Vec<u8>>,
-    spare: mpsc::SyncSender<Vec<u8>>,
-    out: Option<&File>,
-) -> io::Result<Sha256> {
-    let mut hasher = Hasher::default();
-    let mut at = 0u64;
-    for chunk in chunks {
-        hasher.update(&chunk);
-        if let Some(out) = out {
-            if chunk.iter().any(|&b| b != 0) {
-                out.write_all_at(&chunk, at)?;
-            }
-        }
-        at += chunk.len() as u64;
-        let _ = spare.try_send(chunk);
-    }
-    if let Some(out) = out {
-        out.set_len(at)?;
-    }
-    Ok(hasher.finish())
-}
-
-/// What one read of a file gave.
-struct ReadOnce {
-    verdict: Verdict,
-    /// SHA-256 of everything read; the whole file's only when `complete`.
-    sha256: Sha256,
-    /// Bytes read (and copied).
-    count: u64,
-    /// The read went to the end: a rejection stops it where the problem is.
-    complete: bool,
-}
-
-/// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on a
-/// second thread, so admission costs about what validation alone does. A valid file is read to
-/// its end exactly once; a rejected one only as far as the rejection (the caller copies the
-/// rest if it keeps the file).
-fn read_once(
-    file: &File,
-    len: u64,
-    hints: &Hints,
-    out: Option<&File>,
-) -> Result<ReadOnce, ReadError> {
-    let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-    let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-    std::thread::scope(|scope| {
-        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
-        let mut tee = Tee {
-            inner: file.take(len),
-            chunks: chunks_tx,
-            spare: spare_rx,
-            count: 0,
-        };
-        let result = {
-            let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
-            validate::validate(&mut reader, hints).and_then(|v| {
-                if v.is_ok() {
-                    // The validator may stop before the end of a valid file (trailing
-                    // whitespace); the copy and the hash need it all.
-                    io::copy(&mut reader, &mut io::sink())?;
-                }
-                Ok(v)
-            })
-        };
-        let count = tee.count;
-        drop(tee);
-        let copied = copy
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
-        match (result, copied) {
-            (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
-                complete: count == len,
-                verdict,
-                sha256,
-                count,
-            }),
-            // A failed copy explains a failed read (the Tee stopped because of it), so a full
-            // disk is not blamed on the file.
-            (_, Err(w)) => Err(ReadError::Write(w)),
-            (Err(e), Ok(_)) => Err(ReadError::Read(e)),
-        }
-    })
-}
-
-enum ReadError {
-    Read(io::Error),
-    Write(io::Error),
-}
-
-/// Open a file named on the command line (`validate`): the operator's own path, followed as
-/// given, but never blocking on a FIFO and only a regular file.
-fn open_named(path: &Path) -> io::Result<File> {
-    let flags = (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits();
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(flags as i32)
-        .open(path)?;
-    if !f.metadata()?.is_file() {
-        return Err(io::Error::other(
-            "not a regular file (a FIFO, socket, device or directory is never read)",
-        ));
-    }
-    Ok(f)
-}
-
-/// Validate a file and nothing else (`validate`): no hash, no copy, and a rejection stops the
-/// read where the problem is.
-pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
-    let f = open_named(path)?;
-    validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
-}
-
-/// Validate and hash a file below a watch root without writing anything (`--dry-run`).
-pub fn inspect(root: &Root, rel: &RelPath, hints: &Hints) -> io::Result<Inspection> {
-    let f = root.open_file(rel)?;
-    match read_once(f.file(), f.len(), hints, None) {
-        Ok(r) => Ok(Inspection {
-            sha256: r.complete.then_some(r.sha256),
-            size: f.len(),
-            verdict: r.verdict,
-        }),
-        Err(ReadError::Read(e) | ReadError::Write(e)) => Err(e),
-    }
-}
 
 /// Free space in the state file system, and the least admission leaves there.
 pub struct Room {
@@ -375,14 +116,44 @@ impl Admitter {
             .into_iter()
             .collect();
         Ok(Admitter {
-            spool,
-            ledger,
-            source_id,
+            rejected_max_size: spool.limits().rejected_max_size,
+            keep: Some(Keep {
+                spool,
+                ledger,
+                source_id,
+            }),
             max_file_size,
             incomplete_grace,
             after_upload,
             min_free_space,
             custody: Arc::new(Mutex::new(custody)),
+        })
+    }
+
+    /// The admitter of `--dry-run`: the same decisions with nothing written, moved or removed
+    /// (no state directory is needed, so none is created).
+    pub fn dry(max_file_size: u64, incomplete_grace: Duration, rejected_max_size: u64) -> Admitter {
+        Admitter {
+            keep: None,
+            max_file_size,
+            rejected_max_size,
+            incomplete_grace,
+            after_upload: AfterUpload::Keep,
+            min_free_space: None,
+            custody: Arc::default(),
+        }
+    }
+
+    /// The spool this admitter commits to (`None` for a dry run).
+    pub fn spool(&self) -> Option<&Arc<Spool>> {
+        self.keep.as_ref().map(|k| &k.spool)
+    }
+
+    /// Whether the state file system is above `min_free_space` again (admission paused below
+    /// it). A dry run never pauses.
+    pub fn has_room(&self) -> bool {
+        self.spool().is_none_or(|s| {
+            room(&s.layout.root, self.min_free_space).is_ok_and(|r| r.free >= r.min)
         })
     }
 
@@ -395,15 +166,18 @@ impl Admitter {
         {
             return true;
         }
-        let ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        self.source_id
+        let Some(keep) = &self.keep else {
+            return false;
+        };
+        let ledger = keep.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        keep.source_id
             .as_deref()
             .is_some_and(|id| ledger.contains(id, sha256))
     }
 
     /// Room for a copy of `size` bytes above `min_free_space`, or why not.
-    fn check_room(&self, size: u64) -> Result<(), Admitted> {
-        let dir = &self.spool.layout.root;
+    fn check_room(&self, spool: &Spool, size: u64) -> Result<(), Admitted> {
+        let dir = &spool.layout.root;
         let Ok(r) = room(dir, self.min_free_space) else {
             return Ok(()); // cannot tell: the write itself will say
         };
@@ -412,8 +186,7 @@ impl Admitter {
             // Below the floor: uploaded files in archive/ go first, oldest day first, until the
             // floor is free again (not to make room for one large file: it waits).
             let min = r.min;
-            if self
-                .spool
+            if spool
                 .free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free))
                 > 0
             {
@@ -492,25 +265,33 @@ impl Admitter {
         }
         // A job's report is already on the state file system, and a scan is not run again for
         // want of headroom: only files from watch directories wait for min_free_space.
-        if !s.finished {
-            if let Err(waiting) = self.check_room(file.len()) {
+        let spool = self.spool();
+        if let (false, Some(spool)) = (s.finished, spool) {
+            if let Err(waiting) = self.check_room(spool, file.len()) {
                 return waiting;
             }
         }
 
-        let (out, tmp) = match fsutil::create_temp(&self.spool.layout.tmp) {
-            Ok(x) => x,
-            Err(e) => return not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)),
+        // The private copy in tmp/; a dry run makes none.
+        let tmp_dir = spool.map(|s| s.layout.tmp.clone()).unwrap_or_default();
+        let copy = match spool {
+            None => None,
+            Some(_) => match fsutil::create_temp(&tmp_dir) {
+                Ok(x) => Some(x),
+                Err(e) => return not_yet(state_dir_trouble(&tmp_dir, &e)),
+            },
         };
+        let tmp = copy.as_ref().map(|(_, p)| p.clone());
         let cleanup = |r: Admitted| {
-            let _ = fs::remove_file(&tmp);
+            if let Some(tmp) = &tmp {
+                let _ = fs::remove_file(tmp);
+            }
             r
         };
-        let read = match read_once(file.file(), file.len(), &s.hints, Some(&out)) {
+        let out = copy.map(|(f, _)| f);
+        let read = match read_once(file.file(), file.len(), &s.hints, out.as_ref()) {
             Ok(x) => x,
-            Err(ReadError::Write(e)) => {
-                return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)))
-            }
+            Err(ReadError::Write(e)) => return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e))),
             Err(ReadError::Read(e)) => {
                 return cleanup(not_yet(format!(
                     "reading it failed ({e}); it will be tried again"
@@ -521,7 +302,7 @@ impl Admitter {
             Err(rej) => !self.still_being_written(s, rej.kind),
             Ok(_) => false,
         };
-        if keep_rejected && allocated(&file) > self.spool.limits().rejected_max_size {
+        if keep_rejected && allocated(&file) > self.rejected_max_size {
             // Kept whole it would push everything else out of rejected/, itself included.
             let rej = read.verdict.as_ref().err().map(|r| r.reason.clone());
             return cleanup(Admitted::Parked {
@@ -529,23 +310,24 @@ impl Admitter {
                     "{}; it takes {} on disk, more than agent.rejected_max_size ({}), so it is left where it is until it changes",
                     rej.unwrap_or_default(),
                     bytesize::ByteSize(allocated(&file)),
-                    bytesize::ByteSize(self.spool.limits().rejected_max_size)
+                    bytesize::ByteSize(self.rejected_max_size)
                 ),
             });
         }
-        if keep_rejected && !read.complete {
+        if let (Some(out), true) = (&out, keep_rejected && !read.complete) {
             // A rejection stopped the read early: the rest of the file, holes kept, for
             // rejected/ (it is kept whole, so `requeue --rejected` can take it back).
             if let Err(e) =
-                crate::untrusted::copy::sparse(file.file(), &out, read.count, file.len())
+                crate::untrusted::copy::sparse(file.file(), out, read.count, file.len())
             {
-                return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
+                return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
         }
-        if let Err(e) = sync_copy(&out) {
-            return cleanup(not_yet(state_dir_trouble(&self.spool.layout.tmp, &e)));
+        if let Some(out) = out {
+            if let Err(e) = sync_copy(&out) {
+                return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
+            }
         }
-        drop(out);
         // The content check: a writer that was still going makes this read worthless. The
         // change time is compared too: it cannot be set back by whoever rewrote the file.
         match file.unchanged() {
@@ -561,7 +343,7 @@ impl Admitter {
         }
 
         match read.verdict {
-            Ok(report) => match self.accept(s, &file, &tmp, report, read.sha256, file.len()) {
+            Ok(report) => match self.accept(s, &file, tmp.as_deref(), report, read.sha256, file.len()) {
                 a @ Admitted::NotYet { .. } => cleanup(a),
                 a => a,
             },
@@ -582,16 +364,22 @@ impl Admitter {
                 })
             }
             Err(rej) => {
+                let (Some(spool), Some(tmp)) = (spool, &tmp) else {
+                    return Admitted::Rejected {
+                        reason: rej.reason,
+                        moved_to: None,
+                    };
+                };
                 let record = self.record(
                     s,
                     &rej.reason,
                     rej.kind.as_str(),
-                    rej.format.as_str(),
+                    rej.format,
                     rej.warnings.clone(),
                     Some(file.len()),
                     read.complete.then_some(read.sha256),
                 );
-                match self.spool.reject_temp(&tmp, &s.file_name(), &record) {
+                match spool.reject_temp(tmp, &s.file_name(), &record) {
                     Ok(dest) => {
                         self.remove_original(s, &file);
                         Admitted::Rejected {
@@ -602,7 +390,7 @@ impl Admitter {
                     Err(e) => cleanup(not_yet(format!(
                         "{}; it cannot be put in rejected/ yet ({}), so it stays where it is",
                         rej.reason,
-                        state_dir_trouble(&self.spool.layout.rejected, &e)
+                        state_dir_trouble(&spool.layout.rejected, &e)
                     ))),
                 }
             }
@@ -626,19 +414,25 @@ impl Admitter {
             bytesize::ByteSize(file.len()),
             bytesize::ByteSize(self.max_file_size)
         );
-        if !self.spool.same_fs(file) {
+        let Some(spool) = self.spool() else {
+            return Admitted::Rejected {
+                reason,
+                moved_to: None,
+            };
+        };
+        if !spool.same_fs(file) {
             return Admitted::Parked {
                 reason: format!(
                     "{reason}; it is on another file system than the state directory, so it is left where it is until it changes"
                 ),
             };
         }
-        if allocated(file) > self.spool.limits().rejected_max_size {
+        if allocated(file) > self.rejected_max_size {
             // In rejected/ it would push out everything else, itself included.
             return Admitted::Parked {
                 reason: format!(
                     "{reason}; it also takes more than agent.rejected_max_size ({}), so it is left where it is until it changes",
-                    bytesize::ByteSize(self.spool.limits().rejected_max_size)
+                    bytesize::ByteSize(self.rejected_max_size)
                 ),
             };
         }
@@ -646,12 +440,12 @@ impl Admitter {
             s,
             &reason,
             "too_large",
-            "unknown",
+            Format::Unknown,
             vec![],
             Some(file.len()),
             None,
         );
-        match self.spool.reject_checked(file, &record) {
+        match spool.reject_checked(file, &record) {
             Ok(dest) => Admitted::Rejected {
                 reason,
                 moved_to: Some(dest),
@@ -664,7 +458,7 @@ impl Admitter {
             Err(e) => Admitted::NotYet {
                 reason: format!(
                     "{reason}, but it cannot be moved to rejected/ yet ({})",
-                    state_dir_trouble(&self.spool.layout.rejected, &e)
+                    state_dir_trouble(&spool.layout.rejected, &e)
                 ),
                 still_writing: false,
                 recheck_in: None,
@@ -673,18 +467,20 @@ impl Admitter {
     }
 
     /// Commit a valid file (or recognise it as a duplicate). A `NotYet` answer leaves `tmp` for
-    /// the caller to remove.
+    /// the caller to remove. Without `tmp` (a dry run), say what would be queued.
     fn accept(
         &self,
         s: &Settled,
         file: &CheckedFile,
-        tmp: &Path,
+        tmp: Option<&Path>,
         report: Report,
         sha256: Sha256,
         size: u64,
     ) -> Admitted {
         if self.in_custody(&sha256) {
-            self.dispose_duplicate(s, file, tmp);
+            if let Some(tmp) = tmp {
+                self.dispose_duplicate(s, file, tmp);
+            }
             return Admitted::Duplicate { sha256 };
         }
         let target = if report.scan_type.needs_target() {
@@ -695,7 +491,7 @@ impl Admitter {
         let admission = Admission {
             original: s.path.clone(),
             file_name: s.file_name(),
-            format: report.format.as_str().to_string(),
+            format: report.format,
             content_type: report.format.content_type().to_string(),
             scan_type: report.scan_type,
             target,
@@ -703,11 +499,14 @@ impl Admitter {
             size,
             warnings: report.warnings.clone(),
         };
-        let entry = match queue::commit(&self.spool.layout.queue, tmp, admission) {
+        let (Some(spool), Some(tmp)) = (self.spool(), tmp) else {
+            return Admitted::WouldQueue(Box::new(admission));
+        };
+        let entry = match queue::commit(&spool.layout.queue, tmp, admission) {
             Ok(e) => e,
             Err(e) => {
                 return Admitted::NotYet {
-                    reason: state_dir_trouble(&self.spool.layout.queue, &e),
+                    reason: state_dir_trouble(&spool.layout.queue, &e),
                     still_writing: false,
                     recheck_in: None,
                 }
@@ -761,13 +560,16 @@ impl Admitter {
             file: file.path().to_path_buf(),
             reason: reason.to_string(),
             kind: "job_failed".into(),
-            format: "unknown".into(),
+            format: Format::Unknown,
             at: now_rfc3339(),
             warnings: vec![],
             size: Some(file.len()),
             sha256: None,
         };
-        self.spool.reject_checked(&file, &record)
+        match self.spool() {
+            Some(spool) => spool.reject_checked(&file, &record),
+            None => Err(io::Error::other("a dry run sets nothing aside")),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -776,7 +578,7 @@ impl Admitter {
         s: &Settled,
         reason: &str,
         kind: &str,
-        format: &str,
+        format: Format,
         warnings: Vec<String>,
         size: Option<u64>,
         sha256: Option<Sha256>,
@@ -785,7 +587,7 @@ impl Admitter {
             file: s.path.clone(),
             reason: reason.to_string(),
             kind: kind.to_string(),
-            format: format.to_string(),
+            format,
             at: now_rfc3339(),
             warnings,
             size,
@@ -819,3 +621,4 @@ fn state_dir_trouble(dir: &Path, e: &io::Error) -> String {
         dir.display()
     )
 }
+

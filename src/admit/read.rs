@@ -1,0 +1,162 @@
+//! The one read of a file: its bytes flow once through a tee that feeds the validator, and a
+//! second thread that hashes them and writes the private copy (holes kept), so admission costs
+//! about what validation alone does. Also `check`, the read of `hostedscan-agent validate`.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::Path;
+use std::sync::mpsc;
+
+use crate::spool::digest::Hasher;
+use crate::spool::Sha256;
+use crate::validate::{self, Hints, Verdict};
+
+/// A reader that hands a copy of every chunk the validator pulls through it to the copier
+/// thread, which hashes it and writes it to the queue copy while validation goes on.
+struct Tee<R> {
+    inner: R,
+    chunks: mpsc::SyncSender<Vec<u8>>,
+    /// Emptied chunks coming back from the copier, so the buffers are reused.
+    spare: mpsc::Receiver<Vec<u8>>,
+    count: u64,
+}
+
+/// Chunks in flight between the validator and the copier: enough to ride out a slow write,
+/// few enough to keep memory flat.
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+impl<R: Read> Read for Tee<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            let mut chunk = self.spare.try_recv().unwrap_or_default();
+            chunk.clear();
+            chunk.extend_from_slice(&buf[..n]);
+            if self.chunks.send(chunk).is_err() {
+                // The copier stopped on a write error; `read_once` reports it.
+                return Err(io::Error::other("writing the queue copy failed"));
+            }
+        }
+        self.count += n as u64;
+        Ok(n)
+    }
+}
+
+/// The copier: SHA-256 and the copy of every chunk, in order, at its offset. A chunk of zeros
+/// is not written (a hole: a sparse file stays sparse; a valid report has no NUL byte). ring's
+/// SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast as the `sha2`
+/// crate here, and ring is already in the tree for TLS). Stops at the first write error.
+fn copier(
+    chunks: mpsc::Receiver<Vec<u8>>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    out: Option<&File>,
+) -> io::Result<Sha256> {
+    let mut hasher = Hasher::default();
+    let mut at = 0u64;
+    for chunk in chunks {
+        hasher.update(&chunk);
+        if let Some(out) = out {
+            if chunk.iter().any(|&b| b != 0) {
+                out.write_all_at(&chunk, at)?;
+            }
+        }
+        at += chunk.len() as u64;
+        let _ = spare.try_send(chunk);
+    }
+    if let Some(out) = out {
+        out.set_len(at)?;
+    }
+    Ok(hasher.finish())
+}
+
+/// What one read of a file gave.
+pub(super) struct ReadOnce {
+    pub verdict: Verdict,
+    /// SHA-256 of everything read; the whole file's only when `complete`.
+    pub sha256: Sha256,
+    /// Bytes read (and copied).
+    pub count: u64,
+    /// The read went to the end: a rejection stops it where the problem is.
+    pub complete: bool,
+}
+
+/// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on a
+/// second thread, so admission costs about what validation alone does. A valid file is read to
+/// its end exactly once; a rejected one only as far as the rejection (the caller copies the
+/// rest if it keeps the file).
+pub(super) fn read_once(
+    file: &File,
+    len: u64,
+    hints: &Hints,
+    out: Option<&File>,
+) -> Result<ReadOnce, ReadError> {
+    let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
+        let mut tee = Tee {
+            inner: file.take(len),
+            chunks: chunks_tx,
+            spare: spare_rx,
+            count: 0,
+        };
+        let result = {
+            let mut reader = BufReader::with_capacity(256 * 1024, &mut tee);
+            validate::validate(&mut reader, hints).and_then(|v| {
+                if v.is_ok() {
+                    // The validator may stop before the end of a valid file (trailing
+                    // whitespace); the copy and the hash need it all.
+                    io::copy(&mut reader, &mut io::sink())?;
+                }
+                Ok(v)
+            })
+        };
+        let count = tee.count;
+        drop(tee);
+        let copied = copy
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
+        match (result, copied) {
+            (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
+                complete: count == len,
+                verdict,
+                sha256,
+                count,
+            }),
+            // A failed copy explains a failed read (the Tee stopped because of it), so a full
+            // disk is not blamed on the file.
+            (_, Err(w)) => Err(ReadError::Write(w)),
+            (Err(e), Ok(_)) => Err(ReadError::Read(e)),
+        }
+    })
+}
+
+pub(super) enum ReadError {
+    Read(io::Error),
+    Write(io::Error),
+}
+
+/// Open a file named on the command line (`validate`): the operator's own path, followed as
+/// given, but never blocking on a FIFO and only a regular file.
+fn open_named(path: &Path) -> io::Result<File> {
+    let flags = (rustix::fs::OFlags::NONBLOCK | rustix::fs::OFlags::NOCTTY).bits();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags as i32)
+        .open(path)?;
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::other(
+            "not a regular file (a FIFO, socket, device or directory is never read)",
+        ));
+    }
+    Ok(f)
+}
+
+/// Validate a file and nothing else (`validate`): no hash, no copy, and a rejection stops the
+/// read where the problem is.
+pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
+    let f = open_named(path)?;
+    validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
+}
+
