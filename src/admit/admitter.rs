@@ -59,7 +59,6 @@ pub enum Admitted {
     },
 }
 
-
 /// Where an admitter puts what it admits: the spool, and what tells a duplicate.
 struct Keep {
     spool: Arc<Spool>,
@@ -81,7 +80,6 @@ pub struct Admitter {
     /// SHA-256 of what `queue/` holds (shared with the uploader, which removes what leaves).
     pub custody: Arc<Mutex<HashSet<Sha256>>>,
 }
-
 
 /// Free space in the state file system, and the least admission leaves there.
 pub struct Room {
@@ -186,10 +184,7 @@ impl Admitter {
             // Below the floor: uploaded files in archive/ go first, oldest day first, until the
             // floor is free again (not to make room for one large file: it waits).
             let min = r.min;
-            if spool
-                .free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free))
-                > 0
-            {
+            if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
                 room(dir, self.min_free_space).unwrap_or(r)
             } else {
                 r
@@ -317,8 +312,7 @@ impl Admitter {
         if let (Some(out), true) = (&out, keep_rejected && !read.complete) {
             // A rejection stopped the read early: the rest of the file, holes kept, for
             // rejected/ (it is kept whole, so `requeue --rejected` can take it back).
-            if let Err(e) =
-                crate::untrusted::copy::sparse(file.file(), out, read.count, file.len())
+            if let Err(e) = crate::untrusted::copy::sparse(file.file(), out, read.count, file.len())
             {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
@@ -343,10 +337,12 @@ impl Admitter {
         }
 
         match read.verdict {
-            Ok(report) => match self.accept(s, &file, tmp.as_deref(), report, read.sha256, file.len()) {
-                a @ Admitted::NotYet { .. } => cleanup(a),
-                a => a,
-            },
+            Ok(report) => {
+                match self.accept(s, &file, tmp.as_deref(), report, read.sha256, file.len()) {
+                    a @ Admitted::NotYet { .. } => cleanup(a),
+                    a => a,
+                }
+            }
             Err(rej) if !keep_rejected => {
                 let age = SystemTime::now()
                     .duration_since(s.seen.mtime)
@@ -621,4 +617,3 @@ fn state_dir_trouble(dir: &Path, e: &io::Error) -> String {
         dir.display()
     )
 }
-

@@ -15,6 +15,6 @@ pub mod settled;
 pub mod stage;
 
 pub use admitter::{room, Admitted, Admitter, Room};
-pub use stage::{Admission, Feedback};
 pub use read::check;
 pub use settled::{Fingerprint, Settled};
+pub use stage::{Admission, Feedback};

@@ -159,4 +159,3 @@ pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
     let f = open_named(path)?;
     validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
 }
-

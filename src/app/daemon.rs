@@ -64,11 +64,7 @@ impl Daemon {
         let status = self.parts.uploader.status.clone();
         let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval)
             .with_status(status.clone());
-        let watch = tokio::spawn(watcher.run(
-            settled_tx,
-            fb_rx,
-            shutdown.stop_token().clone(),
-        ));
+        let watch = tokio::spawn(watcher.run(settled_tx, fb_rx, shutdown.stop_token().clone()));
         let admission = Arc::new(Admission::new(
             self.parts.admitter.clone(),
             self.uploads.clone(),
@@ -230,7 +226,10 @@ pub async fn run_reloading(
             };
             match got {
                 None => reloads = None,
-                Some(got) => match got.map_err(Refused::from).and_then(|new| Ok((reload_check(&cfg, &new)?, new))) {
+                Some(got) => match got
+                    .map_err(Refused::from)
+                    .and_then(|new| Ok((reload_check(&cfg, &new)?, new)))
+                {
                     Err(why) => {
                         match &why {
                             // The whole report, every problem on its own line.
@@ -305,4 +304,3 @@ pub async fn run_reloading(
     );
     Ok(())
 }
-

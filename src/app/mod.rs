@@ -145,4 +145,3 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         initial,
     })
 }
-

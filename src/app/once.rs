@@ -76,11 +76,12 @@ pub async fn run_once(
             uploads_stop.stop();
         }
     });
-    let upload_task = tokio::spawn(parts.uploader.clone().run(
-        parts.initial,
-        up_rx,
-        uploads_stop,
-    ));
+    let upload_task = tokio::spawn(
+        parts
+            .uploader
+            .clone()
+            .run(parts.initial, up_rx, uploads_stop),
+    );
     let admission = Arc::new(Admission::new(
         parts.admitter.clone(),
         up_tx,
@@ -118,7 +119,6 @@ pub async fn run_once(
     }
     Ok(report)
 }
-
 
 /// `--once --dry-run`: what would happen to each file in the watch directories, decided by
 /// the same admission as a real pass with an admitter that writes, moves and removes nothing.

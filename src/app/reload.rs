@@ -20,7 +20,7 @@ pub enum Refused {
     /// again, which happens at start (uploading to the new API with the old source id would
     /// send every queued file to failed/).
     #[error("api.url changed ({old} -> {new}): that needs a restart (systemctl restart hostedscan-agent)")]
-    ApiUrl { old: Url, new: Url },
+    ApiUrl { old: Box<Url>, new: Box<Url> },
     #[error("cannot create a new watch directory: {0}")]
     WatchDir(#[source] std::io::Error),
     #[error("the new [api] settings cannot be used (the previous ones stay in use): {0}")]
@@ -38,8 +38,8 @@ pub(super) fn reload_check(old: &Config, new: &Config) -> Result<Vec<&'static st
     }
     if old.api.url != new.api.url {
         return Err(Refused::ApiUrl {
-            old: old.api.url.clone(),
-            new: new.api.url.clone(),
+            old: Box::new(old.api.url.clone()),
+            new: Box::new(new.api.url.clone()),
         });
     }
     let mut later = Vec::new();

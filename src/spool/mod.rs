@@ -80,10 +80,14 @@ pub enum AfterUpload {
 /// The format is what the file was seen to be, shown by `status` and in logs; the upload uses
 /// `content_type` and `scan_type`. A name this version does not know (a record written by
 /// another) reads as `unknown` rather than making the entry unusable.
-pub(crate) fn format_or_unknown<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Format, D::Error> {
+pub(crate) fn format_or_unknown<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Format, D::Error> {
     let s = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)?;
-    Ok(Format::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&s))
-        .unwrap_or(Format::Unknown))
+    Ok(
+        Format::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&s))
+            .unwrap_or(Format::Unknown),
+    )
 }
 
 /// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.

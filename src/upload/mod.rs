@@ -194,11 +194,7 @@ impl Uploader {
     }
 
     /// One attempt: wait for the shared backoff, resolve the source, upload, settle.
-    async fn attempt(
-        &self,
-        entry: QueuedEntry,
-        shutdown: &Shutdown,
-    ) -> Settled {
+    async fn attempt(&self, entry: QueuedEntry, shutdown: &Shutdown) -> Settled {
         let name = entry.meta.name.clone();
         let ticket = tokio::select! {
             t = self.backoff.ready() => t,

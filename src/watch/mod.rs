@@ -5,8 +5,11 @@
 //! wait in their directory and are offered again on the next wake-up.
 
 pub mod events;
+mod parked;
 pub mod roots;
 pub mod scan;
+
+use parked::{quiet_key, Problem};
 
 pub use roots::{look, open_roots, owner, Looked};
 
@@ -22,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admit::{Feedback, Fingerprint, Settled};
 use crate::config::WatchSettings;
 use crate::escape::Shown;
-use crate::spool::status_file::{Parked, StatusBoard};
+use crate::spool::status_file::StatusBoard;
 use crate::untrusted::{RelPath, Root};
 use crate::validate::Hints;
 
@@ -52,13 +55,6 @@ struct Tracked {
     seen_by: u64,
     /// Why it is parked, when that is a problem to show in `status`.
     problem: Option<Box<Problem>>,
-}
-
-/// Why a file is parked, and since when (RFC 3339). The reason is shared by every file parked
-/// for the same one.
-struct Problem {
-    reason: Arc<str>,
-    since: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,63 +166,6 @@ impl Watcher {
                 Err(e) => {
                     self.watches[i].root = None;
                     self.fail_watch(i, format!("cannot open the watch directory: {e}"));
-                }
-            }
-        }
-    }
-
-    /// What the agent left hidden in watch directories when it last stopped in the middle of a
-    /// removal (a crash between two system calls): given back a visible name, since it may be
-    /// another writer's report (one of ours comes back as a duplicate and goes again); a copy
-    /// `requeue` was putting back is deleted (its source is still in the state directory).
-    fn recover_leftovers(&self) {
-        use crate::untrusted::checked::{rename_noreplace, HIDDEN_PREFIX, REMOVING, REQUEUING};
-        let removing = format!("{HIDDEN_PREFIX}{REMOVING}-");
-        let requeuing = format!("{HIDDEN_PREFIX}{REQUEUING}-");
-        for w in &self.watches {
-            let Some(root) = &w.root else { continue };
-            let mut found = Vec::new();
-            let descend =
-                |name: &std::ffi::OsStr| !crate::config::is_temporary_name(&name.to_string_lossy());
-            let keep = |name: &std::ffi::OsStr| {
-                let n = name.to_string_lossy();
-                n.starts_with(&removing) || n.starts_with(&requeuing)
-            };
-            let start = RelPath::default();
-            let spec = crate::untrusted::walk::Walk {
-                start: &start,
-                recursive: w.settings.recursive,
-                descend: &descend,
-                keep: &keep,
-                budget: None,
-            };
-            let _ = crate::untrusted::walk::walk(root, &spec, |rel, _| found.push(rel));
-            for rel in found {
-                let Ok((dir, _)) = root.lstat(&rel) else {
-                    continue;
-                };
-                let name = rel.file_name().unwrap_or_default();
-                let shown = root.shown(&rel);
-                if name.to_string_lossy().starts_with(&requeuing) {
-                    if rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()).is_ok() {
-                        tracing::info!(file = %Shown(&shown), "removed a copy requeue left unfinished");
-                    }
-                    continue;
-                }
-                let visible =
-                    std::ffi::OsString::from(format!("recovered-{:016x}", rand::random::<u64>()));
-                match rename_noreplace(
-                    std::os::fd::AsFd::as_fd(&dir),
-                    name,
-                    std::os::fd::AsFd::as_fd(&dir),
-                    &visible,
-                ) {
-                    Ok(()) => {
-                        tracing::warn!(file = %Shown(&shown), now = %Shown(&root.shown(&rel.parent().join(&visible))), "a file the agent was removing when it last stopped is back under a visible name (it is admitted like any other)")
-                    }
-                    Err(e) => {
-                        tracing::error!(file = %Shown(&shown), error = %e, "a file the agent was removing when it last stopped cannot be given back a visible name")
-                    }
                 }
             }
         }
@@ -537,100 +476,6 @@ impl Watcher {
         (next, full)
     }
 
-    fn feedback(&mut self, path: PathBuf, fb: Feedback) {
-        let now = Instant::now();
-        match fb {
-            Feedback::Done => self.forget(&path),
-            Feedback::Parked(fp, problem) => {
-                if let Some(t) = self.tracked.get_mut(&path) {
-                    if t.fp == fp {
-                        if problem.is_some() && self.parked_n >= self.max_parked {
-                            // Remembered in a few bytes from here on.
-                            self.quiet.insert(quiet_key(&path, &fp));
-                            self.quiet_seen.insert(quiet_key(&path, &fp));
-                            let was_parked = t.state == State::Parked;
-                            self.tracked.remove(&path);
-                            self.parked_n -= usize::from(was_parked);
-                            self.parked_dirty = true;
-                            return;
-                        }
-                        set_state(&mut self.parked_n, t, State::Parked);
-                        let was = t.problem.is_some();
-                        t.problem = problem.map(|p| {
-                            let reason = match self.reasons.get(p.as_str()) {
-                                Some(r) => r.clone(),
-                                None => {
-                                    let r: Arc<str> = Arc::from(p);
-                                    self.reasons.insert(r.clone());
-                                    r
-                                }
-                            };
-                            Box::new(Problem {
-                                reason,
-                                since: crate::spool::fsutil::now_rfc3339(),
-                            })
-                        });
-                        self.parked_dirty |= was || t.problem.is_some();
-                    } else {
-                        // It changed while admission was deciding: that is a new file to read.
-                        set_state(&mut self.parked_n, t, State::Waiting);
-                        t.ready_at = now + self.settle;
-                    }
-                }
-            }
-            Feedback::Recheck(d) => {
-                // A fresh look decides whether it changed meanwhile.
-                let current = self.tracked.get(&path).and_then(|t| self.look(&path, t));
-                let settle = self.settle;
-                if let Some(t) = self.tracked.get_mut(&path) {
-                    set_state(&mut self.parked_n, t, State::Waiting);
-                    t.ready_at = now + d.max(settle);
-                    if let Some(f) = current.filter(|f| f.fingerprint != t.fp) {
-                        t.fp = f.fingerprint;
-                        t.ready_at = now + settle;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Tell `status` which files are parked for a problem, when that changed: how many, and the
-    /// first by name (picked with a bounded heap, not a copy of them all).
-    fn report_parked(&mut self) {
-        if !std::mem::take(&mut self.parked_dirty) {
-            return;
-        }
-        let Some(status) = &self.status else { return };
-        let shown = crate::spool::status_file::PARKED_SHOWN;
-        let mut total = self.quiet.len();
-        let mut first: std::collections::BinaryHeap<&PathBuf> =
-            std::collections::BinaryHeap::with_capacity(shown + 1);
-        for (p, t) in &self.tracked {
-            if t.problem.is_some() {
-                total += 1;
-                first.push(p);
-                if first.len() > shown {
-                    first.pop();
-                }
-            }
-        }
-        let listed: Vec<Parked> = first
-            .into_sorted_vec()
-            .into_iter()
-            .filter_map(|p| {
-                let problem = self.tracked.get(p)?.problem.as_ref()?;
-                Some(Parked {
-                    file: crate::escape::path(p),
-                    reason: problem.reason.to_string(),
-                    since: problem.since.clone(),
-                })
-            })
-            .collect();
-        // Reasons no parked file holds any more are let go.
-        self.reasons.retain(|r| Arc::strong_count(r) > 1);
-        status.parked(total, listed);
-    }
-
     /// The daemon: run until `shutdown`.
     pub async fn run(
         mut self,
@@ -653,7 +498,11 @@ impl Watcher {
             }
         };
         self.bounded = true;
-        self.recover_leftovers();
+        roots::recover_leftovers(
+            self.watches
+                .iter()
+                .filter_map(|w| Some((w.root.as_deref()?, &w.settings))),
+        );
         let _ = self.full_scan();
         let mut last_scan = Instant::now();
         let mut lost_said: Option<Instant> = None;
@@ -721,7 +570,11 @@ impl Watcher {
     /// `--once`: one scan; files still settling are waited for once, then handed over or, if
     /// they changed meanwhile, reported as still being written. Returns those left behind.
     pub async fn sweep(mut self, to_admit: mpsc::Sender<Settled>) -> Vec<(PathBuf, String)> {
-        self.recover_leftovers();
+        roots::recover_leftovers(
+            self.watches
+                .iter()
+                .filter_map(|w| Some((w.root.as_deref()?, &w.settings))),
+        );
         let mut left = self.full_scan();
         let latest = self.tracked.values().map(|t| t.ready_at).max();
         if let Some(t) = latest {
@@ -755,17 +608,6 @@ impl Watcher {
     }
 }
 
-/// A parked file's path and look, in 8 bytes.
-fn quiet_key(path: &Path, fp: &Fingerprint) -> u64 {
-    use std::hash::{BuildHasher, Hash, Hasher};
-    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
-        std::sync::OnceLock::new();
-    let mut h = KEYS.get_or_init(Default::default).build_hasher();
-    path.hash(&mut h);
-    (fp.len, fp.mtime, fp.ctime, fp.ino, fp.dev).hash(&mut h);
-    h.finish()
-}
-
 /// Move `t` to state `to`, keeping the count of parked entries right.
 fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
     match (t.state == State::Parked, to == State::Parked) {
@@ -777,106 +619,4 @@ fn set_state(parked_n: &mut usize, t: &mut Tracked, to: State) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn watch_settings(dir: &Path) -> WatchSettings {
-        let any = globset::GlobSetBuilder::new()
-            .add(globset::Glob::new("*").unwrap())
-            .build()
-            .unwrap();
-        WatchSettings {
-            path: dir.to_path_buf(),
-            hints: Hints::default(),
-            include: any,
-            exclude: globset::GlobSet::empty(),
-            recursive: false,
-        }
-    }
-
-    /// A directory of `n` files `{prefix}{i}.xml`, last written a minute ago.
-    fn settled_files(prefix: &str, n: usize) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..n {
-            let p = dir.path().join(format!("{prefix}{i}.xml"));
-            std::fs::write(&p, b"x").unwrap();
-            let f = std::fs::File::options().write(true).open(&p).unwrap();
-            f.set_modified(SystemTime::now() - Duration::from_secs(60))
-                .unwrap();
-        }
-        dir
-    }
-
-    /// More parked files than are remembered one by one: the rest are remembered by a hash, and
-    /// none is offered again while it does not change (scan after scan).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn parked_files_past_the_limit_are_not_offered_again() {
-        let dir = settled_files("u", 10);
-        let mut w = Watcher::new(
-            &[watch_settings(dir.path())],
-            Duration::from_millis(10),
-            Duration::from_millis(200),
-        );
-        w.max_parked = 3;
-        let (tx, mut rx) = mpsc::channel(16);
-        let (fb_tx, fb_rx) = mpsc::channel(64);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(w.run(tx, fb_rx, stop.clone()));
-        let mut offered = HashSet::new();
-        // Ten files, then a second of scans every 200 ms: each is offered once.
-        let until = tokio::time::Instant::now() + Duration::from_millis(1500);
-        while let Ok(Some(s)) = tokio::time::timeout_at(until, rx.recv()).await {
-            assert!(
-                offered.insert(s.path.clone()),
-                "offered again: {:?}",
-                s.path
-            );
-            let fb = Feedback::Parked(s.seen, Some("cannot read it".into()));
-            fb_tx.send((s.path, fb)).await.unwrap();
-        }
-        assert_eq!(offered.len(), 10);
-        // A change brings one back.
-        let p = dir.path().join("u7.xml");
-        std::fs::write(&p, b"changed").unwrap();
-        let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
-            .await
-            .expect("the changed file is offered again")
-            .unwrap();
-        assert_eq!(s.path, p);
-        stop.cancel();
-        task.await.unwrap();
-    }
-
-    /// More files than the daemon tracks at once: the rest wait untracked in the directory and
-    /// are all offered in turn as the tracked ones drain, without waiting for the periodic scan.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_flood_beyond_the_tracked_limit_is_taken_in_turn() {
-        let dir = settled_files("r", 50);
-        let mut w = Watcher::new(
-            &[watch_settings(dir.path())],
-            Duration::from_millis(10),
-            Duration::from_secs(3600),
-        );
-        w.max_tracked = 10;
-        let (tx, mut rx) = mpsc::channel(4);
-        let (fb_tx, fb_rx) = mpsc::channel(64);
-        let stop = CancellationToken::new();
-        let task = tokio::spawn(w.run(tx, fb_rx, stop.clone()));
-        let mut offered = HashSet::new();
-        while offered.len() < 50 {
-            let s = tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("every file is offered before the periodic scan (an hour away)")
-                .unwrap();
-            assert!(
-                offered.insert(s.path.clone()),
-                "offered twice: {:?}",
-                s.path
-            );
-            std::fs::remove_file(&s.path).unwrap();
-            fb_tx.send((s.path, Feedback::Done)).await.unwrap();
-        }
-        stop.cancel();
-        task.await.unwrap();
-    }
-}
+mod tests;

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::admit::Settled;
 use crate::config::WatchSettings;
+use crate::escape::Shown;
 use crate::untrusted::{RelPath, Root};
 
 /// The roots of `watches`, those in `current` kept: each opened by its configured path (the
@@ -55,6 +56,62 @@ pub fn owner<'a>(watches: impl Iterator<Item = &'a WatchSettings>, path: &Path) 
         .map(|(i, _)| i)
 }
 
+/// What the agent left hidden in watch directories when it last stopped in the middle of a
+/// removal (a crash between two system calls): given back a visible name, since it may be
+/// another writer's report (one of ours comes back as a duplicate and goes again); a copy
+/// `requeue` was putting back is deleted (its source is still in the state directory).
+pub fn recover_leftovers<'a>(watches: impl Iterator<Item = (&'a Root, &'a WatchSettings)>) {
+    use crate::untrusted::checked::{rename_noreplace, HIDDEN_PREFIX, REMOVING, REQUEUING};
+    let removing = format!("{HIDDEN_PREFIX}{REMOVING}-");
+    let requeuing = format!("{HIDDEN_PREFIX}{REQUEUING}-");
+    for (root, settings) in watches {
+        let mut found = Vec::new();
+        let descend =
+            |name: &std::ffi::OsStr| !crate::config::is_temporary_name(&name.to_string_lossy());
+        let keep = |name: &std::ffi::OsStr| {
+            let n = name.to_string_lossy();
+            n.starts_with(&removing) || n.starts_with(&requeuing)
+        };
+        let start = RelPath::default();
+        let spec = crate::untrusted::walk::Walk {
+            start: &start,
+            recursive: settings.recursive,
+            descend: &descend,
+            keep: &keep,
+            budget: None,
+        };
+        let _ = crate::untrusted::walk::walk(root, &spec, |rel, _| found.push(rel));
+        for rel in found {
+            let Ok((dir, _)) = root.lstat(&rel) else {
+                continue;
+            };
+            let name = rel.file_name().unwrap_or_default();
+            let shown = root.shown(&rel);
+            if name.to_string_lossy().starts_with(&requeuing) {
+                if rustix::fs::unlinkat(&dir, name, rustix::fs::AtFlags::empty()).is_ok() {
+                    tracing::info!(file = %Shown(&shown), "removed a copy requeue left unfinished");
+                }
+                continue;
+            }
+            let visible =
+                std::ffi::OsString::from(format!("recovered-{:016x}", rand::random::<u64>()));
+            match rename_noreplace(
+                std::os::fd::AsFd::as_fd(&dir),
+                name,
+                std::os::fd::AsFd::as_fd(&dir),
+                &visible,
+            ) {
+                Ok(()) => {
+                    tracing::warn!(file = %Shown(&shown), now = %Shown(&root.shown(&rel.parent().join(&visible))), "a file the agent was removing when it last stopped is back under a visible name (it is admitted like any other)")
+                }
+                Err(e) => {
+                    tracing::error!(file = %Shown(&shown), error = %e, "a file the agent was removing when it last stopped cannot be given back a visible name")
+                }
+            }
+        }
+    }
+}
+
 /// A file found by [`look`].
 pub enum Looked {
     /// Unchanged for `settle` (by its modification time): ready for admission.
@@ -100,7 +157,12 @@ pub fn look(watches: &[WatchSettings], settle: Duration) -> Vec<Looked> {
                 continue;
             }
             let hints = Arc::new(w.hints.clone());
-            out.push(Looked::Ready(Settled::new(root.clone(), f.rel, hints, f.fingerprint)));
+            out.push(Looked::Ready(Settled::new(
+                root.clone(),
+                f.rel,
+                hints,
+                f.fingerprint,
+            )));
         }
     }
     out
