@@ -17,6 +17,7 @@ mod failpoints;
 mod faults;
 mod gmp_standin;
 mod jobs;
+mod layers;
 mod once;
 mod openvas;
 mod samples;
