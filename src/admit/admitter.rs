@@ -18,7 +18,7 @@ use super::read::{read_once, ReadError};
 use super::settled::{Fingerprint, Settled};
 use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
-use crate::spool::queue::{self, Admission};
+use crate::spool::queue::{self, Validated};
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{Format, RejectKind, Report};
@@ -47,7 +47,7 @@ pub enum Admitted {
         reason: String,
     },
     /// Dry run: valid, and this is what would be queued (nothing was).
-    WouldQueue(Box<Admission>),
+    WouldQueue(Box<Validated>),
     /// Nothing (or nothing regular) is at its name any more: nothing to do.
     Gone,
     /// Left where it is, to be looked at again when it changes, after `recheck_in`, or at the
@@ -484,7 +484,7 @@ impl Admitter {
         } else {
             s.hints.target.clone()
         };
-        let admission = Admission {
+        let validated = Validated {
             original: s.path.clone(),
             file_name: s.file_name(),
             format: report.format,
@@ -496,9 +496,9 @@ impl Admitter {
             warnings: report.warnings.clone(),
         };
         let (Some(spool), Some(tmp)) = (self.spool(), tmp) else {
-            return Admitted::WouldQueue(Box::new(admission));
+            return Admitted::WouldQueue(Box::new(validated));
         };
-        let entry = match queue::commit(&spool.layout.queue, tmp, admission) {
+        let entry = match queue::commit(&spool.layout.queue, tmp, validated) {
             Ok(e) => e,
             Err(e) => {
                 return Admitted::NotYet {

@@ -113,8 +113,8 @@ impl Admission {
         let Some(uploads) = &self.uploads else {
             return false;
         };
-        self.report.admitted(entry.meta.scan_type);
-        let file = entry.meta.file_name.clone();
+        self.report.admitted(entry.meta.file.scan_type);
+        let file = entry.meta.file.file_name.clone();
         let sent = tokio::select! {
             r = uploads.send(entry) => r.is_ok(),
             _ = stop.stopping() => false,
@@ -229,7 +229,7 @@ impl Admission {
         }
         match result {
             Admitted::Queued(entry) => {
-                tracing::info!(file = %file, scan_type = %entry.meta.scan_type, format = %entry.meta.format, bytes = entry.meta.size, sha256 = %entry.meta.sha256, "admitted");
+                tracing::info!(file = %file, scan_type = %entry.meta.file.scan_type, format = %entry.meta.file.format, bytes = entry.meta.file.size, sha256 = %entry.meta.file.sha256, "admitted");
                 self.hand_on(*entry, stop).await;
                 done_with_it()
             }

@@ -113,7 +113,7 @@ pub async fn run_once(
     deadline.abort();
     for e in left {
         report.push(Outcome::Pending {
-            file: e.meta.file_name.clone(),
+            file: e.meta.file.file_name.clone(),
             reason: "not uploaded yet; it stays queued for the next run".into(),
         });
     }

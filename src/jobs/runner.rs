@@ -420,17 +420,17 @@ impl Jobs {
         let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
         match admitted {
             Ok(Admitted::Queued(entry)) => {
-                self.report.admitted(entry.meta.scan_type);
+                self.report.admitted(entry.meta.file.scan_type);
                 let detail = format!(
                     "{} report queued ({}, {}, in {took})",
-                    entry.meta.scan_type.as_str(),
-                    entry.meta.format,
-                    bytesize::ByteSize(entry.meta.size)
+                    entry.meta.file.scan_type.as_str(),
+                    entry.meta.file.format,
+                    bytesize::ByteSize(entry.meta.file.size)
                 );
                 if let Some(p) = &exit_problem {
                     tracing::warn!(job = %spec.name, "{p}, but its report is valid; uploading it");
                 }
-                let file = entry.meta.file_name.clone();
+                let file = entry.meta.file.file_name.clone();
                 if self.uploads.send(*entry).await.is_err() {
                     tracing::info!(job = %spec.name, "the uploader has stopped; the report waits in queue/ for the next start");
                     self.report.push(Outcome::Pending {

@@ -347,14 +347,14 @@ impl Spool {
         reason: &str,
     ) -> Option<PathBuf> {
         let record = RejectRecord {
-            file: meta.map_or_else(|| data.to_path_buf(), |m| m.original.clone()),
+            file: meta.map_or_else(|| data.to_path_buf(), |m| m.file.original.clone()),
             reason: format!("queue entry set aside: {reason}"),
             kind: "queue_entry".into(),
-            format: meta.map_or(Format::Unknown, |m| m.format),
+            format: meta.map_or(Format::Unknown, |m| m.file.format),
             at: now_rfc3339(),
-            warnings: meta.map(|m| m.warnings.clone()).unwrap_or_default(),
+            warnings: meta.map(|m| m.file.warnings.clone()).unwrap_or_default(),
             size: fs::symlink_metadata(data).ok().map(|m| m.len()),
-            sha256: meta.map(|m| m.sha256),
+            sha256: meta.map(|m| m.file.sha256),
         };
         let file_name = meta.map_or_else(
             || {
@@ -362,7 +362,7 @@ impl Spool {
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_else(|| "report".into())
             },
-            |m| m.file_name.clone(),
+            |m| m.file.file_name.clone(),
         );
         match self.reject_temp(data, &file_name, &record) {
             Ok(dest) => {
@@ -383,7 +383,7 @@ impl Spool {
     /// Move a queued entry into `failed/` with HostedScan's answer.
     pub fn fail(&self, entry: &QueuedEntry, status: u16, message: &str) -> io::Result<PathBuf> {
         let record = FailRecord {
-            file: entry.meta.original.clone(),
+            file: entry.meta.file.original.clone(),
             reason: format!("HostedScan refused the upload with HTTP {status}: {message}"),
             status,
             message: message.to_string(),
@@ -393,7 +393,7 @@ impl Spool {
         let dest = place_with_sidecar(
             &self.layout.failed,
             &entry.data_path,
-            &entry.meta.file_name,
+            &entry.meta.file.file_name,
             ERROR_SUFFIX,
             &to_json(&record)?,
         )?;
@@ -405,7 +405,7 @@ impl Spool {
     pub fn finish(&self, entry: &QueuedEntry, archive: bool) -> io::Result<Option<PathBuf>> {
         crate::failpoint::failpoint!("spool-finish");
         let dest = if archive {
-            Some(self.archive(&entry.data_path, &entry.meta.file_name)?)
+            Some(self.archive(&entry.data_path, &entry.meta.file.file_name)?)
         } else {
             remove_durably(&entry.data_path)?;
             None

@@ -15,11 +15,21 @@ use crate::validate::{Format, ScanType};
 
 pub const META_SUFFIX: &str = ".meta.json";
 
-/// What the agent knows about a queued file: enough to upload it without reading it again.
+/// A queued file's record (`<name>.meta.json`): its name in `queue/`, when it was admitted,
+/// and what admission found it to be.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EntryMeta {
     /// The name in `queue/`.
     pub name: String,
+    pub admitted_at: String,
+    #[serde(flatten)]
+    pub file: Validated,
+}
+
+/// What admission found a valid file to be: enough to upload it without reading it again.
+/// Made once, by admission; a requeued file keeps it as it was.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Validated {
     /// Where it came from (escaped: see `crate::escape`).
     #[serde(with = "crate::escape::serde_path")]
     pub original: PathBuf,
@@ -33,7 +43,6 @@ pub struct EntryMeta {
     pub target: Option<String>,
     pub sha256: Sha256,
     pub size: u64,
-    pub admitted_at: String,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -53,10 +62,10 @@ impl QueuedEntry {
     /// The content itself is checked against `sha256` while it is sent.
     pub fn damage(&self) -> Option<String> {
         match fs::metadata(&self.data_path) {
-            Ok(m) if m.len() != self.meta.size => Some(damaged(&format!(
+            Ok(m) if m.len() != self.meta.file.size => Some(damaged(&format!(
                 "the queued copy is {} bytes but {} were validated",
                 m.len(),
-                self.meta.size
+                self.meta.file.size
             ))),
             _ => None,
         }
@@ -70,55 +79,16 @@ pub fn damaged(why: &str) -> String {
     )
 }
 
-/// What admission knows about a validated file before it enters the queue.
-#[derive(Debug, Clone)]
-pub struct Admission {
-    pub original: PathBuf,
-    pub file_name: String,
-    pub format: Format,
-    pub content_type: String,
-    pub scan_type: ScanType,
-    pub target: Option<String>,
-    pub sha256: Sha256,
-    pub size: u64,
-    pub warnings: Vec<String>,
-}
-
-impl From<EntryMeta> for Admission {
-    /// What an entry was admitted with (to put it back into the queue).
-    fn from(m: EntryMeta) -> Admission {
-        Admission {
-            original: m.original,
-            file_name: m.file_name,
-            format: m.format,
-            content_type: m.content_type,
-            scan_type: m.scan_type,
-            target: m.target,
-            sha256: m.sha256,
-            size: m.size,
-            warnings: m.warnings,
-        }
-    }
-}
-
 /// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
-pub fn commit(queue: &Path, data: &Path, a: Admission) -> io::Result<QueuedEntry> {
+pub fn commit(queue: &Path, data: &Path, file: Validated) -> io::Result<QueuedEntry> {
     // The metadata file is created first, exclusively: it reserves the name (no two entries,
     // even from a concurrent `requeue`, share one) and is durable before the data arrives.
-    let name = fsutil::reserve(queue, &a.file_name, META_SUFFIX)?;
+    let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
     let meta = EntryMeta {
         name: name.clone(),
-        original: a.original,
-        file_name: a.file_name,
-        format: a.format,
-        content_type: a.content_type,
-        scan_type: a.scan_type,
-        target: a.target,
-        sha256: a.sha256,
-        size: a.size,
         // Microseconds, so the queue keeps admission order within a second.
         admitted_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        warnings: a.warnings,
+        file,
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
     let data_path = queue.join(&name);
@@ -226,6 +196,6 @@ pub fn queued_hashes(queue: &Path) -> io::Result<Vec<Sha256>> {
     Ok(load_all(queue)?
         .entries
         .into_iter()
-        .map(|e| e.meta.sha256)
+        .map(|e| e.meta.file.sha256)
         .collect())
 }

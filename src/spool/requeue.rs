@@ -19,7 +19,7 @@ use rustix::fs::{AtFlags, Mode, OFlags};
 
 use super::digest::{Hasher, Sha256};
 use super::fsutil;
-use super::queue::{self, Admission};
+use super::queue;
 use super::{list_payloads, FailRecord, Layout, RejectRecord, ERROR_SUFFIX, REASON_SUFFIX};
 use crate::untrusted::{RelPath, Root};
 
@@ -291,14 +291,14 @@ pub fn failed(
                 continue;
             }
         };
-        match unchanged(&data, record.entry.size, &record.entry.sha256) {
+        match unchanged(&data, record.entry.file.size, &record.entry.file.sha256) {
             Ok(true) => {}
             Ok(false) => {
                 out.push(to_watch_dir(
                     name,
                     &data,
                     &sidecar,
-                    &record.entry.original,
+                    &record.entry.file.original,
                     watches,
                     "it was changed since HostedScan refused it, so it must be validated again; ",
                 ));
@@ -309,8 +309,7 @@ pub fn failed(
                 continue;
             }
         }
-        let a = Admission::from(record.entry);
-        match queue::commit(&layout.queue, &data, a) {
+        match queue::commit(&layout.queue, &data, record.entry.file) {
             Ok(e) => {
                 let _ = fsutil::remove_durably(&sidecar);
                 out.push(Ok(Moved {

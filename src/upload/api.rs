@@ -120,33 +120,37 @@ impl Api {
                 }
             }
         };
-        if len != entry.meta.size {
+        if len != entry.meta.file.size {
             return Attempt::Damaged {
                 reason: format!(
                     "the queued copy is {len} bytes but {} were validated",
-                    entry.meta.size
+                    entry.meta.file.size
                 ),
             };
         }
         let check = std::sync::Arc::new(Check::default());
-        let body =
-            reqwest::Body::wrap_stream(Verified::new(file, len, entry.meta.sha256, check.clone()));
+        let body = reqwest::Body::wrap_stream(Verified::new(
+            file,
+            len,
+            entry.meta.file.sha256,
+            check.clone(),
+        ));
         let part = match Part::stream_with_length(body, len)
-            .file_name(entry.meta.file_name.clone())
-            .mime_str(&entry.meta.content_type)
+            .file_name(entry.meta.file.file_name.clone())
+            .mime_str(&entry.meta.file.content_type)
         {
             Ok(p) => p,
             Err(e) => {
                 return Attempt::Transport {
-                    message: format!("bad content type {}: {e}", entry.meta.content_type),
+                    message: format!("bad content type {}: {e}", entry.meta.file.content_type),
                     timeout: false,
                 }
             }
         };
         let mut form = Form::new()
             .text("source_id", source_id.to_string())
-            .text("scan_type", entry.meta.scan_type.as_str());
-        if let Some(t) = &entry.meta.target {
+            .text("scan_type", entry.meta.file.scan_type.as_str());
+        if let Some(t) = &entry.meta.file.target {
             form = form.text("target", t.clone());
         }
         let form = form.part("file", part);

@@ -112,19 +112,19 @@ impl Uploader {
             while !shutdown.is_stopping() && !auth_stopped && inflight.len() < self.concurrency {
                 let Some(pos) = pending
                     .iter()
-                    .position(|e| !sending.contains(&e.meta.sha256))
+                    .position(|e| !sending.contains(&e.meta.file.sha256))
                 else {
                     break;
                 };
                 let Some(entry) = pending.remove(pos) else {
                     break;
                 };
-                sending.insert(entry.meta.sha256);
+                sending.insert(entry.meta.file.sha256);
                 let me = self.clone();
                 let shutdown = shutdown.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
-                    let sha = entry.meta.sha256;
+                    let sha = entry.meta.file.sha256;
                     (name, sha, me.attempt(entry, &shutdown).await)
                 });
             }
@@ -239,8 +239,8 @@ impl Uploader {
             let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
             return Settled::Done;
         }
-        if self.already_uploaded(&source_id, &entry.meta.sha256) {
-            tracing::info!(file = %name, sha256 = %entry.meta.sha256, "same content already uploaded to this source; not sending it again");
+        if self.already_uploaded(&source_id, &entry.meta.file.sha256) {
+            tracing::info!(file = %name, sha256 = %entry.meta.file.sha256, "same content already uploaded to this source; not sending it again");
             if let Err(e) = self
                 .spool
                 .finish(&entry, self.after_upload == AfterUpload::Archive)
@@ -248,12 +248,12 @@ impl Uploader {
                 tracing::error!(file = %name, error = %e, "cannot clear the queued copy");
             }
             self.report.push(Outcome::Duplicate {
-                file: entry.meta.file_name.clone(),
-                sha256: entry.meta.sha256,
+                file: entry.meta.file.file_name.clone(),
+                sha256: entry.meta.file.sha256,
             });
             return Settled::Done;
         }
-        tracing::debug!(file = %name, scan_type = %entry.meta.scan_type.as_str(), bytes = entry.meta.size, "uploading");
+        tracing::debug!(file = %name, scan_type = %entry.meta.file.scan_type.as_str(), bytes = entry.meta.file.size, "uploading");
         let attempt = tokio::select! {
             a = api.upload(&entry, &source_id) => a,
             _ = shutdown.abandoned() => {
@@ -292,7 +292,7 @@ impl Uploader {
                 self.custody
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&entry.meta.sha256);
+                    .remove(&entry.meta.file.sha256);
                 match self.spool.fail(&entry, status, &message) {
                     Ok(dest) => {
                         tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
@@ -304,7 +304,7 @@ impl Uploader {
                 self.status
                     .error(&format!("{name}: HTTP {status}: {message}"));
                 self.report.push(Outcome::Failed {
-                    file: entry.meta.file_name.clone(),
+                    file: entry.meta.file.file_name.clone(),
                     status,
                     message,
                 });
@@ -364,13 +364,13 @@ impl Uploader {
         self.custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&entry.meta.sha256);
+            .remove(&entry.meta.file.sha256);
         let moved_to = self
             .spool
             .set_aside_queued(&entry.data_path, Some(&entry.meta), &reason);
         self.status.error(&format!("{}: {reason}", entry.meta.name));
         self.report.push(Outcome::Rejected {
-            file: entry.meta.file_name.clone(),
+            file: entry.meta.file.file_name.clone(),
             reason: format!("queue entry set aside: {reason}"),
             moved_to: moved_to.clone(),
         });
@@ -419,12 +419,12 @@ impl Uploader {
     fn settle_success(&self, entry: &QueuedEntry, source_id: &str, result_id: Option<String>) {
         let m = &entry.meta;
         let line = LedgerLine {
-            sha256: m.sha256,
+            sha256: m.file.sha256,
             source_id: source_id.to_string(),
             at: now_rfc3339(),
-            file: m.file_name.clone(),
-            scan_type: m.scan_type.as_str().to_string(),
-            size: m.size,
+            file: m.file.file_name.clone(),
+            scan_type: m.file.scan_type.as_str().to_string(),
+            size: m.file.size,
             result_id: result_id.clone(),
         };
         if let Err(e) = self
@@ -443,19 +443,19 @@ impl Uploader {
             tracing::error!(file = %m.name, error = %e, "uploaded, but cannot clear the queued copy");
         }
         tracing::info!(
-            file = %m.file_name,
-            scan_type = %m.scan_type.as_str(),
-            target = %m.target.as_deref().unwrap_or("-"),
-            bytes = m.size,
+            file = %m.file.file_name,
+            scan_type = %m.file.scan_type.as_str(),
+            target = %m.file.target.as_deref().unwrap_or("-"),
+            bytes = m.file.size,
             result_id = %result_id.as_deref().unwrap_or("-"),
             "uploaded"
         );
         self.report.push(Outcome::Uploaded {
-            file: m.file_name.clone(),
-            scan_type: m.scan_type,
-            target: m.target.clone(),
-            size: m.size,
-            sha256: m.sha256,
+            file: m.file.file_name.clone(),
+            scan_type: m.file.scan_type,
+            target: m.file.target.clone(),
+            size: m.file.size,
+            sha256: m.file.sha256,
             result_id,
         });
     }
