@@ -3,11 +3,27 @@
 //! GVM/OpenVAS XML, OWASP ZAP traditional XML/JSON, SSLyze JSON) and under which scan type —
 //! or why not, in words an operator can act on. Uploading a partial scan would make HostedScan
 //! close findings the scan never re-checked, so anything doubtful is rejected (see
-//! `shared/docs/formats.md`, Part 1, for the policy this implements).
+//! `shared/docs/formats.md`, Part 1, for the policy this implements). It imports nothing else
+//! of the crate.
 //!
-//! This file holds the public types, the top-level flow (sniff, parse, apply the configured
-//! hints) and the tests against the shared samples; each format's rules live in its own file.
+//! The structure, top to bottom (each part imports only from parts below it):
+//!
+//! ```text
+//! mod.rs        validate(): dispatch, then apply the configured Hints (finish)
+//! dispatch/     sniff the first bytes; XML by root element, JSON by top-level keys, text
+//!               formats refused from the prefix; parser errors worded as Rejections here
+//! nmap gvm zap sslyze text
+//!               the format checkers: one format's rules each -> checker::Found
+//! checker.rs    Found and the XmlChecker trait the dispatcher drives
+//! xml/          the standalone streaming XML pull parser (imports nothing of the crate)
+//! json.rs       serde visitors the JSON checkers share (CountSeed, Scalar, Strings)
+//! input.rs sniff.rs   the reader plumbing (UTF-8 and XML character checks, line:column)
+//!               and the first-bytes classification
+//! types.rs      the public vocabulary: Format, ScanType, RejectKind, Rejection, Report, Hints
+//! ```
 
+mod checker;
+mod dispatch;
 mod gvm;
 mod input;
 mod json;
@@ -19,31 +35,14 @@ mod types;
 mod xml;
 mod zap;
 
-pub(crate) use types::reject;
+use std::io::{self, BufRead};
+
+use checker::Found;
+use types::reject;
 pub use types::{
     Format, Hints, RejectKind, Rejection, Report, ScanType, UnknownFormat, UnknownRejectKind,
     UnknownScanType, Verdict,
 };
-
-use std::io::{self, BufRead, Read};
-
-/// What a format checker found in a complete, well-formed document, before the configured
-/// hints are applied.
-#[derive(Debug, Default)]
-pub(crate) struct Found {
-    pub format: Option<Format>,
-    pub scan_type: Option<ScanType>,
-    pub warnings: Vec<String>,
-    /// Why the scan is partial (rejected unless `accept_partial`).
-    pub partial: Option<String>,
-    /// ZAP site names, in document order (bounded), and how many there were.
-    pub sites: Vec<String>,
-    pub site_count: usize,
-}
-
-/// The longest JSON string accepted: serde_json holds each string a visitor reads whole (and
-/// the visitor may copy it once more), so this bounds memory like `xml::MAX_MARKUP` does.
-const MAX_JSON_STRING: u64 = 8 * 1024 * 1024;
 
 /// Validate a report read from `reader` in ONE streaming pass. Returns Err(io::Error) only for
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad
@@ -58,135 +57,7 @@ fn validate_limited<R: BufRead>(
     hints: &Hints,
     max_markup: usize,
 ) -> io::Result<Verdict> {
-    let mut trap = input::Trap::new(reader);
-    let prefix = match input::read_prefix(&mut trap) {
-        Ok(p) => p,
-        Err(e) => return Err(trap.take_error().unwrap_or(e)),
-    };
-    let sniffed = sniff::sniff(&prefix.bytes);
-    let parsed = match sniffed {
-        sniff::Sniffed::Empty => Err(reject(
-            Format::Unknown,
-            RejectKind::Incomplete,
-            if prefix.base == 0 && prefix.bytes.is_empty() {
-                "the file is empty (still being written, or the scanner wrote nothing)".to_string()
-            } else {
-                "the file holds only whitespace (still being written, or the scanner wrote nothing)"
-                    .to_string()
-            },
-        )),
-        sniff::Sniffed::WideEncoding => Err(reject(
-            Format::Unknown,
-            RejectKind::Malformed,
-            "the file is UTF-16/UTF-32 encoded (byte-order mark at byte 0); only UTF-8 is supported: \
-             convert it (e.g. iconv -f UTF-16 -t UTF-8)",
-        )),
-        sniff::Sniffed::NmapText
-        | sniff::Sniffed::GvmCsv
-        | sniff::Sniffed::GvmCsvHosts
-        | sniff::Sniffed::Other(_) => {
-            Err(text::reject_text(sniffed, &prefix.bytes))
-        }
-        sniff::Sniffed::Xml | sniff::Sniffed::Json(_) => {
-            let head = sniff::show_start(&prefix.bytes);
-            let double_encoded = sniff::looks_double_encoded(&prefix.bytes);
-            let base = prefix.base;
-            let base_newlines = prefix.base_newlines;
-            let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
-            let doc_start = prefix.doc_start;
-            let mut checked =
-                input::Checked::new(chained, base, base_newlines).with_doc_start(doc_start);
-            if sniffed == sniff::Sniffed::Xml {
-                checked = checked.xml_chars();
-            }
-            if matches!(sniffed, sniff::Sniffed::Json(_)) {
-                checked = checked.with_json_string_cap(MAX_JSON_STRING);
-            }
-            let verdict = match sniffed {
-                sniff::Sniffed::Json(start) => json::check(&mut checked, start, &head, double_encoded),
-                _ => xml::check(&mut checked, max_markup),
-            };
-            input_problems(verdict, &checked)
-        }
-    };
-    if let Some(e) = trap.take_error() {
-        return Err(e);
-    }
-    Ok(match parsed {
-        Ok(found) => finish(found, hints),
-        Err(r) => Err(r),
-    })
-}
-
-/// A byte-level problem seen by `Checked` (bad UTF-8, oversized token) explains whatever the
-/// parser reported after it, so it replaces that verdict.
-fn input_problems<B: BufRead>(
-    verdict: Result<Found, Rejection>,
-    checked: &input::Checked<B>,
-) -> Result<Found, Rejection> {
-    let format = match &verdict {
-        Ok(f) => f.format.unwrap_or(Format::Unknown),
-        Err(r) => r.format,
-    };
-    match checked.stop {
-        Some(input::Stop::BadUtf8(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "invalid UTF-8 at {}: the file is not valid UTF-8 (a very old Nmap, or another \
-                     encoding); re-run the scan or convert the file to UTF-8",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::BadChar(off, byte)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "a control character (U+{byte:04X}) at {}: XML does not allow it, even \
-                     escaped; the file is damaged or was not written as XML text",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::NonCharacter(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "the noncharacter U+FFFE or U+FFFF at {}: XML does not allow it; the file \
-                     is damaged or was not written as XML text",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::StringTooLarge(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Limit,
-                format!(
-                    "a single JSON string starting at {} is longer than {} bytes; refusing to \
-                     buffer it",
-                    checked.locate(off),
-                    MAX_JSON_STRING
-                ),
-            ))
-        }
-        None => {}
-    }
-    match (verdict, checked.truncated_utf8) {
-        (Ok(_), Some(off)) => Err(reject(
-            format,
-            RejectKind::Malformed,
-            format!(
-                "invalid UTF-8 at {}: the file ends in the middle of a character",
-                checked.locate(off)
-            ),
-        )),
-        (v, _) => v,
-    }
+    Ok(dispatch::check(reader, max_markup)?.and_then(|found| finish(found, hints)))
 }
 
 /// Applies the configured hints to what the checker found.
