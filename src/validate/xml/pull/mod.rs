@@ -21,7 +21,9 @@ use std::io::{self, BufRead};
 
 use super::chars::{is_name_start, is_ws, reference, Ref, RefText};
 use super::error::{Construct, ErrorKind, Prior, XmlError};
-use super::markup::{char_boundary, name_at, scan_start_tag, Key, Scan};
+use super::markup::{
+    char_boundary, doctype_body, name_at, pseudo_attrs, scan_start_tag, Key, Scan,
+};
 use super::tag::Tag;
 
 /// Deeper nesting than any scanner writes: beyond it we assume a hostile or broken file.
@@ -314,8 +316,11 @@ impl<R: BufRead> XmlPull<R> {
             self.within_limit(start, have + 1, what)?;
         }
         let offset = start - self.pos;
-        // Double what is held, so a large tag is scanned a few times, not once per block.
-        if self.fill(offset + (have * 2).clamp(have + 1, self.max_markup + 1))? {
+        // Double what is held, so a large tag is scanned a few times, not once per block. At
+        // the end of the input more than `max_markup` may be held already (the last read can
+        // overshoot), so "at least one more byte" wins over the cap (`clamp` would panic).
+        let want = (have * 2).min(self.max_markup + 1).max(have + 1);
+        if self.fill(offset + want)? {
             return Ok(false);
         }
         let at = self.base + start as u64;

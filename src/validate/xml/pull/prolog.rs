@@ -4,10 +4,11 @@
 
 use std::io::BufRead;
 
-use super::super::chars::is_ws;
-use super::super::error::{Construct, ErrorKind, Prior};
-use super::super::markup::{doctype_body, name_at, pseudo_attrs};
-use super::{Mode, XmlError, XmlPull};
+// Through the parent's imports: the parser's own parts, nothing from outside `xml`.
+use super::{
+    doctype_body, is_ws, name_at, pseudo_attrs, Construct, ErrorKind, Mode, Prior, XmlError,
+    XmlPull,
+};
 
 impl<R: BufRead> XmlPull<R> {
     /// `<!`: a comment, a CDATA section or a DOCTYPE.
