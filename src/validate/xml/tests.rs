@@ -89,6 +89,9 @@ fn outcome<R: BufRead>(r: R) -> String {
     }
 }
 
+/// A document, the offset its error is at, and a test of the error's kind.
+type Case = (&'static str, u64, fn(&ErrorKind) -> bool);
+
 const DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
     <!DOCTYPE run SYSTEM \"run.dtd\">\n\
     <!-- a comment -->\n\
@@ -158,7 +161,7 @@ fn references_and_whitespace_in_text() {
 /// offending construct).
 #[test]
 fn each_error_with_its_offset() {
-    let cases: Vec<(&str, u64, fn(&ErrorKind) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("<a>1 < 2</a>", 5, |k| matches!(k, ErrorKind::BareLt)),
         ("<a>x]]>y</a>", 4, |k| {
             matches!(k, ErrorKind::CdataEndInText)
@@ -327,7 +330,7 @@ fn attribute_errors() {
 
 #[test]
 fn truncation_says_where_the_cut_construct_starts() {
-    let cases: Vec<(&str, u64, fn(&ErrorKind) -> bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("", 0, |k| matches!(k, ErrorKind::NoRoot)),
         ("  <!-- c -->", 12, |k| matches!(k, ErrorKind::NoRoot)),
         (
