@@ -1,12 +1,12 @@
-//! The streaming XML pull parser. It reads the document once, in
-//! blocks, and enforces well-formedness itself: matched tags, one root, nothing but
-//! whitespace, comments and processing instructions outside it, the declaration first and
-//! only there, checked names, attributes (quoted, separated, not repeated, no `<`) and
-//! references, bounded depth; and the hardening policy: no internal DTD subset, no entity
-//! other than the five predefined ones, nothing ever expanded. Text, CDATA, comments and
-//! processing instructions stream through in pieces whatever their size; only one tag (or the
-//! declaration, or the DOCTYPE) must fit in memory, up to an explicit limit. Its user gets a
-//! flat stream of `Node`s already known to be well-formed, or one `XmlError`.
+//! The streaming XML pull parser. It reads the document once, in blocks, and enforces
+//! well-formedness itself: matched tags, one root, nothing but whitespace, comments and
+//! processing instructions outside it, the declaration first and only there, checked names,
+//! attributes (quoted, separated, not repeated, no `<`) and references, bounded depth; and
+//! the hardening policy: no internal DTD subset, no entity other than the five predefined
+//! ones, nothing ever expanded. Text, CDATA, comments and processing instructions stream
+//! through in pieces whatever their size; only one tag (or the declaration, or the DOCTYPE)
+//! must fit in memory, up to an explicit limit. Its user gets a flat stream of `Node`s already
+//! known to be well-formed, or one `XmlError`.
 //!
 //! The input must be UTF-8 and is not checked for it here (the bytes between markup are
 //! handed out as they are, with U+FFFD for a bad sequence): the reader underneath checks the
