@@ -274,3 +274,7 @@ fn article(what: &str) -> String {
     let an = what.starts_with(|c: char| "aeiouAEIOU".contains(c));
     format!("{} {what}", if an { "an" } else { "a" })
 }
+
+#[cfg(test)]
+#[path = "xml_tests.rs"]
+mod tests;
