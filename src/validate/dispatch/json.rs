@@ -11,12 +11,12 @@ use std::io::{BufRead, BufReader};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
 
-use super::super::checker::Found;
-use super::super::input::Checked;
-use super::super::sniff::JsonStart;
-use super::super::sslyze::{self, Sslyze};
-use super::super::types::{reject, Format, RejectKind, Rejection};
-use super::super::zap::{self, ZapJson};
+use crate::validate::checker::Found;
+use crate::validate::input::Checked;
+use crate::validate::sniff::JsonStart;
+use crate::validate::sslyze::{self, Sslyze};
+use crate::validate::types::{reject, Format, RejectKind, Rejection};
+use crate::validate::zap::{self, ZapJson};
 
 /// Top-level keys named when an unknown object is rejected.
 const NAMED_KEYS: usize = 8;

@@ -6,13 +6,13 @@
 
 use std::io::BufRead;
 
-use super::super::checker::{Found, XmlChecker};
-use super::super::gvm;
-use super::super::input::Checked;
-use super::super::nmap;
-use super::super::types::{reject, Format, RejectKind, Rejection};
-use super::super::xml::{AttrProblem, ErrorKind, Node, XmlError, XmlPull};
-use super::super::zap;
+use crate::validate::checker::{Found, XmlChecker};
+use crate::validate::gvm;
+use crate::validate::input::Checked;
+use crate::validate::nmap;
+use crate::validate::types::{reject, Format, RejectKind, Rejection};
+use crate::validate::xml::{AttrProblem, ErrorKind, Node, XmlError, XmlPull};
+use crate::validate::zap;
 
 /// Why a document stopped being read: the parser's error (worded once the format is known) or
 /// a checker's verdict.
