@@ -4,11 +4,10 @@
 //! over GMP), reports without `results`, and — as partial — unfinished scans and result pages
 //! that may have been cut by pagination.
 
-use std::io::BufRead;
-
+use super::checker::{Found, XmlChecker};
 use super::input::is_ws;
-use super::xml::{Node, Tag, XmlPull};
-use super::{reject, Format, Found, RejectKind, Rejection, ScanType};
+use super::types::{reject, Format, RejectKind, Rejection, ScanType};
+use super::xml::Tag;
 
 const XML_FORMAT: &str = "a994b278-1f62-11e1-96ac-406186ea4fc5";
 /// Captured element text is only ever a status word or a number.
@@ -22,7 +21,10 @@ enum Capture {
     ScanEnd,
 }
 
-struct Scan {
+/// What the rules need from a GVM report document, gathered as it streams by.
+pub(crate) struct Scan {
+    /// The root is `get_reports_response` (the raw GMP answer) rather than the export's `report`.
+    wrapped: bool,
     /// Depth of the outer `report` (1, or 2 inside `get_reports_response`), once seen.
     outer: Option<usize>,
     outer_format_id: Option<String>,
@@ -45,67 +47,57 @@ struct Scan {
     scan_end: Option<String>,
 }
 
-pub(crate) fn check<B: BufRead>(
-    pull: &mut XmlPull<'_, B>,
-    root: &Tag<'_>,
-) -> Result<Found, Rejection> {
-    pull.format = Format::GvmXml;
-    let wrapped = root.name() == "get_reports_response";
-    if wrapped {
-        let status = root.attr("status").unwrap_or_default();
-        if !status.starts_with('2') {
-            let text = root.attr("status_text").unwrap_or_default();
-            return Err(reject(
-                Format::GvmXml,
-                RejectKind::ScanFailed,
-                format!(
-                    "gvmd answered get_reports with status=\"{status}\" (\"{text}\"), not a \
+impl Scan {
+    /// Checks the root element: a `get_reports_response` must be a success.
+    pub(crate) fn new(root: &Tag<'_>) -> Result<Scan, Rejection> {
+        let wrapped = root.name() == "get_reports_response";
+        if wrapped {
+            let status = root.attr("status").unwrap_or_default();
+            if !status.starts_with('2') {
+                let text = root.attr("status_text").unwrap_or_default();
+                return Err(reject(
+                    Format::GvmXml,
+                    RejectKind::ScanFailed,
+                    format!(
+                        "gvmd answered get_reports with status=\"{status}\" (\"{text}\"), not a \
                      report: check the report id, format id and permissions, then fetch it again"
-                ),
-            ));
-        }
-    }
-    let mut s = Scan {
-        outer: None,
-        outer_format_id: None,
-        ctx: None,
-        nested: false,
-        results_depth: None,
-        results_seen: false,
-        results_max: None,
-        results_start: None,
-        results_in_outer: false,
-        result_count: 0,
-        in_errors: None,
-        capture: Capture::None,
-        capture_depth: 0,
-        text: String::new(),
-        status: None,
-        error_count: None,
-        scan_end: None,
-    };
-    if !wrapped {
-        s.outer = Some(1);
-        s.ctx = Some(1);
-        s.outer_format_id = root.attr("format_id");
-    }
-    loop {
-        match pull.next()? {
-            Node::Start { tag, depth } => s.start(&tag, depth, wrapped),
-            Node::End { depth } => s.end(depth),
-            Node::Text { text, depth } => {
-                if s.outer == Some(depth) && !s.nested && text.bytes().any(|b| !is_ws(b)) {
-                    return Err(base64(s.outer_format_id.as_deref()));
-                }
-                if s.capture != Capture::None && depth == s.capture_depth {
-                    let room = MAX_CAPTURE.saturating_sub(s.text.len());
-                    s.text.extend(text.chars().take(room));
-                }
+                    ),
+                ));
             }
-            Node::Eof => break,
         }
+        let mut s = Scan {
+            wrapped,
+            outer: None,
+            outer_format_id: None,
+            ctx: None,
+            nested: false,
+            results_depth: None,
+            results_seen: false,
+            results_max: None,
+            results_start: None,
+            results_in_outer: false,
+            result_count: 0,
+            in_errors: None,
+            capture: Capture::None,
+            capture_depth: 0,
+            text: String::new(),
+            status: None,
+            error_count: None,
+            scan_end: None,
+        };
+        if !wrapped {
+            s.outer = Some(1);
+            s.ctx = Some(1);
+            s.outer_format_id = root.attr("format_id");
+        }
+        Ok(s)
     }
-    s.verdict(wrapped)
+
+    fn begin(&mut self, what: Capture, depth: usize) {
+        self.capture = what;
+        self.capture_depth = depth;
+        self.text.clear();
+    }
 }
 
 fn base64(format_id: Option<&str>) -> Rejection {
@@ -122,10 +114,10 @@ fn base64(format_id: Option<&str>) -> Rejection {
     )
 }
 
-impl Scan {
-    fn start(&mut self, tag: &Tag<'_>, depth: usize, wrapped: bool) {
+impl XmlChecker for Scan {
+    fn start(&mut self, tag: &Tag<'_>, depth: usize) {
         let name = tag.name();
-        if wrapped && depth == 2 && name == "report" && self.outer.is_none() {
+        if self.wrapped && depth == 2 && name == "report" && self.outer.is_none() {
             self.outer = Some(2);
             self.ctx = Some(2);
             self.outer_format_id = tag.attr("format_id");
@@ -164,10 +156,15 @@ impl Scan {
         }
     }
 
-    fn begin(&mut self, what: Capture, depth: usize) {
-        self.capture = what;
-        self.capture_depth = depth;
-        self.text.clear();
+    fn text(&mut self, text: &str, depth: usize) -> Result<(), Rejection> {
+        if self.outer == Some(depth) && !self.nested && text.bytes().any(|b| !is_ws(b)) {
+            return Err(base64(self.outer_format_id.as_deref()));
+        }
+        if self.capture != Capture::None && depth == self.capture_depth {
+            let room = MAX_CAPTURE.saturating_sub(self.text.len());
+            self.text.extend(text.chars().take(room));
+        }
+        Ok(())
     }
 
     fn end(&mut self, depth: usize) {
@@ -192,7 +189,8 @@ impl Scan {
         }
     }
 
-    fn verdict(self, wrapped: bool) -> Result<Found, Rejection> {
+    fn verdict(self) -> Result<Found, Rejection> {
+        let wrapped = self.wrapped;
         if self.outer.is_none() {
             return Err(reject(
                 Format::GvmXml,

@@ -286,9 +286,6 @@ pub(crate) struct Checked<B> {
     xml_chars: bool,
     /// The last two bytes checked, so U+FFFE/U+FFFF cut by a read are still seen.
     tail: [u8; 2],
-    /// Where the document starts (after a BOM), which `base` is not when leading whitespace
-    /// was dropped.
-    doc_start: u64,
 }
 
 /// UTF-8 and newline state, kept apart from `inner` so it can be updated while the inner
@@ -320,7 +317,6 @@ impl<B: BufRead> Checked<B> {
             pending_bad: None,
             xml_chars: false,
             tail: [0; 2],
-            doc_start: base,
             json: None,
         }
     }
@@ -338,21 +334,6 @@ impl<B: BufRead> Checked<B> {
             ..JsonStrings::default()
         });
         self
-    }
-
-    pub(crate) fn base(&self) -> u64 {
-        self.base
-    }
-
-    /// Sets where the document starts (see `Prefix::doc_start`).
-    pub(crate) fn with_doc_start(mut self, doc_start: u64) -> Self {
-        self.doc_start = doc_start;
-        self
-    }
-
-    /// Where the document starts: the only place an XML declaration may stand.
-    pub(crate) fn doc_start(&self) -> u64 {
-        self.doc_start
     }
 
     /// "line L, column C (byte N)" for an absolute offset at or before the read head.

@@ -3,11 +3,27 @@
 //! GVM/OpenVAS XML, OWASP ZAP traditional XML/JSON, SSLyze JSON) and under which scan type —
 //! or why not, in words an operator can act on. Uploading a partial scan would make HostedScan
 //! close findings the scan never re-checked, so anything doubtful is rejected (see
-//! `shared/docs/formats.md`, Part 1, for the policy this implements).
+//! `shared/docs/formats.md`, Part 1, for the policy this implements). It imports nothing else
+//! of the crate.
 //!
-//! This file holds the public types, the top-level flow (sniff, parse, apply the configured
-//! hints) and the tests against the shared samples; each format's rules live in its own file.
+//! The structure, top to bottom (each part imports only from parts below it):
+//!
+//! ```text
+//! mod.rs        validate(): dispatch, then apply the configured Hints (finish)
+//! dispatch/     sniff the first bytes; XML by root element, JSON by top-level keys, text
+//!               formats refused from the prefix; parser errors worded as Rejections here
+//! nmap gvm zap sslyze text
+//!               the format checkers: one format's rules each -> checker::Found
+//! checker.rs    Found and the XmlChecker trait the dispatcher drives
+//! xml/          the standalone streaming XML pull parser (imports nothing of the crate)
+//! json.rs       serde visitors the JSON checkers share (CountSeed, Scalar, Strings)
+//! input.rs sniff.rs   the reader plumbing (UTF-8 and XML character checks, line:column)
+//!               and the first-bytes classification
+//! types.rs      the public vocabulary: Format, ScanType, RejectKind, Rejection, Report, Hints
+//! ```
 
+mod checker;
+mod dispatch;
 mod gvm;
 mod input;
 mod json;
@@ -15,272 +31,18 @@ mod nmap;
 mod sniff;
 mod sslyze;
 mod text;
+mod types;
 mod xml;
 mod zap;
 
-use std::fmt;
-use std::io::{self, BufRead, Read};
-use std::str::FromStr;
+use std::io::{self, BufRead};
 
-/// What the file's bytes are (sniffed), as printed by `validate --format json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Format {
-    NmapXml,
-    GvmXml,
-    GvmCsv,
-    ZapXml,
-    ZapJson,
-    SslyzeJson,
-    /// Nmap normal (`-oN`, `.nmap`) or grepable (`-oG`, `.gnmap`) output.
-    NmapText,
-    /// JSON that is none of the above.
-    Json,
-    /// XML that is none of the above.
-    Xml,
-    Unknown,
-}
-
-impl Format {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Format::NmapXml => "nmap-xml",
-            Format::GvmXml => "gvm-xml",
-            Format::GvmCsv => "gvm-csv",
-            Format::ZapXml => "zap-xml",
-            Format::ZapJson => "zap-json",
-            Format::SslyzeJson => "sslyze-json",
-            Format::NmapText => "nmap-text",
-            Format::Json => "json",
-            Format::Xml => "xml",
-            Format::Unknown => "unknown",
-        }
-    }
-
-    /// The content type sent with the upload.
-    pub fn content_type(&self) -> &'static str {
-        match self {
-            Format::NmapXml | Format::GvmXml | Format::ZapXml | Format::Xml => "application/xml",
-            Format::ZapJson | Format::SslyzeJson | Format::Json => "application/json",
-            Format::GvmCsv => "text/csv",
-            Format::NmapText => "text/plain",
-            Format::Unknown => "application/octet-stream",
-        }
-    }
-
-    fn describe(&self) -> &'static str {
-        match self {
-            Format::NmapXml => "an Nmap XML report",
-            Format::GvmXml => "a GVM/OpenVAS XML report",
-            Format::GvmCsv => "a GVM CSV export",
-            Format::ZapXml => "an OWASP ZAP XML report",
-            Format::ZapJson => "an OWASP ZAP JSON report",
-            Format::SslyzeJson => "an SSLyze JSON report",
-            Format::NmapText => "Nmap text output",
-            Format::Json => "JSON",
-            Format::Xml => "XML",
-            Format::Unknown => "an unrecognised file",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// HostedScan scan types.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ScanType {
-    Nmap,
-    NmapUdp,
-    Openvas,
-    OwaspZap,
-    OwaspZapActive,
-    Sslyze,
-}
-
-impl ScanType {
-    pub const ALL: [ScanType; 6] = [
-        ScanType::Nmap,
-        ScanType::NmapUdp,
-        ScanType::Openvas,
-        ScanType::OwaspZap,
-        ScanType::OwaspZapActive,
-        ScanType::Sslyze,
-    ];
-
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ScanType::Nmap => "NMAP",
-            ScanType::NmapUdp => "NMAP_UDP",
-            ScanType::Openvas => "OPENVAS",
-            ScanType::OwaspZap => "OWASP_ZAP",
-            ScanType::OwaspZapActive => "OWASP_ZAP_ACTIVE",
-            ScanType::Sslyze => "SSLYZE",
-        }
-    }
-
-    /// ZAP uploads must name the target the report is about.
-    pub fn needs_target(&self) -> bool {
-        matches!(self, ScanType::OwaspZap | ScanType::OwaspZapActive)
-    }
-
-    /// Scan types that can describe the same file: a configured type may replace the sniffed
-    /// one only within its family.
-    fn family(&self) -> u8 {
-        match self {
-            ScanType::Nmap | ScanType::NmapUdp => 0,
-            ScanType::Openvas => 1,
-            ScanType::OwaspZap | ScanType::OwaspZapActive => 2,
-            ScanType::Sslyze => 3,
-        }
-    }
-}
-
-impl fmt::Display for ScanType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// A scan type name that is not one of the exact upper-case names.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scan type {0:?}: expected one of NMAP, NMAP_UDP, OPENVAS, OWASP_ZAP, OWASP_ZAP_ACTIVE, SSLYZE")]
-pub struct UnknownScanType(pub String);
-
-impl FromStr for ScanType {
-    type Err = UnknownScanType;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        ScanType::ALL
-            .into_iter()
-            .find(|t| t.as_str() == s)
-            .ok_or_else(|| UnknownScanType(s.to_string()))
-    }
-}
-
-impl serde::Serialize for ScanType {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for ScanType {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-/// What the configuration says about files from this source.
-#[derive(Debug, Clone, Default)]
-pub struct Hints {
-    /// `None` = auto.
-    pub scan_type: Option<ScanType>,
-    pub target: Option<String>,
-    pub accept_partial: bool,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Report {
-    pub format: Format,
-    pub scan_type: ScanType,
-    pub target: Option<String>,
-    pub warnings: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RejectKind {
-    /// Ends before the document does (truncated / empty file): may still be being written.
-    Incomplete,
-    /// Not well-formed (bad syntax, bad UTF-8, two roots, stuff before the XML declaration, ...).
-    Malformed,
-    /// The scanner reports an error (nmap exit="error", GVM error response, sslyze no connectivity).
-    ScanFailed,
-    /// Stopped/interrupted/running scan, paginated GVM export.
-    Partial,
-    /// A known format HostedScan does not import (GVM CSV, nmap -oN/-oG text, base64 GVM).
-    Unsupported,
-    /// Valid JSON/XML/text but not a report of a supported kind.
-    NotAReport,
-    /// DTD internal subset / ENTITY declarations / unknown entities.
-    Forbidden,
-    /// A size/depth limit was exceeded.
-    Limit,
-    /// The configured scan_type does not fit the format.
-    Mismatch,
-    /// ZAP report with no site and no configured target.
-    NoTarget,
-}
-
-impl RejectKind {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            RejectKind::Incomplete => "incomplete",
-            RejectKind::Malformed => "malformed",
-            RejectKind::ScanFailed => "scan_failed",
-            RejectKind::Partial => "partial",
-            RejectKind::Unsupported => "unsupported",
-            RejectKind::NotAReport => "not_a_report",
-            RejectKind::Forbidden => "forbidden",
-            RejectKind::Limit => "limit",
-            RejectKind::Mismatch => "mismatch",
-            RejectKind::NoTarget => "no_target",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejection {
-    pub format: Format,
-    pub kind: RejectKind,
-    pub reason: String,
-    pub warnings: Vec<String>,
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} ({}): {}",
-            self.kind.as_str(),
-            self.format,
-            self.reason
-        )
-    }
-}
-
-pub type Verdict = Result<Report, Rejection>;
-
-pub(crate) fn reject(format: Format, kind: RejectKind, reason: impl Into<String>) -> Rejection {
-    Rejection {
-        format,
-        kind,
-        reason: reason.into(),
-        warnings: Vec::new(),
-    }
-}
-
-/// What a format checker found in a complete, well-formed document, before the configured
-/// hints are applied.
-#[derive(Debug, Default)]
-pub(crate) struct Found {
-    pub format: Option<Format>,
-    pub scan_type: Option<ScanType>,
-    pub warnings: Vec<String>,
-    /// Why the scan is partial (rejected unless `accept_partial`).
-    pub partial: Option<String>,
-    /// ZAP site names, in document order (bounded), and how many there were.
-    pub sites: Vec<String>,
-    pub site_count: usize,
-}
-
-/// The longest JSON string accepted: serde_json holds each string a visitor reads whole (and
-/// the visitor may copy it once more), so this bounds memory like `xml::MAX_MARKUP` does.
-const MAX_JSON_STRING: u64 = 8 * 1024 * 1024;
+use checker::Found;
+use types::reject;
+pub use types::{
+    Format, Hints, RejectKind, Rejection, Report, ScanType, UnknownFormat, UnknownRejectKind,
+    UnknownScanType, Verdict,
+};
 
 /// Validate a report read from `reader` in ONE streaming pass. Returns Err(io::Error) only for
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad
@@ -295,135 +57,7 @@ fn validate_limited<R: BufRead>(
     hints: &Hints,
     max_markup: usize,
 ) -> io::Result<Verdict> {
-    let mut trap = input::Trap::new(reader);
-    let prefix = match input::read_prefix(&mut trap) {
-        Ok(p) => p,
-        Err(e) => return Err(trap.take_error().unwrap_or(e)),
-    };
-    let sniffed = sniff::sniff(&prefix.bytes);
-    let parsed = match sniffed {
-        sniff::Sniffed::Empty => Err(reject(
-            Format::Unknown,
-            RejectKind::Incomplete,
-            if prefix.base == 0 && prefix.bytes.is_empty() {
-                "the file is empty (still being written, or the scanner wrote nothing)".to_string()
-            } else {
-                "the file holds only whitespace (still being written, or the scanner wrote nothing)"
-                    .to_string()
-            },
-        )),
-        sniff::Sniffed::WideEncoding => Err(reject(
-            Format::Unknown,
-            RejectKind::Malformed,
-            "the file is UTF-16/UTF-32 encoded (byte-order mark at byte 0); only UTF-8 is supported: \
-             convert it (e.g. iconv -f UTF-16 -t UTF-8)",
-        )),
-        sniff::Sniffed::NmapText
-        | sniff::Sniffed::GvmCsv
-        | sniff::Sniffed::GvmCsvHosts
-        | sniff::Sniffed::Other(_) => {
-            Err(text::reject_text(sniffed, &prefix.bytes))
-        }
-        sniff::Sniffed::Xml | sniff::Sniffed::Json(_) => {
-            let head = sniff::show_start(&prefix.bytes);
-            let double_encoded = sniff::looks_double_encoded(&prefix.bytes);
-            let base = prefix.base;
-            let base_newlines = prefix.base_newlines;
-            let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
-            let doc_start = prefix.doc_start;
-            let mut checked =
-                input::Checked::new(chained, base, base_newlines).with_doc_start(doc_start);
-            if sniffed == sniff::Sniffed::Xml {
-                checked = checked.xml_chars();
-            }
-            if matches!(sniffed, sniff::Sniffed::Json(_)) {
-                checked = checked.with_json_string_cap(MAX_JSON_STRING);
-            }
-            let verdict = match sniffed {
-                sniff::Sniffed::Json(start) => json::check(&mut checked, start, &head, double_encoded),
-                _ => xml::check(&mut checked, max_markup),
-            };
-            input_problems(verdict, &checked)
-        }
-    };
-    if let Some(e) = trap.take_error() {
-        return Err(e);
-    }
-    Ok(match parsed {
-        Ok(found) => finish(found, hints),
-        Err(r) => Err(r),
-    })
-}
-
-/// A byte-level problem seen by `Checked` (bad UTF-8, oversized token) explains whatever the
-/// parser reported after it, so it replaces that verdict.
-fn input_problems<B: BufRead>(
-    verdict: Result<Found, Rejection>,
-    checked: &input::Checked<B>,
-) -> Result<Found, Rejection> {
-    let format = match &verdict {
-        Ok(f) => f.format.unwrap_or(Format::Unknown),
-        Err(r) => r.format,
-    };
-    match checked.stop {
-        Some(input::Stop::BadUtf8(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "invalid UTF-8 at {}: the file is not valid UTF-8 (a very old Nmap, or another \
-                     encoding); re-run the scan or convert the file to UTF-8",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::BadChar(off, byte)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "a control character (U+{byte:04X}) at {}: XML does not allow it, even \
-                     escaped; the file is damaged or was not written as XML text",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::NonCharacter(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Malformed,
-                format!(
-                    "the noncharacter U+FFFE or U+FFFF at {}: XML does not allow it; the file \
-                     is damaged or was not written as XML text",
-                    checked.locate(off)
-                ),
-            ))
-        }
-        Some(input::Stop::StringTooLarge(off)) => {
-            return Err(reject(
-                format,
-                RejectKind::Limit,
-                format!(
-                    "a single JSON string starting at {} is longer than {} bytes; refusing to \
-                     buffer it",
-                    checked.locate(off),
-                    MAX_JSON_STRING
-                ),
-            ))
-        }
-        None => {}
-    }
-    match (verdict, checked.truncated_utf8) {
-        (Ok(_), Some(off)) => Err(reject(
-            format,
-            RejectKind::Malformed,
-            format!(
-                "invalid UTF-8 at {}: the file ends in the middle of a character",
-                checked.locate(off)
-            ),
-        )),
-        (v, _) => v,
-    }
+    Ok(dispatch::check(reader, max_markup)?.and_then(|found| finish(found, hints)))
 }
 
 /// Applies the configured hints to what the checker found.

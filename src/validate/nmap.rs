@@ -3,16 +3,18 @@
 //! own `errormsg`. Also decides NMAP vs NMAP_UDP from the `scaninfo` protocols and collects
 //! the sanity warnings (timed-out hosts, nothing scanned, inconsistent host counts).
 
-use std::io::BufRead;
-
-use super::xml::{Node, Tag, XmlPull};
-use super::{reject, Format, Found, RejectKind, Rejection, ScanType};
+use super::checker::{Found, XmlChecker};
+use super::types::{reject, Format, RejectKind, Rejection, ScanType};
+use super::xml::Tag;
 
 /// Timed-out host addresses named in the warning; the rest are only counted.
 const NAMED_HOSTS: usize = 5;
 
+/// What the rules need from an `<nmaprun>` document, gathered as it streams by.
 #[derive(Default)]
-struct Run {
+pub(crate) struct Run {
+    /// A bare `<nmaprun>`: nmap stopped on a fatal error before scanning.
+    early_fatal: bool,
     scaninfo: usize,
     udp: usize,
     in_host: bool,
@@ -29,15 +31,13 @@ struct Run {
     down: Option<u64>,
 }
 
-pub(crate) fn check<B: BufRead>(
-    pull: &mut XmlPull<'_, B>,
-    root: &Tag<'_>,
-) -> Result<Found, Rejection> {
-    pull.format = Format::NmapXml;
-    // Early fatal errors (bad options) write a bare <nmaprun> with only runstats inside.
-    let early_fatal = !root.has_attrs();
-    if !early_fatal {
-        match root.attr("scanner").as_deref() {
+impl Run {
+    /// Checks the root element: it must have been written by nmap.
+    pub(crate) fn new(root: &Tag<'_>) -> Result<Run, Rejection> {
+        // Early fatal errors (bad options) write a bare <nmaprun> with only runstats inside.
+        let early_fatal = !root.has_attrs();
+        if !early_fatal {
+            match root.attr("scanner").as_deref() {
             Some("nmap") => {}
             Some("masscan") => return Err(reject(
                 Format::NmapXml,
@@ -63,25 +63,25 @@ pub(crate) fn check<B: BufRead>(
                 ))
             }
         }
+        }
+        Ok(Run {
+            early_fatal,
+            ..Run::default()
+        })
     }
-    let mut run = Run::default();
-    loop {
-        match pull.next()? {
-            Node::Start { tag, depth } => run.start(&tag, depth),
-            Node::End { depth } => {
-                if depth == 2 {
-                    run.in_host = false;
-                    run.in_runstats = false;
-                }
+
+    fn errormsg(&self) -> String {
+        match self.errormsg.as_deref().map(str::trim) {
+            Some(m) if !m.is_empty() => {
+                let m: String = m.chars().take(1000).collect();
+                format!("nmap says: \"{m}\"")
             }
-            Node::Text { .. } => {}
-            Node::Eof => break,
+            _ => "nmap gave no errormsg".to_string(),
         }
     }
-    run.verdict(early_fatal)
 }
 
-impl Run {
+impl XmlChecker for Run {
     fn start(&mut self, tag: &Tag<'_>, depth: usize) {
         match (depth, tag.name()) {
             (2, "scaninfo") => {
@@ -122,18 +122,15 @@ impl Run {
         }
     }
 
-    fn errormsg(&self) -> String {
-        match self.errormsg.as_deref().map(str::trim) {
-            Some(m) if !m.is_empty() => {
-                let m: String = m.chars().take(1000).collect();
-                format!("nmap says: \"{m}\"")
-            }
-            _ => "nmap gave no errormsg".to_string(),
+    fn end(&mut self, depth: usize) {
+        if depth == 2 {
+            self.in_host = false;
+            self.in_runstats = false;
         }
     }
 
-    fn verdict(self, early_fatal: bool) -> Result<Found, Rejection> {
-        if early_fatal {
+    fn verdict(self) -> Result<Found, Rejection> {
+        if self.early_fatal {
             return Err(reject(
                 Format::NmapXml,
                 RejectKind::ScanFailed,

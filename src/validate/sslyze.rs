@@ -7,8 +7,9 @@ use std::fmt;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::json::{CountSeed, Scalar};
-use super::{reject, Format, Found, RejectKind, Rejection, ScanType};
+use super::checker::Found;
+use super::json::{present, CountSeed, Scalar};
+use super::types::{reject, Format, RejectKind, Rejection, ScanType};
 
 /// Servers and failed commands named in reasons and warnings; the rest are counted.
 const NAMED: usize = 5;
@@ -16,18 +17,55 @@ const NAMED: usize = 5;
 /// What the top-level visitor collects for SSLyze.
 #[derive(Debug, Default)]
 pub(crate) struct Sslyze {
-    pub servers: Option<Servers>,
-    pub version: bool,
-    pub started: bool,
-    pub completed: bool,
+    servers: Option<Servers>,
+    version: bool,
+    started: bool,
+    completed: bool,
     /// Keys only the 3.x/4.x output has.
-    pub legacy_keys: bool,
-    pub invalid_server_strings: usize,
-    pub connectivity_errors: usize,
+    legacy_keys: bool,
+    invalid_server_strings: usize,
+    connectivity_errors: usize,
+}
+
+impl Sslyze {
+    /// Reads the value of top-level `key` if it is one of SSLyze's; `false` leaves it unread.
+    pub(crate) fn take<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "server_scan_results" => {
+                let servers = self.servers.get_or_insert_with(Default::default);
+                map.next_value_seed(ServersSeed(servers))?;
+            }
+            "sslyze_version" => self.version = present(map)?,
+            "date_scans_started" => self.started = present(map)?,
+            "date_scans_completed" => self.completed = present(map)?,
+            "total_scan_time" => {
+                map.next_value::<IgnoredAny>()?;
+                self.legacy_keys = true;
+            }
+            "invalid_server_strings" => {
+                self.invalid_server_strings = map.next_value_seed(CountSeed)?;
+            }
+            "server_connectivity_errors" => {
+                self.legacy_keys = true;
+                self.connectivity_errors = map.next_value_seed(CountSeed)?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The server list is there: this is SSLyze's, and its rules decide.
+    pub(crate) fn claimed(&self) -> bool {
+        self.servers.is_some()
+    }
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Servers {
+struct Servers {
     count: usize,
     completed: usize,
     legacy: usize,
@@ -149,7 +187,7 @@ fn named(names: &[String], total: usize) -> String {
     s
 }
 
-pub(crate) struct ServersSeed<'a>(pub &'a mut Servers);
+struct ServersSeed<'a>(&'a mut Servers);
 
 impl<'de> DeserializeSeed<'de> for ServersSeed<'_> {
     type Value = ();

@@ -3,7 +3,7 @@
 //! use instead) and everything else (say what it looked like).
 
 use super::sniff::{show_start, Sniffed};
-use super::{reject, Format, RejectKind, Rejection};
+use super::types::{reject, Format, RejectKind, Rejection};
 
 pub(crate) fn reject_text(sniffed: Sniffed, prefix: &[u8]) -> Rejection {
     match sniffed {

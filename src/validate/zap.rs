@@ -4,21 +4,21 @@
 //! `stoppingInsight` (the scan was stopped early).
 
 use std::fmt;
-use std::io::BufRead;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::json::{Scalar, Strings};
-use super::xml::{Node, Tag, XmlPull};
-use super::{reject, Format, Found, RejectKind, Rejection, ScanType};
+use super::checker::{Found, XmlChecker};
+use super::json::{present, Scalar, Strings};
+use super::types::{reject, Format, RejectKind, Rejection, ScanType};
+use super::xml::Tag;
 
 /// Site names kept for the target and the "several sites" warning; the rest are counted.
 const NAMED_SITES: usize = 10;
 const MAX_NAME: usize = 2048;
-pub(crate) const MAX_INSIGHT: usize = 300;
+const MAX_INSIGHT: usize = 300;
 
 #[derive(Debug, Default)]
-pub(crate) struct Sites {
+struct Sites {
     names: Vec<String>,
     count: usize,
     without_alerts: usize,
@@ -75,69 +75,124 @@ fn found(format: Format, sites: Sites, insight: Option<String>) -> Found {
     }
 }
 
-pub(crate) fn check_xml<B: BufRead>(
-    pull: &mut XmlPull<'_, B>,
-    root: &Tag<'_>,
-) -> Result<Found, Rejection> {
-    pull.format = Format::ZapXml;
-    if root.attr("version").is_none() {
-        return Err(reject(
-            Format::ZapXml,
-            RejectKind::NotAReport,
-            "<OWASPZAPReport> has no version attribute, so it is not a ZAP traditional XML report",
-        ));
+/// What the rules need from an `<OWASPZAPReport>` document, gathered as it streams by.
+pub(crate) struct ZapXml {
+    sites: Sites,
+    /// The open `site` element: its name, and whether it has `alerts`.
+    site: Option<(Option<String>, bool)>,
+    insight: Option<String>,
+    in_insight: bool,
+}
+
+impl ZapXml {
+    /// Checks the root element: a traditional report has a version.
+    pub(crate) fn new(root: &Tag<'_>) -> Result<ZapXml, Rejection> {
+        if root.attr("version").is_none() {
+            return Err(reject(
+                Format::ZapXml,
+                RejectKind::NotAReport,
+                "<OWASPZAPReport> has no version attribute, so it is not a ZAP traditional XML \
+                 report",
+            ));
+        }
+        Ok(ZapXml {
+            sites: Sites::default(),
+            site: None,
+            insight: None,
+            in_insight: false,
+        })
     }
-    let mut sites = Sites::default();
-    let mut site: Option<(Option<String>, bool)> = None;
-    let mut insight: Option<String> = None;
-    let mut in_insight = false;
-    loop {
-        match pull.next()? {
-            Node::Start { tag, depth } => match (depth, tag.name()) {
-                (2, "site") => site = Some((tag.attr("name"), false)),
-                (3, "alerts") => {
-                    if let Some(s) = site.as_mut() {
-                        s.1 = true;
-                    }
-                }
-                (2, "stoppingInsight") => {
-                    in_insight = true;
-                    insight.get_or_insert_with(String::new);
-                }
-                _ => {}
-            },
-            Node::Text { text, .. } if in_insight => {
-                if let Some(buf) = insight.as_mut() {
-                    let room = MAX_INSIGHT.saturating_sub(buf.len());
-                    let t = text.trim();
-                    if room > 0 && !t.is_empty() {
-                        if !buf.is_empty() {
-                            buf.push(' ');
-                        }
-                        buf.extend(t.chars().take(room));
-                    }
+}
+
+impl XmlChecker for ZapXml {
+    fn start(&mut self, tag: &Tag<'_>, depth: usize) {
+        match (depth, tag.name()) {
+            (2, "site") => self.site = Some((tag.attr("name"), false)),
+            (3, "alerts") => {
+                if let Some(s) = self.site.as_mut() {
+                    s.1 = true;
                 }
             }
-            Node::End { depth: 2 } => {
-                if let Some((name, alerts)) = site.take() {
-                    sites.add(name, alerts);
-                }
-                in_insight = false;
+            (2, "stoppingInsight") => {
+                self.in_insight = true;
+                self.insight.get_or_insert_with(String::new);
             }
-            Node::Eof => break,
             _ => {}
         }
     }
-    Ok(found(Format::ZapXml, sites, insight))
+
+    fn text(&mut self, text: &str, _depth: usize) -> Result<(), Rejection> {
+        if !self.in_insight {
+            return Ok(());
+        }
+        if let Some(buf) = self.insight.as_mut() {
+            let room = MAX_INSIGHT.saturating_sub(buf.len());
+            let t = text.trim();
+            if room > 0 && !t.is_empty() {
+                if !buf.is_empty() {
+                    buf.push(' ');
+                }
+                buf.extend(t.chars().take(room));
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, depth: usize) {
+        if depth == 2 {
+            if let Some((name, alerts)) = self.site.take() {
+                self.sites.add(name, alerts);
+            }
+            self.in_insight = false;
+        }
+    }
+
+    fn verdict(self) -> Result<Found, Rejection> {
+        Ok(found(Format::ZapXml, self.sites, self.insight))
+    }
 }
 
 /// What the top-level JSON visitor collects for ZAP.
 #[derive(Debug, Default)]
 pub(crate) struct ZapJson {
-    pub version: bool,
-    pub program_name: bool,
-    pub site: Option<Sites>,
-    pub insight: Option<String>,
+    version: bool,
+    program_name: bool,
+    site: Option<Sites>,
+    insight: Option<String>,
+}
+
+impl ZapJson {
+    /// Reads the value of top-level `key` if it is one of ZAP's; `false` leaves it unread.
+    pub(crate) fn take<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "@version" => self.version = present(map)?,
+            "@programName" => self.program_name = present(map)?,
+            "site" => {
+                let sites = self.site.get_or_insert_with(Sites::default);
+                map.next_value_seed(SiteSeed(sites))?;
+            }
+            "stoppingInsight" => {
+                let buf = self.insight.get_or_insert_with(String::new);
+                map.next_value_seed(Strings::new(buf, MAX_INSIGHT))?;
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Some key says ZAP, so a broken file is still reported as ZAP JSON.
+    pub(crate) fn claimed(&self) -> bool {
+        self.site.is_some() || self.version || self.program_name
+    }
+
+    /// ZAP's keys for a report are there: its rules decide.
+    pub(crate) fn is_report(&self) -> bool {
+        self.site.is_some() && (self.version || self.program_name)
+    }
 }
 
 pub(crate) fn json_verdict(z: ZapJson) -> Result<Found, Rejection> {
@@ -160,7 +215,7 @@ pub(crate) fn json_verdict(z: ZapJson) -> Result<Found, Rejection> {
 }
 
 /// The value of the top-level `site` key: a list of sites, or one site object (ZAP <= 2.7).
-pub(crate) struct SiteSeed<'a>(pub &'a mut Sites);
+struct SiteSeed<'a>(&'a mut Sites);
 
 impl<'de> DeserializeSeed<'de> for SiteSeed<'_> {
     type Value = ();
@@ -216,9 +271,4 @@ impl<'de> Visitor<'de> for OneSite<'_> {
         self.0.add(name, alerts);
         Ok(())
     }
-}
-
-/// Collects a short text from a `stoppingInsight` value, whatever its shape.
-pub(crate) fn insight_seed(buf: &mut String) -> Strings<'_> {
-    Strings::new(buf, MAX_INSIGHT)
 }

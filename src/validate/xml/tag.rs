@@ -6,19 +6,19 @@ use super::chars::{is_name, is_ws, reference, Ref, RefText};
 
 /// A start tag; `raw` is what stands between `<` and `>` (or `/>`). It is valid UTF-8 (the
 /// input was checked as it was read), but only the parts a checker asks for are converted.
-pub(crate) struct Tag<'b> {
+pub struct Tag<'b> {
     pub(super) raw: &'b [u8],
     pub(super) name_len: usize,
 }
 
 impl<'b> Tag<'b> {
     /// The element name ("" in the impossible case that it is not UTF-8).
-    pub(crate) fn name(&self) -> &str {
+    pub fn name(&self) -> &str {
         std::str::from_utf8(&self.raw[..self.name_len]).unwrap_or_default()
     }
 
     /// The value of attribute `key`, references replaced.
-    pub(crate) fn attr(&self, key: &str) -> Option<String> {
+    pub fn attr(&self, key: &str) -> Option<String> {
         Attrs {
             raw: self.raw,
             at: self.name_len,
@@ -27,11 +27,11 @@ impl<'b> Tag<'b> {
         .map(|(_, v)| unescape(v))
     }
 
-    pub(crate) fn has_attrs(&self) -> bool {
+    pub fn has_attrs(&self) -> bool {
         self.raw[self.name_len..].iter().any(|b| !is_ws(*b))
     }
 
-    pub(crate) fn to_owned_tag(&self) -> OwnedTag {
+    pub fn to_owned_tag(&self) -> OwnedTag {
         OwnedTag {
             raw: self.raw.to_vec(),
             name_len: self.name_len,
@@ -40,13 +40,13 @@ impl<'b> Tag<'b> {
 }
 
 /// The root tag, kept while the rest of the document is read.
-pub(crate) struct OwnedTag {
+pub struct OwnedTag {
     raw: Vec<u8>,
     name_len: usize,
 }
 
 impl OwnedTag {
-    pub(crate) fn tag(&self) -> Tag<'_> {
+    pub fn tag(&self) -> Tag<'_> {
         Tag {
             raw: &self.raw,
             name_len: self.name_len,

@@ -1,0 +1,384 @@
+//! The syntax checks of the pull parser that work on bytes already in hand, free of its
+//! buffering: a whole start tag (name, attributes, references, repeated keys), the body of a
+//! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
+//! Each says what is wrong with a typed problem; the parser adds where.
+
+use super::chars::{is_name, is_name_start, is_value_stop, is_ws, reference, Ref};
+use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
+
+/// More attributes than this on one tag are checked for repeats with a hash set.
+const FEW_ATTRS: usize = 16;
+
+/// The outcome of scanning a tag that must be whole in the buffer.
+pub(super) enum Scan {
+    /// The tag ends with the `>` at this index; `empty` for `/>`.
+    Done { gt: usize, empty: bool },
+    /// The buffer ends first.
+    More,
+    /// Not well-formed (or, for an entity reference, refused).
+    Bad(AttrProblem),
+}
+/// Checks what stands between `<!DOCTYPE` and `>` (no internal subset: that is refused
+/// before): whitespace, the root element name, then optionally `SYSTEM "uri"` or
+/// `PUBLIC "id" "uri"`.
+pub(super) fn doctype_body(body: &[u8]) -> Result<(), DoctypeProblem> {
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        let from = *i;
+        while *i < body.len() && is_ws(body[*i]) {
+            *i += 1;
+        }
+        *i > from
+    };
+    let literal = |i: &mut usize, pubid: bool| -> Result<(), DoctypeProblem> {
+        let Some(&q @ (b'"' | b'\'')) = body.get(*i) else {
+            return Err(DoctypeProblem::NoLiteral);
+        };
+        let len = memchr::memchr(q, &body[*i + 1..]).ok_or(DoctypeProblem::Unterminated)?;
+        let value = &body[*i + 1..*i + 1 + len];
+        let pubid_char =
+            |b: &u8| b.is_ascii_alphanumeric() || b" \r\n-'()+,./:=?;!*#@$_%".contains(b);
+        if pubid && !value.iter().all(pubid_char) {
+            return Err(DoctypeProblem::BadPublicId);
+        }
+        *i += len + 2;
+        Ok(())
+    };
+    if !ws(&mut i) {
+        return Err(DoctypeProblem::NoSpace);
+    }
+    let name = name_at(body, i);
+    if name.is_empty() {
+        return Err(DoctypeProblem::NoName);
+    }
+    i += name.len();
+    let spaced = ws(&mut i);
+    let rest = &body[i..];
+    if rest.is_empty() {
+        return Ok(());
+    }
+    let bad = || Err(DoctypeProblem::Malformed);
+    if !spaced {
+        return bad();
+    }
+    if rest.starts_with(b"SYSTEM") {
+        i += 6;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, false)?;
+    } else if rest.starts_with(b"PUBLIC") {
+        i += 6;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, true)?;
+        if !ws(&mut i) {
+            return bad();
+        }
+        literal(&mut i, false)?;
+    } else {
+        return bad();
+    }
+    ws(&mut i);
+    if i != body.len() {
+        return bad();
+    }
+    Ok(())
+}
+
+/// The name starting at `from` (empty if none does).
+pub(super) fn name_at(buf: &[u8], from: usize) -> &[u8] {
+    let rest = buf.get(from..).unwrap_or_default();
+    if !rest.first().is_some_and(|b| is_name_start(*b)) {
+        return &[];
+    }
+    let len = rest.iter().position(|b| !is_name(*b)).unwrap_or(rest.len());
+    &rest[..len]
+}
+
+/// The length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence.
+pub(super) fn char_boundary(bytes: &[u8]) -> usize {
+    let n = bytes.len();
+    for back in 1..=n.min(4) {
+        let b = bytes[n - back];
+        if b & 0xC0 != 0x80 {
+            let width = match b {
+                0xC0..=0xDF => 2,
+                0xE0..=0xEF => 3,
+                0xF0..=0xFF => 4,
+                _ => 1,
+            };
+            return if width > back { n - back } else { n };
+        }
+    }
+    n
+}
+
+/// Checks the tag starting with the `<` at `start`: its name, and each attribute (separated
+/// by whitespace, `name = "value"`, no `<` in the value, only allowed references, no key
+/// twice). `keys` is scratch space for the keys seen.
+pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> Scan {
+    let n = buf.len();
+    let mut i = start + 1 + name_at(buf, start + 1).len();
+    keys.clear();
+    let mut many: Option<std::collections::HashSet<&[u8]>> = None;
+    // One bit per key seen: a key whose bit is clear is new without comparing it to any.
+    let mut bloom = 0u64;
+    loop {
+        let Some(&b) = buf.get(i) else {
+            return Scan::More;
+        };
+        match b {
+            b'>' => {
+                return Scan::Done {
+                    gt: i,
+                    empty: false,
+                }
+            }
+            b'/' => {
+                return match buf.get(i + 1) {
+                    None => Scan::More,
+                    Some(b'>') => Scan::Done {
+                        gt: i + 1,
+                        empty: true,
+                    },
+                    Some(_) => Scan::Bad(AttrProblem::SlashNotClosing),
+                }
+            }
+            _ if is_ws(b) => {}
+            _ => {
+                return Scan::Bad(if keys.is_empty() {
+                    AttrProblem::AfterName(b)
+                } else {
+                    AttrProblem::NotSeparated
+                })
+            }
+        }
+        while i < n && is_ws(buf[i]) {
+            i += 1;
+        }
+        let Some(&b) = buf.get(i) else {
+            return Scan::More;
+        };
+        if b == b'>' || b == b'/' {
+            continue;
+        }
+        let key = name_at(buf, i);
+        if key.is_empty() {
+            return Scan::Bad(AttrProblem::ExpectedName(b));
+        }
+        let key_at = i;
+        i += key.len();
+        while i < n && is_ws(buf[i]) {
+            i += 1;
+        }
+        let shown = || String::from_utf8_lossy(key).into_owned();
+        match buf.get(i) {
+            None => return Scan::More,
+            Some(b'=') => i += 1,
+            Some(_) => return Scan::Bad(AttrProblem::NoValue { key: shown() }),
+        }
+        while i < n && is_ws(buf[i]) {
+            i += 1;
+        }
+        let quote = match buf.get(i) {
+            None => return Scan::More,
+            Some(&q @ (b'"' | b'\'')) => q,
+            Some(_) => return Scan::Bad(AttrProblem::Unquoted { key: shown() }),
+        };
+        i += 1;
+        loop {
+            i = value_stop(buf, i);
+            let Some(&b) = buf.get(i) else {
+                return Scan::More;
+            };
+            match b {
+                b'"' | b'\'' if b != quote => i += 1,
+                b'<' => return Scan::Bad(AttrProblem::Lt { key: shown() }),
+                b'&' => match reference(&buf[i + 1..]) {
+                    Ref::Ok { len, .. } => i += 1 + len,
+                    Ref::Short => return Scan::More,
+                    Ref::Entity(name) => {
+                        return Scan::Bad(AttrProblem::Entity { key: shown(), name })
+                    }
+                    Ref::BadChar(name) => {
+                        return Scan::Bad(AttrProblem::BadCharRef { key: shown(), name })
+                    }
+                    Ref::Bare => return Scan::Bad(AttrProblem::BareAmp { key: shown() }),
+                },
+                _ => {
+                    i += 1;
+                    break;
+                }
+            }
+        }
+        let repeated = match many.as_mut() {
+            Some(set) => !set.insert(key),
+            None => {
+                let new = Key::new(buf, key_at, key.len());
+                let bit = 1u64 << (new.head.wrapping_add(new.len as u64).wrapping_mul(K) >> 58);
+                let seen = bloom & bit != 0 && keys.iter().any(|k| k.same(&new, buf));
+                bloom |= bit;
+                keys.push(new);
+                if keys.len() > FEW_ATTRS {
+                    many = Some(keys.iter().map(|k| k.bytes(buf)).collect());
+                }
+                seen
+            }
+        };
+        if repeated {
+            return Scan::Bad(AttrProblem::Repeated { key: shown() });
+        }
+    }
+}
+
+/// The index of the first quote, `<` or `&` at or after `i` (or `buf.len()`). Values are
+/// short, so memchr's set-up costs more than it saves; eight bytes at a time with a
+/// branch-free word test (SWAR) beats a byte loop, whose exit branch mispredicts on every
+/// value of a new length.
+#[inline]
+fn value_stop(buf: &[u8], mut i: usize) -> usize {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `x` equal to `b`; the lowest one set is exact (bits above
+    // a match may be spurious, which never matters for finding the first).
+    let eq = |x: u64, b: u8| {
+        let y = x ^ (LO * u64::from(b));
+        y.wrapping_sub(LO) & !y & HI
+    };
+    while let Some(w) = buf.get(i..i + 8) {
+        let x = u64::from_le_bytes(w.try_into().unwrap_or_default());
+        let m = eq(x, b'"') | eq(x, b'\'') | eq(x, b'<') | eq(x, b'&');
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < buf.len() && !is_value_stop(buf[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// An attribute key seen in the tag being scanned, compared by its first eight bytes and
+/// length before its bytes (most keys are that short, so the first test decides).
+#[derive(Clone, Copy)]
+pub(super) struct Key {
+    head: u64,
+    at: usize,
+    len: usize,
+}
+
+/// A multiplier that spreads `Key::head` over the bloom filter's 64 bits.
+const K: u64 = 0x9E37_79B9_7F4A_7C15;
+
+impl Key {
+    /// The key of `len` bytes at `buf[at..]`.
+    fn new(buf: &[u8], at: usize, len: usize) -> Key {
+        let n = len.min(8);
+        let head = match buf.get(at..at + 8) {
+            // One load instead of a copy of `n` bytes; the bytes past the key are masked off.
+            Some(w) => {
+                let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+                if n == 8 {
+                    w
+                } else {
+                    w & ((1u64 << (8 * n)) - 1)
+                }
+            }
+            None => {
+                let mut head = [0u8; 8];
+                head[..n].copy_from_slice(&buf[at..at + n]);
+                u64::from_le_bytes(head)
+            }
+        };
+        Key { head, at, len }
+    }
+
+    fn bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.at..self.at + self.len]
+    }
+
+    fn same(&self, other: &Key, buf: &[u8]) -> bool {
+        self.head == other.head
+            && self.len == other.len
+            && (self.len <= 8 || self.bytes(buf) == other.bytes(buf))
+    }
+}
+
+/// The pseudo-attributes of an XML declaration (`body` is what follows `<?xml`): `version`
+/// first, then optionally `encoding` and `standalone`.
+pub(super) fn pseudo_attrs(body: &[u8]) -> Result<Vec<(String, String)>, DeclProblem> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    loop {
+        let ws_start = i;
+        while i < body.len() && is_ws(body[i]) {
+            i += 1;
+        }
+        if i == body.len() {
+            break;
+        }
+        if i == ws_start {
+            return Err(DeclProblem::NotSeparated);
+        }
+        let key = name_at(body, i);
+        i += key.len();
+        while i < body.len() && is_ws(body[i]) {
+            i += 1;
+        }
+        if body.get(i) != Some(&b'=') {
+            return Err(DeclProblem::NoValue {
+                key: String::from_utf8_lossy(key).into_owned(),
+            });
+        }
+        i += 1;
+        while i < body.len() && is_ws(body[i]) {
+            i += 1;
+        }
+        let Some(&q @ (b'"' | b'\'')) = body.get(i) else {
+            return Err(DeclProblem::Unquoted);
+        };
+        let Some(len) = memchr::memchr(q, &body[i + 1..]) else {
+            return Err(DeclProblem::Unterminated);
+        };
+        out.push((
+            String::from_utf8_lossy(key).into_owned(),
+            String::from_utf8_lossy(&body[i + 1..i + 1 + len]).into_owned(),
+        ));
+        i += len + 2;
+    }
+    let keys: Vec<&str> = out.iter().map(|(k, _)| k.as_str()).collect();
+    let allowed = matches!(
+        keys.as_slice(),
+        ["version"]
+            | ["version", "encoding"]
+            | ["version", "standalone"]
+            | ["version", "encoding", "standalone"]
+    );
+    if !allowed {
+        return Err(DeclProblem::Order);
+    }
+    for (key, value) in &out {
+        let v = value.as_bytes();
+        let ok = match key.as_str() {
+            "version" => {
+                v.len() > 2 && v.starts_with(b"1.") && v[2..].iter().all(u8::is_ascii_digit)
+            }
+            "encoding" => {
+                v.first().is_some_and(u8::is_ascii_alphabetic)
+                    && v.iter()
+                        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(b))
+            }
+            _ => value == "yes" || value == "no",
+        };
+        if !ok {
+            return Err(DeclProblem::BadValue {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    Ok(out)
+}

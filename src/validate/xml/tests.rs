@@ -1,0 +1,502 @@
+//! Unit tests of the pull parser alone: the events of well-formed documents (each node kind,
+//! references, CDATA, what is skipped), each error it detects with its kind and offset, the
+//! limits, and that the events and errors do not depend on how the input is cut into reads.
+
+use std::io::{self, BufRead, BufReader, Read};
+
+use super::error::{AttrProblem, Construct, DeclProblem, DoctypeProblem, ErrorKind, Prior};
+use super::pull::{Node, XmlPull, MAX_DEPTH};
+use super::XmlError;
+
+/// The events as strings: `<name@depth [raw tag]`, `/@depth`, `T@depth text` (consecutive
+/// pieces at one depth joined, since where text is cut depends on the reads), `EOF`.
+fn events_of<R: BufRead>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError> {
+    let mut out: Vec<String> = Vec::new();
+    loop {
+        match pull.next()? {
+            Node::Start { tag, depth } => out.push(format!(
+                "<{}@{depth} [{}]",
+                tag.name(),
+                String::from_utf8_lossy(tag.raw)
+            )),
+            Node::End { depth } => out.push(format!("/@{depth}")),
+            Node::Text { text, depth } => {
+                let key = format!("T@{depth} ");
+                match out.last_mut().filter(|l| l.starts_with(&key)) {
+                    Some(last) => last.push_str(&text),
+                    None => out.push(format!("{key}{text}")),
+                }
+            }
+            Node::Eof => {
+                out.push("EOF".into());
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn events(doc: &str) -> Vec<String> {
+    events_of(&mut XmlPull::new(doc.as_bytes())).unwrap_or_else(|e| panic!("{doc:?}: {e}"))
+}
+
+fn error(doc: &[u8]) -> XmlError {
+    match events_of(&mut XmlPull::new(doc)) {
+        Ok(ev) => panic!("{:?} parsed: {ev:?}", String::from_utf8_lossy(doc)),
+        Err(e) => e,
+    }
+}
+
+/// A reader whose first read ends at byte `cut`, then hands out the rest.
+struct Split<'a> {
+    data: &'a [u8],
+    cut: usize,
+    pos: usize,
+}
+
+impl Read for Split<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Split<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        let end = if self.pos < self.cut {
+            self.cut
+        } else {
+            self.data.len()
+        };
+        Ok(&self.data[self.pos..end])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+/// The outcome (events or error, with its offset) as one comparable string.
+fn outcome<R: BufRead>(r: R) -> String {
+    match events_of(&mut XmlPull::new(r)) {
+        Ok(ev) => ev.join("\n"),
+        Err(e) => format!("{:?} at {}", e.kind, e.at),
+    }
+}
+
+/// A document, the offset its error is at, and a test of the error's kind.
+type Case = (&'static str, u64, fn(&ErrorKind) -> bool);
+
+const DOC: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+    <!DOCTYPE run SYSTEM \"run.dtd\">\n\
+    <!-- a comment -->\n\
+    <?style sheet?>\n\
+    <run a=\"1\" b='x &amp; &#x41;&lt;'>\n\
+      <host up=\"yes\"><addr v=\"10.0.0.1\"/>text &gt; &#233; é</host>\n\
+      <![CDATA[raw <b>&amp;</b> ]] ]>]]>\n\
+      <!-- inside --><?pi inside?>\n\
+      <empty/>\n\
+    </run>\n\
+    <!-- after -->\n";
+
+#[test]
+fn every_node_kind() {
+    assert_eq!(
+        events(DOC),
+        [
+            "<run@1 [run a=\"1\" b='x &amp; &#x41;&lt;']",
+            "<host@2 [host up=\"yes\"]",
+            "<addr@3 [addr v=\"10.0.0.1\"]",
+            "/@3",
+            "T@2 text >é é",
+            "/@2",
+            "T@1 raw <b>&amp;</b> ]] ]>",
+            "<empty@2 [empty]",
+            "/@2",
+            "/@1",
+            "EOF",
+        ]
+    );
+}
+
+#[test]
+fn attributes_are_read_with_references_replaced() {
+    let mut pull = XmlPull::new(&b"<r a=\"1\" b='x &amp; &#x41;&lt;' c = \"it's\"/>"[..]);
+    match pull.next().expect("start") {
+        Node::Start { tag, depth } => {
+            assert_eq!((tag.name(), depth), ("r", 1));
+            assert_eq!(tag.attr("a").as_deref(), Some("1"));
+            assert_eq!(tag.attr("b").as_deref(), Some("x & A<"));
+            assert_eq!(tag.attr("c").as_deref(), Some("it's"));
+            assert_eq!(tag.attr("d"), None);
+            assert!(tag.has_attrs());
+        }
+        _ => panic!("expected the start tag"),
+    }
+    assert!(matches!(pull.next(), Ok(Node::End { depth: 1 })));
+    assert!(matches!(pull.next(), Ok(Node::Eof)));
+    assert!(matches!(pull.next(), Ok(Node::Eof)), "Eof again");
+}
+
+#[test]
+fn references_and_whitespace_in_text() {
+    // A piece of text that is only whitespace is not handed out, even between references (the
+    // checkers only ever read words and numbers).
+    assert_eq!(
+        events("<a> &lt;&gt;&amp;&apos;&quot; &#65;&#x42;&#x0000043; </a>"),
+        ["<a@1 [a]", "T@1 <>&'\"ABC", "/@1", "EOF"]
+    );
+    assert_eq!(
+        events("<a>\n  <b/>\n</a>"),
+        ["<a@1 [a]", "<b@2 [b]", "/@2", "/@1", "EOF"]
+    );
+}
+
+/// Each rule the parser enforces, with what it reports and where (the offset of the
+/// offending construct).
+#[test]
+fn each_error_with_its_offset() {
+    let cases: Vec<Case> = vec![
+        ("<a>1 < 2</a>", 5, |k| matches!(k, ErrorKind::BareLt)),
+        ("<a>x]]>y</a>", 4, |k| {
+            matches!(k, ErrorKind::CdataEndInText)
+        }),
+        (
+            "<a>&lol;</a>",
+            3,
+            |k| matches!(k, ErrorKind::Entity { name } if name == "lol"),
+        ),
+        (
+            "<a>&#0;</a>",
+            3,
+            |k| matches!(k, ErrorKind::BadCharRef { name } if name == "#0"),
+        ),
+        ("<a>x & y</a>", 5, |k| matches!(k, ErrorKind::BareAmp)),
+        ("x<a/>", 0, |k| {
+            matches!(k, ErrorKind::OutsideRoot { after: false })
+        }),
+        ("<a/>x", 4, |k| {
+            matches!(k, ErrorKind::OutsideRoot { after: true })
+        }),
+        ("<a/><![CDATA[x]]>", 4, |k| {
+            matches!(k, ErrorKind::OutsideRoot { after: true })
+        }),
+        (
+            "<a/><b/>",
+            4,
+            |k| matches!(k, ErrorKind::SecondRoot { element } if element == "b"),
+        ),
+        ("<a></ a>", 3, |k| matches!(k, ErrorKind::BadEndTag)),
+        (
+            "</a>",
+            0,
+            |k| matches!(k, ErrorKind::UnopenedEnd { name } if name == "a"),
+        ),
+        ("<a><b></a></b>", 6, |k| {
+            matches!(k, ErrorKind::MismatchedEnd { name, open, path }
+                if name == "a" && open == "b" && path == "a/b")
+        }),
+        ("<a><!ELEMENT x></a>", 3, |k| {
+            matches!(k, ErrorKind::UnknownBang)
+        }),
+        ("<a/><!DOCTYPE a>", 4, |k| {
+            matches!(k, ErrorKind::SecondDoctype)
+        }),
+        ("<!DOCTYPE a [<!ENTITY x \"y\">]><a/>", 0, |k| {
+            matches!(k, ErrorKind::InternalSubset)
+        }),
+        ("<!DOCTYPE a junk><a/>", 0, |k| {
+            matches!(k, ErrorKind::BadDoctype(DoctypeProblem::Malformed))
+        }),
+        ("<!DOCTYPEa><a/>", 0, |k| {
+            matches!(k, ErrorKind::BadDoctype(DoctypeProblem::NoSpace))
+        }),
+        ("<!DOCTYPE a PUBLIC \"{\" \"u\"><a/>", 0, |k| {
+            matches!(k, ErrorKind::BadDoctype(DoctypeProblem::BadPublicId))
+        }),
+        ("<!DOCTYPE a><!DOCTYPE a><a/>", 12, |k| {
+            matches!(k, ErrorKind::LateDoctype)
+        }),
+        ("<a><? x?></a>", 3, |k| matches!(k, ErrorKind::BadPiTarget)),
+        (
+            "<a><?XmL x?></a>",
+            3,
+            |k| matches!(k, ErrorKind::ReservedPiTarget { target } if target == "XmL"),
+        ),
+        ("<a/><?xml version=\"1.0\"?>", 4, |k| {
+            matches!(k, ErrorKind::SecondDeclaration)
+        }),
+        ("<!-- c --><?xml version=\"1.0\"?><a/>", 10, |k| {
+            matches!(
+                k,
+                ErrorKind::LateDeclaration {
+                    after: Some(Prior::Comment)
+                }
+            )
+        }),
+        (" <?xml version=\"1.0\"?><a/>", 1, |k| {
+            matches!(
+                k,
+                ErrorKind::LateDeclaration {
+                    after: Some(Prior::Whitespace)
+                }
+            )
+        }),
+        (
+            "<?xml version=\"2.0\"?><a/>",
+            0,
+            |k| matches!(k, ErrorKind::BadDeclaration(DeclProblem::BadValue { key, .. }) if key == "version"),
+        ),
+        ("<?xml encoding=\"UTF-8\"?><a/>", 0, |k| {
+            matches!(k, ErrorKind::BadDeclaration(DeclProblem::Order))
+        }),
+        ("<?xml version=\"1.0\"encoding=\"UTF-8\"?><a/>", 0, |k| {
+            matches!(k, ErrorKind::BadDeclaration(DeclProblem::NotSeparated))
+        }),
+        (
+            "<?xml version=\"1.0\" encoding=\"latin1\"?><a/>",
+            0,
+            |k| matches!(k, ErrorKind::UnsupportedEncoding { encoding } if encoding == "latin1"),
+        ),
+        (
+            "<?xml version=\"1.0\" encoding=\"US-ASCII\"?><a>é</a>",
+            44,
+            |k| matches!(k, ErrorKind::NotAscii),
+        ),
+        ("<a><!-- a -- b --></a>", 10, |k| {
+            matches!(k, ErrorKind::DoubleHyphen { comment: 3 })
+        }),
+    ];
+    for (doc, at, kind) in cases {
+        let e = error(doc.as_bytes());
+        assert!(kind(&e.kind), "{doc:?}: {e:?}");
+        assert_eq!(e.at, at, "{doc:?}: {e:?}");
+    }
+}
+
+#[test]
+fn attribute_errors() {
+    let cases: Vec<(&str, AttrProblem)> = vec![
+        ("<a b=\"1\"/ >", AttrProblem::SlashNotClosing),
+        ("<a\"b\"/>", AttrProblem::AfterName(b'"')),
+        ("<a b=\"1\"c=\"2\"/>", AttrProblem::NotSeparated),
+        ("<a 1=\"2\"/>", AttrProblem::ExpectedName(b'1')),
+        ("<a b/>", AttrProblem::NoValue { key: "b".into() }),
+        ("<a b=1/>", AttrProblem::Unquoted { key: "b".into() }),
+        ("<a b=\"<\"/>", AttrProblem::Lt { key: "b".into() }),
+        (
+            "<a b=\"&x;\"/>",
+            AttrProblem::Entity {
+                key: "b".into(),
+                name: "x".into(),
+            },
+        ),
+        (
+            "<a b=\"&#xD800;\"/>",
+            AttrProblem::BadCharRef {
+                key: "b".into(),
+                name: "#xD800".into(),
+            },
+        ),
+        ("<a b=\"x & y\"/>", AttrProblem::BareAmp { key: "b".into() }),
+        (
+            "<a b=\"1\" b=\"2\"/>",
+            AttrProblem::Repeated { key: "b".into() },
+        ),
+    ];
+    for (doc, want) in cases {
+        let e = error(doc.as_bytes());
+        match &e.kind {
+            ErrorKind::BadAttribute { element, problem } => {
+                assert_eq!((element.as_str(), problem), ("a", &want), "{doc:?}");
+            }
+            other => panic!("{doc:?}: {other:?}"),
+        }
+        assert_eq!(e.at, 0, "{doc:?}");
+    }
+    // Many attributes go through the hash set: a repeat is still caught.
+    let many: String = (0..40).map(|i| format!(" k{i}=\"{i}\"")).collect();
+    let e = error(format!("<a{many} k7=\"x\"/>").as_bytes());
+    assert!(
+        matches!(&e.kind, ErrorKind::BadAttribute { problem: AttrProblem::Repeated { key }, .. } if key == "k7"),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn truncation_says_where_the_cut_construct_starts() {
+    let cases: Vec<Case> = vec![
+        ("", 0, |k| matches!(k, ErrorKind::NoRoot)),
+        ("  <!-- c -->", 12, |k| matches!(k, ErrorKind::NoRoot)),
+        (
+            "<a><b>text",
+            10,
+            |k| matches!(k, ErrorKind::Unclosed { open } if open == "a/b"),
+        ),
+        ("<a><b x=\"1", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Tag))
+        }),
+        ("<a></a", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::EndTag))
+        }),
+        ("<a>&am", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Reference))
+        }),
+        ("<a><!-- x", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Comment))
+        }),
+        ("<a><?pi x", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::ProcessingInstruction))
+        }),
+        ("<a><![CDATA[x]]", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Cdata))
+        }),
+        ("<a><![CD", 3, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Markup))
+        }),
+        ("<!DOCTYPE a SYSTEM \"x", 0, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Doctype))
+        }),
+        ("<?xml version=\"1.0\"", 0, |k| {
+            matches!(k, ErrorKind::Truncated(Construct::Declaration))
+        }),
+    ];
+    for (doc, at, kind) in cases {
+        let e = error(doc.as_bytes());
+        assert!(kind(&e.kind), "{doc:?}: {e:?}");
+        assert_eq!(e.at, at, "{doc:?}: {e:?}");
+    }
+}
+
+#[test]
+fn limits() {
+    let deep = "<a>".repeat(MAX_DEPTH + 1);
+    let e = error(deep.as_bytes());
+    assert!(
+        matches!(e.kind, ErrorKind::TooDeep { limit: MAX_DEPTH }),
+        "{e:?}"
+    );
+    assert_eq!(e.at, 3 * MAX_DEPTH as u64);
+    // One tag larger than the cap.
+    let big = format!("<a><b c=\"{}\"/></a>", "x".repeat(500));
+    let mut pull = XmlPull::new(big.as_bytes()).with_max_markup(100);
+    let e = events_of(&mut pull).expect_err("too large");
+    assert!(
+        matches!(
+            e.kind,
+            ErrorKind::TooLarge {
+                construct: Construct::Tag,
+                limit: 100
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(e.at, 3);
+    // Read in small pieces, the cap is hit before the whole tag is held.
+    let mut pull = XmlPull::new(BufReader::with_capacity(16, big.as_bytes())).with_max_markup(100);
+    assert!(matches!(
+        events_of(&mut pull).map_err(|e| e.kind),
+        Err(ErrorKind::TooLarge { .. })
+    ));
+    // Cut inside the oversized tag, with all of it read at once: truncated (this once
+    // panicked: more than the cap was held when the input ended).
+    let mut pull = XmlPull::new(&big.as_bytes()[..200]).with_max_markup(100);
+    let e = events_of(&mut pull).expect_err("truncated");
+    assert!(
+        matches!(e.kind, ErrorKind::Truncated(Construct::Tag)),
+        "{e:?}"
+    );
+    // Text, comments, PIs and CDATA stream through whatever their size.
+    let long = "y".repeat(1000);
+    for doc in [
+        format!("<a>{long}</a>"),
+        format!("<a><!--{long}--></a>"),
+        format!("<a><?p {long}?></a>"),
+        format!("<a><![CDATA[{long}]]></a>"),
+    ] {
+        let mut pull = XmlPull::new(doc.as_bytes()).with_max_markup(100);
+        events_of(&mut pull).unwrap_or_else(|e| panic!("{doc:.20}: {e}"));
+    }
+}
+
+#[test]
+fn offsets_count_from_where_the_reader_starts_in_the_file() {
+    // As if a caller had consumed 10 bytes (say a BOM and blanks) before handing the rest over.
+    let mut pull = XmlPull::new(&b"<a>x & y</a>"[..]).with_offsets(10, 10);
+    let e = events_of(&mut pull).expect_err("bare &");
+    assert_eq!(e.at, 15);
+    // A declaration is allowed only where the document starts.
+    let decl = &b"<?xml version=\"1.0\"?><a/>"[..];
+    assert!(events_of(&mut XmlPull::new(decl).with_offsets(3, 3)).is_ok());
+    let e = events_of(&mut XmlPull::new(decl).with_offsets(5, 3)).expect_err("late");
+    assert!(
+        matches!(e.kind, ErrorKind::LateDeclaration { after: None }),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_failing_reader_is_reported_with_its_error() {
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("disk on fire"))
+        }
+    }
+    let e = events_of(&mut XmlPull::new(BufReader::new(Failing))).expect_err("read error");
+    assert!(matches!(&e.kind, ErrorKind::Read(io) if io.to_string() == "disk on fire"));
+    assert!(std::error::Error::source(&e).is_some());
+    assert!(e.to_string().contains("disk on fire"), "{e}");
+}
+
+/// However the input is cut into reads, the events (and any error, with its offset) are the
+/// same: a split at every byte of a document with every node kind, of its truncations and of a
+/// few broken documents.
+#[test]
+fn cutting_the_input_changes_nothing() {
+    let mut docs: Vec<Vec<u8>> = vec![DOC.as_bytes().to_vec()];
+    docs.extend(
+        (0..DOC.len())
+            .step_by(7)
+            .map(|n| DOC.as_bytes()[..n].to_vec()),
+    );
+    docs.extend(
+        [
+            "<a><b></a>",
+            "<a>]]></a>",
+            "<a><!-- -- --></a>",
+            "<a b=\"&x;\"/>",
+            "<a/><b/>",
+        ]
+        .map(|d| d.as_bytes().to_vec()),
+    );
+    for doc in &docs {
+        let whole = outcome(&doc[..]);
+        for cut in 0..=doc.len() {
+            let split = Split {
+                data: doc,
+                cut,
+                pos: 0,
+            };
+            assert_eq!(
+                outcome(split),
+                whole,
+                "{:?} cut at {cut}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+        for cap in [1, 2, 3, 5, 8] {
+            assert_eq!(
+                outcome(BufReader::with_capacity(cap, &doc[..])),
+                whole,
+                "{:?} read {cap} bytes at a time",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+}
