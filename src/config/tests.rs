@@ -1176,3 +1176,37 @@ fn past_one_off_schedules_and_oversized_jitter_are_warnings() {
         .iter()
         .any(|w| w.contains("\"jumpy\"") && w.contains("jitter (10m)") && w.contains("5m")));
 }
+
+#[test]
+fn two_loads_of_one_file_are_equal_and_a_changed_key_makes_them_differ() {
+    let d = Dir::new();
+    let password = d.path().join("gmp-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let body = |nmap_args: &str, exclude: &str| {
+        format!(
+            "[api]\nkey = \"k-123\"\n[agent]\nstate_dir = {:?}\n\
+             [[watch]]\npath = {:?}\ninclude = [\"*.xml\"]\nexclude = [{exclude:?}]\ntarget = \"t\"\n\
+             [[job]]\nname = \"n\"\nscanner = \"nmap\"\nschedule = \"30 2 * * *\"\ntargets = [\"10.0.0.1\"]\nargs = [{nmap_args:?}]\n\
+             [[job]]\nname = \"o\"\nscanner = \"openvas\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1\"]\ngmp_username = \"agent\"\ngmp_password_file = {:?}\n\
+             [[job]]\nname = \"c\"\nscanner = \"command\"\nschedule = \"@hourly\"\ncommand = [\"scan\", \"{{output}}\"]\n",
+            d.state(),
+            d.path().join("inbox").display(),
+            password.display()
+        )
+    };
+    let path_env = env(&[("PATH", &d.bin(&["nmap", "scan"]))]);
+    let load = |b: &str| Config::load(&d.config(b), &path_env).unwrap();
+    let a = load(&body("-sV", "*.tmp.xml"));
+    let b = load(&body("-sV", "*.tmp.xml"));
+    assert_eq!(a, b);
+    assert_ne!(a, load(&body("-sS", "*.tmp.xml")), "a job's args");
+    assert_ne!(a, load(&body("-sV", "old-*.xml")), "a watch's exclude glob");
+    let other_key = body("-sV", "*.tmp.xml").replace("k-123", "k-456");
+    assert_ne!(a, load(&other_key), "the API key");
+    let other_schedule = body("-sV", "*.tmp.xml").replace("30 2 * * *", "30 3 * * *");
+    assert_ne!(a, load(&other_schedule), "a schedule");
+    let mut warned = b.clone();
+    warned.warnings.push("a remark, not a setting".into());
+    assert_eq!(a, warned, "warnings are not compared");
+}
