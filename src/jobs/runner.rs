@@ -350,16 +350,16 @@ impl Jobs {
         let took = humantime::format_duration(Duration::from_secs(t0.elapsed().as_secs()));
         let fetched = match fetched {
             Ok(f) => f,
-            Err(openvas::Failure::Failed(detail)) => {
-                return RunOutcome {
-                    ended: Ended::Failed,
-                    detail,
-                }
-            }
-            Err(openvas::Failure::TimedOut(detail)) => {
+            Err(e @ openvas::Failure::TimedOut { .. }) => {
                 return RunOutcome {
                     ended: Ended::Timeout,
-                    detail: format!("{detail} ({})", humantime::format_duration(spec.timeout)),
+                    detail: format!("{e} ({})", humantime::format_duration(spec.timeout)),
+                }
+            }
+            Err(e) => {
+                return RunOutcome {
+                    ended: Ended::Failed,
+                    detail: e.to_string(),
                 }
             }
         };

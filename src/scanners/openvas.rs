@@ -15,7 +15,7 @@
 //! running is waited for, not started twice), so a connection dropped in the middle of a
 //! step is retried once on a new connection; a second drop in the same step fails the run.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
@@ -79,12 +79,46 @@ pub struct Fetched {
 }
 
 /// How a run failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// With the reason.
-    Failed(String),
-    /// The job's timeout came first; the task was stopped.
-    TimedOut(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Gmp(#[from] GmpError),
+    /// The agent stopped during the run (at `stage`); `note` says what became of the task.
+    #[error("the agent stopped {stage}{note}")]
+    Stopped { stage: &'static str, note: String },
+    /// The job's timeout came first (at `stage`); the task was stopped.
+    #[error("the job's timeout came {stage}{note}")]
+    TimedOut { stage: &'static str, note: String },
+}
+
+/// Why the gvmd user's password cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot read gmp_password_file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gmp_password_file {}: the password holds a control character (gvmd would refuse it)", path.display())]
+    ControlCharacter { path: PathBuf },
+    #[error("gmp_password_file {} is empty: put the gvmd user's password on its first line", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// Why `cleanup` did not delete the task and target.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Gmp(#[from] GmpError),
+    #[error("gvmd did not answer in time")]
+    TimedOut,
+    #[error("the agent is stopping")]
+    Stopping,
 }
 
 /// What gvmd's task statuses mean here.
@@ -183,21 +217,18 @@ pub fn task_name(job: &str) -> String {
 }
 
 /// The password: the file's first line.
-fn read_password(path: &Path) -> Result<String, String> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read gmp_password_file {}: {e}", path.display()))?;
+fn read_password(path: &Path) -> Result<String, PasswordError> {
+    let path_buf = || path.to_path_buf();
+    let s = std::fs::read_to_string(path).map_err(|source| PasswordError::Unreadable {
+        path: path_buf(),
+        source,
+    })?;
     let pw = s.lines().next().unwrap_or_default().to_string();
     if pw.chars().any(char::is_control) {
-        return Err(format!(
-            "gmp_password_file {}: the password holds a control character (gvmd would refuse it)",
-            path.display()
-        ));
+        return Err(PasswordError::ControlCharacter { path: path_buf() });
     }
     if pw.is_empty() {
-        return Err(format!(
-            "gmp_password_file {} is empty: put the gvmd user's password on its first line",
-            path.display()
-        ));
+        return Err(PasswordError::Empty { path: path_buf() });
     }
     Ok(pw)
 }
@@ -545,7 +576,7 @@ pub async fn run(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<Fetched, Failure> {
-    let password = read_password(&run.settings.password_file).map_err(Failure::Failed)?;
+    let password = read_password(&run.settings.password_file)?;
     let mut c = Conversation {
         run,
         password,
@@ -576,7 +607,7 @@ pub async fn run(
     };
     let bytes = match result {
         Some(Ok(bytes)) => bytes,
-        Some(Err(e)) => return Err(Failure::Failed(e.to_string())),
+        Some(Err(e)) => return Err(e.into()),
         None => {
             // Time is up, or the agent is stopping: a task still running is stopped.
             let stopping = cancel.is_cancelled();
@@ -599,9 +630,9 @@ pub async fn run(
                 (Some(_), true, Some(_)) => "while fetching the finished task's report",
             };
             return Err(if stopping {
-                Failure::Failed(format!("the agent stopped {stage}{note}"))
+                Failure::Stopped { stage, note }
             } else {
-                Failure::TimedOut(format!("the job's timeout came {stage}{note}"))
+                Failure::TimedOut { stage, note }
             });
         }
     };
@@ -615,7 +646,7 @@ pub async fn run(
 }
 
 /// `cleanup = true`: deletes the run's task (with its reports, now uploaded) and target.
-pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), String> {
+pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), CleanupError> {
     let password = read_password(&run.settings.password_file)?;
     let mut c = Conversation {
         run,
@@ -644,7 +675,7 @@ pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), String> 
         if r.as_ref().is_err_and(|e| e.is_dropped()) {
             r = c.call(command, &xml).await;
         }
-        r.map_err(|e| e.to_string())?;
+        r?;
     }
     Ok(())
 }
@@ -654,9 +685,9 @@ pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), String> 
 pub async fn clean_up(run: &GmpRun<'_>, fetched: &Fetched, cancel: &CancellationToken) {
     let cleanup = tokio::select! {
         r = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup(run, fetched)) => {
-            r.unwrap_or_else(|_| Err("gvmd did not answer in time".into()))
+            r.unwrap_or(Err(CleanupError::TimedOut))
         }
-        _ = cancel.cancelled() => Err("the agent is stopping".into()),
+        _ = cancel.cancelled() => Err(CleanupError::Stopping),
     };
     match cleanup {
         Ok(()) => {
