@@ -359,7 +359,7 @@ fn validate(
                 format!("{:?} is also job[{k}]", j.name),
             );
         }
-        if let Some(spec) = job::check(&mut c, &mut warnings, i, j, path_var) {
+        if let Some(spec) = job::check_job(&mut c, &mut warnings, i, j, path_var) {
             jobs.push(spec);
         }
     }
