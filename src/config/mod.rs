@@ -1,7 +1,7 @@
 //! Configuration: the TOML file (plus `HOSTEDSCAN_AGENT__SECTION__KEY` environment overrides)
 //! read through the `config` crate into `raw` structs, then validated, one section per file,
 //! into the typed settings the rest of the agent uses. Every problem names its key and says
-//! how to fix it; all problems are reported at once (they collect in one [`Checker`]) so an
+//! how to fix it; all problems are reported at once (they collect in one `Checker`) so an
 //! operator fixes the file in one go. This layer imports nothing above it: the job settings,
 //! schedules and GMP settings it validates are its own types.
 
