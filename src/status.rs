@@ -73,7 +73,7 @@ fn locked(root: &Path) -> bool {
     }
 }
 
-pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io::Result<Status> {
+pub fn gather(state_dir: &Path, jobs: &[crate::config::JobSpec]) -> std::io::Result<Status> {
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
     let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;
@@ -106,11 +106,7 @@ pub fn gather(state_dir: &Path, jobs: &[crate::jobs::spec::JobSpec]) -> std::io:
 }
 
 /// Each configured job's last run (from `jobs.json`) and next scheduled time.
-fn job_status(
-    state_dir: &Path,
-    jobs: &[crate::jobs::spec::JobSpec],
-    running: bool,
-) -> Vec<JobStatus> {
+fn job_status(state_dir: &Path, jobs: &[crate::config::JobSpec], running: bool) -> Vec<JobStatus> {
     let history = crate::jobs::history::JobHistory::load(state_dir).unwrap_or_default();
     let now = chrono::Utc::now();
     jobs.iter()

@@ -4,6 +4,7 @@
 use crate::cli::Cli;
 use crate::config::Env;
 use crate::exit;
+use crate::scanners;
 
 pub fn run(cli: &Cli, env: &Env) -> i32 {
     let cfg = match super::load(cli, env) {
@@ -49,7 +50,7 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         println!(
             "  job        {} ({}, \"{}\" {}, next {}, timeout {}): {}",
             j.name,
-            j.scanner.as_str(),
+            j.scanner().as_str(),
             j.schedule.expr(),
             j.schedule.zone(),
             j.schedule
@@ -57,21 +58,10 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
                 .map(|t| t.to_rfc3339())
                 .unwrap_or_else(|| "never".into()),
             humantime::format_duration(j.timeout),
-            match &j.openvas {
-                // No process: say where the GMP conversation goes and what it scans.
-                Some(o) => format!(
-                    "GMP to gvmd at {} as {:?}, hosts {}, port list {}, scan config {}{}",
-                    o.endpoint,
-                    o.username,
-                    j.targets.join(","),
-                    o.port_list_id,
-                    o.scan_config_id,
-                    if o.cleanup { ", cleanup" } else { "" }
-                ),
-                // Never the arguments: they may hold credentials, and ExecStartPre and
-                // ExecReload put this in the journal at every start.
-                None => j.command_summary(),
-            }
+            // Never the arguments: they may hold credentials, and ExecStartPre and
+            // ExecReload put this in the journal at every start. For openvas (no process),
+            // where the GMP conversation goes and what it scans.
+            scanners::summary(&j.kind)
         );
     }
     exit::OK

@@ -5,8 +5,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
-use crate::jobs::gmp::Endpoint;
-use crate::jobs::spec::Scanner;
 
 struct Dir(tempfile::TempDir);
 
@@ -735,21 +733,14 @@ scan_type = "NMAP_UDP""#,
         panic!("{:?}", c.jobs)
     };
 
-    assert_eq!(tcp.scanner, Scanner::Nmap);
-    assert_eq!(
-        tcp.argv,
-        [
-            "nmap",
-            "--privileged",
-            "-sS",
-            "-T4",
-            "-oX",
-            "{output}",
-            "{targets}"
-        ]
-    );
-    assert_eq!(tcp.output_file, "nmap.xml");
-    assert_eq!(tcp.targets, ["10.0.0.0/24", "host.example"]);
+    assert_eq!(tcp.scanner(), Scanner::Nmap);
+    let ScannerJob::Nmap(n) = &tcp.kind else {
+        panic!("{tcp:?}")
+    };
+    assert_eq!(n.program, "nmap");
+    assert_eq!(n.args, ["-sS", "-T4"]);
+    assert!(n.privileged);
+    assert_eq!(tcp.kind.targets(), ["10.0.0.0/24", "host.example"]);
     assert_eq!(tcp.timeout, Duration::from_secs(4 * 3600), "default 4h");
     assert_eq!(tcp.jitter, Duration::ZERO);
     assert!(!tcp.catch_up);
@@ -758,25 +749,14 @@ scan_type = "NMAP_UDP""#,
         "NMAP or NMAP_UDP: validation decides"
     );
     assert_eq!(tcp.schedule.expr(), "30 2 * * *");
-    assert!(tcp.openvas.is_none());
+    assert!(tcp.openvas().is_none());
 
-    assert_eq!(
-        web.argv,
-        [
-            "zap.sh",
-            "-cmd",
-            "-quickurl",
-            "{target}",
-            "-quickout",
-            "{output}",
-            "-quickprogress"
-        ]
-    );
-    assert_eq!(web.output_file, "zap.json");
-    assert_eq!(
-        web.target.as_deref(),
-        Some("https://intranet.example:8443/app")
-    );
+    let ScannerJob::Zap(z) = &web.kind else {
+        panic!("{web:?}")
+    };
+    assert_eq!(z.program, "zap.sh");
+    assert!(z.args.is_empty());
+    assert_eq!(z.target, "https://intranet.example:8443/app");
     assert_eq!(
         web.hints.target.as_deref(),
         Some("https://intranet.example:8443/app")
@@ -786,18 +766,24 @@ scan_type = "NMAP_UDP""#,
     assert_eq!(web.jitter, Duration::from_secs(300));
     assert!(web.catch_up);
 
-    assert_eq!(tls.argv, ["sslyze", "--json_out", "{output}", "{targets}"]);
-    assert_eq!(tls.output_file, "sslyze.json");
+    let ScannerJob::Sslyze(t) = &tls.kind else {
+        panic!("{tls:?}")
+    };
+    assert_eq!(t.program, "sslyze");
+    assert!(t.args.is_empty());
     assert_eq!(tls.hints.scan_type, Some(ScanType::Sslyze));
     assert!(tls.hints.accept_partial);
 
-    assert_eq!(custom.argv, ["scan", "--json", "{output}", "{targets}"]);
-    assert_eq!(custom.output_file, "output");
+    let ScannerJob::Command(cmd) = &custom.kind else {
+        panic!("{custom:?}")
+    };
+    assert_eq!(&cmd.argv[..], ["scan", "--json", "{output}", "{targets}"]);
+    assert_eq!(cmd.targets, ["10.0.0.1"]);
     assert_eq!(custom.hints.scan_type, Some(ScanType::NmapUdp));
 
-    assert!(vulns.argv.is_empty());
+    assert_eq!(vulns.scanner(), Scanner::Openvas);
     assert_eq!(vulns.hints.scan_type, Some(ScanType::Openvas));
-    let o = vulns.openvas.as_ref().unwrap();
+    let o = vulns.openvas().unwrap();
     assert_eq!(o.endpoint, Endpoint::Socket(socket.clone()));
     assert_eq!(o.username, "agent");
     assert_eq!(o.password_file, password);
@@ -893,7 +879,7 @@ fn openvas_jobs_need_a_login_and_a_private_password_file() {
         )],
     )
     .unwrap();
-    let o = c.jobs[0].openvas.as_ref().unwrap();
+    let o = c.jobs[0].openvas().unwrap();
     assert_eq!(
         o.endpoint,
         Endpoint::Tls {
@@ -925,11 +911,11 @@ fn a_scanner_given_as_a_path_must_exist_and_is_made_absolute() {
         )],
     )
     .unwrap();
-    assert_eq!(c.jobs[0].argv[0], zap.display().to_string());
-    assert_eq!(
-        &c.jobs[0].argv[1..4],
-        ["-cmd", "-config", "api.disablekey=true"]
-    );
+    let ScannerJob::Zap(z) = &c.jobs[0].kind else {
+        panic!("{:?}", c.jobs[0])
+    };
+    assert_eq!(z.program, zap.display().to_string());
+    assert_eq!(z.args, ["-config", "api.disablekey=true"]);
 }
 
 #[test]
@@ -1077,7 +1063,7 @@ fn job_targets_are_checked_before_they_reach_a_command_line() {
         r#"["127.0.0.1", "10.0.0.0/24", "::1", "fe80::/64", "host.example", "10.0.0.1-20", "192.168.0-1.1-254"]"#,
     );
     let c = load_jobs(&d, &[&good, &zap("https://intranet.example:8443/app")]).unwrap();
-    assert_eq!(c.jobs[0].targets.len(), 7);
+    assert_eq!(c.jobs[0].kind.targets().len(), 7);
 
     for (bad, why) in [
         ("-oN/tmp/x", "starts with '-'"),
@@ -1115,8 +1101,11 @@ schedule = "@daily"
 command = ["scan", "--token=SECRET123", "--out={output}?token=SECRET123"]"#],
     )
     .unwrap();
+    let ScannerJob::Command(cmd) = &c.jobs[0].kind else {
+        panic!("{:?}", c.jobs[0])
+    };
     assert_eq!(
-        c.jobs[0].argv,
+        &cmd.argv[..],
         [
             "scan",
             "--token=SECRET123",
@@ -1186,4 +1175,38 @@ fn past_one_off_schedules_and_oversized_jitter_are_warnings() {
         .warnings
         .iter()
         .any(|w| w.contains("\"jumpy\"") && w.contains("jitter (10m)") && w.contains("5m")));
+}
+
+#[test]
+fn two_loads_of_one_file_are_equal_and_a_changed_key_makes_them_differ() {
+    let d = Dir::new();
+    let password = d.path().join("gmp-password");
+    std::fs::write(&password, "secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let body = |nmap_args: &str, exclude: &str| {
+        format!(
+            "[api]\nkey = \"k-123\"\n[agent]\nstate_dir = {:?}\n\
+             [[watch]]\npath = {:?}\ninclude = [\"*.xml\"]\nexclude = [{exclude:?}]\ntarget = \"t\"\n\
+             [[job]]\nname = \"n\"\nscanner = \"nmap\"\nschedule = \"30 2 * * *\"\ntargets = [\"10.0.0.1\"]\nargs = [{nmap_args:?}]\n\
+             [[job]]\nname = \"o\"\nscanner = \"openvas\"\nschedule = \"@daily\"\ntargets = [\"10.0.0.1\"]\ngmp_username = \"agent\"\ngmp_password_file = {:?}\n\
+             [[job]]\nname = \"c\"\nscanner = \"command\"\nschedule = \"@hourly\"\ncommand = [\"scan\", \"{{output}}\"]\n",
+            d.state(),
+            d.path().join("inbox").display(),
+            password.display()
+        )
+    };
+    let path_env = env(&[("PATH", &d.bin(&["nmap", "scan"]))]);
+    let load = |b: &str| Config::load(&d.config(b), &path_env).unwrap();
+    let a = load(&body("-sV", "*.tmp.xml"));
+    let b = load(&body("-sV", "*.tmp.xml"));
+    assert_eq!(a, b);
+    assert_ne!(a, load(&body("-sS", "*.tmp.xml")), "a job's args");
+    assert_ne!(a, load(&body("-sV", "old-*.xml")), "a watch's exclude glob");
+    let other_key = body("-sV", "*.tmp.xml").replace("k-123", "k-456");
+    assert_ne!(a, load(&other_key), "the API key");
+    let other_schedule = body("-sV", "*.tmp.xml").replace("30 2 * * *", "30 3 * * *");
+    assert_ne!(a, load(&other_schedule), "a schedule");
+    let mut warned = b.clone();
+    warned.warnings.push("a remark, not a setting".into());
+    assert_eq!(a, warned, "warnings are not compared");
 }

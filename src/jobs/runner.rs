@@ -12,12 +12,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::gmp;
 use super::history::{JobHistory, Outcome as Ended};
-use super::spec::{ExitMeaning, JobSpec, Scanner};
 use super::supervise::{self, RunRequest};
 use crate::admit::{Admitted, Admitter, Fingerprint, Settled};
+use crate::config::{JobSpec, OpenvasJob};
 use crate::report::{Outcome, RunReport};
+use crate::scanners::{self, openvas, ExitMeaning, Launch};
 use crate::spool::QueuedEntry;
 use crate::untrusted::{RelPath, Root};
 
@@ -240,21 +240,21 @@ impl Jobs {
                 )
             }
         };
+        let output_file = scanners::output_file(&spec.kind);
         let output = dir.path().join(format!(
             "{}-{}-{}",
             spec.name,
             started.format("%Y%m%dT%H%M%SZ"),
-            spec.output_file
+            output_file
         ));
-        if let Some(settings) = &spec.openvas {
-            return (
-                self.execute_gmp(spec, settings, &output, cancel).await,
-                vec![],
-            );
-        }
-        let argv = spec.argv_for(&output);
+        let argv = match scanners::launch(&spec.kind, &output) {
+            Launch::Gmp(job) => {
+                return (self.execute_gmp(spec, job, &output, cancel).await, vec![])
+            }
+            Launch::Process(argv) => argv,
+        };
         // The whole command line only at debug: it may hold credentials given as arguments.
-        tracing::info!(job = %spec.name, program = %spec.argv.first().map(String::as_str).unwrap_or(""), args = argv.len().saturating_sub(1), "job run starting");
+        tracing::info!(job = %spec.name, program = %argv.first().map(|p| p.to_string_lossy()).unwrap_or_default(), args = argv.len().saturating_sub(1), "job run starting");
         tracing::debug!(job = %spec.name, argv = ?argv, "job command line");
         let result = supervise::run(
             RunRequest {
@@ -270,16 +270,16 @@ impl Jobs {
         let took = humantime::format_duration(Duration::from_secs(result.elapsed.as_secs()));
         // What the exit status says before the output is looked at.
         let exit_problem = match result.ended {
-            supervise::Ended::Exited(code) => match spec.exit_meaning(code) {
+            supervise::Ended::Exited(code) => match scanners::exit_meaning(&spec.kind, code) {
                 ExitMeaning::Success | ExitMeaning::Findings => None,
                 ExitMeaning::Failure => Some(format!(
                     "{} exited with status {code}",
-                    spec.scanner.as_str()
+                    spec.scanner().as_str()
                 )),
             },
             supervise::Ended::Signaled(sig) => Some(format!(
                 "{} was killed by signal {sig}",
-                spec.scanner.as_str()
+                spec.scanner().as_str()
             )),
             supervise::Ended::TimedOut => {
                 let outcome = RunOutcome {
@@ -306,17 +306,18 @@ impl Jobs {
             Ok(m) if m.is_file() => m,
             _ => {
                 let why = exit_problem
-                    .unwrap_or_else(|| format!("{} exited with status 0", spec.scanner.as_str()));
+                    .unwrap_or_else(|| format!("{} exited with status 0", spec.scanner().as_str()));
                 return (
-                    failed(format!("{why} and wrote no report ({})", spec.output_file)),
+                    failed(format!("{why} and wrote no report ({output_file})")),
                     stderr,
                 );
             }
         };
-        if let (Scanner::Zap, Some(why)) = (spec.scanner, &exit_problem) {
-            // ZAP's own failure code: its report may be empty because the scan never reached
-            // the target, and uploading it would show a clean result.
-            let why = format!("{why}: ZAP reports a failed scan; its report is not uploaded");
+        if let (Some(kept_back), Some(why)) = (
+            scanners::failed_run_report_kept_back(&spec.kind),
+            &exit_problem,
+        ) {
+            let why = format!("{why}: {kept_back}");
             self.reject_leftover(spec, &output, &why).await;
             return (failed(why), stderr);
         }
@@ -331,33 +332,34 @@ impl Jobs {
     async fn execute_gmp(
         &self,
         spec: &JobSpec,
-        settings: &gmp::OpenvasSettings,
+        job: &OpenvasJob,
         output: &Path,
         cancel: CancellationToken,
     ) -> RunOutcome {
         let t0 = std::time::Instant::now();
-        let run = gmp::GmpRun {
+        let settings = &job.settings;
+        let run = openvas::GmpRun {
             job: &spec.name,
-            targets: &spec.targets,
+            targets: &job.targets,
             settings,
             accept_partial: spec.hints.accept_partial,
         };
         tracing::info!(job = %spec.name, gvmd = %settings.endpoint, user = %settings.username, "job run starting (OpenVAS over GMP)");
         let deadline = tokio::time::Instant::now() + spec.timeout;
-        let fetched = gmp::run(&run, output, deadline, &cancel).await;
+        let fetched = openvas::run(&run, output, deadline, &cancel).await;
         let took = humantime::format_duration(Duration::from_secs(t0.elapsed().as_secs()));
         let fetched = match fetched {
             Ok(f) => f,
-            Err(gmp::Failure::Failed(detail)) => {
-                return RunOutcome {
-                    ended: Ended::Failed,
-                    detail,
-                }
-            }
-            Err(gmp::Failure::TimedOut(detail)) => {
+            Err(e @ openvas::Failure::TimedOut { .. }) => {
                 return RunOutcome {
                     ended: Ended::Timeout,
-                    detail: format!("{detail} ({})", humantime::format_duration(spec.timeout)),
+                    detail: format!("{e} ({})", humantime::format_duration(spec.timeout)),
+                }
+            }
+            Err(e) => {
+                return RunOutcome {
+                    ended: Ended::Failed,
+                    detail: e.to_string(),
                 }
             }
         };
@@ -373,20 +375,7 @@ impl Jobs {
         };
         let outcome = self.admit_output(spec, output, &meta, &took, None).await;
         if outcome.ended == Ended::Ok && settings.cleanup {
-            let cleanup = tokio::select! {
-                r = tokio::time::timeout(gmp::CLEANUP_TIMEOUT, gmp::cleanup(&run, &fetched)) => {
-                    r.unwrap_or_else(|_| Err("gvmd did not answer in time".into()))
-                }
-                _ = cancel.cancelled() => Err("the agent is stopping".into()),
-            };
-            match cleanup {
-                Ok(()) => {
-                    tracing::info!(job = %spec.name, task = %fetched.task_id, target = %fetched.target_id, "gvmd task and target deleted (cleanup)")
-                }
-                Err(e) => {
-                    tracing::warn!(job = %spec.name, error = %e, "cannot delete the gvmd task and target (cleanup); they are reused by the next run")
-                }
-            }
+            openvas::clean_up(&run, &fetched, &cancel).await;
         }
         outcome
     }
@@ -456,7 +445,7 @@ impl Jobs {
             }
             Ok(Admitted::Gone | Admitted::WouldQueue(_)) => failed(format!(
                 "its report ({}) was gone before it could be read",
-                spec.output_file
+                scanners::output_file(&spec.kind)
             )),
             Ok(Admitted::Parked { reason })
             | Ok(Admitted::NoRoom { reason })

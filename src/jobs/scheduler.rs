@@ -10,8 +10,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use super::schedule::jittered;
-use super::spec::JobSpec;
+use crate::config::schedule::jittered;
+use crate::config::JobSpec;
 
 /// Wall-clock time for the schedule.
 pub trait Clock: Send + Sync {

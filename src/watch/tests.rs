@@ -3,15 +3,11 @@
 use super::*;
 
 fn watch_settings(dir: &Path) -> WatchSettings {
-    let any = globset::GlobSetBuilder::new()
-        .add(globset::Glob::new("*").unwrap())
-        .build()
-        .unwrap();
     WatchSettings {
         path: dir.to_path_buf(),
         hints: Hints::default(),
-        include: any,
-        exclude: globset::GlobSet::empty(),
+        include: crate::config::Globs::new(&["*"]).unwrap(),
+        exclude: crate::config::Globs::default(),
         recursive: false,
     }
 }

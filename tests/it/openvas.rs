@@ -9,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hostedscan_agent::jobs::gmp::Polling;
+use hostedscan_agent::config::Polling;
 use hostedscan_agent::report::Outcome;
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ async fn setup(targets: &str, extra: &str) -> (StandIn, GmpStandIn, Home) {
 async fn once(home: &Home) -> hostedscan_agent::report::RunReport {
     let mut cfg = home.load();
     for j in &mut cfg.jobs {
-        if let Some(o) = j.openvas.as_mut() {
+        if let Some(o) = j.openvas_mut() {
             o.polling = Polling {
                 first: Duration::from_millis(10),
                 max: Duration::from_millis(40),
@@ -626,7 +626,7 @@ async fn stopping_the_daemon_stops_the_task_it_started() {
     std::fs::write(&home.config, cfg).unwrap();
     gvmd.set_run(0, End::Never);
     let mut cfg = home.load();
-    cfg.jobs[0].openvas.as_mut().unwrap().polling = Polling {
+    cfg.jobs[0].openvas_mut().unwrap().polling = Polling {
         first: Duration::from_millis(10),
         max: Duration::from_millis(40),
     };

@@ -6,7 +6,7 @@
 //! refused login (user or password file), and any GMP error with its command, status and
 //! status_text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -17,27 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
 use super::xml::{self, Element, ReadError};
-
-/// Where gvmd listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    Socket(PathBuf),
-    Tls {
-        host: String,
-        port: u16,
-        /// Extra trust for gvmd's certificate (GVM makes its own CA).
-        ca_file: Option<PathBuf>,
-    },
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Socket(p) => write!(f, "{}", p.display()),
-            Endpoint::Tls { host, port, .. } => write!(f, "{host}:{port} (TLS)"),
-        }
-    }
-}
+use crate::config::Endpoint;
 
 /// Why a GMP conversation failed.
 #[derive(Debug, thiserror::Error)]

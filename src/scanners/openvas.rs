@@ -1,8 +1,9 @@
-//! The `openvas` preset: one scan run by gvmd, driven over GMP (no gvm-tools needed). Find or
-//! create the job's target and task, start the task (or wait for a run of it already going),
-//! poll its status with a growing interval, then stream the full XML report (all results, no
-//! pagination) into the run's output file, from where it goes through admission like any
-//! other scanner's output.
+//! `scanner = "openvas"`: one scan run by gvmd, driven over GMP (`crate::gmp`; no gvm-tools
+//! needed). Find or create the job's target and task, start the task (or wait for a run of it
+//! already going), poll its status with a growing interval, then stream the full XML report
+//! (all results, no pagination) into the run's output file, from where it goes through
+//! admission like any other scanner's output; with `cleanup`, delete the task and target once
+//! the report is safe.
 //!
 //! Names in gvmd, so an admin sees what belongs to the agent and nothing piles up:
 //! the task `hostedscan-agent_<job>` (created alterable, reused run after run, so its
@@ -14,9 +15,6 @@
 //! running is waited for, not started twice), so a connection dropped in the middle of a
 //! step is retried once on a new connection; a second drop in the same step fails the run.
 
-pub mod conn;
-mod xml;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,21 +22,28 @@ use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use conn::Session;
-pub use conn::{Endpoint, GmpError};
-use xml::{escape, Element};
+use crate::config::{OpenvasJob, OpenvasSettings};
+use crate::gmp::{escape, Element, GmpError, Session};
 
-/// gvmd's "All IANA assigned TCP" port list.
-pub const DEFAULT_PORT_LIST: &str = "33d0cd82-57c6-11e1-8ed1-406186ea4fc5";
-/// gvmd's "Full and fast" scan config.
-pub const DEFAULT_SCAN_CONFIG: &str = "daba56c8-73ec-11df-a475-002264764cea";
-/// gvmd's "OpenVAS Default" scanner.
-pub const DEFAULT_SCANNER: &str = "08b69003-5fc2-4037-a479-93b440211c73";
+/// The output file's name inside the run's private directory.
+pub const OUTPUT_FILE: &str = "openvas.xml";
+
+/// No process: where the GMP conversation goes and what it scans (for `check-config`).
+pub fn summary(j: &OpenvasJob) -> String {
+    let o = &j.settings;
+    format!(
+        "GMP to gvmd at {} as {:?}, hosts {}, port list {}, scan config {}{}",
+        o.endpoint,
+        o.username,
+        j.targets.join(","),
+        o.port_list_id,
+        o.scan_config_id,
+        if o.cleanup { ", cleanup" } else { "" }
+    )
+}
+
 /// The XML report format (the one HostedScan imports).
 pub const XML_REPORT_FORMAT: &str = "a994b278-1f62-11e1-96ac-406186ea4fc5";
-/// gvmd's (and GSA's) default minimum quality of detection: results below it are hidden.
-pub const DEFAULT_MIN_QOD: u8 = 70;
-
 /// The results filter of the fetched report: every result on one page (`rows=-1`, with
 /// `ignore_pagination="1"` as well), every severity level, overrides not applied, and
 /// results of at least `min_qod` quality of detection.
@@ -52,54 +57,6 @@ pub fn report_filter(min_qod: u8) -> String {
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// Prefix of everything the agent names in gvmd.
 pub const NAME_PREFIX: &str = "hostedscan-agent_";
-
-/// An `openvas` job's GMP settings, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OpenvasSettings {
-    pub endpoint: Endpoint,
-    pub username: String,
-    /// Read at each run (so a new password needs no restart); never logged.
-    pub password_file: PathBuf,
-    pub port_list_id: String,
-    pub scan_config_id: String,
-    pub scanner_id: String,
-    /// Delete the task and target once the report is safely queued.
-    pub cleanup: bool,
-    /// Default [`DEFAULT_MIN_QOD`].
-    pub min_qod: u8,
-    /// How often the task's status is asked for (not a config key: the default suits gvmd;
-    /// tests make it faster).
-    pub polling: Polling,
-    /// The longest gvmd may take to accept a connection, or stay silent in the middle of an
-    /// answer, before the connection counts as dropped ([`DEFAULT_REPLY_TIMEOUT`]; not a
-    /// config key).
-    pub reply_timeout: Duration,
-}
-
-/// gvmd can take minutes to start sending a large report; longer silence is a hung gvmd.
-pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(600);
-
-/// How often the task's status is asked for: `first`, growing by half each time up to `max`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Polling {
-    pub first: Duration,
-    pub max: Duration,
-}
-
-impl Default for Polling {
-    fn default() -> Polling {
-        Polling {
-            first: Duration::from_secs(2),
-            max: Duration::from_secs(60),
-        }
-    }
-}
-
-impl Polling {
-    fn next(&self, now: Duration) -> Duration {
-        (now + now / 2).min(self.max).max(self.first.min(self.max))
-    }
-}
 
 /// One openvas run's input.
 pub struct GmpRun<'a> {
@@ -122,12 +79,46 @@ pub struct Fetched {
 }
 
 /// How a run failed.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Failure {
-    /// With the reason.
-    Failed(String),
-    /// The job's timeout came first; the task was stopped.
-    TimedOut(String),
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Gmp(#[from] GmpError),
+    /// The agent stopped during the run (at `stage`); `note` says what became of the task.
+    #[error("the agent stopped {stage}{note}")]
+    Stopped { stage: &'static str, note: String },
+    /// The job's timeout came first (at `stage`); the task was stopped.
+    #[error("the job's timeout came {stage}{note}")]
+    TimedOut { stage: &'static str, note: String },
+}
+
+/// Why the gvmd user's password cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordError {
+    #[error("cannot read gmp_password_file {}: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("gmp_password_file {}: the password holds a control character (gvmd would refuse it)", path.display())]
+    ControlCharacter { path: PathBuf },
+    #[error("gmp_password_file {} is empty: put the gvmd user's password on its first line", path.display())]
+    Empty { path: PathBuf },
+}
+
+/// Why `cleanup` did not delete the task and target.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error(transparent)]
+    Password(#[from] PasswordError),
+    #[error(transparent)]
+    Gmp(#[from] GmpError),
+    #[error("gvmd did not answer in time")]
+    TimedOut,
+    #[error("the agent is stopping")]
+    Stopping,
 }
 
 /// What gvmd's task statuses mean here.
@@ -226,21 +217,18 @@ pub fn task_name(job: &str) -> String {
 }
 
 /// The password: the file's first line.
-fn read_password(path: &Path) -> Result<String, String> {
-    let s = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read gmp_password_file {}: {e}", path.display()))?;
+fn read_password(path: &Path) -> Result<String, PasswordError> {
+    let path_buf = || path.to_path_buf();
+    let s = std::fs::read_to_string(path).map_err(|source| PasswordError::Unreadable {
+        path: path_buf(),
+        source,
+    })?;
     let pw = s.lines().next().unwrap_or_default().to_string();
     if pw.chars().any(char::is_control) {
-        return Err(format!(
-            "gmp_password_file {}: the password holds a control character (gvmd would refuse it)",
-            path.display()
-        ));
+        return Err(PasswordError::ControlCharacter { path: path_buf() });
     }
     if pw.is_empty() {
-        return Err(format!(
-            "gmp_password_file {} is empty: put the gvmd user's password on its first line",
-            path.display()
-        ));
+        return Err(PasswordError::Empty { path: path_buf() });
     }
     Ok(pw)
 }
@@ -588,7 +576,7 @@ pub async fn run(
     deadline: Instant,
     cancel: &CancellationToken,
 ) -> Result<Fetched, Failure> {
-    let password = read_password(&run.settings.password_file).map_err(Failure::Failed)?;
+    let password = read_password(&run.settings.password_file)?;
     let mut c = Conversation {
         run,
         password,
@@ -619,7 +607,7 @@ pub async fn run(
     };
     let bytes = match result {
         Some(Ok(bytes)) => bytes,
-        Some(Err(e)) => return Err(Failure::Failed(e.to_string())),
+        Some(Err(e)) => return Err(e.into()),
         None => {
             // Time is up, or the agent is stopping: a task still running is stopped.
             let stopping = cancel.is_cancelled();
@@ -642,9 +630,9 @@ pub async fn run(
                 (Some(_), true, Some(_)) => "while fetching the finished task's report",
             };
             return Err(if stopping {
-                Failure::Failed(format!("the agent stopped {stage}{note}"))
+                Failure::Stopped { stage, note }
             } else {
-                Failure::TimedOut(format!("the job's timeout came {stage}{note}"))
+                Failure::TimedOut { stage, note }
             });
         }
     };
@@ -658,7 +646,7 @@ pub async fn run(
 }
 
 /// `cleanup = true`: deletes the run's task (with its reports, now uploaded) and target.
-pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), String> {
+pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), CleanupError> {
     let password = read_password(&run.settings.password_file)?;
     let mut c = Conversation {
         run,
@@ -687,14 +675,34 @@ pub async fn cleanup(run: &GmpRun<'_>, fetched: &Fetched) -> Result<(), String> 
         if r.as_ref().is_err_and(|e| e.is_dropped()) {
             r = c.call(command, &xml).await;
         }
-        r.map_err(|e| e.to_string())?;
+        r?;
     }
     Ok(())
+}
+
+/// `cleanup = true`, once the report is safe: [`cleanup`] within [`CLEANUP_TIMEOUT`] unless
+/// the agent stops, logged either way (a task and target left behind are reused next run).
+pub async fn clean_up(run: &GmpRun<'_>, fetched: &Fetched, cancel: &CancellationToken) {
+    let cleanup = tokio::select! {
+        r = tokio::time::timeout(CLEANUP_TIMEOUT, cleanup(run, fetched)) => {
+            r.unwrap_or(Err(CleanupError::TimedOut))
+        }
+        _ = cancel.cancelled() => Err(CleanupError::Stopping),
+    };
+    match cleanup {
+        Ok(()) => {
+            tracing::info!(job = %run.job, task = %fetched.task_id, target = %fetched.target_id, "gvmd task and target deleted (cleanup)")
+        }
+        Err(e) => {
+            tracing::warn!(job = %run.job, error = %e, "cannot delete the gvmd task and target (cleanup); they are reused by the next run")
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::job::DEFAULT_PORT_LIST;
 
     #[test]
     fn the_target_name_follows_hosts_and_port_list() {
@@ -714,17 +722,6 @@ mod tests {
                 "4a4717fe-57d2-11e1-9a26-406186ea4fc5"
             )
         );
-    }
-
-    #[test]
-    fn polling_grows_by_half_up_to_the_maximum() {
-        let p = Polling {
-            first: Duration::from_secs(4),
-            max: Duration::from_secs(10),
-        };
-        assert_eq!(p.next(Duration::from_secs(4)), Duration::from_secs(6));
-        assert_eq!(p.next(Duration::from_secs(6)), Duration::from_secs(9));
-        assert_eq!(p.next(Duration::from_secs(9)), Duration::from_secs(10));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! When a job runs: its `schedule` (crontab text, read by `super::crontab`) in its `timezone`,
+//! When a job runs: its `schedule` (crontab text, read by `crontab`) in its `timezone`,
 //! the next fire time after a moment, whether a run was missed while the agent was down
 //! (`catch_up`), and the random delay (`jitter`) added to each start.
 //!
@@ -10,13 +10,13 @@
 //! - a time that exists twice (clocks go back) fires at its first occurrence only, so a schedule
 //!   that fires more often than hourly pauses during the repeated hour.
 
+mod crontab;
+
 use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
-
-use super::crontab;
 
 /// Why a schedule or time zone cannot be used. The messages quote what was written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +116,15 @@ pub struct Schedule {
     /// are both restricted; see `crontab::translate`).
     parts: Vec<cron::Schedule>,
 }
+
+/// Equal when written alike: `parts` are made from `expr` alone.
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Schedule) -> bool {
+        self.expr == other.expr && self.zone == other.zone
+    }
+}
+
+impl Eq for Schedule {}
 
 impl Schedule {
     /// Read a schedule as the config writes it: five crontab fields, six or seven with seconds

@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use super::schedule::ScheduleError;
+use super::ScheduleError;
 
 /// The fields of a full expression in the crate's order, with the values each one takes.
 const FIELDS: [(&str, &str); 7] = [

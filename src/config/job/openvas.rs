@@ -1,16 +1,128 @@
-//! The GMP keys of an `openvas` job checked and turned into [`OpenvasSettings`]: where gvmd
-//! listens (its socket, or TLS to `gmp_host`), who logs in (the user, and a password file
-//! other users cannot read), and the gvmd objects the scan uses (UUIDs, with gvmd's defaults).
+//! `scanner = "openvas"`: the GMP keys of an openvas job checked and turned into
+//! [`OpenvasSettings`]: where gvmd listens (its socket, or TLS to `gmp_host`), who logs in (the
+//! user, and a password file other users cannot read), and the gvmd objects the scan uses
+//! (UUIDs, with gvmd's defaults). The types are the config's; `crate::gmp` connects with them
+//! and `crate::scanners::openvas` runs the scan.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::raw::RawJob;
-use super::{absolute, Checker};
-use crate::jobs::gmp::{self, Endpoint, OpenvasSettings};
-use crate::jobs::spec;
+use super::super::{absolute, secret};
+use super::{JobCheck, OpenvasJob, ScannerJob, TargetKind, Targets};
+use crate::validate::ScanType;
 
+/// The scanner-specific keys an openvas job takes.
+pub const KEYS: &[&str] = &[
+    "targets",
+    "gmp_socket",
+    "gmp_host",
+    "gmp_port",
+    "gmp_username",
+    "gmp_password_file",
+    "port_list_id",
+    "scan_config_id",
+    "scanner_id",
+    "gmp_ca_file",
+    "min_qod",
+    "cleanup",
+];
+pub const DEFAULT_SCAN_TYPE: Option<ScanType> = Some(ScanType::Openvas);
+pub const SCAN_TYPES: &[ScanType] = &[ScanType::Openvas];
+/// Checked further by `check_gvmd_host`: gvmd's host syntax is narrower than nmap's.
+pub const TARGET_KIND: TargetKind = TargetKind::Network;
+pub const INSTALL_HINT: &str = "install Greenbone/gvmd";
+
+/// gvmd's socket when `gmp_socket` is not set.
+pub const DEFAULT_GMP_SOCKET: &str = "/run/gvmd/gvmd.sock";
 /// gvmd's TLS port when `gmp_host` is set without `gmp_port`.
 pub const DEFAULT_GMP_PORT: u16 = 9390;
+/// gvmd's "All IANA assigned TCP" port list.
+pub const DEFAULT_PORT_LIST: &str = "33d0cd82-57c6-11e1-8ed1-406186ea4fc5";
+/// gvmd's "Full and fast" scan config.
+pub const DEFAULT_SCAN_CONFIG: &str = "daba56c8-73ec-11df-a475-002264764cea";
+/// gvmd's "OpenVAS Default" scanner.
+pub const DEFAULT_SCANNER: &str = "08b69003-5fc2-4037-a479-93b440211c73";
+/// gvmd's (and GSA's) default minimum quality of detection: results below it are hidden.
+pub const DEFAULT_MIN_QOD: u8 = 70;
+/// gvmd can take minutes to start sending a large report; longer silence is a hung gvmd.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Where gvmd listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    Socket(PathBuf),
+    Tls {
+        host: String,
+        port: u16,
+        /// Extra trust for gvmd's certificate (GVM makes its own CA).
+        ca_file: Option<PathBuf>,
+    },
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Socket(p) => write!(f, "{}", p.display()),
+            Endpoint::Tls { host, port, .. } => write!(f, "{host}:{port} (TLS)"),
+        }
+    }
+}
+
+/// An `openvas` job's GMP settings, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenvasSettings {
+    pub endpoint: Endpoint,
+    pub username: String,
+    /// Read at each run (so a new password needs no restart); never logged.
+    pub password_file: PathBuf,
+    pub port_list_id: String,
+    pub scan_config_id: String,
+    pub scanner_id: String,
+    /// Delete the task and target once the report is safely queued.
+    pub cleanup: bool,
+    /// Default [`DEFAULT_MIN_QOD`].
+    pub min_qod: u8,
+    /// How often the task's status is asked for (not a config key: the default suits gvmd;
+    /// tests make it faster).
+    pub polling: Polling,
+    /// The longest gvmd may take to accept a connection, or stay silent in the middle of an
+    /// answer, before the connection counts as dropped ([`DEFAULT_REPLY_TIMEOUT`]; not a
+    /// config key).
+    pub reply_timeout: Duration,
+}
+
+/// How often the task's status is asked for: `first`, growing by half each time up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polling {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Polling {
+    fn default() -> Polling {
+        Polling {
+            first: Duration::from_secs(2),
+            max: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Polling {
+    /// The interval after one of `now`.
+    pub fn next(&self, now: Duration) -> Duration {
+        (now + now / 2).min(self.max).max(self.first.min(self.max))
+    }
+}
+
+pub(super) fn check(c: &mut JobCheck<'_>) -> Option<ScannerJob> {
+    let targets = c.targets(true, super::target::check_gvmd_host);
+    let key = |k: &str| format!("job[{}].{k}", c.i);
+    let settings = settings(c.j, &key, c.c, c.warnings)?;
+    Some(ScannerJob::Openvas(OpenvasJob {
+        targets: Targets::new(targets)?,
+        settings,
+    }))
+}
 
 /// Whether `s` is shaped like the UUIDs gvmd gives its objects.
 fn is_uuid(s: &str) -> bool {
@@ -23,10 +135,10 @@ fn is_uuid(s: &str) -> bool {
 }
 
 /// The settings of job `j` (`key` names its keys), or `None` with the problems in `c`.
-pub fn settings(
-    j: &RawJob,
+fn settings(
+    j: &super::super::raw::RawJob,
     key: &dyn Fn(&str) -> String,
-    c: &mut Checker,
+    c: &mut super::super::Checker,
     warnings: &mut Vec<String>,
 ) -> Option<OpenvasSettings> {
     let before = c.problems.len();
@@ -80,7 +192,7 @@ pub fn settings(
             if j.gmp_ca_file.is_some() {
                 c.push(key("gmp_ca_file"), "is for gvmd over TLS: set gmp_host too");
             }
-            let path = absolute(socket.as_deref().unwrap_or(spec::DEFAULT_GMP_SOCKET));
+            let path = absolute(socket.as_deref().unwrap_or(DEFAULT_GMP_SOCKET));
             if let Some(w) = socket_warning(&path) {
                 warnings.push(format!("job {:?}: {w}", j.name));
             }
@@ -108,7 +220,7 @@ pub fn settings(
         }
         Some(f) => {
             let p: PathBuf = absolute(f);
-            if let Err(e) = super::secret::check_private_file(&p) {
+            if let Err(e) = secret::check_private_file(&p) {
                 c.push(key("gmp_password_file"), e);
             }
             Some(p)
@@ -128,15 +240,11 @@ pub fn settings(
             None => default.to_string(),
         }
     };
-    let port_list_id = id("port_list_id", &j.port_list_id, gmp::DEFAULT_PORT_LIST);
-    let scan_config_id = id(
-        "scan_config_id",
-        &j.scan_config_id,
-        gmp::DEFAULT_SCAN_CONFIG,
-    );
-    let scanner_id = id("scanner_id", &j.scanner_id, gmp::DEFAULT_SCANNER);
+    let port_list_id = id("port_list_id", &j.port_list_id, DEFAULT_PORT_LIST);
+    let scan_config_id = id("scan_config_id", &j.scan_config_id, DEFAULT_SCAN_CONFIG);
+    let scanner_id = id("scanner_id", &j.scanner_id, DEFAULT_SCANNER);
     let min_qod = match j.min_qod {
-        None => gmp::DEFAULT_MIN_QOD,
+        None => DEFAULT_MIN_QOD,
         Some(q) => u8::try_from(q)
             .ok()
             .filter(|q| *q <= 100)
@@ -145,7 +253,7 @@ pub fn settings(
                     key("min_qod"),
                     format!("{q} is not a quality of detection: use 0 to 100"),
                 );
-                gmp::DEFAULT_MIN_QOD
+                DEFAULT_MIN_QOD
             }),
     };
     if c.problems.len() > before {
@@ -160,8 +268,8 @@ pub fn settings(
         scanner_id,
         cleanup: j.cleanup.unwrap_or(false),
         min_qod,
-        polling: gmp::Polling::default(),
-        reply_timeout: gmp::DEFAULT_REPLY_TIMEOUT,
+        polling: Polling::default(),
+        reply_timeout: DEFAULT_REPLY_TIMEOUT,
     })
 }
 
@@ -189,8 +297,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn polling_grows_by_half_up_to_the_maximum() {
+        let p = Polling {
+            first: Duration::from_secs(4),
+            max: Duration::from_secs(10),
+        };
+        assert_eq!(p.next(Duration::from_secs(4)), Duration::from_secs(6));
+        assert_eq!(p.next(Duration::from_secs(6)), Duration::from_secs(9));
+        assert_eq!(p.next(Duration::from_secs(9)), Duration::from_secs(10));
+    }
+
+    #[test]
     fn uuids() {
-        assert!(is_uuid(gmp::DEFAULT_PORT_LIST));
+        assert!(is_uuid(DEFAULT_PORT_LIST));
         assert!(is_uuid("DABA56C8-73EC-11DF-A475-002264764CEA"));
         assert!(!is_uuid("daba56c8-73ec-11df-a475"));
         assert!(!is_uuid("Full and fast"));
