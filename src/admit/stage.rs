@@ -1,5 +1,6 @@
 //! The admission stage: the one way a file enters the agent's custody, for the watch
-//! directories, job runs and `--dry-run` alike. It reads a few files at a time on blocking
+//! directories, job runs and `--dry-run` alike (and for what `requeue` puts back into a watch
+//! directory). It reads a few files at a time on blocking
 //! threads (see [`Admitter::admit`]), logs and records each outcome once, hands queued entries
 //! on to the uploader, and tells the watcher what to do with each path next ([`Feedback`]).
 
@@ -9,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::{Admitted, Admitter, Fingerprint, Settled};
 use crate::report::{one_line, Outcome, RunReport};
@@ -109,7 +111,7 @@ impl Admission {
     /// A queued entry goes to the uploader, raced against `stop`: during an outage the uploader
     /// may not take more, and the entry is safe in `queue/`, where its rescan (or the next
     /// start) finds it. Returns whether the uploader took it.
-    pub async fn hand_on(&self, entry: QueuedEntry, stop: &Shutdown) -> bool {
+    pub async fn hand_on(&self, entry: QueuedEntry, stop: &CancellationToken) -> bool {
         let Some(uploads) = &self.uploads else {
             return false;
         };
@@ -117,7 +119,7 @@ impl Admission {
         let file = entry.meta.file.file_name.clone();
         let sent = tokio::select! {
             r = uploads.send(entry) => r.is_ok(),
-            _ = stop.stopping() => false,
+            _ = stop.cancelled() => false,
         };
         if !sent && self.once {
             self.report.push(Outcome::Pending {
@@ -230,7 +232,7 @@ impl Admission {
         match result {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.file.scan_type, format = %entry.meta.file.format, bytes = entry.meta.file.size, sha256 = %entry.meta.file.sha256, "admitted");
-                self.hand_on(*entry, stop).await;
+                self.hand_on(*entry, stop.stop_token()).await;
                 done_with_it()
             }
             Admitted::WouldQueue(a) => {

@@ -73,11 +73,14 @@ impl Daemon {
             cfg.agent.rescan_interval,
             false,
         ));
-        let admit = tokio::spawn(admission.run(settled_rx, Some(fb_tx), shutdown.clone()));
+        let admit = tokio::spawn(
+            admission
+                .clone()
+                .run(settled_rx, Some(fb_tx), shutdown.clone()),
+        );
         let jobs = Arc::new(Jobs::new(
             cfg.jobs.clone(),
-            self.parts.admitter.clone(),
-            self.uploads.clone(),
+            admission,
             self.parts.spool.layout.tmp.clone(),
             cfg.agent.state_dir.clone(),
             self.jobs_shared.clone(),

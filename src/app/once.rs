@@ -32,10 +32,17 @@ pub async fn run_once(
     let shutdown = Shutdown::new(shutdown, GRACE);
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (up_tx, up_rx) = mpsc::channel(64);
-    let jobs = Arc::new(Jobs::new(
-        cfg.jobs.clone(),
+    let admission = Arc::new(Admission::new(
         parts.admitter.clone(),
         up_tx.clone(),
+        report.clone(),
+        parts.uploader.status.clone(),
+        cfg.agent.rescan_interval,
+        true,
+    ));
+    let jobs = Arc::new(Jobs::new(
+        cfg.jobs.clone(),
+        admission.clone(),
         parts.spool.layout.tmp.clone(),
         cfg.agent.state_dir.clone(),
         JobsShared::new(&cfg.agent.state_dir, cfg.agent.max_concurrent_jobs),
@@ -82,14 +89,6 @@ pub async fn run_once(
             .clone()
             .run(parts.initial, up_rx, uploads_stop),
     );
-    let admission = Arc::new(Admission::new(
-        parts.admitter.clone(),
-        up_tx,
-        report.clone(),
-        parts.uploader.status.clone(),
-        cfg.agent.rescan_interval,
-        true,
-    ));
     let admit_task = tokio::spawn(admission.run(settled_rx, None, shutdown.clone()));
     let watcher = Watcher::new(&cfg.watches, cfg.agent.settle, cfg.agent.rescan_interval);
     let left_behind = tokio::select! {

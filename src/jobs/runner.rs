@@ -9,16 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::history::{JobHistory, Outcome as Ended};
 use super::supervise::{self, RunRequest};
-use crate::admit::{Admitted, Admitter, Fingerprint, Settled};
+use crate::admit::{Admission, Admitted, Fingerprint, Settled};
 use crate::config::{JobSpec, OpenvasJob};
 use crate::report::{Outcome, RunReport};
 use crate::scanners::{self, openvas, ExitMeaning, Launch};
-use crate::spool::QueuedEntry;
 use crate::untrusted::{RelPath, Root};
 
 /// How long a scanner gets between SIGTERM and SIGKILL.
@@ -77,8 +76,9 @@ impl JobsShared {
 /// Everything a job run needs, shared by every run of one configuration.
 pub struct Jobs {
     specs: Vec<Arc<JobSpec>>,
-    admitter: Arc<Admitter>,
-    uploads: mpsc::Sender<QueuedEntry>,
+    /// The admission stage the watch directories use too: a run's report is admitted, logged
+    /// and handed to the uploader the same way.
+    admission: Arc<Admission>,
     /// Where the private run directories go (the spool's `tmp/`, on the state directory's
     /// file system, so a rejected output is moved, not copied).
     tmp_root: PathBuf,
@@ -91,8 +91,7 @@ pub struct Jobs {
 impl Jobs {
     pub fn new(
         specs: Vec<JobSpec>,
-        admitter: Arc<Admitter>,
-        uploads: mpsc::Sender<QueuedEntry>,
+        admission: Arc<Admission>,
         tmp_root: PathBuf,
         state_dir: PathBuf,
         shared: Arc<JobsShared>,
@@ -100,8 +99,7 @@ impl Jobs {
     ) -> Jobs {
         Jobs {
             specs: specs.into_iter().map(Arc::new).collect(),
-            admitter,
-            uploads,
+            admission,
             tmp_root,
             state_dir,
             shared,
@@ -263,7 +261,7 @@ impl Jobs {
                 timeout: spec.timeout,
                 kill_grace: self.kill_grace,
             },
-            cancel,
+            cancel.clone(),
         )
         .await;
         let stderr = result.stderr_tail;
@@ -322,7 +320,7 @@ impl Jobs {
             return (failed(why), stderr);
         }
         let outcome = self
-            .admit_output(spec, &output, &meta, &took, exit_problem)
+            .admit_output(spec, &output, &meta, &took, exit_problem, &cancel)
             .await;
         (outcome, stderr)
     }
@@ -373,7 +371,9 @@ impl Jobs {
                 }
             }
         };
-        let outcome = self.admit_output(spec, output, &meta, &took, None).await;
+        let outcome = self
+            .admit_output(spec, output, &meta, &took, None, &cancel)
+            .await;
         if outcome.ended == Ended::Ok && settings.cleanup {
             openvas::clean_up(&run, &fetched, &cancel).await;
         }
@@ -388,6 +388,7 @@ impl Jobs {
         meta: &std::fs::Metadata,
         took: &humantime::FormattedDuration,
         exit_problem: Option<String>,
+        cancel: &CancellationToken,
     ) -> RunOutcome {
         let failed = |detail: String| RunOutcome {
             ended: Ended::Failed,
@@ -405,11 +406,8 @@ impl Jobs {
             Arc::new(spec.hints.clone()),
             Fingerprint::of(meta),
         );
-        let admitter = self.admitter.clone();
-        let admitted = tokio::task::spawn_blocking(move || admitter.admit(&settled)).await;
-        match admitted {
-            Ok(Admitted::Queued(entry)) => {
-                self.report.admitted(entry.meta.file.scan_type);
+        match self.admission.admit(&settled).await {
+            Admitted::Queued(entry) => {
                 let detail = format!(
                     "{} report queued ({}, {}, in {took})",
                     entry.meta.file.scan_type.as_str(),
@@ -419,21 +417,16 @@ impl Jobs {
                 if let Some(p) = &exit_problem {
                     tracing::warn!(job = %spec.name, "{p}, but its report is valid; uploading it");
                 }
-                let file = entry.meta.file.file_name.clone();
-                if self.uploads.send(*entry).await.is_err() {
+                if !self.admission.hand_on(*entry, cancel).await {
                     tracing::info!(job = %spec.name, "the uploader has stopped; the report waits in queue/ for the next start");
-                    self.report.push(Outcome::Pending {
-                        file,
-                        reason: "queued; not uploaded before the pass ended".into(),
-                    });
                 }
                 RunOutcome { ended: Ended::Ok, detail }
             }
-            Ok(Admitted::Duplicate { .. }) => RunOutcome {
+            Admitted::Duplicate { .. } => RunOutcome {
                 ended: Ended::Ok,
                 detail: format!("the report is the same as one already uploaded or queued; not sent again (in {took})"),
             },
-            Ok(Admitted::Rejected { reason, moved_to }) => {
+            Admitted::Rejected { reason, moved_to } => {
                 self.report.job_output_rejected();
                 failed(format!(
                     "{}its report is not valid: {reason}{}",
@@ -443,18 +436,17 @@ impl Jobs {
                         .unwrap_or_default()
                 ))
             }
-            Ok(Admitted::Gone | Admitted::WouldQueue(_)) => failed(format!(
+            Admitted::Gone | Admitted::WouldQueue(_) => failed(format!(
                 "its report ({}) was gone before it could be read",
                 scanners::output_file(&spec.kind)
             )),
-            Ok(Admitted::Parked { reason })
-            | Ok(Admitted::NoRoom { reason })
-            | Ok(Admitted::NotYet { reason, .. }) => {
+            Admitted::Parked { reason }
+            | Admitted::NoRoom { reason }
+            | Admitted::NotYet { reason, .. } => {
                 // Keep the output for a person rather than lose it with the run directory.
                 self.reject_leftover(spec, output, &reason).await;
                 failed(format!("its report could not be admitted: {reason}"))
             }
-            Err(e) => failed(format!("admission failed unexpectedly: {e}")),
         }
     }
 
@@ -467,7 +459,7 @@ impl Jobs {
         if !meta.is_file() {
             return;
         }
-        let admitter = self.admitter.clone();
+        let admitter = self.admission.admitter().clone();
         let (output, reason, job) = (output.to_path_buf(), reason.to_string(), spec.name.clone());
         let moved = tokio::task::spawn_blocking(move || {
             let (root, rel) = run_dir_root(&output)
