@@ -74,6 +74,7 @@ struct State {
     keep_bytes: bool,
 }
 
+/// What the [`StandIn`] handle, the accept loop and every connection share.
 struct Inner {
     state: Mutex<State>,
     /// Woken on every accepted upload, every request received and every answer sent.

@@ -91,6 +91,7 @@ impl StandIn {
     }
 }
 
+/// The `file` field of an upload, as it streamed in.
 struct ReceivedFile {
     file_name: Option<String>,
     content_type: Option<String>,

@@ -257,7 +257,7 @@ fn take_raw(tee: &mut Tee, start: u64, end: u64) -> String {
     raw
 }
 
-/// A writer that fails once `left` bytes have gone through (for [`GmpStandIn::cut_next`]).
+/// A writer that fails once `left` bytes have gone through (for [`super::GmpStandIn::cut_next`]).
 struct Limited<'a> {
     w: &'a mut OwnedWriteHalf,
     left: usize,

@@ -120,6 +120,7 @@ const CONFIGS: [(&str, &str); 1] = [(CONFIG_FULL_AND_FAST, "Full and fast")];
 /// (id, name, gvmd scanner type: 2 = OpenVAS).
 const SCANNERS: [(&str, &str, u8); 1] = [(SCANNER_OPENVAS, "OpenVAS Default", 2)];
 
+/// Everything the stand-in knows and is scripted to do, behind one mutex (see [`lock`]).
 struct State {
     user: String,
     password: String,
@@ -145,6 +146,7 @@ struct State {
     deleted: Vec<String>,
 }
 
+/// What the accept loop and every connection share.
 struct Shared {
     state: Mutex<State>,
     conns: Mutex<Vec<AbortHandle>>,

@@ -16,6 +16,7 @@ use super::{esc, now, GmpStandIn, State, DEFAULT_USER, GMP_VERSION, REPORT_FORMA
 /// How much report text is gathered before each write to the socket.
 const CHUNK: usize = 64 * 1024;
 
+/// A report: one task run; its results are generated when it is written (see [`write_report`]).
 #[derive(Clone, Debug)]
 pub(super) struct Report {
     pub(super) id: String,
@@ -65,6 +66,7 @@ impl State {
     }
 }
 
+/// A get_reports answer, planned under the state lock so that it can be written outside it.
 pub(super) struct ReportsJob {
     /// Everything before the first report.
     head: String,
@@ -73,6 +75,7 @@ pub(super) struct ReportsJob {
     tail: String,
 }
 
+/// One report of a [`ReportsJob`]: what is needed of the state to write it.
 struct ReportPlan {
     report: Report,
     task_name: String,
@@ -299,6 +302,7 @@ async fn write_report<W: AsyncWrite + Unpin>(
     spill(w, out).await
 }
 
+/// A vulnerability the generated results cycle through.
 struct Finding {
     name: &'static str,
     port: &'static str,

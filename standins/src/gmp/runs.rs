@@ -16,6 +16,7 @@ pub enum End {
     Never,
 }
 
+/// gvmd's task status (also a report's `scan_run_status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Status {
     New,

@@ -21,6 +21,7 @@ pub struct TargetRec {
     pub in_trash: bool,
 }
 
+/// A target with everything get_targets shows ([`TargetRec`] is what tests see).
 #[derive(Clone, Debug)]
 pub(super) struct Target {
     pub(super) id: String,

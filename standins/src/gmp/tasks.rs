@@ -30,6 +30,7 @@ pub struct TaskRec {
     pub in_trash: bool,
 }
 
+/// A task with everything get_tasks shows and its scripted run ([`TaskRec`] is what tests see).
 #[derive(Clone, Debug)]
 pub(super) struct Task {
     pub(super) id: String,
