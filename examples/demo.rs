@@ -8,14 +8,12 @@
 //! runs one pass of the real agent (`--once`), and prints what was uploaded, what was rejected
 //! and why, and where every file ended up.
 
-#[path = "../tests/support/standin.rs"]
-mod standin;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use hostedscan_agent::config::{Config, Env};
+use hostedscan_standins::api::StandIn;
 use tokio_util::sync::CancellationToken;
 
 const KEY: &str = "demo-key";
@@ -44,7 +42,7 @@ async fn main() {
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let fixture = |n: &str| std::fs::read(fixtures.join(n)).unwrap();
 
-    let api = standin::StandIn::start_with_key(KEY).await;
+    let api = StandIn::start_with_key(KEY).await;
     let home = tempfile::tempdir().unwrap();
     let inbox = home.path().join("inbox");
     let state = home.path().join("state");

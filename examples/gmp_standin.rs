@@ -5,13 +5,12 @@
 //! Listens on DIR/gvmd.sock; the login is "admin" with the password "secret". Each started
 //! task runs for two status polls and ends Done, with RESULTS results (default 3) of about
 //! PADDING extra bytes each (default 0), streamed as gvmd would. Every command is printed.
-//! See tests/support/gmp.rs for what it follows of gvmd.
-
-#[path = "../tests/support/gmp.rs"]
-mod gmp;
+//! See standins/src/gmp/mod.rs for what it follows of gvmd.
 
 use std::path::PathBuf;
 use std::time::Duration;
+
+use hostedscan_standins::gmp;
 
 #[tokio::main]
 async fn main() {

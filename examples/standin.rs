@@ -22,12 +22,9 @@
 //! A request line reads `POST /v1/results -> 503 (injected Status(503))`, `-> no answer (injected
 //! DropConnection)`, or `-> 503 (outage)`.
 
-#[path = "../tests/support/standin.rs"]
-mod standin;
-
 use std::time::Duration;
 
-use standin::{Endpoint, Fault, Outage, RandomFaults};
+use hostedscan_standins::api::{Endpoint, Fault, Outage, RandomFaults, RequestRecord, StandIn};
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -72,7 +69,7 @@ fn random_faults() -> Option<RandomFaults> {
     Some(faults)
 }
 
-fn describe(r: &standin::RequestRecord, outage: Option<&Outage>) -> String {
+fn describe(r: &RequestRecord, outage: Option<&Outage>) -> String {
     let answer = match r.status {
         0 => "no answer".to_string(),
         s => s.to_string(),
@@ -91,7 +88,7 @@ async fn main() {
     let port: u16 = args.first().and_then(|p| p.parse().ok()).unwrap_or(8080);
     let key = args.get(1).cloned().unwrap_or_else(|| "test-key".into());
     let random = random_faults();
-    let api = standin::StandIn::start_on(port, &key).await;
+    let api = StandIn::start_on(port, &key).await;
     // Benchmarks send gigabytes: keep only sizes and hashes then.
     if std::env::var("STANDIN_KEEP_BYTES").as_deref() == Ok("0") {
         api.set_keep_bytes(false);

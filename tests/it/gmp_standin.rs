@@ -1,4 +1,4 @@
-//! Self-tests of the GMP stand-in (tests/support/gmp.rs): raw GMP over its Unix socket, checking
+//! Self-tests of the GMP stand-in (standins/src/gmp/): raw GMP over its Unix socket, checking
 //! that it answers as gvmd does, so tests of the agent's GMP client can trust it.
 
 use std::path::Path;
@@ -8,7 +8,7 @@ use quick_xml::events::Event;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 
-use crate::gmp::*;
+use hostedscan_standins::gmp::*;
 
 /// A raw GMP connection: write a command, read one response element.
 struct Raw {

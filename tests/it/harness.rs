@@ -12,7 +12,7 @@ use hostedscan_agent::config::{Config, Env};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use crate::standin::{Endpoint, Fault, Outage, RandomFaults, StandIn};
+pub use hostedscan_standins::api::{Endpoint, Fault, Outage, RandomFaults, StandIn};
 
 pub const KEY: &str = "test-key";
 

@@ -1,11 +1,6 @@
 //! Integration tests: the real agent (in-process and as the built binary) against a HostedScan
 //! stand-in on 127.0.0.1. One test binary; each module is one area of the contract.
 
-#[path = "../support/gmp.rs"]
-mod gmp;
-#[path = "../support/standin.rs"]
-mod standin;
-
 mod harness;
 mod hostile;
 

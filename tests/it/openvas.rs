@@ -13,7 +13,8 @@ use hostedscan_agent::config::Polling;
 use hostedscan_agent::report::Outcome;
 use tokio_util::sync::CancellationToken;
 
-use crate::gmp::{End, GmpStandIn};
+use hostedscan_standins::gmp::{End, GmpStandIn};
+
 use crate::harness::*;
 
 const PASSWORD: &str = "secret";
