@@ -19,7 +19,7 @@ use super::settled::{Fingerprint, Settled};
 use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Validated};
-use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, Sha256, Spool};
+use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{Format, RejectKind, Report};
 
@@ -369,7 +369,7 @@ impl Admitter {
                 let record = self.record(
                     s,
                     &rej.reason,
-                    rej.kind.as_str(),
+                    RejectedFor::Invalid(rej.kind),
                     rej.format,
                     rej.warnings.clone(),
                     Some(file.len()),
@@ -435,7 +435,7 @@ impl Admitter {
         let record = self.record(
             s,
             &reason,
-            "too_large",
+            RejectedFor::TooLarge,
             Format::Unknown,
             vec![],
             Some(file.len()),
@@ -555,7 +555,7 @@ impl Admitter {
         let record = RejectRecord {
             file: file.path().to_path_buf(),
             reason: reason.to_string(),
-            kind: "job_failed".into(),
+            kind: RejectedFor::JobFailed,
             format: Format::Unknown,
             at: now_rfc3339(),
             warnings: vec![],
@@ -573,7 +573,7 @@ impl Admitter {
         &self,
         s: &Settled,
         reason: &str,
-        kind: &str,
+        kind: RejectedFor,
         format: Format,
         warnings: Vec<String>,
         size: Option<u64>,
@@ -582,7 +582,7 @@ impl Admitter {
         RejectRecord {
             file: s.path.clone(),
             reason: reason.to_string(),
-            kind: kind.to_string(),
+            kind,
             format,
             at: now_rfc3339(),
             warnings,

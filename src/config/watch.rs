@@ -10,7 +10,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use super::{absolute, raw, Checker};
 use crate::validate::Hints;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatchSettings {
     pub path: PathBuf,
     pub hints: Hints,
@@ -38,18 +38,6 @@ pub fn is_temporary_name(name: &str) -> bool {
             .iter()
             .any(|s| name.len() > s.len() && name.to_ascii_lowercase().ends_with(s))
 }
-
-impl PartialEq for WatchSettings {
-    fn eq(&self, other: &WatchSettings) -> bool {
-        self.path == other.path
-            && super::job::same_hints(&self.hints, &other.hints)
-            && self.include == other.include
-            && self.exclude == other.exclude
-            && self.recursive == other.recursive
-    }
-}
-
-impl Eq for WatchSettings {}
 
 /// A set of globs, with the patterns it was built from (for equality: a `GlobSet` has none).
 #[derive(Debug, Clone, Default)]

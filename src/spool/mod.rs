@@ -8,6 +8,7 @@ pub mod fsutil;
 pub mod ledger;
 pub mod prune;
 pub mod queue;
+pub mod rejected_for;
 pub mod reload_file;
 pub mod requeue;
 pub mod source;
@@ -24,6 +25,7 @@ use crate::validate::Format;
 pub use digest::Sha256;
 pub use ledger::Ledger;
 pub use queue::{EntryMeta, QueuedEntry};
+pub use rejected_for::RejectedFor;
 
 use fsutil::{ensure_dir, now_rfc3339, remove_durably, write_atomic, TMP_PREFIX};
 
@@ -97,7 +99,7 @@ pub struct RejectRecord {
     #[serde(with = "crate::escape::serde_path")]
     pub file: PathBuf,
     pub reason: String,
-    pub kind: String,
+    pub kind: RejectedFor,
     #[serde(deserialize_with = "format_or_unknown")]
     pub format: Format,
     pub at: String,
@@ -349,7 +351,7 @@ impl Spool {
         let record = RejectRecord {
             file: meta.map_or_else(|| data.to_path_buf(), |m| m.file.original.clone()),
             reason: format!("queue entry set aside: {reason}"),
-            kind: "queue_entry".into(),
+            kind: RejectedFor::QueueEntry,
             format: meta.map_or(Format::Unknown, |m| m.file.format),
             at: now_rfc3339(),
             warnings: meta.map(|m| m.file.warnings.clone()).unwrap_or_default(),

@@ -191,7 +191,7 @@ impl FromStr for ScanType {
 serde_as_str!(ScanType);
 
 /// What the configuration says about files from this source.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hints {
     /// `None` = auto.
     pub scan_type: Option<ScanType>,

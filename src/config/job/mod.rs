@@ -273,7 +273,7 @@ impl ScannerJob {
 }
 
 /// One `[[job]]`, checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobSpec {
     pub name: String,
     pub schedule: Schedule,
@@ -311,22 +311,3 @@ impl JobSpec {
         }
     }
 }
-
-/// `Hints` (of `validate`) has no `PartialEq`: compared field by field.
-pub(crate) fn same_hints(a: &Hints, b: &Hints) -> bool {
-    a.scan_type == b.scan_type && a.target == b.target && a.accept_partial == b.accept_partial
-}
-
-impl PartialEq for JobSpec {
-    fn eq(&self, other: &JobSpec) -> bool {
-        self.name == other.name
-            && self.schedule == other.schedule
-            && self.timeout == other.timeout
-            && self.jitter == other.jitter
-            && self.catch_up == other.catch_up
-            && same_hints(&self.hints, &other.hints)
-            && self.kind == other.kind
-    }
-}
-
-impl Eq for JobSpec {}
