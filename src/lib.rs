@@ -3,17 +3,23 @@
 //!
 //! ```text
 //!  notify events ─┐
-//!  startup scan ──┼─► Candidate ─► settle ─► admit (validate + sha256 + durable copy) ─► queue/ ─► upload ─► archive/
-//!  periodic scan ─┘                            └─► rejected/ (with reason)                           └─► failed/ (4xx)
+//!  startup scan ──┼─► watch ──Settled──► admit ──QueuedEntry──► upload ──► archive/ (or deleted)
+//!  periodic scan ─┘                  ▲     │ validate + Sha256 + durable copy       └─► failed/ (4xx)
+//!  scheduled job ─► scanners ──Settled─┘     └─► rejected/ (RejectedFor + reason)
 //! ```
+//!
+//! The modules are layered, each using only the layers below it (checked by
+//! `tests/it/layers.rs`, drawn in README.md): base (`escape`, `exit`, `failpoint`, `shutdown`,
+//! `untrusted`) → `validate` → `spool` → `config` → `report` (+ `metrics`, `notify`) → `admit`
+//! → the stages (`watch`, `jobs` → `scanners` → `gmp`, `upload`) → `app` → `commands`.
 //!
 //! Invariants:
 //! 1. A file is in one place at a time (watch dir → queue → archive, or rejected/failed), and
 //!    every move is a rename after an fsync. A crash anywhere is recovered by the start-up scan.
 //! 2. Events are hints; the periodic scan is the guarantee. Both take the same code path.
 //! 3. Channels are bounded; nothing is dropped without a safety net that picks it up again.
-//! 4. Shutdown: sources stop, each stage finishes or abandons the item in hand (an abandoned
-//!    upload stays queued), then a bounded grace.
+//! 4. Shutdown ([`shutdown::Shutdown`]): sources stop, each stage finishes or abandons the item
+//!    in hand (an abandoned upload stays queued), then a bounded grace.
 //! 5. The API is one shared resource: one backoff for it, not one per file.
 
 pub mod admit;
