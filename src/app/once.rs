@@ -32,9 +32,11 @@ pub async fn run_once(
     let shutdown = Shutdown::new(shutdown, GRACE);
     let (settled_tx, settled_rx) = mpsc::channel(64);
     let (up_tx, up_rx) = mpsc::channel(64);
+    // The uploads' only sender: the uploader sees the end of the pass when the sweep's
+    // admission and the jobs (which share this stage) have all let go of it.
     let admission = Arc::new(Admission::new(
         parts.admitter.clone(),
-        up_tx.clone(),
+        up_tx,
         report.clone(),
         parts.uploader.status.clone(),
         cfg.agent.rescan_interval,

@@ -242,3 +242,46 @@ async fn the_same_content_under_many_names_at_once_is_uploaded_once() {
     assert!(home.inbox_names().is_empty());
     assert!(home.names_in("queue").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pass_ends_when_its_work_is_done_not_at_the_deadline() {
+    // A pass must end as soon as everything is uploaded: the uploader sees the end of the work
+    // when the sweep's admission and the jobs have let go of the uploads. (A sender left alive
+    // made every pass wait out retry.once_deadline.)
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let text = std::fs::read_to_string(&home.config)
+        .unwrap()
+        .replace("once_deadline = \"5s\"", "once_deadline = \"1h\"");
+    std::fs::write(&home.config, text).unwrap();
+    home.drop_file("scan.xml", &nmap_report());
+    let config = home.config.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .arg("-c")
+            .arg(&config)
+            .arg("--once")
+            .env_remove("HOSTEDSCAN_API_KEY")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() > until {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    })
+    .await
+    .unwrap();
+    let status = out.expect("the pass was still running two minutes after it started (waiting for retry.once_deadline?)");
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(api.uploads().len(), 1);
+}
