@@ -11,6 +11,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::Sha256;
+use crate::validate::ScanType;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LedgerLine {
@@ -18,7 +19,7 @@ pub struct LedgerLine {
     pub source_id: String,
     pub at: String,
     pub file: String,
-    pub scan_type: String,
+    pub scan_type: ScanType,
     pub size: u64,
     #[serde(default)]
     pub result_id: Option<String>,
@@ -39,7 +40,25 @@ pub struct Summary {
     pub last_at: Option<String>,
 }
 
-fn read_lines(path: &Path, mut each: impl FnMut(LedgerLine)) -> io::Result<usize> {
+/// A line as it is read back: only what the ledger uses. A line that is a JSON object counts as
+/// an upload (in the totals) whatever its other fields say; its digest is remembered only when
+/// it is one (a line whose digest is not one can never match a file's: the agent computes them).
+#[derive(Deserialize)]
+struct ReadLine {
+    #[serde(default, deserialize_with = "digest_or_none")]
+    sha256: Option<Sha256>,
+    #[serde(default)]
+    source_id: String,
+    #[serde(default)]
+    at: Option<String>,
+}
+
+fn digest_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Sha256>, D::Error> {
+    let v = <Option<std::borrow::Cow<'de, str>> as Deserialize>::deserialize(d)?;
+    Ok(v.and_then(|s| s.parse().ok()))
+}
+
+fn read_lines(path: &Path, mut each: impl FnMut(ReadLine)) -> io::Result<usize> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
@@ -51,7 +70,7 @@ fn read_lines(path: &Path, mut each: impl FnMut(LedgerLine)) -> io::Result<usize
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        match serde_json::from_slice::<LedgerLine>(&line) {
+        match serde_json::from_slice::<ReadLine>(&line) {
             Ok(l) => each(l),
             // A line cut by a crash mid-append: that upload may be repeated, nothing else.
             Err(_) => bad += 1,
@@ -64,7 +83,9 @@ pub fn summary(path: &Path) -> io::Result<Summary> {
     let mut s = Summary::default();
     read_lines(path, |l| {
         s.total += 1;
-        s.last_at = Some(l.at);
+        if l.at.is_some() {
+            s.last_at = l.at;
+        }
     })?;
     Ok(s)
 }
@@ -73,7 +94,11 @@ impl Ledger {
     pub fn open(state_dir: &Path) -> io::Result<Ledger> {
         let path = state_dir.join("ledger.jsonl");
         let mut seen = HashMap::new();
-        let bad = read_lines(&path, |l| insert(&mut seen, l.source_id, &l.sha256))?;
+        let bad = read_lines(&path, |l| {
+            if let Some(d) = l.sha256 {
+                insert(&mut seen, l.source_id, &d);
+            }
+        })?;
         if bad > 0 {
             tracing::warn!(ledger = %path.display(), lines = bad, "ignored unreadable ledger lines (an interrupted write)");
         }
@@ -130,7 +155,7 @@ mod tests {
             source_id: source_id.into(),
             at: "2026-11-27T00:00:00Z".into(),
             file: "a.xml".into(),
-            scan_type: "NMAP".into(),
+            scan_type: ScanType::Nmap,
             size: 1,
             result_id: None,
         }
@@ -154,13 +179,18 @@ mod tests {
     }
 
     #[test]
-    fn a_line_whose_digest_is_not_one_is_skipped_and_the_rest_kept() {
+    fn a_line_whose_digest_is_not_one_still_counts_and_the_rest_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let a = Sha256::of(b"a");
         let good = serde_json::to_string(&line("src1", a)).unwrap();
-        let bad = good.replace(&a.to_string(), "not a digest");
-        std::fs::write(dir.path().join("ledger.jsonl"), format!("{bad}\n{good}\n")).unwrap();
+        let bad = good
+            .replace(&a.to_string(), "not a digest")
+            .replace("NMAP", "SOME_FUTURE_TYPE");
+        let upper = good.replace(&a.to_string(), &a.to_string().to_uppercase());
+        let path = dir.path().join("ledger.jsonl");
+        std::fs::write(&path, format!("{bad}\n{good}\n{upper}\n")).unwrap();
         let ledger = Ledger::open(dir.path()).unwrap();
         assert!(ledger.contains("src1", &a));
+        assert_eq!(summary(&path).unwrap().total, 3, "every upload is counted");
     }
 }

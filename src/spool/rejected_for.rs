@@ -17,6 +17,9 @@ pub enum RejectedFor {
     JobFailed,
     /// An entry of `queue/` that could not be used (damaged, or its record unreadable).
     QueueEntry,
+    /// A word this version does not know (a reason file written by another version, or by
+    /// hand): read as this rather than making the file impossible to requeue.
+    Unknown,
 }
 
 impl RejectedFor {
@@ -26,6 +29,7 @@ impl RejectedFor {
             RejectedFor::TooLarge => "too_large",
             RejectedFor::JobFailed => "job_failed",
             RejectedFor::QueueEntry => "queue_entry",
+            RejectedFor::Unknown => "unknown",
         }
     }
 }
@@ -67,7 +71,7 @@ impl serde::Serialize for RejectedFor {
 impl<'de> serde::Deserialize<'de> for RejectedFor {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RejectedFor, D::Error> {
         let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
+        Ok(s.parse().unwrap_or(RejectedFor::Unknown))
     }
 }
 
@@ -95,6 +99,11 @@ mod tests {
             RejectedFor::Invalid(RejectKind::ScanFailed).as_str(),
             "scan_failed"
         );
-        assert!(serde_json::from_str::<RejectedFor>("\"whatever\"").is_err());
+        // A word of another version's: still readable, so its file can still be requeued.
+        assert_eq!(
+            serde_json::from_str::<RejectedFor>("\"oversized\"").unwrap(),
+            RejectedFor::Unknown
+        );
+        assert!("oversized".parse::<RejectedFor>().is_err());
     }
 }

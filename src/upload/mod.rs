@@ -423,7 +423,7 @@ impl Uploader {
             source_id: source_id.to_string(),
             at: now_rfc3339(),
             file: m.file.file_name.clone(),
-            scan_type: m.file.scan_type.as_str().to_string(),
+            scan_type: m.file.scan_type,
             size: m.file.size,
             result_id: result_id.clone(),
         };
