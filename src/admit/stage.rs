@@ -110,13 +110,18 @@ impl Admission {
 
     /// A queued entry goes to the uploader, raced against `stop`: during an outage the uploader
     /// may not take more, and the entry is safe in `queue/`, where its rescan (or the next
-    /// start) finds it. Returns whether the uploader took it.
-    pub async fn hand_on(&self, entry: QueuedEntry, stop: &CancellationToken) -> bool {
+    /// start) finds it. `file` names it in the pass's summary if it is left. Returns whether
+    /// the uploader took it.
+    pub async fn hand_on(
+        &self,
+        entry: QueuedEntry,
+        file: String,
+        stop: &CancellationToken,
+    ) -> bool {
         let Some(uploads) = &self.uploads else {
             return false;
         };
         self.report.admitted(entry.meta.file.scan_type);
-        let file = entry.meta.file.file_name.clone();
         let sent = tokio::select! {
             r = uploads.send(entry) => r.is_ok(),
             _ = stop.cancelled() => false,
@@ -232,7 +237,7 @@ impl Admission {
         match result {
             Admitted::Queued(entry) => {
                 tracing::info!(file = %file, scan_type = %entry.meta.file.scan_type, format = %entry.meta.file.format, bytes = entry.meta.file.size, sha256 = %entry.meta.file.sha256, "admitted");
-                self.hand_on(*entry, stop.stop_token()).await;
+                self.hand_on(*entry, file, stop.stop_token()).await;
                 done_with_it()
             }
             Admitted::WouldQueue(a) => {
@@ -353,7 +358,8 @@ impl Admission {
 }
 
 fn internal_error(s: &Settled, e: &tokio::task::JoinError) -> Admitted {
-    tracing::error!(file = %crate::escape::Shown(&s.path), error = %e, "admission failed unexpectedly; the file stays where it is");
+    // Not admitted: a watched file stays where it is; a job's report is kept in rejected/.
+    tracing::error!(file = %crate::escape::Shown(&s.path), error = %e, "admission failed unexpectedly (internal error)");
     Admitted::NotYet {
         reason: "internal error".into(),
         still_writing: false,

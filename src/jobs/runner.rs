@@ -417,7 +417,8 @@ impl Jobs {
                 if let Some(p) = &exit_problem {
                     tracing::warn!(job = %spec.name, "{p}, but its report is valid; uploading it");
                 }
-                if !self.admission.hand_on(*entry, cancel).await {
+                let file = entry.meta.file.file_name.clone();
+                if !self.admission.hand_on(*entry, file, cancel).await {
                     tracing::info!(job = %spec.name, "the uploader has stopped; the report waits in queue/ for the next start");
                 }
                 RunOutcome { ended: Ended::Ok, detail }
