@@ -37,7 +37,74 @@ fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
 }
 
-/// The top-level modules each top-level module uses (`crate::x`), comments left out.
+/// The first path segment of each item of a `use` group or path that starts at `text` (just
+/// after `crate::` or the last `super::`): `x::y` gives `x`; `{x::y, z, w::{..}}` gives x, z, w.
+fn first_segments(text: &str) -> Vec<String> {
+    let ident = |t: &str| -> String {
+        t.trim_start()
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let Some(group) = text.trim_start().strip_prefix('{') else {
+        return vec![ident(text)];
+    };
+    // The items of the group, split at its own commas (nested groups kept whole).
+    let (mut depth, mut items, mut start) = (0usize, Vec::new(), 0usize);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                items.push(&group[start..i]);
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                items.push(&group[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    items.into_iter().map(ident).collect()
+}
+
+/// The byte ranges of the inline modules (`mod x { ... }`) of a file's text.
+fn inline_modules(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    for (i, _) in text.match_indices("mod ") {
+        if i > 0 && text[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let rest = &text[i + "mod ".len()..];
+        let name_len = rest
+            .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len());
+        let after = rest[name_len..].trim_start();
+        if name_len == 0 || !after.starts_with('{') {
+            continue;
+        }
+        let open = text.len() - after.len();
+        let mut depth = 0usize;
+        for (j, c) in text[open..].char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        out.push(open..open + j);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// The top-level modules each top-level module uses: `crate::x` (also in `use crate::{...}`
+/// groups over several lines) and `super::` chains that climb out of it, comments left out.
 fn uses() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -52,44 +119,51 @@ fn uses() -> BTreeMap<String, BTreeSet<String>> {
             if p.extension().is_none_or(|x| x != "rs") {
                 continue;
             }
-            let rel = p.strip_prefix(&src).unwrap();
-            let first = rel
+            // The module path of the file: src/a/b.rs and src/a/b/mod.rs are a::b.
+            let rel = p.strip_prefix(&src).unwrap().with_extension("");
+            let mut path: Vec<String> = rel
                 .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy();
-            let module = first.trim_end_matches(".rs").to_string();
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if path.last().is_some_and(|l| l == "mod") {
+                path.pop();
+            }
+            let module = path[0].clone();
             if module == "main" || module == "lib" {
                 continue;
             }
-            let text = std::fs::read_to_string(&p).unwrap();
+            let text: String = std::fs::read_to_string(&p)
+                .unwrap()
+                .lines()
+                .filter(|l| !l.trim_start().starts_with("//"))
+                .collect::<Vec<_>>()
+                .join("\n");
             let used = out.entry(module.clone()).or_default();
-            for line in text.lines().map(str::trim_start) {
-                if line.starts_with("//") {
-                    continue;
+            let mut names = Vec::new();
+            for (i, _) in text.match_indices("crate::") {
+                names.extend(first_segments(&text[i + "crate::".len()..]));
+            }
+            let inline = inline_modules(&text);
+            let mut at = 0;
+            while let Some(i) = text[at..].find("super::") {
+                let begin = at + i;
+                // A whole chain counts once, from its first `super::`.
+                let mut end = begin;
+                let mut climbs = 0;
+                while text[end..].starts_with("super::") {
+                    end += "super::".len();
+                    climbs += 1;
                 }
-                // `crate::x::...` and `use crate::{x::..., y, ...}`
-                for (i, _) in line.match_indices("crate::") {
-                    let rest = &line[i + "crate::".len()..];
-                    let names: Vec<&str> = match rest.strip_prefix('{') {
-                        Some(group) => group
-                            .split([',', '}'])
-                            .map(|s| s.trim().split("::").next().unwrap_or(""))
-                            .collect(),
-                        None => vec![rest
-                            .split(|c: char| !c.is_alphanumeric() && c != '_')
-                            .next()
-                            .unwrap_or("")],
-                    };
-                    for n in names {
-                        if !n.is_empty()
-                            && n != module
-                            && n.chars().all(|c| c.is_alphanumeric() || c == '_')
-                        {
-                            used.insert(n.to_string());
-                        }
-                    }
+                // Each inline `mod x { ... }` around it is one more level to climb.
+                let depth = path.len() + inline.iter().filter(|r| r.contains(&begin)).count();
+                if climbs >= depth {
+                    names.extend(first_segments(&text[end..]));
+                }
+                at = end;
+            }
+            for n in names {
+                if !n.is_empty() && n != module {
+                    used.insert(n);
                 }
             }
         }
