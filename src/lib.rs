@@ -11,7 +11,8 @@
 //! The modules are layered, each using only the layers below it (checked by
 //! `tests/it/layers.rs`, drawn in README.md): base (`escape`, `exit`, `failpoint`, `shutdown`,
 //! `untrusted`) → `validate` → `spool` → `config` → `report` (+ `metrics`, `notify`) → `admit`
-//! → the stages (`watch`, `jobs` → `scanners` → `gmp`, `upload`) → `app` → `commands`.
+//! → the stages (`watch`, `jobs` → `scanners` → `gmp`, `upload`) → `app` → `commands` (with
+//! `cli`, `status`, `logging`).
 //!
 //! Invariants:
 //! 1. A file is in one place at a time (watch dir → queue → archive, or rejected/failed), and

@@ -27,11 +27,7 @@ impl Shutdown {
         tokio::spawn({
             let (stop, abandon) = (stop.clone(), abandon.clone());
             async move {
-                tokio::select! {
-                    _ = stop.cancelled() => {}
-                    // Abandoned by a parent already: no timer left to run.
-                    _ = abandon.cancelled() => return,
-                }
+                stop.cancelled().await;
                 tokio::time::sleep(grace).await;
                 abandon.cancel();
             }

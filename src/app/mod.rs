@@ -1,6 +1,7 @@
-//! The wiring, and nothing else: which stages run, the bounded channels between them, and
-//! how they stop (one [`Shutdown`] with its grace). What each stage does is in its own
-//! module; this layer only connects them.
+//! The wiring: which stages run, the bounded channels between them, and how they stop (one
+//! [`crate::shutdown::Shutdown`] with its grace), with the daemon's life around them (reloads,
+//! the hourly housekeeping). What each stage does is in its own module; this layer connects
+//! them and decides nothing about a file.
 //!
 //! ```text
 //!  Watcher ──Settled (64)──► Admission ──QueuedEntry (64)──► Uploader ──► HostedScan
