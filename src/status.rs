@@ -120,10 +120,7 @@ fn job_status(state_dir: &Path, jobs: &[crate::config::JobSpec], running: bool) 
                 }
                 let o = r.last_outcome?;
                 Some({
-                    let word = serde_json::to_value(o)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default();
+                    let word = o.as_str().to_string();
                     match r.last_reason.as_deref() {
                         Some(reason) if o != crate::jobs::history::Outcome::Ok => {
                             format!("{word}: {reason}")

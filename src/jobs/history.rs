@@ -38,6 +38,18 @@ pub enum Outcome {
     Skipped,
 }
 
+impl Outcome {
+    /// The word `jobs.json` and `status` use.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Timeout => "timeout",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
 /// What is remembered about one job. Fields are optional so that a record written by an older
 /// or newer agent still loads.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +164,22 @@ impl JobHistory {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn each_outcome_is_written_as_its_word() {
+        for o in [
+            Outcome::Ok,
+            Outcome::Failed,
+            Outcome::Timeout,
+            Outcome::Skipped,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&o).unwrap(),
+                format!("\"{}\"", o.as_str())
+            );
+        }
+    }
+
     use std::os::unix::fs::PermissionsExt;
 
     use super::*;
