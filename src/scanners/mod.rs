@@ -1,7 +1,7 @@
 //! What to run for each scanner, one file each: the argv of a run (the preset's command line,
 //! or a command job's as written, with `{output}`, `{target}` and `{targets}` substituted as
 //! whole arguments), the output file's name, what an exit status means, and a summary of the
-//! command line for the log and `check-config`. `openvas` starts no process: it drives gvmd
+//! command line for `check-config`. `openvas` starts no process: it drives gvmd
 //! over GMP ([`openvas`]). The runner (`crate::jobs::runner`) asks here and nowhere else.
 //!
 //! One enum dispatch over the config's [`ScannerJob`] (one variant per scanner) rather than a

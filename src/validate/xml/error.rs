@@ -114,14 +114,21 @@ pub enum ErrorKind {
     Read(io::Error),
 }
 
+/// `c` with its indefinite article ("an end tag", "an XML declaration", "a comment").
+fn a(c: &impl fmt::Display) -> String {
+    let c = c.to_string();
+    let an = c.starts_with(|ch: char| "aeiouAEIOU".contains(ch)) || c.starts_with("XML");
+    format!("{} {c}", if an { "an" } else { "a" })
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ErrorKind::Truncated(c) => write!(f, "the input ends inside a {c}"),
+            ErrorKind::Truncated(c) => write!(f, "the input ends inside {}", a(c)),
             ErrorKind::NoRoot => f.write_str("the input ends before any element"),
             ErrorKind::Unclosed { open } => write!(f, "the input ends inside <{open}>"),
             ErrorKind::TooLarge { construct, limit } => {
-                write!(f, "a {construct} larger than {limit} bytes")
+                write!(f, "{} larger than {limit} bytes", a(construct))
             }
             ErrorKind::TooDeep { limit } => write!(f, "elements nest deeper than {limit} levels"),
             ErrorKind::InternalSubset => f.write_str("a DOCTYPE with an internal subset"),

@@ -11,8 +11,9 @@
 //! The input must be UTF-8 and is not checked for it here (the bytes between markup are
 //! handed out as they are, with U+FFFD for a bad sequence): the reader underneath checks the
 //! encoding, so that every byte is checked once and the first problem in the file wins.
-//! `prolog.rs` holds what may stand before the root (declaration, DOCTYPE, PIs); `markup.rs`
-//! the byte-level syntax checks.
+//! `prolog.rs` handles what starts with `<!` or `<?` wherever it stands (the declaration and
+//! DOCTYPE before the root, comments, PIs, entering CDATA); `markup.rs` the byte-level syntax
+//! checks.
 
 mod prolog;
 
