@@ -62,7 +62,8 @@ pub async fn run_once(
                 jobs.run_now(&names, stop).await;
             }
             done.cancel();
-            // Dropping `jobs` drops its sender, so the uploader can see the end of the pass.
+            // Dropping `jobs` lets go of its share of the admission stage, which holds the
+            // uploads' sender: the uploader sees the end of the pass once the sweep is done too.
         }
     });
     // At the deadline (or a signal) no new attempt starts; one already sending gets the
