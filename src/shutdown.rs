@@ -16,7 +16,6 @@ pub const GRACE: Duration = Duration::from_secs(15);
 pub struct Shutdown {
     stop: CancellationToken,
     abandon: CancellationToken,
-    grace: Duration,
 }
 
 impl Shutdown {
@@ -32,11 +31,7 @@ impl Shutdown {
                 abandon.cancel();
             }
         });
-        Shutdown {
-            stop,
-            abandon,
-            grace,
-        }
+        Shutdown { stop, abandon }
     }
 
     /// A part that can be stopped on its own (the watch directories and schedule of one
@@ -46,7 +41,6 @@ impl Shutdown {
         Shutdown {
             stop: self.stop.child_token(),
             abandon: self.abandon.clone(),
-            grace: self.grace,
         }
     }
 
@@ -76,10 +70,6 @@ impl Shutdown {
     /// The stop as a token, for what takes one (a supervised process, a child token).
     pub fn stop_token(&self) -> &CancellationToken {
         &self.stop
-    }
-
-    pub fn grace(&self) -> Duration {
-        self.grace
     }
 }
 

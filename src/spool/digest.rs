@@ -39,10 +39,6 @@ impl Sha256 {
         h.update(bytes);
         h.finish()
     }
-
-    pub fn as_bytes(&self) -> &[u8; 32] {
-        &self.0
-    }
 }
 
 /// Not 64 hex digits.

@@ -86,10 +86,7 @@ pub(crate) fn format_or_unknown<'de, D: serde::Deserializer<'de>>(
     d: D,
 ) -> Result<Format, D::Error> {
     let s = <std::borrow::Cow<'de, str> as Deserialize>::deserialize(d)?;
-    Ok(
-        Format::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(&s))
-            .unwrap_or(Format::Unknown),
-    )
+    Ok(s.parse().unwrap_or(Format::Unknown))
 }
 
 /// Why a file was rejected, as written next to it in `rejected/<name>.reason.json`.

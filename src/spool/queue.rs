@@ -199,3 +199,46 @@ pub fn queued_hashes(queue: &Path) -> io::Result<Vec<Sha256>> {
         .map(|e| e.meta.file.sha256)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> EntryMeta {
+        EntryMeta {
+            name: "a.xml".into(),
+            admitted_at: "2026-12-06T00:00:00.000000Z".into(),
+            file: Validated {
+                original: "/srv/in/a.xml".into(),
+                file_name: "a.xml".into(),
+                format: Format::NmapXml,
+                content_type: "application/xml".into(),
+                scan_type: ScanType::Nmap,
+                target: None,
+                sha256: Sha256::of(b"a"),
+                size: 1,
+                warnings: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn a_record_is_flat_json_with_the_words_of_before() {
+        let v: serde_json::Value = serde_json::to_value(meta()).unwrap();
+        assert_eq!(v["name"], "a.xml");
+        assert_eq!(v["format"], "nmap-xml");
+        assert_eq!(v["scan_type"], "NMAP");
+        assert_eq!(v["sha256"], Sha256::of(b"a").to_string());
+        assert!(v.get("file").is_none(), "no nested object: {v}");
+    }
+
+    #[test]
+    fn a_format_this_version_does_not_know_reads_as_unknown() {
+        let text = serde_json::to_string(&meta())
+            .unwrap()
+            .replace("\"nmap-xml\"", "\"some-future-format\"");
+        let back: EntryMeta = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.file.format, Format::Unknown);
+        assert_eq!(back.file.sha256, Sha256::of(b"a"));
+    }
+}

@@ -999,18 +999,7 @@ fn names_and_serde() {
     let err = "nmap".parse::<ScanType>().expect_err("lower case");
     assert!(err.to_string().contains("OWASP_ZAP_ACTIVE"));
     assert!(ScanType::OwaspZap.needs_target() && !ScanType::Nmap.needs_target());
-    for f in [
-        Format::NmapXml,
-        Format::GvmXml,
-        Format::GvmCsv,
-        Format::ZapXml,
-        Format::ZapJson,
-        Format::SslyzeJson,
-        Format::NmapText,
-        Format::Json,
-        Format::Xml,
-        Format::Unknown,
-    ] {
+    for f in Format::ALL {
         assert_eq!(
             serde_json::to_string(&f).expect("ser"),
             format!("\"{}\"", f.as_str())
