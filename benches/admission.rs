@@ -85,10 +85,20 @@ fn main() {
     let state = work.path().join("state");
     let spool = Arc::new(Spool::open(&state).expect("state dir"));
     let ledger = Arc::new(Mutex::new(Ledger::open(&state).expect("ledger")));
+    let book = hostedscan_agent::spool::source::Book {
+        state_dir: state.clone(),
+        api_url: "http://127.0.0.1:9/v1".into(),
+        default: hostedscan_agent::spool::source::SourceSpec {
+            name: "bench".into(),
+            id: None,
+        },
+        pins: Default::default(),
+        routes: Default::default(),
+    };
     let admitter = Admitter::new(
         spool,
         ledger,
-        None,
+        Arc::new(std::sync::RwLock::new(book)),
         u64::MAX,
         Duration::from_secs(600),
         AfterUpload::Archive,
@@ -98,7 +108,7 @@ fn main() {
     let seen = Fingerprint::of(&fs::metadata(&report).expect("stat"));
     let root = Arc::new(Root::open(report.parent().expect("dir")).expect("root"));
     let rel = RelPath::new(report.file_name().expect("name")).expect("rel");
-    let settled = Settled::new(root, rel, Arc::new(Hints::default()), seen);
+    let settled = Settled::new(root, rel, Arc::new(Hints::default()), Arc::default(), seen);
     let t = Instant::now();
     let admitted = admitter.admit(&settled);
     let a = rate("admission (validate+hash+copy)", t.elapsed());

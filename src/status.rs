@@ -21,8 +21,12 @@ pub struct Status {
     pub last_error_at: Option<String>,
     pub paused: Option<String>,
     pub paused_until: Option<String>,
+    /// The default (`[source]`) source's id and name.
     pub source_id: Option<String>,
     pub source_name: Option<String>,
+    /// Every source in use: `[source]` first, then those of watches and jobs, then any other
+    /// that uploads went to.
+    pub sources: Vec<SourceStatus>,
     /// The first [`FILES_LISTED`] names in failed/ (all are counted in `failed`).
     pub failed_files: Vec<String>,
     /// The first [`FILES_LISTED`] names in rejected/ (all are counted in `rejected`).
@@ -34,6 +38,22 @@ pub struct Status {
     /// The first of them, with why.
     pub parked_files: Vec<status_file::Parked>,
     pub jobs: Vec<JobStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SourceStatus {
+    /// `None` for a bare `source_id`.
+    pub name: Option<String>,
+    /// `None` until it was looked up or created (at its first upload).
+    pub id: Option<String>,
+    pub uploaded_total: u64,
+    pub last_upload_at: Option<String>,
+    /// False when HostedScan answered that it does not know the source (deleted on its side):
+    /// its files wait in queue/ (see `problem` for what to do).
+    pub usable: bool,
+    pub problem: Option<String>,
+    /// The watches and jobs that send reports to it (`[source]` for the default).
+    pub used_by: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -73,7 +93,9 @@ fn locked(root: &Path) -> bool {
     }
 }
 
-pub fn gather(state_dir: &Path, jobs: &[crate::config::JobSpec]) -> std::io::Result<Status> {
+/// What `status` reports: the state directory, with the configuration's jobs and sources.
+pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<Status> {
+    let jobs = &cfg.jobs;
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
     let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;
@@ -96,6 +118,7 @@ pub fn gather(state_dir: &Path, jobs: &[crate::config::JobSpec]) -> std::io::Res
         paused_until: live.and_then(|d| d.paused_until.clone()),
         source_id: src.as_ref().map(|s| s.id.clone()),
         source_name: src.map(|s| s.name),
+        sources: source_status(state_dir, cfg, daemon.as_ref())?,
         failed_files: first(spool::list_payloads(&layout.failed, ".error.json")?),
         rejected_files: first(spool::list_payloads(&layout.rejected, ".reason.json")?),
         admission_paused: live.and_then(|d| d.admission_paused.clone()),
@@ -103,6 +126,72 @@ pub fn gather(state_dir: &Path, jobs: &[crate::config::JobSpec]) -> std::io::Res
         parked_files: live.map(|d| d.parked.clone()).unwrap_or_default(),
         jobs: job_status(state_dir, jobs, running),
     })
+}
+
+/// Each source in use: its id as remembered, its uploads from the ledger, whether the daemon
+/// found it deleted on HostedScan.
+fn source_status(
+    state_dir: &Path,
+    cfg: &crate::config::Config,
+    daemon: Option<&status_file::DaemonStatus>,
+) -> std::io::Result<Vec<SourceStatus>> {
+    let mut totals = ledger::summaries(state_dir)?;
+    let book = cfg.book(state_dir);
+    let unusable = |id: &Option<String>| {
+        daemon.and_then(|d| {
+            d.unusable_sources
+                .iter()
+                .find(|u| Some(&u.id) == id.as_ref())
+                .map(|u| u.reason.clone())
+        })
+    };
+    let mut out = Vec::new();
+    for u in cfg.source_uses() {
+        let id = u
+            .configured_id
+            .clone()
+            .or_else(|| book.remembered(&u.source));
+        let t = id
+            .as_ref()
+            .and_then(|i| totals.remove(i))
+            .unwrap_or_default();
+        let problem = unusable(&id);
+        out.push(SourceStatus {
+            name: u.name,
+            id,
+            uploaded_total: t.total,
+            last_upload_at: t.last_at,
+            usable: problem.is_none(),
+            problem,
+            used_by: if u.source.is_default() && u.used_by.is_empty() {
+                vec!["[source]".into()]
+            } else {
+                u.used_by
+            },
+        });
+    }
+    // Sources uploaded to before (another configuration): their totals, and their names
+    // where the state directory remembers them.
+    let named = source::load_named_readonly(state_dir).sources;
+    let default = source::load_readonly(state_dir);
+    for (id, t) in totals {
+        let name = named
+            .iter()
+            .chain(default.iter())
+            .find(|r| r.id == id)
+            .map(|r| r.name.clone());
+        let problem = unusable(&Some(id.clone()));
+        out.push(SourceStatus {
+            name,
+            id: Some(id),
+            uploaded_total: t.total,
+            last_upload_at: t.last_at,
+            usable: problem.is_none(),
+            problem,
+            used_by: vec![],
+        });
+    }
+    Ok(out)
 }
 
 /// Each configured job's last run (from `jobs.json`) and next scheduled time.
@@ -165,6 +254,28 @@ pub fn render_text(s: &Status) -> String {
             .map(|n| format!(" ({n})"))
             .unwrap_or_default()
     ));
+    if s.sources.len() > 1 || s.sources.iter().any(|x| !x.usable) {
+        for x in &s.sources {
+            out.push_str(&format!(
+                "  {} {}: {} uploaded{}{}\n",
+                dash(&x.id),
+                x.name
+                    .as_deref()
+                    .map(|n| format!("({})", esc(n)))
+                    .unwrap_or_default(),
+                x.uploaded_total,
+                if x.used_by.is_empty() {
+                    " (no longer configured)".to_string()
+                } else {
+                    format!(", from {}", esc(&x.used_by.join(", ")))
+                },
+                x.problem
+                    .as_deref()
+                    .map(|p| format!("\n    UNUSABLE: {}", esc(p)))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     out.push_str(&format!("queued           {}\n", s.queued));
     out.push_str(&format!(
         "uploaded         {} (last {})\n",

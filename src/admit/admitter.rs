@@ -19,6 +19,7 @@ use super::settled::{Fingerprint, Settled};
 use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Validated};
+use crate::spool::source::{Book, Destination, SourceRef};
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{Format, RejectKind, Report};
@@ -63,9 +64,13 @@ pub enum Admitted {
 struct Keep {
     spool: Arc<Spool>,
     ledger: Arc<Mutex<Ledger>>,
-    /// The source whose ledger entries make a file a duplicate (`None`: not known yet).
-    source_id: Option<String>,
+    /// The ids of the sources (shared with the uploader, changed by a reload): the ledger
+    /// entries of a file's source make it a duplicate.
+    book: Arc<std::sync::RwLock<Book>>,
 }
+
+/// Content in the agent's custody, per source: the same bytes may go to two sources.
+pub type Custody = Arc<Mutex<HashSet<(SourceRef, Sha256)>>>;
 
 pub struct Admitter {
     /// `None`: a dry run, which takes every decision and carries out none.
@@ -77,8 +82,9 @@ pub struct Admitter {
     pub after_upload: AfterUpload,
     /// Admission waits below this much free space (`None`: 1 GiB or 5% of the file system).
     pub min_free_space: Option<u64>,
-    /// SHA-256 of what `queue/` holds (shared with the uploader, which removes what leaves).
-    pub custody: Arc<Mutex<HashSet<Sha256>>>,
+    /// Source and SHA-256 of what `queue/` holds (shared with the uploader, which removes
+    /// what leaves).
+    pub custody: Custody,
 }
 
 /// Free space in the state file system, and the least admission leaves there.
@@ -104,7 +110,7 @@ impl Admitter {
     pub fn new(
         spool: Arc<Spool>,
         ledger: Arc<Mutex<Ledger>>,
-        source_id: Option<String>,
+        book: Arc<std::sync::RwLock<Book>>,
         max_file_size: u64,
         incomplete_grace: Duration,
         after_upload: AfterUpload,
@@ -118,7 +124,7 @@ impl Admitter {
             keep: Some(Keep {
                 spool,
                 ledger,
-                source_id,
+                book,
             }),
             max_file_size,
             incomplete_grace,
@@ -155,22 +161,28 @@ impl Admitter {
         })
     }
 
-    fn in_custody(&self, sha256: &Sha256) -> bool {
+    fn in_custody(&self, source: &SourceRef, sha256: &Sha256) -> bool {
+        let key = (source.clone(), *sha256);
         if self
             .custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .contains(sha256)
+            .contains(&key)
         {
             return true;
         }
         let Some(keep) = &self.keep else {
             return false;
         };
+        // Read each time: a source found or created since, or forgotten by an operator (an
+        // entry removed from sources.json), counts at once.
+        let id = keep
+            .book
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .remembered(source);
         let ledger = keep.ledger.lock().unwrap_or_else(|p| p.into_inner());
-        keep.source_id
-            .as_deref()
-            .is_some_and(|id| ledger.contains(id, sha256))
+        id.is_some_and(|id| ledger.contains(&id, sha256))
     }
 
     /// Room for a copy of `size` bytes above `min_free_space`, or why not.
@@ -473,7 +485,7 @@ impl Admitter {
         sha256: Sha256,
         size: u64,
     ) -> Admitted {
-        if self.in_custody(&sha256) {
+        if self.in_custody(&s.to.source, &sha256) {
             if let Some(tmp) = tmp {
                 self.dispose_duplicate(s, file, tmp);
             }
@@ -498,7 +510,8 @@ impl Admitter {
         let (Some(spool), Some(tmp)) = (self.spool(), tmp) else {
             return Admitted::WouldQueue(Box::new(validated));
         };
-        let entry = match queue::commit(&spool.layout.queue, tmp, validated) {
+        let to = Destination::clone(&s.to);
+        let entry = match queue::commit(&spool.layout.queue, tmp, validated, to) {
             Ok(e) => e,
             Err(e) => {
                 return Admitted::NotYet {
@@ -511,7 +524,7 @@ impl Admitter {
         self.custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(sha256);
+            .insert((s.to.source.clone(), sha256));
         let _ = after_commit();
         for w in &report.warnings {
             tracing::warn!(file = %escape::Shown(&s.path), "{w}");

@@ -14,7 +14,7 @@ pub mod read;
 pub mod settled;
 pub mod stage;
 
-pub use admitter::{room, Admitted, Admitter, Room};
+pub use admitter::{room, Admitted, Admitter, Custody, Room};
 pub use read::check;
 pub use settled::{Fingerprint, Settled};
 pub use stage::{Admission, Feedback};

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::escape;
+use crate::spool::source::Destination;
 use crate::untrusted::{RelPath, Root};
 use crate::validate::Hints;
 
@@ -60,6 +61,8 @@ pub struct Settled {
     pub rel: RelPath,
     pub path: PathBuf,
     pub hints: Arc<Hints>,
+    /// The source it goes to, and the watch or job it came from.
+    pub to: Arc<Destination>,
     pub seen: Fingerprint,
     /// Its writer is known to have finished (a job's scanner exited): a truncated file is
     /// rejected at once instead of waiting out `incomplete_grace`.
@@ -67,12 +70,19 @@ pub struct Settled {
 }
 
 impl Settled {
-    pub fn new(root: Arc<Root>, rel: RelPath, hints: Arc<Hints>, seen: Fingerprint) -> Settled {
+    pub fn new(
+        root: Arc<Root>,
+        rel: RelPath,
+        hints: Arc<Hints>,
+        to: Arc<Destination>,
+        seen: Fingerprint,
+    ) -> Settled {
         Settled {
             path: root.shown(&rel),
             root,
             rel,
             hints,
+            to,
             seen,
             finished: false,
         }
@@ -83,11 +93,12 @@ impl Settled {
         root: Arc<Root>,
         rel: RelPath,
         hints: Arc<Hints>,
+        to: Arc<Destination>,
         seen: Fingerprint,
     ) -> Settled {
         Settled {
             finished: true,
-            ..Settled::new(root, rel, hints, seen)
+            ..Settled::new(root, rel, hints, to, seen)
         }
     }
 

@@ -284,6 +284,12 @@ pub async fn run_reloading(
                     );
                     verdict = Err(Refused::Api(e));
                 }
+                // New sources (a watch or job with another `source`) are looked up when first
+                // used; files waiting for a deleted source follow a new setting.
+                daemon
+                    .parts
+                    .uploader
+                    .use_sources(new.book(&daemon.parts.spool.layout.root));
                 answered += 1;
                 answer_reload(&cfg.agent.state_dir, answered, verdict.as_ref().map(|_| ()));
                 cfg = new;

@@ -25,7 +25,7 @@ use crate::report::{Outcome, RunReport};
 use crate::spool::status_file::StatusBoard;
 use crate::spool::{queue, Ledger, Spool, SpoolError};
 use crate::upload::api::ClientError;
-use crate::upload::source::SourceResolver;
+use crate::upload::source::Sources;
 use crate::upload::{Api, Backoff, Uploader};
 
 pub use crate::shutdown::GRACE as SHUTDOWN_GRACE;
@@ -105,16 +105,12 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         );
     }
     let api = Api::new(&cfg.api, &key)?;
-    let source = Arc::new(SourceResolver::new(
-        cfg.agent.state_dir.clone(),
-        cfg.source.name.clone(),
-        cfg.source.id.clone(),
-    ));
+    let book = Arc::new(std::sync::RwLock::new(cfg.book(&spool.layout.root)));
     let admitter = Arc::new(
         Admitter::new(
             spool.clone(),
             ledger.clone(),
-            source.remembered(api.settings().url.as_str()),
+            book.clone(),
             cfg.agent.max_file_size,
             cfg.agent.incomplete_grace,
             cfg.agent.after_upload,
@@ -128,7 +124,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
             cfg.retry.initial_backoff,
             cfg.retry.max_backoff,
         )),
-        source,
+        sources: Arc::new(Sources::new(book)),
         spool: spool.clone(),
         ledger,
         report: report.clone(),
@@ -138,6 +134,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         once,
         queue_rescan: cfg.agent.rescan_interval,
         custody: admitter.custody.clone(),
+        sources_changed: tokio::sync::Notify::new(),
     });
     Ok(Parts {
         spool,

@@ -50,9 +50,6 @@ pub(super) fn reload_check(old: &Config, new: &Config) -> Result<Vec<&'static st
     if old.agent != agent_new {
         later.push("[agent] settings other than settle and rescan_interval");
     }
-    if old.source != new.source {
-        later.push("[source]");
-    }
     if old.retry != new.retry {
         later.push("[retry]");
     }

@@ -23,14 +23,28 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
     if let Some((_, origin)) = &cfg.api.key {
         println!("  key        from {origin}");
     }
-    println!(
-        "  source     {}",
-        cfg.source
-            .id
-            .as_ref()
-            .map(|id| format!("id {id}"))
-            .unwrap_or_else(|| format!("{:?} (IMPORTED)", cfg.source.name))
-    );
+    // Which watch and job goes where (the default first: whatever names no other source).
+    for u in cfg.source_uses() {
+        let default = if u.source.is_default() {
+            ", [source]"
+        } else {
+            ""
+        };
+        let what = match (&u.name, &u.configured_id) {
+            (Some(n), Some(id)) => format!("{n:?} (id {id}{default})"),
+            (Some(n), None) => format!("{n:?} (IMPORTED{default})"),
+            (None, id) => format!("id {}{default}", id.as_deref().unwrap_or("-")),
+        };
+        let users = match u.used_by.is_empty() {
+            true => String::new(),
+            false => format!(": {}", u.used_by.join(", ")),
+        };
+        println!(
+            "  source     {}{}",
+            crate::escape::text(&what),
+            crate::escape::text(&users)
+        );
+    }
     println!("  state_dir  {}", cfg.agent.state_dir.display());
     for w in &cfg.watches {
         println!(

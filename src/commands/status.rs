@@ -9,7 +9,7 @@ pub fn run(cli: &Cli, env: &Env, format: OutputFormat) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match crate::status::gather(&cfg.agent.state_dir, &cfg.jobs) {
+    match crate::status::gather(&cfg.agent.state_dir, &cfg) {
         Ok(s) => {
             match format {
                 OutputFormat::Json => {

@@ -14,7 +14,7 @@ mod raw;
 mod retry;
 pub mod schedule;
 mod secret;
-mod source;
+pub(crate) mod source;
 mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -36,7 +36,7 @@ pub use metrics::MetricsSettings;
 pub use retry::RetrySettings;
 pub use schedule::Schedule;
 pub use secret::{ApiKey, KeyOrigin};
-pub use source::SourceSettings;
+pub use source::{SourceChoice, SourceSettings, SourceUse};
 pub use watch::{is_temporary_name, Globs, WatchSettings};
 
 use crate::validate::ScanType;
@@ -358,6 +358,18 @@ fn validate(
         }
     }
 
+    let mut watches = watches;
+    let choices = watches
+        .iter_mut()
+        .enumerate()
+        .map(|(i, w)| (format!("watch[{i}]"), &mut w.source))
+        .chain(
+            jobs.iter_mut()
+                .enumerate()
+                .map(|(i, j)| (format!("job[{i}]"), &mut j.source)),
+        )
+        .collect();
+    source::reconcile(&source, choices, &mut c);
     let metrics = metrics::check(&raw.metrics, &mut c, &mut warnings);
     if !c.problems.is_empty() {
         return Err(ConfigError::Invalid {

@@ -136,6 +136,11 @@ pub struct RawWatch {
     pub target: Option<String>,
     #[serde(default)]
     pub accept_partial: bool,
+    /// This watch's IMPORTED source by name (`{hostname}` expanded); default: `[source]`.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub source_id: Option<String>,
 }
 
 fn auto() -> String {
@@ -196,4 +201,9 @@ pub struct RawJob {
     pub gmp_ca_file: Option<String>,
     #[serde(default)]
     pub min_qod: Option<i64>,
+    /// This job's IMPORTED source by name (`{hostname}` expanded); default: `[source]`.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub source_id: Option<String>,
 }

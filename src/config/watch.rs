@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
+use super::source::SourceChoice;
 use super::{absolute, raw, Checker};
 use crate::validate::Hints;
 
@@ -17,9 +18,19 @@ pub struct WatchSettings {
     pub include: Globs,
     pub exclude: Globs,
     pub recursive: bool,
+    /// Where its reports go (`source` / `source_id`; `[source]` by default).
+    pub source: SourceChoice,
 }
 
 impl WatchSettings {
+    /// Where its files go: its source, and itself as their origin.
+    pub fn destination(&self) -> crate::spool::source::Destination {
+        crate::spool::source::Destination {
+            source: self.source.source.clone(),
+            origin: Some(crate::spool::source::Origin::Watch(self.path.clone())),
+        }
+    }
+
     /// Whether a file name passes the include/exclude globs. Dotfiles and editor/partial
     /// suffixes are always skipped: they are how writers mark a file as not finished.
     pub fn wants(&self, file_name: &str) -> bool {
@@ -94,6 +105,8 @@ pub(super) fn check(
             recursive: false,
             target: None,
             accept_partial: false,
+            source: None,
+            source_id: None,
         }]
     } else {
         raw_watch
@@ -163,6 +176,7 @@ pub(super) fn check(
             }
         }
         let include = w.include.unwrap_or_else(|| vec!["*".into()]);
+        let source = super::source::choice(w.source, w.source_id, &format!("watch[{i}]"), c);
         watches.push(WatchSettings {
             path,
             hints: Hints {
@@ -173,6 +187,7 @@ pub(super) fn check(
             include: c.globs(&key("include"), &include),
             exclude: c.globs(&key("exclude"), &w.exclude),
             recursive: w.recursive,
+            source,
         });
     }
 

@@ -404,6 +404,7 @@ impl Jobs {
             Arc::new(root),
             rel,
             Arc::new(spec.hints.clone()),
+            Arc::new(spec.destination()),
             Fingerprint::of(meta),
         );
         match self.admission.admit(&settled).await {

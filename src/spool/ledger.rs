@@ -79,6 +79,19 @@ fn read_lines(path: &Path, mut each: impl FnMut(ReadLine)) -> io::Result<usize> 
     Ok(bad)
 }
 
+/// Totals per source id.
+pub fn summaries(state_dir: &Path) -> io::Result<std::collections::BTreeMap<String, Summary>> {
+    let mut by: std::collections::BTreeMap<String, Summary> = Default::default();
+    read_lines(&state_dir.join("ledger.jsonl"), |l| {
+        let s = by.entry(l.source_id).or_default();
+        s.total += 1;
+        if l.at.is_some() {
+            s.last_at = l.at;
+        }
+    })?;
+    Ok(by)
+}
+
 pub fn summary(path: &Path) -> io::Result<Summary> {
     let mut s = Summary::default();
     read_lines(path, |l| {

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::fsutil::{self, write_atomic};
+use super::source::{Destination, SourceRef};
 use super::Sha256;
 use crate::validate::{Format, ScanType};
 
@@ -24,6 +25,9 @@ pub struct EntryMeta {
     pub admitted_at: String,
     #[serde(flatten)]
     pub file: Validated,
+    /// The source it goes to and the watch or job it came from.
+    #[serde(flatten)]
+    pub to: Destination,
 }
 
 /// What admission found a valid file to be: enough to upload it without reading it again.
@@ -80,7 +84,12 @@ pub fn damaged(why: &str) -> String {
 }
 
 /// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
-pub fn commit(queue: &Path, data: &Path, file: Validated) -> io::Result<QueuedEntry> {
+pub fn commit(
+    queue: &Path,
+    data: &Path,
+    file: Validated,
+    to: Destination,
+) -> io::Result<QueuedEntry> {
     // The metadata file is created first, exclusively: it reserves the name (no two entries,
     // even from a concurrent `requeue`, share one) and is durable before the data arrives.
     let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
@@ -89,6 +98,7 @@ pub fn commit(queue: &Path, data: &Path, file: Validated) -> io::Result<QueuedEn
         // Microseconds, so the queue keeps admission order within a second.
         admitted_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
         file,
+        to,
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
     let data_path = queue.join(&name);
@@ -191,12 +201,13 @@ pub fn remove_orphan_metadata(queue: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// The SHA-256 of every queued entry (content already in the agent's custody).
-pub fn queued_hashes(queue: &Path) -> io::Result<Vec<Sha256>> {
+/// The source and SHA-256 of every queued entry (content already in the agent's custody for
+/// that source).
+pub fn queued_hashes(queue: &Path) -> io::Result<Vec<(SourceRef, Sha256)>> {
     Ok(load_all(queue)?
         .entries
         .into_iter()
-        .map(|e| e.meta.file.sha256)
+        .map(|e| (e.meta.to.source, e.meta.file.sha256))
         .collect())
 }
 
@@ -219,6 +230,7 @@ mod tests {
                 size: 1,
                 warnings: vec![],
             },
+            to: Destination::default(),
         }
     }
 
@@ -230,6 +242,27 @@ mod tests {
         assert_eq!(v["scan_type"], "NMAP");
         assert_eq!(v["sha256"], Sha256::of(b"a").to_string());
         assert!(v.get("file").is_none(), "no nested object: {v}");
+        assert!(
+            v.get("source").is_none() && v.get("origin").is_none(),
+            "the default source is not written (records read the same by older versions): {v}"
+        );
+    }
+
+    #[test]
+    fn a_record_keeps_its_source_and_origin_and_old_records_go_to_the_default() {
+        let mut m = meta();
+        m.to = Destination {
+            source: SourceRef::Name("DMZ".into()),
+            origin: Some(super::super::source::Origin::Job("nightly".into())),
+        };
+        let v: serde_json::Value = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["source"]["name"], "DMZ");
+        assert_eq!(v["origin"]["job"], "nightly");
+        let back: EntryMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(back, m);
+        let old = serde_json::to_string(&meta()).unwrap();
+        let back: EntryMeta = serde_json::from_str(&old).unwrap();
+        assert_eq!(back.to, Destination::default());
     }
 
     #[test]

@@ -309,7 +309,7 @@ pub fn failed(
                 continue;
             }
         }
-        match queue::commit(&layout.queue, &data, record.entry.file) {
+        match queue::commit(&layout.queue, &data, record.entry.file, record.entry.to) {
             Ok(e) => {
                 let _ = fsutil::remove_durably(&sidecar);
                 out.push(Ok(Moved {

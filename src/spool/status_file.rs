@@ -29,6 +29,17 @@ pub struct DaemonStatus {
     /// The first [`PARKED_SHOWN`] of them, by name.
     #[serde(default)]
     pub parked: Vec<Parked>,
+    /// Sources HostedScan answered it does not know (deleted on its side): their files wait.
+    #[serde(default)]
+    pub unusable_sources: Vec<UnusableSource>,
+}
+
+/// A source HostedScan no longer knows, and what to do about it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct UnusableSource {
+    pub id: String,
+    pub reason: String,
+    pub since: String,
 }
 
 /// A file left where it is until it changes, and why.
@@ -146,6 +157,19 @@ impl StatusBoard {
             }
         }
         self.flush();
+    }
+
+    /// HostedScan no longer knows source `id` (said once per id).
+    pub fn source_gone(&self, id: &str, reason: &str) {
+        self.update(|s| {
+            if !s.unusable_sources.iter().any(|u| u.id == id) {
+                s.unusable_sources.push(UnusableSource {
+                    id: id.to_string(),
+                    reason: reason.to_string(),
+                    since: super::fsutil::now_rfc3339(),
+                });
+            }
+        });
     }
 
     /// Admission waits for room (`Some(why)`), or no longer does.

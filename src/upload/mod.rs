@@ -22,13 +22,14 @@ use crate::report::{Outcome, RunReport};
 use crate::shutdown::Shutdown;
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::ledger::LedgerLine;
+use crate::spool::source::SourceRef;
 use crate::spool::status_file::StatusBoard;
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, Sha256, Spool};
 
 pub use api::Api;
 pub use backoff::Backoff;
 use retry::{classify, Decision};
-use source::{SourceError, SourceResolver};
+use source::{SourceError, Sources};
 
 /// Entries held in memory at most; past this, admission waits (the files wait safely on disk).
 const PENDING_CAP: usize = 10_000;
@@ -37,7 +38,7 @@ pub struct Uploader {
     /// Replaced when a refused key is fixed in its file (the client carries the key).
     pub api: RwLock<Api>,
     pub backoff: Arc<Backoff>,
-    pub source: Arc<SourceResolver>,
+    pub sources: Arc<Sources>,
     pub spool: Arc<Spool>,
     pub ledger: Arc<Mutex<Ledger>>,
     pub report: RunReport,
@@ -48,9 +49,13 @@ pub struct Uploader {
     pub once: bool,
     /// How often `queue/` is listed for entries put there behind the daemon's back (`requeue`).
     pub queue_rescan: Duration,
-    /// SHA-256 of the content in `queue/`, shared with admission: an entry that leaves the queue
-    /// (uploaded, refused, vanished) leaves it, so the same content dropped again is admitted.
-    pub custody: Arc<Mutex<HashSet<Sha256>>>,
+    /// Source and SHA-256 of the content in `queue/`, shared with admission: an entry that
+    /// leaves the queue (uploaded, refused, vanished) leaves it, so the same content dropped
+    /// again is admitted.
+    pub custody: crate::admit::Custody,
+    /// Told when the sources may have changed (a reload): files waiting for a gone source are
+    /// looked at again.
+    pub sources_changed: tokio::sync::Notify,
 }
 
 /// How one upload attempt of an entry ended.
@@ -62,6 +67,9 @@ enum Settled {
     /// Still in `queue/`: shutdown, deadline, or (with `--once`) the key was refused.
     Left(QueuedEntry),
     AuthStop(QueuedEntry),
+    /// Its source is gone on HostedScan: it waits in `queue/` until the operator points its
+    /// source elsewhere (the other files go on).
+    Held(QueuedEntry),
 }
 
 /// Why new `[api]` settings cannot be used.
@@ -98,7 +106,7 @@ impl Uploader {
     ) -> Vec<QueuedEntry> {
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
         let mut pending: VecDeque<QueuedEntry> = initial.into();
-        let mut inflight: JoinSet<(String, Sha256, Settled)> = JoinSet::new();
+        let mut inflight: JoinSet<(String, (SourceRef, Sha256), Settled)> = JoinSet::new();
         // Content being sent right now: a second entry with the same bytes waits, so the ledger
         // sees the first upload before the second is considered.
         let mut sending: HashSet<Sha256> = HashSet::new();
@@ -106,6 +114,8 @@ impl Uploader {
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rescan.reset();
         let mut left = Vec::new();
+        // Files whose source HostedScan no longer knows, until their source changes.
+        let mut held: Vec<QueuedEntry> = Vec::new();
         let mut rx_open = true;
         let mut auth_stopped = false;
         loop {
@@ -124,8 +134,8 @@ impl Uploader {
                 let shutdown = shutdown.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
-                    let sha = entry.meta.file.sha256;
-                    (name, sha, me.attempt(entry, &shutdown).await)
+                    let key = (entry.meta.to.source.clone(), entry.meta.file.sha256);
+                    (name, key, me.attempt(entry, &shutdown).await)
                 });
             }
             if inflight.is_empty()
@@ -136,13 +146,21 @@ impl Uploader {
             tokio::select! {
                 biased;
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
-                    Ok((name, sha, settled)) => {
-                        sending.remove(&sha);
+                    Ok((name, key, settled)) => {
+                        sending.remove(&key.1);
                         match settled {
                             Settled::Done => {
                                 known.remove(&name);
-                                self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&sha);
+                                self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                             }
+                            Settled::Held(e) if self.once => {
+                                self.report.push(Outcome::Pending {
+                                    file: e.meta.file.file_name.clone(),
+                                    reason: self.held_reason(&e),
+                                });
+                                left.push(e);
+                            }
+                            Settled::Held(e) => held.push(e),
                             Settled::Retry(e) => pending.push_back(e),
                             Settled::Left(e) => left.push(e),
                             Settled::AuthStop(e) => {
@@ -180,11 +198,16 @@ impl Uploader {
                         }
                         Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
                     }
+                    self.release_held(&mut held, &mut pending);
+                },
+                _ = self.sources_changed.notified(), if !held.is_empty() => {
+                    self.release_held(&mut held, &mut pending);
                 },
                 _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
             }
         }
         left.extend(pending);
+        left.extend(held);
         // Whatever admission had already handed over is queued on disk too.
         rx.close();
         while let Some(e) = rx.recv().await {
@@ -203,11 +226,12 @@ impl Uploader {
         };
         let api = self.api();
         let resolved = tokio::select! {
-            r = self.source.resolve(&api) => r,
+            r = self.sources.resolve_for(&api, &entry.meta.to) => r,
             _ = shutdown.abandoned() => return Settled::Left(entry),
         };
         let source_id = match resolved {
             Ok(id) => id,
+            Err(SourceError::Gone { .. }) => return Settled::Held(entry),
             Err(SourceError::Retry { after, reason }) => {
                 let p = self.backoff.failure(ticket, after);
                 self.status.error(&reason);
@@ -284,6 +308,22 @@ impl Uploader {
                 }
             }
             Decision::Damaged { reason } => self.set_aside_damaged(entry, &reason),
+            Decision::Permanent { status, message }
+                if source::means_source_gone(status, &message) =>
+            {
+                // The API answered: it is up. The file is fine; its source is not.
+                self.backoff.success();
+                self.report.upload_attempt("source_gone");
+                self.source_gone(&entry, &source_id, status, &message);
+                if self.once {
+                    self.report.push(Outcome::Pending {
+                        file: entry.meta.file.file_name.clone(),
+                        reason: self.held_reason(&entry),
+                    });
+                    return Settled::Left(entry);
+                }
+                Settled::Held(entry)
+            }
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
                 self.backoff.success();
@@ -292,7 +332,7 @@ impl Uploader {
                 self.custody
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .remove(&entry.meta.file.sha256);
+                    .remove(&(entry.meta.to.source.clone(), entry.meta.file.sha256));
                 match self.spool.fail(&entry, status, &message) {
                     Ok(dest) => {
                         tracing::error!(file = %name, status, moved_to = %dest.display(), "HostedScan refused the file: {message}")
@@ -364,7 +404,7 @@ impl Uploader {
         self.custody
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&entry.meta.file.sha256);
+            .remove(&(entry.meta.to.source.clone(), entry.meta.file.sha256));
         let moved_to = self
             .spool
             .set_aside_queued(&entry.data_path, Some(&entry.meta), &reason);
@@ -407,6 +447,74 @@ impl Uploader {
                 moved_to,
             });
         }
+    }
+
+    /// HostedScan answered that it does not know the source `source_id` that `entry` was
+    /// sent under: marked gone (one ERROR, `status` shows it), so its other files wait too.
+    fn source_gone(&self, entry: &QueuedEntry, source_id: &str, status: u16, message: &str) {
+        let r = self.source_ref_of(entry, source_id);
+        if let Some(g) = self
+            .sources
+            .mark_gone(&r, source_id, &format!("HTTP {status}: {message}"))
+        {
+            tracing::error!(file = %entry.meta.name, source_id, source = %r, "{}", g.reason);
+            self.status.error(&g.reason);
+            self.status.source_gone(&g.id, &g.reason);
+        }
+    }
+
+    /// Which of the entry's references gave `source_id` (its own, or its origin's now).
+    fn source_ref_of(
+        &self,
+        entry: &QueuedEntry,
+        source_id: &str,
+    ) -> crate::spool::source::SourceRef {
+        let to = &entry.meta.to;
+        let book = self.sources.book();
+        match to.origin.as_ref().and_then(|o| book.route(o)) {
+            Some(now)
+                if *now != to.source && book.remembered(now).as_deref() == Some(source_id) =>
+            {
+                now.clone()
+            }
+            _ => to.source.clone(),
+        }
+    }
+
+    /// Why a file waits for its source (for `--once`'s summary).
+    fn held_reason(&self, entry: &QueuedEntry) -> String {
+        let gone = self.sources.gone();
+        let g = gone
+            .iter()
+            .find(|g| g.source == entry.meta.to.source)
+            .or(gone.first());
+        match g {
+            Some(g) => g.reason.clone(),
+            None => "its source is not known to HostedScan any more".into(),
+        }
+    }
+
+    /// Files waiting for a gone source whose source now resolves elsewhere go back in line.
+    fn release_held(&self, held: &mut Vec<QueuedEntry>, pending: &mut VecDeque<QueuedEntry>) {
+        let before = held.len();
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(held)
+            .into_iter()
+            .partition(|e| self.sources.may_retry(&e.meta.to));
+        *held = wait;
+        if !ready.is_empty() {
+            tracing::info!(
+                files = ready.len(),
+                waiting = before - ready.len(),
+                "the source of files waiting for a deleted source changed; uploading them"
+            );
+            pending.extend(ready);
+        }
+    }
+
+    /// New sources from a reload: files waiting for a gone source are looked at again.
+    pub fn use_sources(&self, book: crate::spool::source::Book) {
+        self.sources.use_book(book);
+        self.sources_changed.notify_one();
     }
 
     fn already_uploaded(&self, source_id: &str, sha256: &Sha256) -> bool {

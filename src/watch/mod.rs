@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::admit::{Feedback, Fingerprint, Settled};
 use crate::config::WatchSettings;
 use crate::escape::Shown;
+use crate::spool::source::Destination;
 use crate::spool::status_file::StatusBoard;
 use crate::untrusted::{RelPath, Root};
 use crate::validate::Hints;
@@ -69,6 +70,7 @@ enum State {
 struct Watch {
     settings: WatchSettings,
     hints: Arc<Hints>,
+    to: Arc<Destination>,
     root: Option<Arc<Root>>,
     /// The last reason it could not be listed (said once, until it can be again).
     failing: Option<String>,
@@ -114,6 +116,7 @@ impl Watcher {
                 .map(|w| Watch {
                     settings: w.clone(),
                     hints: Arc::new(w.hints.clone()),
+                    to: Arc::new(w.destination()),
                     root: None,
                     failing: None,
                 })
@@ -412,7 +415,8 @@ impl Watcher {
 
     fn settled(&self, path: &Path, t: &Tracked) -> Option<Settled> {
         let (root, rel) = self.locate(t.watch, path)?;
-        let mut s = Settled::new(root, rel, self.watches[t.watch].hints.clone(), t.fp);
+        let watch = &self.watches[t.watch];
+        let mut s = Settled::new(root, rel, watch.hints.clone(), watch.to.clone(), t.fp);
         s.path = path.to_path_buf();
         Some(s)
     }

@@ -161,6 +161,7 @@ pub fn look(watches: &[WatchSettings], settle: Duration) -> Vec<Looked> {
                 root.clone(),
                 f.rel,
                 hints,
+                Arc::new(w.destination()),
                 f.fingerprint,
             )));
         }

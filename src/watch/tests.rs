@@ -9,6 +9,7 @@ fn watch_settings(dir: &Path) -> WatchSettings {
         include: crate::config::Globs::new(&["*"]).unwrap(),
         exclude: crate::config::Globs::default(),
         recursive: false,
+        source: Default::default(),
     }
 }
 

@@ -17,6 +17,7 @@ mod once;
 mod openvas;
 mod samples;
 mod service;
+mod sources;
 mod state;
 mod tls;
 mod volume;

@@ -285,6 +285,12 @@ pub(in crate::config) fn check_job(
         }
     }
 
+    let source = crate::config::source::choice(
+        j.source.clone(),
+        j.source_id.clone(),
+        &format!("job[{i}]"),
+        c,
+    );
     let mut check = JobCheck {
         c,
         warnings,
@@ -306,6 +312,7 @@ pub(in crate::config) fn check_job(
     // A job with a problem is not built: the whole config is refused anyway.
     let kind = kind.filter(|_| check.c.problems.len() == before)?;
     Some(JobSpec {
+        source,
         schedule: schedule?,
         timeout,
         jitter,

@@ -288,9 +288,19 @@ pub struct JobSpec {
     pub hints: Hints,
     /// The scanner and its settings.
     pub kind: ScannerJob,
+    /// Where its reports go (`source` / `source_id`; `[source]` by default).
+    pub source: super::source::SourceChoice,
 }
 
 impl JobSpec {
+    /// Where its reports go: its source, and itself as their origin.
+    pub fn destination(&self) -> crate::spool::source::Destination {
+        crate::spool::source::Destination {
+            source: self.source.source.clone(),
+            origin: Some(crate::spool::source::Origin::Job(self.name.clone())),
+        }
+    }
+
     pub fn scanner(&self) -> Scanner {
         self.kind.scanner()
     }

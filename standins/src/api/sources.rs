@@ -48,6 +48,15 @@ impl StandIn {
         id
     }
 
+    /// Deletes a source, as a user can in HostedScan's web app: uploads to it are refused
+    /// from now on. Returns whether it existed.
+    pub fn delete_source(&self, id: &str) -> bool {
+        let mut inner = self.inner.lock();
+        let before = inner.sources.len();
+        inner.sources.retain(|s| s.id != id);
+        inner.sources.len() != before
+    }
+
     /// Makes `GET /v1/sources` answer 404 `{"error":"Not found"}` (the listing is undocumented).
     pub fn set_list_sources_404(&self, on: bool) {
         self.set_list_sources_status(if on { Some(404) } else { None });

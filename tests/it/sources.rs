@@ -1,0 +1,379 @@
+//! Several IMPORTED sources: each watch and job sends its reports to its own `source` (or
+//! `source_id`), resolved once and remembered in `sources.json`; the ledger is per source; a
+//! reload may add a source; a source deleted on HostedScan's side holds its files in `queue/`
+//! while the other sources go on.
+
+use std::time::Duration;
+
+use crate::harness::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A Home with a second watch directory `dmz` whose reports go to the source "DMZ
+/// ({hostname})", and `job` appended (a section or nothing).
+fn two_watches(api: &StandIn, job: &str) -> (Home, std::path::PathBuf) {
+    let home = Home::new(&api.url(), "", "");
+    let dmz = home.dir.path().join("dmz");
+    std::fs::create_dir_all(&dmz).unwrap();
+    let cfg = format!(
+        "{}\n[[watch]]\npath = \"{}\"\nsource = \"DMZ ({{hostname}})\"\n{job}",
+        std::fs::read_to_string(&home.config).unwrap(),
+        dmz.display()
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    (home, dmz)
+}
+
+/// A command job (named `name`) whose run copies the Nmap fixture to its output, into `source`.
+fn copy_job(name: &str, source: &str) -> String {
+    format!(
+        "\n[[job]]\nname = \"{name}\"\nscanner = \"command\"\nschedule = \"@yearly\"\ncommand = [\"/bin/cp\", \"{}\", \"{{output}}\"]\nsource = \"{source}\"\n",
+        fixture("nmap-tcp-localhost.xml").display()
+    )
+}
+
+fn drop_into(dir: &std::path::Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).unwrap();
+    age(&tmp, 60);
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+fn id_of(api: &StandIn, name: &str) -> String {
+    api.sources()
+        .into_iter()
+        .find(|s| s.name == name)
+        .unwrap_or_else(|| panic!("no source {name:?} in {:?}", api.sources()))
+        .id
+}
+
+fn hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn status_json(home: &Home) -> serde_json::Value {
+    let out = home.cli(&["status", "--format", "json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+/// The issue's first case: one agent, three networks. Each report lands in the source of the
+/// watch or job it came from; the same bytes dropped into two watches go to both sources (the
+/// ledger is per source); `status` and `check-config` say which goes where; a second pass (a
+/// restart) creates no source again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_watch_and_job_uploads_to_its_own_source_and_a_restart_reuses_them() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, &copy_job("lab-scan", "Lab"));
+    let report = nmap_report();
+    home.drop_file("office.xml", &report);
+    drop_into(&dmz, "dmz.xml", &report);
+
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let dmz_name = format!("DMZ ({})", hostname());
+    assert!(
+        out.stdout.contains(&format!(
+            "source     \"{dmz_name}\" (IMPORTED): watch {}",
+            dmz.display()
+        )),
+        "check-config says where the dmz watch goes:\n{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("source     \"Lab\" (IMPORTED): job lab-scan"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains(&format!(
+            "source     \"Agent tests\" (IMPORTED, [source]): watch {}",
+            home.inbox.display()
+        )),
+        "{}",
+        out.stdout
+    );
+
+    let out = home.cli(&["--once", "--job", "all"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let (default_id, dmz_id, lab_id) = (
+        id_of(&api, "Agent tests"),
+        id_of(&api, &dmz_name),
+        id_of(&api, "Lab"),
+    );
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 3, "{ups:?}");
+    let to = |file: &str| {
+        ups.iter()
+            .find(|u| u.file_name.as_deref() == Some(file))
+            .unwrap_or_else(|| panic!("{file} not uploaded"))
+            .source_id
+            .clone()
+    };
+    assert_eq!(to("office.xml"), default_id);
+    assert_eq!(
+        to("dmz.xml"),
+        dmz_id,
+        "the same bytes go to the second source too"
+    );
+    let lab_upload = ups.iter().find(|u| u.source_id == lab_id).unwrap();
+    assert_eq!(lab_upload.bytes, fixture_bytes("nmap-tcp-localhost.xml"));
+
+    // Remembered before use: sources.json by name and URL, source.json for [source].
+    let named: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(home.state.join("sources.json")).unwrap()).unwrap();
+    let names: Vec<(&str, &str)> = named["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["name"].as_str().unwrap(), r["id"].as_str().unwrap()))
+        .collect();
+    assert!(
+        names.contains(&(dmz_name.as_str(), dmz_id.as_str())),
+        "{named}"
+    );
+    assert!(names.contains(&("Lab", lab_id.as_str())), "{named}");
+
+    let s = status_json(&home);
+    assert_eq!(s["source_id"], default_id.as_str(), "{s}");
+    let sources = s["sources"].as_array().unwrap();
+    let entry = |id: &str| {
+        sources
+            .iter()
+            .find(|x| x["id"] == id)
+            .unwrap_or_else(|| panic!("{id} not in {s}"))
+    };
+    for (id, name) in [
+        (&default_id, "Agent tests"),
+        (&dmz_id, dmz_name.as_str()),
+        (&lab_id, "Lab"),
+    ] {
+        assert_eq!(entry(id)["name"], name);
+        assert_eq!(entry(id)["uploaded_total"], 1, "{s}");
+        assert_eq!(entry(id)["usable"], true);
+    }
+    assert_eq!(entry(&lab_id)["used_by"][0], "job lab-scan");
+
+    // A second pass (a restart): new files, no new source, nothing sent twice.
+    let sources_before = api.sources().len();
+    let creates = || {
+        api.requests_to(Endpoint::Sources)
+            .iter()
+            .filter(|r| r.method == "POST")
+            .count()
+    };
+    let created = creates();
+    let mut second = nmap_report();
+    second.extend_from_slice(b"<!-- second -->\n");
+    drop_into(&dmz, "dmz2.xml", &second);
+    drop_into(&dmz, "dmz-again.xml", &report);
+    let out = home.cli(&["--once", "--job", "all"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.sources().len(), sources_before);
+    assert_eq!(creates(), created, "no source created twice");
+    let ups = api.uploads();
+    assert_eq!(
+        ups.iter().filter(|u| u.source_id == dmz_id).count(),
+        2,
+        "dmz2.xml is new; dmz-again.xml was already uploaded to DMZ: {ups:?}"
+    );
+    assert_eq!(
+        ups.iter().filter(|u| u.source_id == lab_id).count(),
+        1,
+        "the job's identical report is a duplicate in its source"
+    );
+}
+
+/// A reload that adds a watch with its own source: the source is created at its first upload,
+/// and the existing watch goes on into `[source]`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_adds_a_source() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let token = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
+        home.load(),
+        Some(rx),
+        token.clone(),
+    ));
+    home.drop_file("first.xml", &nmap_report());
+    api.wait_for_uploads(1, WAIT).await;
+
+    let lab = home.dir.path().join("lab");
+    std::fs::create_dir_all(&lab).unwrap();
+    let cfg = format!(
+        "{}\n[[watch]]\npath = \"{}\"\nsource = \"Lab\"\n",
+        std::fs::read_to_string(&home.config).unwrap(),
+        lab.display()
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    tx.send(Ok(home.load())).await.unwrap();
+    let mut other = nmap_report();
+    other.extend_from_slice(b"<!-- lab -->\n");
+    // The new generation's watch may take a moment to start.
+    eventually("the reload is taken", WAIT, || {
+        std::fs::read_to_string(home.state.join("reload.json")).is_ok_and(|r| r.contains("true"))
+    })
+    .await;
+    drop_into(&lab, "lab.xml", &other);
+    let mut third = nmap_report();
+    third.extend_from_slice(b"<!-- office -->\n");
+    home.drop_file("office.xml", &third);
+    let ups = api.wait_for_uploads(3, WAIT).await;
+    let lab_id = id_of(&api, "Lab");
+    let default_id = id_of(&api, "Agent tests");
+    let by_name = |n: &str| {
+        ups.iter()
+            .find(|u| u.file_name.as_deref() == Some(n))
+            .unwrap()
+            .source_id
+            .clone()
+    };
+    assert_eq!(by_name("lab.xml"), lab_id);
+    assert_eq!(by_name("office.xml"), default_id);
+    token.cancel();
+    daemon.await.unwrap().unwrap();
+}
+
+/// The issue's deleted source: HostedScan refuses uploads to a source deleted on its side. Its
+/// files stay in queue/ (not failed/), one ERROR says what to do, `status` shows the source
+/// unusable, and the other source goes on. Removing the name from sources.json (the fix the
+/// message gives) has it created again, and the held files go there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_source_holds_its_files_until_it_is_fixed_and_the_others_go_on() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, "");
+    let dmz_name = format!("DMZ ({})", hostname());
+    let d = Daemon::start(home.load());
+    drop_into(&dmz, "before.xml", &nmap_report());
+    api.wait_for_uploads(1, WAIT).await;
+    let old_dmz = id_of(&api, &dmz_name);
+    assert!(api.delete_source(&old_dmz));
+
+    let report = |n: &str| {
+        let mut r = nmap_report();
+        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
+        r
+    };
+    drop_into(&dmz, "held1.xml", &report("held1"));
+    drop_into(&dmz, "held2.xml", &report("held2"));
+    eventually(
+        "both DMZ files are refused once and wait in queue/",
+        WAIT,
+        || {
+            home.names_in("queue")
+                .iter()
+                .filter(|n| !n.ends_with(".meta.json"))
+                .count()
+                == 2
+                && status_json(&home)["sources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["id"] == old_dmz.as_str() && s["usable"] == false)
+        },
+    )
+    .await;
+    // The other source is not held up.
+    home.drop_file("office.xml", &report("office"));
+    eventually("the office file is uploaded", WAIT, || {
+        api.uploads()
+            .iter()
+            .any(|u| u.file_name.as_deref() == Some("office.xml"))
+    })
+    .await;
+    assert!(home.names_in("failed").is_empty(), "not failed/");
+    let s = status_json(&home);
+    let gone = s["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == old_dmz.as_str())
+        .unwrap()
+        .clone();
+    let problem = gone["problem"].as_str().unwrap();
+    assert!(
+        problem.contains("sources.json") && problem.contains("source_id"),
+        "the message says what to do: {problem}"
+    );
+    // One refusal per file at most, not a retry storm: the second may have been in flight.
+    let refused = api
+        .requests_to(Endpoint::Results)
+        .iter()
+        .filter(|r| r.status == 400)
+        .count();
+    assert!((1..=2).contains(&refused), "{refused} refused uploads");
+
+    // The fix: forget the name; the daemon creates the source again and sends the files.
+    std::fs::remove_file(home.state.join("sources.json")).unwrap();
+    eventually("the held files go to a new DMZ source", WAIT, || {
+        api.uploads()
+            .iter()
+            .filter(|u| {
+                u.file_name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("held"))
+            })
+            .count()
+            == 2
+    })
+    .await;
+    let new_dmz = id_of(&api, &dmz_name);
+    assert_ne!(new_dmz, old_dmz);
+    assert!(api
+        .uploads()
+        .iter()
+        .filter(|u| u
+            .file_name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("held")))
+        .all(|u| u.source_id == new_dmz));
+    eventually("the queue is empty", WAIT, || {
+        home.names_in("queue").is_empty()
+    })
+    .await;
+    d.stop().await;
+}
+
+/// `--once` with a deleted source: the file stays queued and the pass exits 75 (pending) with
+/// the reason; a `source_id` set on the watch next to its name (the other fix) sends it on
+/// the next pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_keeps_the_files_of_a_deleted_source_and_a_pinned_id_sends_them() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, "");
+    let dmz_name = format!("DMZ ({})", hostname());
+    drop_into(&dmz, "a.xml", &nmap_report());
+    assert_eq!(home.cli(&["--once"]).code, 0);
+    let old = id_of(&api, &dmz_name);
+    api.delete_source(&old);
+    // A 404 this time (the other way HostedScan may say it).
+    api.push_fault(Endpoint::Results, Fault::Status(404));
+    let mut b = nmap_report();
+    b.extend_from_slice(b"<!-- b -->\n");
+    drop_into(&dmz, "b.xml", &b);
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 75, "{}\n{}", out.stdout, out.stderr);
+    assert!(
+        out.stdout.contains("does not know source") || out.stderr.contains("does not know source"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    assert!(home.names_in("failed").is_empty());
+    assert_eq!(home.names_in("queue").len(), 2, "b.xml and its record");
+
+    let replacement = api.add_source("DMZ replacement");
+    let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
+        "source = \"DMZ ({hostname})\"",
+        &format!("source = \"DMZ ({{hostname}})\"\nsource_id = \"{replacement}\""),
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let last = api.uploads().pop().unwrap();
+    assert_eq!(last.file_name.as_deref(), Some("b.xml"));
+    assert_eq!(last.source_id, replacement);
+}
