@@ -32,6 +32,11 @@ struct UploadResult {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Source {
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobRun {
     job: String,
     outcome: String,
@@ -45,6 +50,8 @@ pub struct Metrics {
     rejected: Counter,
     uploads: Family<UploadResult, Counter>,
     bytes: Counter,
+    source_uploads: Family<Source, Counter>,
+    sources_unusable: Gauge,
     job_runs: Family<JobRun, Counter>,
     queue: Gauge,
     failed: Gauge,
@@ -67,6 +74,8 @@ impl Metrics {
             rejected: Counter::default(),
             uploads: Family::default(),
             bytes: Counter::default(),
+            source_uploads: Family::default(),
+            sources_unusable: Gauge::default(),
             job_runs: Family::default(),
             queue: Gauge::default(),
             failed: Gauge::default(),
@@ -94,6 +103,16 @@ impl Metrics {
             "uploaded_bytes",
             "Bytes of reports accepted by HostedScan",
             m.bytes.clone(),
+        );
+        registry.register(
+            "source_uploads",
+            "Reports accepted by HostedScan, by IMPORTED source (its name; its id for a bare source_id)",
+            m.source_uploads.clone(),
+        );
+        registry.register(
+            "sources_unusable",
+            "Sources HostedScan answered it does not know (deleted on its side): their files wait in queue/ (see `status`)",
+            m.sources_unusable.clone(),
         );
         registry.register(
             "job_runs",
@@ -152,6 +171,15 @@ impl Metrics {
         }
     }
 
+    /// A report accepted into `source` (its name, or its id).
+    pub fn uploaded_to(&self, source: &str) {
+        self.source_uploads
+            .get_or_create(&Source {
+                source: source.into(),
+            })
+            .inc();
+    }
+
     pub fn job_run(&self, job: &str, outcome: &str) {
         self.job_runs
             .get_or_create(&JobRun {
@@ -189,6 +217,8 @@ impl Metrics {
             daemon.paused.is_some() && (until.is_none() || left > 0.0),
         ));
         self.resume_in.set(left);
+        self.sources_unusable
+            .set(daemon.unusable_sources.len() as i64);
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "cannot encode the metrics");

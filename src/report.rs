@@ -46,6 +46,8 @@ pub enum Outcome {
         size: u64,
         sha256: Sha256,
         warnings: Vec<String>,
+        /// Where it would go.
+        source: crate::spool::source::SourceRef,
     },
 }
 
@@ -103,6 +105,13 @@ impl RunReport {
     pub fn upload_attempt(&self, result: &str) {
         if let Some(m) = self.metrics() {
             m.upload(result, 0);
+        }
+    }
+
+    /// A report accepted into `source` (its name, or its id; counted only).
+    pub fn uploaded_to(&self, source: &str) {
+        if let Some(m) = self.metrics() {
+            m.uploaded_to(source);
         }
     }
 
@@ -206,16 +215,22 @@ impl RunReport {
                     size,
                     sha256,
                     warnings,
+                    source,
                 } => (
                     0,
                     "would upload",
                     file,
                     format!(
-                        "{format} {scan_type}{}  {}  sha256 {sha256}{}",
+                        "{format} {scan_type}{}{}  {}  sha256 {sha256}{}",
                         target
                             .as_ref()
                             .map(|t| format!(" target {t}"))
                             .unwrap_or_default(),
+                        if source.is_default() {
+                            String::new()
+                        } else {
+                            format!(" to {source}")
+                        },
                         bytesize::ByteSize(*size),
                         warnings
                             .iter()

@@ -249,6 +249,7 @@ impl Admission {
                     size: a.size,
                     sha256: a.sha256,
                     warnings: a.warnings,
+                    source: s.to.source.clone(),
                 });
                 Feedback::Done
             }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::*;
+use crate::spool::source::SourceRef;
 
 struct Dir(tempfile::TempDir);
 
@@ -1209,4 +1210,111 @@ fn two_loads_of_one_file_are_equal_and_a_changed_key_makes_them_differ() {
     let mut warned = b.clone();
     warned.warnings.push("a remark, not a setting".into());
     assert_eq!(a, warned, "warnings are not compared");
+}
+
+/// The issue's several networks: `source` (a name, `{hostname}` expanded) or `source_id` on a
+/// watch or job; a name given with an id is pinned to it; anything that names `[source]`'s
+/// own source uses `[source]`.
+#[test]
+fn watches_and_jobs_name_their_own_source() {
+    let d = Dir::new();
+    let dir = |n: &str| {
+        let p = d.path().join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.display().to_string()
+    };
+    let (a, b, c, e) = (dir("a"), dir("b"), dir("c"), dir("e"));
+    let p = d.config(&format!(
+        "[source]\nname = \"Main\"\nid = \"main-id\"\n[agent]\nstate_dir = {:?}\n\
+         [[watch]]\npath = {a:?}\nsource = \"DMZ ({{hostname}})\"\n\
+         [[watch]]\npath = {b:?}\nsource_id = \"lab-id\"\n\
+         [[watch]]\npath = {c:?}\nsource = \"Main\"\n\
+         [[watch]]\npath = {e:?}\nsource = \"Pinned\"\nsource_id = \"pin-id\"\n\
+         [[job]]\nname = \"j\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"/bin/true\", \"{{output}}\"]\nsource_id = \"main-id\"\n",
+        d.state()
+    ));
+    let cfg = Config::load(&p, &env(&[("HOSTEDSCAN_API_KEY", "k")])).unwrap();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    let refs: Vec<SourceRef> = cfg
+        .watches
+        .iter()
+        .map(|w| w.source.source.clone())
+        .collect();
+    assert_eq!(
+        refs,
+        vec![
+            SourceRef::Name(format!("DMZ ({host})")),
+            SourceRef::Id("lab-id".into()),
+            SourceRef::Default,
+            SourceRef::Name("Pinned".into()),
+        ]
+    );
+    assert_eq!(
+        cfg.jobs[0].source.source,
+        SourceRef::Default,
+        "[source]'s own id"
+    );
+    let book = cfg.book(Path::new("/state"));
+    assert_eq!(book.pins.get("Pinned").map(String::as_str), Some("pin-id"));
+    assert_eq!(
+        book.remembered(&SourceRef::Name("Pinned".into()))
+            .as_deref(),
+        Some("pin-id")
+    );
+    let uses = cfg.source_uses();
+    assert_eq!(uses[0].source, SourceRef::Default);
+    assert_eq!(
+        uses[0].used_by,
+        vec![format!("watch {c}"), "job j".to_string()]
+    );
+    assert_eq!(uses.len(), 4, "{uses:?}");
+}
+
+#[test]
+fn conflicting_or_empty_sources_are_refused_with_their_key() {
+    let d = Dir::new();
+    let dir = |n: &str| {
+        let p = d.path().join(n);
+        std::fs::create_dir_all(&p).unwrap();
+        p.display().to_string()
+    };
+    let (a, b, c, e) = (dir("a"), dir("b"), dir("c"), dir("e"));
+    let p = d.config(&format!(
+        "[source]\nname = \"Main\"\n[agent]\nstate_dir = {:?}\n\
+         [[watch]]\npath = {a:?}\nsource = \"X\"\nsource_id = \"one\"\n\
+         [[watch]]\npath = {b:?}\nsource = \"X\"\nsource_id = \"two\"\n\
+         [[watch]]\npath = {c:?}\nsource = \"\"\n\
+         [[watch]]\npath = {e:?}\nsource = \"Main\"\nsource_id = \"other\"\n\
+         [[job]]\nname = \"j\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"/bin/true\", \"{{output}}\"]\nsource_id = \" \"\nsoruce = \"typo\"\n",
+        d.state()
+    ));
+    let e = Config::load(&p, &env(&[("HOSTEDSCAN_API_KEY", "k")]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("soruce"), "an unknown key is named: {e}");
+    let p = d.config(&format!(
+        "[source]\nname = \"Main\"\n[agent]\nstate_dir = {:?}\n\
+         [[watch]]\npath = {a:?}\nsource = \"X\"\nsource_id = \"one\"\n\
+         [[watch]]\npath = {b:?}\nsource = \"X\"\nsource_id = \"two\"\n\
+         [[watch]]\npath = {c:?}\nsource = \"\"\n\
+         [[watch]]\npath = {e:?}\nsource = \"Main\"\nsource_id = \"other\"\n\
+         [[job]]\nname = \"j\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"/bin/true\", \"{{output}}\"]\nsource_id = \" \"\n",
+        d.state()
+    ));
+    let all = problems(Config::load(&p, &env(&[("HOSTEDSCAN_API_KEY", "k")])));
+    let text: Vec<String> = all
+        .iter()
+        .map(|p| format!("{}: {}", p.key, p.message))
+        .collect();
+    for (key, says) in [
+        ("watch[1].source_id", "pinned to one by watch[0].source_id"),
+        ("watch[2].source", "must not be empty"),
+        ("watch[3].source_id", "[source]'s name"),
+        ("job[0].source_id", "must not be empty"),
+    ] {
+        assert!(
+            all.iter().any(|p| p.key == key && p.message.contains(says)),
+            "{key}: {says} missing from {text:?}"
+        );
+    }
 }

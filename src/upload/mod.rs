@@ -544,6 +544,13 @@ impl Uploader {
             // The upload happened; at worst it is repeated after a restart (at-least-once).
             tracing::error!(file = %m.name, error = %e, "uploaded, but cannot write the ledger");
         }
+        let r = self.source_ref_of(entry, source_id);
+        let source = self
+            .sources
+            .book()
+            .spec(&r)
+            .map_or_else(|| source_id.to_string(), |s| s.name);
+        self.report.uploaded_to(&source);
         let moved = self
             .spool
             .finish(entry, self.after_upload == AfterUpload::Archive);
@@ -552,6 +559,7 @@ impl Uploader {
         }
         tracing::info!(
             file = %m.file.file_name,
+            source = %crate::escape::text(&source),
             scan_type = %m.file.scan_type.as_str(),
             target = %m.file.target.as_deref().unwrap_or("-"),
             bytes = m.file.size,

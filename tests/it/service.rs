@@ -268,6 +268,12 @@ async fn metrics_count_what_the_daemon_did() {
     assert_eq!(get("hostedscan_agent_queue_depth"), 0.0);
     assert_eq!(get("hostedscan_agent_failed_files"), 0.0);
     assert_eq!(get("hostedscan_agent_uploads_paused"), 0.0);
+    assert_eq!(
+        get("hostedscan_agent_source_uploads_total{source=\"Agent tests\"}"),
+        1.0,
+        "uploads per source, by its name"
+    );
+    assert_eq!(get("hostedscan_agent_sources_unusable"), 0.0);
     let last = get("hostedscan_agent_last_upload_timestamp_seconds");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
