@@ -76,7 +76,7 @@ fn locked(root: &Path) -> bool {
 pub fn gather(state_dir: &Path, jobs: &[crate::config::JobSpec]) -> std::io::Result<Status> {
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
-    let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;
+    let summary = ledger::summary(state_dir)?;
     let src = source::load_readonly(state_dir);
     let daemon = status_file::load(state_dir);
     let running = locked(state_dir);
