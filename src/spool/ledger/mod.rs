@@ -14,6 +14,7 @@
 //! retired generation. A crash between any two steps loses nothing and counts nothing twice.
 //! A damaged index is set aside and rebuilt from the line files, which are never deleted.
 
+mod compact;
 mod files;
 mod index;
 
@@ -29,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use super::fsutil;
 use super::Sha256;
 use crate::validate::ScanType;
-use files::{Lines, ReadLine, JSONL};
+use compact::{compact_into, Batch};
+use files::{Lines, JSONL};
 use index::{Header, Index};
 
 /// Lines kept in memory before a compaction (about 60 bytes each with the table's slack: ~1.2
@@ -93,22 +95,6 @@ impl Tuning {
             }
         }
         t
-    }
-}
-
-/// Lines not in the index, gathered to be merged into it: per source, digests and totals.
-#[derive(Default)]
-struct Batch {
-    by_source: BTreeMap<String, (Vec<Sha256>, Summary)>,
-    lines: u64,
-}
-
-impl Batch {
-    fn add(&mut self, l: ReadLine) {
-        let (digests, s) = self.by_source.entry(l.source_id).or_default();
-        digests.extend(l.sha256);
-        s.add(1, l.at.as_ref());
-        self.lines += 1;
     }
 }
 
@@ -190,104 +176,6 @@ fn open_jsonl(dir: &Path) -> io::Result<File> {
         }
     }
     Ok(file)
-}
-
-/// Merge `batch` into a new index that holds everything up to (`generation`, `included` bytes
-/// of the next), write it under a temporary name, sync it, and rename it into place.
-fn compact_into(
-    dir: &Path,
-    old: Option<&Index>,
-    batch: &Batch,
-    generation: u64,
-    included: u64,
-) -> io::Result<Index> {
-    let mut sources: BTreeMap<String, Summary> = old
-        .map(|i| i.header.sources.iter().cloned().collect())
-        .unwrap_or_default();
-    for (id, (_, s)) in &batch.by_source {
-        let t = sources.entry(id.clone()).or_default();
-        t.add(s.total, s.last_at.as_ref());
-    }
-    let ids: Vec<&String> = sources.keys().collect();
-    let no = |id: &str| ids.binary_search_by(|i| i.as_str().cmp(id)).unwrap_or(0) as u32;
-    // The source tables are sorted and the new one holds the old: renumbering keeps the order.
-    let renumber: Vec<u32> = old.map_or(Vec::new(), |i| {
-        i.header.sources.iter().map(|(id, _)| no(id)).collect()
-    });
-    let mut fresh: Vec<index::Key> = Vec::with_capacity(
-        batch
-            .by_source
-            .values()
-            .map(|(d, _)| d.len())
-            .sum::<usize>(),
-    );
-    for (id, (digests, _)) in &batch.by_source {
-        let n = no(id);
-        fresh.extend(digests.iter().map(|d| index::key(n, d)));
-    }
-    fresh.sort_unstable();
-    fresh.dedup();
-    let header = Header {
-        generation,
-        included_bytes: included,
-        records: 0,
-        sources: sources.into_iter().collect(),
-    };
-    let capacity = old.map_or(0, |i| i.header.records) + fresh.len() as u64;
-    let mut olds = old.map(|i| i.records());
-    let mut a = match olds.as_mut() {
-        Some(r) => r.next_key()?,
-        None => None,
-    };
-    let mut b = fresh.into_iter().peekable();
-    let renumbered = |k: index::Key| {
-        let mut k = k;
-        let n = renumber
-            .get(index::source_of(&k) as usize)
-            .copied()
-            .unwrap_or(0);
-        k[..4].copy_from_slice(&n.to_be_bytes());
-        k
-    };
-    // Both sides ascending: a merge, a key in both (uploaded again after a crash) kept once.
-    let merged = || -> io::Result<Option<index::Key>> {
-        let next_old = |olds: &mut Option<index::Records<'_>>| match olds.as_mut() {
-            Some(r) => r.next_key(),
-            None => Ok(None),
-        };
-        let ka = a.map(renumbered);
-        Ok(match (ka, b.peek().copied()) {
-            (None, None) => None,
-            (Some(x), None) => {
-                a = next_old(&mut olds)?;
-                Some(x)
-            }
-            (None, Some(_)) => b.next(),
-            (Some(x), Some(y)) => {
-                if x <= y {
-                    a = next_old(&mut olds)?;
-                    if x == y {
-                        b.next();
-                    }
-                    Some(x)
-                } else {
-                    b.next();
-                    Some(y)
-                }
-            }
-        })
-    };
-    let tmp = dir.join(index::TMP_NAME);
-    let written = index::write(&tmp, header, capacity, merged).and_then(|idx| {
-        crate::failpoint::failpoint!("ledger-compact-index");
-        std::fs::rename(&tmp, dir.join(index::NAME))?;
-        fsutil::sync_dir(dir)?;
-        Ok(idx)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 impl Ledger {
