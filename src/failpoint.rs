@@ -14,6 +14,9 @@
 //! | `admit-after-commit` | a file is committed to `queue/`, its original not yet removed |
 //! | `ledger-record` | a 2xx has arrived, the ledger line is not yet written |
 //! | `spool-finish` | uploaded and in the ledger, the queued copy not yet cleared |
+//! | `ledger-compact-start` | a compaction of the ledger (before a record) is about to retire `ledger.jsonl` |
+//! | `ledger-compact-retired` | `ledger.jsonl` is retired to `ledger-history/`, the new index not yet written |
+//! | `ledger-compact-index` | the new `ledger.index` is written and synced under its temporary name, not yet renamed |
 //! | `watch-overflow` | each file notification, lost as when the kernel's queue overflows (`return`) |
 //! | `admit-open` | admission is about to open a settled file (`sleep(ms)`: a window for a test to swap it) |
 

@@ -98,7 +98,7 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
     let jobs = &cfg.jobs;
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
-    let summary = ledger::summary(&state_dir.join("ledger.jsonl"))?;
+    let summary = ledger::summary(state_dir)?;
     let src = source::load_readonly(state_dir);
     let daemon = status_file::load(state_dir);
     let running = locked(state_dir);

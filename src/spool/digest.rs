@@ -39,6 +39,15 @@ impl Sha256 {
         h.update(bytes);
         h.finish()
     }
+
+    /// The 32 bytes, as the ledger's binary index stores them.
+    pub fn to_bytes(self) -> [u8; 32] {
+        self.0
+    }
+
+    pub fn from_bytes(bytes: [u8; 32]) -> Sha256 {
+        Sha256(bytes)
+    }
 }
 
 /// Not 64 hex digits.

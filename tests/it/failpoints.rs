@@ -282,3 +282,77 @@ async fn lost_file_notifications_are_made_up_by_the_rescan_they_trigger() {
     assert_eq!(api.uploads().len(), N);
     assert!(home.inbox_names().is_empty());
 }
+
+/// `--once` with the ledger compacting every 3 lines (the testing knob) and these failpoints.
+async fn once_compacting(home: Home, failpoints: &str) -> (Output, Home) {
+    let fp = failpoints.to_string();
+    tokio::task::spawn_blocking(move || {
+        let out = home.cli_env(
+            &["--once"],
+            &[
+                ("HOSTEDSCAN_AGENT_LEDGER_COMPACT_AT", "3"),
+                ("FAILPOINTS", &fp),
+            ],
+        );
+        (out, home)
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_each_step_of_a_ledger_compaction_forgets_no_upload_and_counts_each_once() {
+    for point in [
+        "ledger-compact-start",
+        "ledger-compact-retired",
+        "ledger-compact-index",
+    ] {
+        let api = StandIn::start().await;
+        let home = Home::new(&api.url(), "upload_concurrency = 1", "");
+        let reports: Vec<Vec<u8>> = (1..=4).map(report).collect();
+        for (i, r) in reports[..2].iter().enumerate() {
+            home.drop_file(&format!("r{i}.xml"), r);
+        }
+        let (out, home) = once_compacting(home, "").await;
+        assert_eq!(out.code, 0, "{point}: {out:?}");
+        // Two more: the second one's record compacts the three lines before it, and the agent
+        // is killed in the middle.
+        home.drop_file("r2.xml", &reports[2]);
+        home.drop_file("r3.xml", &reports[3]);
+        let (out, home) = once_compacting(home, &format!("{point}=return(kill)")).await;
+        assert_eq!(out.signal, Some(SIGKILL), "{point}: {out:?}");
+        assert_eq!(api.uploads().len(), 4, "{point}");
+        let unrecorded = api.uploads()[3].sha256.clone();
+
+        // The next run sends that last one again (its line was never written), nothing else.
+        let (out, home) = once_compacting(home, "").await;
+        assert_eq!(out.code, 0, "{point}: {out:?}");
+        // Every content dropped again under a new name: all known, none sent.
+        for (i, r) in reports.iter().enumerate() {
+            home.drop_file(&format!("again-{i}.xml"), r);
+        }
+        let (out, home) = once_compacting(home, "").await;
+        assert_eq!(out.code, 0, "{point}: {out:?}");
+        let counts = upload_counts(&api);
+        for (i, r) in reports.iter().enumerate() {
+            let want = if sha256_hex(r) == unrecorded { 2 } else { 1 };
+            assert_eq!(
+                counts[&sha256_hex(r)],
+                want,
+                "{point}: report {i}: {counts:?}"
+            );
+        }
+        assert_eq!(api.uploads().len(), 5, "{point}");
+        assert!(home.inbox_names().is_empty(), "{point}");
+        assert!(
+            home.state.join("ledger.index").exists(),
+            "{point}: compacted"
+        );
+        let status = home.cli(&["status", "--format", "json"]);
+        let s: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+        assert_eq!(
+            s["uploaded_total"], 4,
+            "{point}: one line per recorded upload"
+        );
+    }
+}
