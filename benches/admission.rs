@@ -85,10 +85,10 @@ fn main() {
     let state = work.path().join("state");
     let spool = Arc::new(Spool::open(&state).expect("state dir"));
     let ledger = Arc::new(Mutex::new(Ledger::open(&state).expect("ledger")));
-    let book = hostedscan_agent::spool::source::Book {
+    let book = hostedscan_agent::config::Book {
         state_dir: state.clone(),
         api_url: "http://127.0.0.1:9/v1".into(),
-        default: hostedscan_agent::spool::source::SourceSpec {
+        default: hostedscan_agent::config::SourceSpec {
             name: "bench".into(),
             id: None,
         },
@@ -98,7 +98,7 @@ fn main() {
     let admitter = Admitter::new(
         spool,
         ledger,
-        Arc::new(std::sync::RwLock::new(book)),
+        Arc::new(std::sync::RwLock::new(Arc::new(book))),
         u64::MAX,
         Duration::from_secs(600),
         AfterUpload::Archive,

@@ -42,7 +42,7 @@ pub struct Status {
 
 #[derive(Debug, Serialize)]
 pub struct SourceStatus {
-    /// `None` for a bare `source_id`.
+    /// The source's name; a bare `source_id`'s is the id (the agent never learns its name).
     pub name: Option<String>,
     /// `None` until it was looked up or created (at its first upload).
     pub id: Option<String>,
@@ -118,7 +118,7 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
         paused_until: live.and_then(|d| d.paused_until.clone()),
         source_id: src.as_ref().map(|s| s.id.clone()),
         source_name: src.map(|s| s.name),
-        sources: source_status(state_dir, cfg, daemon.as_ref())?,
+        sources: source_status(state_dir, cfg, live)?,
         failed_files: first(spool::list_payloads(&layout.failed, ".error.json")?),
         rejected_files: first(spool::list_payloads(&layout.rejected, ".reason.json")?),
         admission_paused: live.and_then(|d| d.admission_paused.clone()),
@@ -128,8 +128,8 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
     })
 }
 
-/// Each source in use: its id as remembered, its uploads from the ledger, whether the daemon
-/// found it deleted on HostedScan.
+/// Each source in use: its id as remembered, its uploads from the ledger, whether the running
+/// daemon found it deleted on HostedScan.
 fn source_status(
     state_dir: &Path,
     cfg: &crate::config::Config,
@@ -157,7 +157,7 @@ fn source_status(
             .unwrap_or_default();
         let problem = unusable(&id);
         out.push(SourceStatus {
-            name: u.name,
+            name: u.name.or_else(|| id.clone()),
             id,
             uploaded_total: t.total,
             last_upload_at: t.last_at,
@@ -248,7 +248,7 @@ pub fn render_text(s: &Status) -> String {
     ));
     out.push_str(&format!(
         "source           {}{}\n",
-        dash(&s.source_id),
+        esc(&dash(&s.source_id)),
         s.source_name
             .as_ref()
             .map(|n| format!(" ({n})"))
@@ -258,7 +258,7 @@ pub fn render_text(s: &Status) -> String {
         for x in &s.sources {
             out.push_str(&format!(
                 "  {} {}: {} uploaded{}{}\n",
-                dash(&x.id),
+                esc(&dash(&x.id)),
                 x.name
                     .as_deref()
                     .map(|n| format!("({})", esc(n)))

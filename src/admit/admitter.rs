@@ -16,10 +16,11 @@ use std::time::{Duration, SystemTime};
 
 use super::read::{read_once, ReadError};
 use super::settled::{Fingerprint, Settled};
+use crate::config::SharedBook;
 use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::queue::{self, Validated};
-use crate::spool::source::{Book, Destination, SourceRef};
+use crate::spool::source::{Destination, SourceRef};
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{Format, RejectKind, Report};
@@ -66,7 +67,7 @@ struct Keep {
     ledger: Arc<Mutex<Ledger>>,
     /// The ids of the sources (shared with the uploader, changed by a reload): the ledger
     /// entries of a file's source make it a duplicate.
-    book: Arc<std::sync::RwLock<Book>>,
+    book: SharedBook,
 }
 
 /// Content in the agent's custody, per source: the same bytes may go to two sources.
@@ -110,7 +111,7 @@ impl Admitter {
     pub fn new(
         spool: Arc<Spool>,
         ledger: Arc<Mutex<Ledger>>,
-        book: Arc<std::sync::RwLock<Book>>,
+        book: SharedBook,
         max_file_size: u64,
         incomplete_grace: Duration,
         after_upload: AfterUpload,

@@ -36,7 +36,7 @@ pub use metrics::MetricsSettings;
 pub use retry::RetrySettings;
 pub use schedule::Schedule;
 pub use secret::{ApiKey, KeyOrigin};
-pub use source::{SourceChoice, SourceSettings, SourceUse};
+pub use source::{Book, SharedBook, SourceChoice, SourceSettings, SourceSpec, SourceUse};
 pub use watch::{is_temporary_name, Globs, WatchSettings};
 
 use crate::validate::ScanType;

@@ -4,10 +4,11 @@
 //! refused; a watch or job that names `[source]`'s own source uses `[source]`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use super::{raw, Checker, Config};
-use crate::spool::source::{Book, Origin, SourceRef, SourceSpec};
+use crate::spool::source::{self as store, Origin, SourceRef};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceSettings {
@@ -60,8 +61,13 @@ pub(super) fn choice(
         );
     }
     for (k, v) in [("source", &name), ("source_id", &id)] {
-        if v.as_ref().is_some_and(|v| v.chars().any(char::is_control)) {
-            c.push(format!("{key}.{k}"), "must not hold control characters");
+        if v.as_ref()
+            .is_some_and(|v| v.chars().any(crate::escape::is_hostile))
+        {
+            c.push(
+                format!("{key}.{k}"),
+                "must not hold control or bidirectional-override characters",
+            );
         }
     }
     match (name, id) {
@@ -132,6 +138,83 @@ pub(super) fn reconcile(
     }
 }
 
+/// A name and, when the configuration pins it, its id (`[source]`, or a watch or job with
+/// both `source` and `source_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    pub name: String,
+    pub id: Option<String>,
+}
+
+/// What the configuration says about sources, and the state directory where their ids are
+/// remembered: enough to tell the id of a [`SourceRef`] without the API. Shared by admission
+/// (duplicates are per source) and the uploader, and replaced by a reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Book {
+    pub state_dir: PathBuf,
+    pub api_url: String,
+    /// `[source]`.
+    pub default: SourceSpec,
+    /// Names whose id the configuration gives (`source` and `source_id` on one watch or job).
+    pub pins: HashMap<String, String>,
+    /// Where each watch and job sends its reports now.
+    pub routes: HashMap<Origin, SourceRef>,
+}
+
+/// The book in use, replaced whole by a reload (readers keep the one they took).
+pub type SharedBook = Arc<RwLock<Arc<Book>>>;
+
+impl Book {
+    /// The name and configured id of `r` (`None` for a bare id).
+    pub fn spec(&self, r: &SourceRef) -> Option<SourceSpec> {
+        match r {
+            SourceRef::Default => Some(self.default.clone()),
+            SourceRef::Name(n) => Some(SourceSpec {
+                name: n.clone(),
+                id: self.pins.get(n).cloned(),
+            }),
+            SourceRef::Id(_) => None,
+        }
+    }
+
+    /// The id of `r` if the configuration gives it or it is remembered for this API (a read
+    /// of `sources.json` and `source.json`: an operator's edit counts at once).
+    pub fn remembered(&self, r: &SourceRef) -> Option<String> {
+        if let SourceRef::Id(id) = r {
+            return Some(id.clone());
+        }
+        let spec = self.spec(r)?;
+        spec.id.or_else(|| {
+            store::find_by_name(&self.state_dir, &self.api_url, &spec.name).map(|rec| rec.id)
+        })
+    }
+
+    /// Where `origin` sends its reports now (`None`: no such watch or job any more).
+    pub fn route(&self, origin: &Origin) -> Option<&SourceRef> {
+        self.routes.get(origin)
+    }
+
+    /// The watches and jobs that send reports to `r` now, sorted.
+    pub fn users(&self, r: &SourceRef) -> Vec<String> {
+        let mut u: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, to)| *to == r)
+            .map(|(o, _)| o.to_string())
+            .collect();
+        u.sort();
+        u
+    }
+
+    /// How `r` is named in metrics and logs: its name, or its id for a bare `source_id`.
+    pub fn label(&self, r: &SourceRef) -> String {
+        match self.spec(r) {
+            Some(s) => s.name,
+            None => self.remembered(r).unwrap_or_default(),
+        }
+    }
+}
+
 /// One source in use, and the watches and jobs that send reports to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceUse {
@@ -194,7 +277,7 @@ impl Config {
 
     /// What the spool and the uploader need to know of sources: `[source]`, the pinned ids,
     /// and where each watch and job sends its reports.
-    pub fn book(&self, state_dir: &Path) -> Book {
+    pub fn book(&self, state_dir: &Path) -> Arc<Book> {
         let mut pins = HashMap::new();
         let mut routes = HashMap::new();
         for (origin, ch) in self.routes() {
@@ -203,7 +286,7 @@ impl Config {
             }
             routes.insert(origin, ch.source.clone());
         }
-        Book {
+        Arc::new(Book {
             state_dir: state_dir.to_path_buf(),
             api_url: self.api.url.to_string(),
             default: SourceSpec {
@@ -212,6 +295,6 @@ impl Config {
             },
             pins,
             routes,
-        }
+        })
     }
 }

@@ -2,11 +2,8 @@
 //! queue record with the watch or job it came from, [`Origin`]), and the ids remembered for
 //! the sources by name: `source.json` for `[source]`, `sources.json` for the names that
 //! watches and jobs give. Each record holds the API URL and name it was found for, so a
-//! restart never creates a second source and a change of URL or name is noticed. [`Book`]
-//! answers "which id, if it is known without asking the API" for admission (duplicates) and
-//! the uploader alike.
+//! restart never creates a second source and a change of URL or name is noticed.
 
-use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -153,86 +150,20 @@ fn load_repairing<T: serde::de::DeserializeOwned>(p: &Path) -> io::Result<Option
     }
 }
 
-/// A name and, when the configuration pins it, its id (`[source]`, or a watch or job with
-/// both `source` and `source_id`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceSpec {
-    pub name: String,
-    pub id: Option<String>,
-}
-
-/// What the configuration says about sources, and the state directory where their ids are
-/// remembered: enough to tell the id of a [`SourceRef`] without the API.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Book {
-    pub state_dir: PathBuf,
-    pub api_url: String,
-    /// `[source]`.
-    pub default: SourceSpec,
-    /// Names whose id the configuration gives (`source` and `source_id` on one watch or job).
-    pub pins: HashMap<String, String>,
-    /// Where each watch and job sends its reports now.
-    pub routes: HashMap<Origin, SourceRef>,
-}
-
-impl Book {
-    /// The name and configured id of `r` (`None` for a bare id).
-    pub fn spec(&self, r: &SourceRef) -> Option<SourceSpec> {
-        match r {
-            SourceRef::Default => Some(self.default.clone()),
-            SourceRef::Name(n) => Some(SourceSpec {
-                name: n.clone(),
-                id: self.pins.get(n).cloned(),
-            }),
-            SourceRef::Id(_) => None,
-        }
-    }
-
-    /// The id of `r` if the configuration gives it or it is remembered for this API (a read
-    /// of `source.json` or `sources.json`: an operator's edit counts at once).
-    pub fn remembered(&self, r: &SourceRef) -> Option<String> {
-        let spec = match (r, self.spec(r)) {
-            (SourceRef::Id(id), _) => return Some(id.clone()),
-            (_, Some(spec)) => spec,
-            (_, None) => return None,
-        };
-        if let Some(id) = spec.id {
-            return Some(id);
-        }
-        match r {
-            SourceRef::Default => load_readonly(&self.state_dir)
-                .filter(|rec| rec.api_url == self.api_url && rec.name == spec.name)
-                .map(|rec| rec.id),
-            _ => load_named_readonly(&self.state_dir)
-                .sources
-                .into_iter()
-                .find(|rec| rec.api_url == self.api_url && rec.name == spec.name)
-                .map(|rec| rec.id),
-        }
-    }
-
-    /// Where `origin` sends its reports now (`None`: no such watch or job any more).
-    pub fn route(&self, origin: &Origin) -> Option<&SourceRef> {
-        self.routes.get(origin)
-    }
+/// The record of `name` on the API at `api_url`, from either file: one name is one source,
+/// whether it is `[source]`'s now or was a watch's before (or the other way round).
+pub fn find_by_name(state_dir: &Path, api_url: &str, name: &str) -> Option<SourceRecord> {
+    let matches = |r: &SourceRecord| r.api_url == api_url && r.name == name;
+    load_named_readonly(state_dir)
+        .sources
+        .into_iter()
+        .find(matches)
+        .or_else(|| load_readonly(state_dir).filter(matches))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn book(dir: &Path) -> Book {
-        Book {
-            state_dir: dir.to_path_buf(),
-            api_url: "http://127.0.0.1:1/v1".into(),
-            default: SourceSpec {
-                name: "Internal".into(),
-                id: None,
-            },
-            pins: HashMap::from([("Pinned".to_string(), "pin-id".to_string())]),
-            routes: HashMap::new(),
-        }
-    }
 
     fn record(name: &str, id: &str, url: &str) -> SourceRecord {
         SourceRecord {
@@ -244,39 +175,17 @@ mod tests {
     }
 
     #[test]
-    fn each_kind_of_reference_finds_its_remembered_id() {
+    fn a_name_is_found_in_either_file_for_its_api_only() {
         let dir = tempfile::tempdir().unwrap();
-        let b = book(dir.path());
-        assert_eq!(b.remembered(&SourceRef::Default), None);
-        assert_eq!(b.remembered(&SourceRef::Name("DMZ".into())), None);
-        save(dir.path(), &record("Internal", "default-id", &b.api_url)).unwrap();
-        save_named(dir.path(), record("DMZ", "dmz-id", &b.api_url)).unwrap();
-        save_named(
-            dir.path(),
-            record("Lab", "other-api", "http://elsewhere/v1"),
-        )
-        .unwrap();
-        assert_eq!(
-            b.remembered(&SourceRef::Default).as_deref(),
-            Some("default-id")
-        );
-        assert_eq!(
-            b.remembered(&SourceRef::Name("DMZ".into())).as_deref(),
-            Some("dmz-id")
-        );
-        assert_eq!(
-            b.remembered(&SourceRef::Name("Lab".into())),
-            None,
-            "remembered for another API"
-        );
-        assert_eq!(
-            b.remembered(&SourceRef::Name("Pinned".into())).as_deref(),
-            Some("pin-id")
-        );
-        assert_eq!(
-            b.remembered(&SourceRef::Id("x".into())).as_deref(),
-            Some("x")
-        );
+        let url = "http://127.0.0.1:1/v1";
+        assert_eq!(find_by_name(dir.path(), url, "Office"), None);
+        save(dir.path(), &record("Office", "office-id", url)).unwrap();
+        save_named(dir.path(), record("DMZ", "dmz-id", url)).unwrap();
+        save_named(dir.path(), record("Lab", "lab-id", "http://elsewhere/v1")).unwrap();
+        let id = |n: &str| find_by_name(dir.path(), url, n).map(|r| r.id);
+        assert_eq!(id("Office").as_deref(), Some("office-id"), "source.json");
+        assert_eq!(id("DMZ").as_deref(), Some("dmz-id"), "sources.json");
+        assert_eq!(id("Lab"), None, "remembered for another API");
     }
 
     #[test]

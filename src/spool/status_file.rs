@@ -159,16 +159,16 @@ impl StatusBoard {
         self.flush();
     }
 
-    /// HostedScan no longer knows source `id` (said once per id).
-    pub fn source_gone(&self, id: &str, reason: &str) {
+    /// The sources HostedScan no longer knows that files still go to.
+    pub fn unusable_sources(&self, list: Vec<UnusableSource>) {
+        self.update(|s| s.unusable_sources = list);
+    }
+
+    /// One more source HostedScan no longer knows (replacing what was said of the same id).
+    pub fn add_unusable_source(&self, u: UnusableSource) {
         self.update(|s| {
-            if !s.unusable_sources.iter().any(|u| u.id == id) {
-                s.unusable_sources.push(UnusableSource {
-                    id: id.to_string(),
-                    reason: reason.to_string(),
-                    since: super::fsutil::now_rfc3339(),
-                });
-            }
+            s.unusable_sources.retain(|x| x.id != u.id);
+            s.unusable_sources.push(u);
         });
     }
 

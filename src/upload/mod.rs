@@ -153,13 +153,6 @@ impl Uploader {
                                 known.remove(&name);
                                 self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                             }
-                            Settled::Held(e) if self.once => {
-                                self.report.push(Outcome::Pending {
-                                    file: e.meta.file.file_name.clone(),
-                                    reason: self.held_reason(&e),
-                                });
-                                left.push(e);
-                            }
                             Settled::Held(e) => held.push(e),
                             Settled::Retry(e) => pending.push_back(e),
                             Settled::Left(e) => left.push(e),
@@ -177,7 +170,7 @@ impl Uploader {
                         }
                     }
                 },
-                r = rx.recv(), if rx_open && pending.len() < PENDING_CAP => match r {
+                r = rx.recv(), if rx_open && pending.len() + held.len() < PENDING_CAP => match r {
                     Some(e) => {
                         if known.insert(e.meta.name.clone()) {
                             pending.push_back(e);
@@ -185,7 +178,7 @@ impl Uploader {
                     }
                     None => rx_open = false,
                 },
-                _ = rescan.tick(), if !self.once && pending.len() < PENDING_CAP => {
+                _ = rescan.tick(), if !self.once && pending.len() + held.len() < PENDING_CAP => {
                     match crate::spool::queue::load_all(&self.spool.layout.queue) {
                         Ok(loaded) => {
                             for e in loaded.entries {
@@ -224,6 +217,13 @@ impl Uploader {
             // Waiting out a backoff is not work in flight: leave at once on shutdown.
             _ = shutdown.stopping() => return Settled::Left(entry),
         };
+        if !entry.data_path.exists() {
+            // Removed by hand from queue/: nothing left to send, and retrying would stall the
+            // shared backoff for everyone.
+            tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
+            let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
+            return Settled::Done;
+        }
         let api = self.api();
         let resolved = tokio::select! {
             r = self.sources.resolve_for(&api, &entry.meta.to) => r,
@@ -231,7 +231,7 @@ impl Uploader {
         };
         let source_id = match resolved {
             Ok(id) => id,
-            Err(SourceError::Gone { .. }) => return Settled::Held(entry),
+            Err(SourceError::Gone { id }) => return self.hold(entry, &id),
             Err(SourceError::Retry { after, reason }) => {
                 let p = self.backoff.failure(ticket, after);
                 self.status.error(&reason);
@@ -256,13 +256,6 @@ impl Uploader {
                 return Settled::Retry(entry);
             }
         };
-        if !entry.data_path.exists() {
-            // Removed by hand from queue/: nothing left to send, and retrying would stall the
-            // shared backoff for everyone.
-            tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
-            let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
-            return Settled::Done;
-        }
         if self.already_uploaded(&source_id, &entry.meta.file.sha256) {
             tracing::info!(file = %name, sha256 = %entry.meta.file.sha256, "same content already uploaded to this source; not sending it again");
             if let Err(e) = self
@@ -309,20 +302,14 @@ impl Uploader {
             }
             Decision::Damaged { reason } => self.set_aside_damaged(entry, &reason),
             Decision::Permanent { status, message }
-                if source::means_source_gone(status, &message) =>
+                if source::means_source_gone(status, &message)
+                    && (status == 400 || answered_in_json(&attempt)) =>
             {
                 // The API answered: it is up. The file is fine; its source is not.
                 self.backoff.success();
                 self.report.upload_attempt("source_gone");
                 self.source_gone(&entry, &source_id, status, &message);
-                if self.once {
-                    self.report.push(Outcome::Pending {
-                        file: entry.meta.file.file_name.clone(),
-                        reason: self.held_reason(&entry),
-                    });
-                    return Settled::Left(entry);
-                }
-                Settled::Held(entry)
+                self.hold(entry, &source_id)
             }
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
@@ -457,10 +444,48 @@ impl Uploader {
             .sources
             .mark_gone(&r, source_id, &format!("HTTP {status}: {message}"))
         {
-            tracing::error!(file = %entry.meta.name, source_id, source = %r, "{}", g.reason);
-            self.status.error(&g.reason);
-            self.status.source_gone(&g.id, &g.reason);
+            self.status
+                .add_unusable_source(crate::spool::status_file::UnusableSource {
+                    id: g.id.clone(),
+                    reason: g.reason.clone(),
+                    since: g.at.clone(),
+                });
+            if g.again {
+                tracing::warn!(file = %entry.meta.name, source_id = %crate::escape::text(source_id), source = %r, "still: {}", g.reason);
+            } else {
+                tracing::error!(file = %entry.meta.name, source_id = %crate::escape::text(source_id), source = %r, "{}", g.reason);
+                self.status.error(&g.reason);
+            }
         }
+    }
+
+    /// A file whose source (`source_id`) HostedScan does not know: it waits in `queue/` (with
+    /// `--once`, it is left there with the reason, and the pass exits 75).
+    fn hold(&self, entry: QueuedEntry, source_id: &str) -> Settled {
+        if self.once {
+            self.report.push(Outcome::Pending {
+                file: entry.meta.file.file_name.clone(),
+                reason: self.sources.gone_reason(source_id),
+            });
+            return Settled::Left(entry);
+        }
+        Settled::Held(entry)
+    }
+
+    /// What `status` shows as unusable: the gone sources that configured watches and jobs,
+    /// or files waiting in `queue/`, still go to.
+    fn show_unusable(&self, held: &[QueuedEntry]) {
+        let list = self
+            .sources
+            .gone_in_use(held.iter().map(|e| &e.meta.to))
+            .into_iter()
+            .map(|g| crate::spool::status_file::UnusableSource {
+                id: g.id,
+                reason: g.reason,
+                since: g.at,
+            })
+            .collect();
+        self.status.unusable_sources(list);
     }
 
     /// Which of the entry's references gave `source_id` (its own, or its origin's now).
@@ -481,26 +506,22 @@ impl Uploader {
         }
     }
 
-    /// Why a file waits for its source (for `--once`'s summary).
-    fn held_reason(&self, entry: &QueuedEntry) -> String {
-        let gone = self.sources.gone();
-        let g = gone
-            .iter()
-            .find(|g| g.source == entry.meta.to.source)
-            .or(gone.first());
-        match g {
-            Some(g) => g.reason.clone(),
-            None => "its source is not known to HostedScan any more".into(),
-        }
-    }
-
-    /// Files waiting for a gone source whose source now resolves elsewhere go back in line.
+    /// Files waiting for a gone source go back in line when their source now resolves
+    /// elsewhere, or when the source was found gone [`source::GONE_RECHECK`] ago (tried again).
     fn release_held(&self, held: &mut Vec<QueuedEntry>, pending: &mut VecDeque<QueuedEntry>) {
+        self.sources.expire_gone(source::GONE_RECHECK);
         let before = held.len();
-        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(held)
-            .into_iter()
-            .partition(|e| self.sources.may_retry(&e.meta.to));
+        // Decided once per destination: thousands of waiting files are a few reads of the
+        // sources' records, not thousands.
+        let mut verdicts: std::collections::HashMap<crate::spool::source::Destination, bool> =
+            Default::default();
+        let (ready, wait): (Vec<_>, Vec<_>) = std::mem::take(held).into_iter().partition(|e| {
+            *verdicts
+                .entry(e.meta.to.clone())
+                .or_insert_with(|| self.sources.may_retry(&e.meta.to))
+        });
         *held = wait;
+        self.show_unusable(held);
         if !ready.is_empty() {
             tracing::info!(
                 files = ready.len(),
@@ -512,7 +533,7 @@ impl Uploader {
     }
 
     /// New sources from a reload: files waiting for a gone source are looked at again.
-    pub fn use_sources(&self, book: crate::spool::source::Book) {
+    pub fn use_sources(&self, book: Arc<crate::config::Book>) {
         self.sources.use_book(book);
         self.sources_changed.notify_one();
     }
@@ -575,6 +596,11 @@ impl Uploader {
             result_id,
         });
     }
+}
+
+/// Whether HostedScan itself answered (JSON), not a proxy's or load balancer's page.
+fn answered_in_json(attempt: &retry::Attempt) -> bool {
+    matches!(attempt, retry::Attempt::Response { content_type: Some(ct), .. } if ct.contains("json"))
 }
 
 fn round(d: Duration) -> Duration {

@@ -8,14 +8,17 @@
 //! the name elsewhere, and the other sources go on.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Mutex;
+use tokio::time::Instant;
 
 use super::api::Api;
 use super::retry::{classify, Attempt, Decision};
+use crate::config::{Book, SharedBook};
 use crate::spool::fsutil::now_rfc3339;
-use crate::spool::source::{self as store, Book, Destination, SourceRecord, SourceRef};
+use crate::spool::source::{self as store, Destination, SourceRecord, SourceRef};
 
 /// Why the source is not known yet, or cannot be used.
 #[derive(Debug, Clone)]
@@ -47,38 +50,51 @@ pub struct Gone {
     pub id: String,
     /// What HostedScan said, and what the operator can do.
     pub reason: String,
+    /// When it was (last) found gone.
+    pub at: String,
+    since: Instant,
+    /// It was found gone before, and tried again after [`GONE_RECHECK`].
+    pub again: bool,
 }
+
+/// How long a source found gone is left alone before its files are tried again (a 404 that
+/// was not HostedScan's last word on it: a proxy's, a source restored by support).
+pub const GONE_RECHECK: Duration = Duration::from_secs(15 * 60);
 
 /// Pages of `GET /sources` read at most, so a broken `next_page_token` cannot loop forever.
 const MAX_PAGES: usize = 1000;
 
 pub struct Sources {
-    book: Arc<RwLock<Book>>,
-    /// One lookup at a time per reference; holds an id found or created but not yet saved (so
-    /// not yet used: saved first, never created twice).
-    slots: std::sync::Mutex<HashMap<SourceRef, Arc<Mutex<Option<String>>>>>,
+    book: SharedBook,
+    /// One lookup at a time per name (whatever refers to it); holds an id found or created
+    /// but not yet saved (so not yet used: saved first, never created twice).
+    slots: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<String>>>>>,
     /// `sources.json` is read, changed and replaced by one writer at a time.
     named_file: std::sync::Mutex<()>,
     gone: std::sync::Mutex<HashMap<String, Gone>>,
+    /// Ids found gone since the start, so that finding one gone again is a warning, not a
+    /// second error.
+    seen_gone: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl Sources {
     /// `book` is shared with admission (which tells duplicates by it) and replaced by reloads.
-    pub fn new(book: Arc<RwLock<Book>>) -> Sources {
+    pub fn new(book: SharedBook) -> Sources {
         Sources {
             book,
             slots: Default::default(),
             named_file: Default::default(),
             gone: Default::default(),
+            seen_gone: Default::default(),
         }
     }
 
-    pub fn book(&self) -> Book {
+    pub fn book(&self) -> Arc<Book> {
         self.book.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// A reload's sources: new names are looked up when first used.
-    pub fn use_book(&self, book: Book) {
+    pub fn use_book(&self, book: Arc<Book>) {
         *self.book.write().unwrap_or_else(|p| p.into_inner()) = book;
     }
 
@@ -128,59 +144,96 @@ impl Sources {
     }
 
     /// HostedScan answered that it does not know source `id` (of `r`). Returns what to tell the
-    /// operator the first time, `None` when it was known already.
+    /// operator when it was not marked yet (`again` when it was before, and tried again after
+    /// [`GONE_RECHECK`]), `None` when it is marked already.
     pub fn mark_gone(&self, r: &SourceRef, id: &str, answer: &str) -> Option<Gone> {
         let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
         if gone.contains_key(id) {
             return None;
         }
+        let again = !self
+            .seen_gone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string());
         let g = Gone {
             source: r.clone(),
             id: id.to_string(),
             reason: format!(
-                "HostedScan does not know source {id} ({r}) any more ({answer}): its files stay in queue/, the other sources go on. {}",
+                "HostedScan does not know source {} ({r}) any more ({}): its files stay in queue/, the other sources go on. {}",
+                crate::escape::text(id),
+                crate::escape::text(answer),
                 self.fix(r)
             ),
+            at: now_rfc3339(),
+            since: Instant::now(),
+            again,
         };
         gone.insert(id.to_string(), g.clone());
         Some(g)
     }
 
-    /// Every source marked gone.
-    pub fn gone(&self) -> Vec<Gone> {
+    /// What to tell about files waiting for source `id`.
+    pub fn gone_reason(&self, id: &str) -> String {
         self.gone
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|g| g.reason.clone())
+            .unwrap_or_else(|| format!("HostedScan does not know source {id} any more"))
+    }
+
+    /// The gone sources that files of `waiting` (and the configuration's watches and jobs)
+    /// still go to: what `status` shows as unusable.
+    pub fn gone_in_use<'a>(&self, waiting: impl Iterator<Item = &'a Destination>) -> Vec<Gone> {
+        let book = self.book();
+        let mut ids: std::collections::HashSet<String> = std::collections::HashSet::new();
+        let refs = std::iter::once(&SourceRef::Default).chain(book.routes.values());
+        for r in refs.chain(waiting.map(|d| &d.source)) {
+            if let Some(id) = book.remembered(r) {
+                ids.insert(id);
+            }
+        }
+        let gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<Gone> = gone
             .values()
+            .filter(|g| ids.contains(&g.id))
             .cloned()
-            .collect()
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Forget the marks older than `after`: their files are tried again (and marked again if
+    /// HostedScan still does not know the source). Returns how many were forgotten.
+    pub fn expire_gone(&self, after: Duration) -> usize {
+        let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
+        let before = gone.len();
+        gone.retain(|_, g| g.since.elapsed() < after);
+        before - gone.len()
     }
 
     /// What an operator can do about a gone source.
     fn fix(&self, r: &SourceRef) -> String {
         let book = self.book();
         let dir = book.state_dir.display();
-        let users = || {
-            let mut u: Vec<String> = book
-                .routes
-                .iter()
-                .filter(|(_, to)| *to == r)
-                .map(|(o, _)| o.to_string())
-                .collect();
-            u.sort();
-            if u.is_empty() {
-                "its watch or job".to_string()
-            } else {
-                u.join(", ")
-            }
+        let users = || match book.users(r) {
+            u if u.is_empty() => "its watch or job".to_string(),
+            u => u.join(", "),
         };
+        let pinned = book.spec(r).is_some_and(|s| s.id.is_some());
         match r {
+            SourceRef::Default if pinned => "Set source.id to an existing IMPORTED source, or leave it out to have source.name looked up or created (then reload)".to_string(),
             SourceRef::Default => format!(
-                "Set source.id to an existing IMPORTED source, or delete {dir}/source.json to have {:?} created again (then restart)",
+                "Set source.id to an existing IMPORTED source (then reload), or delete {dir}/source.json to have {:?} created again (noticed within agent.rescan_interval)",
                 book.default.name
             ),
+            SourceRef::Name(n) if pinned => format!(
+                "Set the source_id next to source = {n:?} on {} to an existing source, or leave it out to have the name looked up or created (then reload)",
+                users()
+            ),
             SourceRef::Name(n) => format!(
-                "Set source_id next to source = {n:?} on {} (then reload), or remove {n:?} from {dir}/sources.json to have it created again",
+                "Set source_id next to source = {n:?} on {} (then reload), or remove {n:?} from {dir}/sources.json to have it created again (noticed within agent.rescan_interval)",
                 users()
             ),
             SourceRef::Id(_) => format!(
@@ -190,11 +243,11 @@ impl Sources {
         }
     }
 
-    fn slot(&self, r: &SourceRef) -> Arc<Mutex<Option<String>>> {
+    fn slot(&self, name: &str) -> Arc<Mutex<Option<String>>> {
         self.slots
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(r.clone())
+            .entry(name.to_string())
             .or_default()
             .clone()
     }
@@ -219,9 +272,14 @@ impl Sources {
             return Ok(book.remembered(r).unwrap_or_default());
         };
         if let Some(id) = &spec.id {
-            // Configured: remembered too, so that `status` shows it and a later change of the
-            // configuration is noticed.
-            if self.stored(&book, r, &spec.name).as_deref() != Some(id) {
+            // [source]'s configured id is remembered too, as it always was (for `status`, and
+            // so that a later change of the configuration is noticed). A pinned name's is
+            // not: taking the pin out goes back to what the name was before.
+            if *r == SourceRef::Default
+                && store::load_readonly(&book.state_dir).is_none_or(|rec| {
+                    rec.id != *id || rec.name != spec.name || rec.api_url != book.api_url
+                })
+            {
                 self.save(&book, r, &spec.name, id)?;
             }
             return Ok(id.clone());
@@ -229,7 +287,7 @@ impl Sources {
         if let Some(id) = book.remembered(r) {
             return Ok(id);
         }
-        let slot = self.slot(r);
+        let slot = self.slot(&spec.name);
         let mut unsaved = slot.lock().await;
         // Another upload may have found it while this one waited.
         if let Some(id) = self.book().remembered(r) {
@@ -260,20 +318,6 @@ impl Sources {
             return Err(e);
         }
         Ok(id)
-    }
-
-    /// The id saved for `r`'s name on this API.
-    fn stored(&self, book: &Book, r: &SourceRef, name: &str) -> Option<String> {
-        let dir = &book.state_dir;
-        let matches = |rec: &SourceRecord| rec.api_url == book.api_url && rec.name == name;
-        match r {
-            SourceRef::Default => store::load_readonly(dir).filter(matches).map(|rec| rec.id),
-            _ => store::load_named_readonly(dir)
-                .sources
-                .into_iter()
-                .find(matches)
-                .map(|rec| rec.id),
-        }
     }
 
     fn save(&self, book: &Book, r: &SourceRef, name: &str, id: &str) -> Result<(), SourceError> {
@@ -360,10 +404,12 @@ async fn create(api: &Api, name: &str) -> Result<String, SourceError> {
 }
 
 /// Whether HostedScan's refusal of an upload says the source does not exist (any more): a 404
-/// (no resource), or a 400 whose message is about the source (`source_id`, "source not
-/// found": the upload has no other field of that name).
+/// (no resource) or 410, or a 400 whose message names `source_id` or says "source not found".
+/// (The caller takes a 404 only from HostedScan itself: a JSON answer, not a proxy's page.)
 pub fn means_source_gone(status: u16, message: &str) -> bool {
-    status == 404 || (status == 400 && message.to_ascii_lowercase().contains("source"))
+    let m = message.to_ascii_lowercase();
+    matches!(status, 404 | 410)
+        || (status == 400 && (m.contains("source_id") || m.contains("source not found")))
 }
 
 fn to_error(d: Decision) -> SourceError {
@@ -388,7 +434,10 @@ mod tests {
         assert!(means_source_gone(400, "invalid source_id"));
         assert!(means_source_gone(400, "Invalid SOURCE_ID: no such source"));
         assert!(means_source_gone(400, "source not found"));
+        assert!(means_source_gone(410, "Gone"));
         assert!(!means_source_gone(400, "file is required"));
+        assert!(!means_source_gone(400, "invalid resource"));
+        assert!(!means_source_gone(400, "too many sources"));
         assert!(!means_source_gone(422, "source_id"));
     }
 }

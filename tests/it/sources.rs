@@ -185,10 +185,11 @@ async fn each_watch_and_job_uploads_to_its_own_source_and_a_restart_reuses_them(
     );
 }
 
-/// A reload that adds a watch with its own source: the source is created at its first upload,
-/// and the existing watch goes on into `[source]`.
+/// A reload that adds a watch with its own source (created at its first upload), another
+/// whose name is pinned to an existing source's id, and renames `[source]`: each report goes
+/// where the new configuration says, at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reload_adds_a_source() {
+async fn a_reload_adds_sources_and_renames_the_default() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -200,41 +201,76 @@ async fn a_reload_adds_a_source() {
     ));
     home.drop_file("first.xml", &nmap_report());
     api.wait_for_uploads(1, WAIT).await;
+    let first_default = id_of(&api, "Agent tests");
 
-    let lab = home.dir.path().join("lab");
+    let existing = api.add_source("Pinned network");
+    let (lab, pinned) = (home.dir.path().join("lab"), home.dir.path().join("pinned"));
     std::fs::create_dir_all(&lab).unwrap();
+    std::fs::create_dir_all(&pinned).unwrap();
     let cfg = format!(
-        "{}\n[[watch]]\npath = \"{}\"\nsource = \"Lab\"\n",
-        std::fs::read_to_string(&home.config).unwrap(),
-        lab.display()
+        "{}\n[[watch]]\npath = \"{}\"\nsource = \"Lab\"\n\n[[watch]]\npath = \"{}\"\nsource = \"Pinned\"\nsource_id = \"{existing}\"\n",
+        std::fs::read_to_string(&home.config)
+            .unwrap()
+            .replace("name = \"Agent tests\"", "name = \"Renamed default\""),
+        lab.display(),
+        pinned.display()
     );
     std::fs::write(&home.config, cfg).unwrap();
     tx.send(Ok(home.load())).await.unwrap();
-    let mut other = nmap_report();
-    other.extend_from_slice(b"<!-- lab -->\n");
-    // The new generation's watch may take a moment to start.
     eventually("the reload is taken", WAIT, || {
         std::fs::read_to_string(home.state.join("reload.json")).is_ok_and(|r| r.contains("true"))
     })
     .await;
-    drop_into(&lab, "lab.xml", &other);
-    let mut third = nmap_report();
-    third.extend_from_slice(b"<!-- office -->\n");
-    home.drop_file("office.xml", &third);
-    let ups = api.wait_for_uploads(3, WAIT).await;
-    let lab_id = id_of(&api, "Lab");
-    let default_id = id_of(&api, "Agent tests");
-    let by_name = |n: &str| {
+    let report = |n: &str| {
+        let mut r = nmap_report();
+        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
+        r
+    };
+    drop_into(&lab, "lab.xml", &report("lab"));
+    drop_into(&pinned, "pinned.xml", &report("pinned"));
+    home.drop_file("office.xml", &report("office"));
+    let ups = api.wait_for_uploads(4, WAIT).await;
+    let to = |n: &str| {
         ups.iter()
             .find(|u| u.file_name.as_deref() == Some(n))
-            .unwrap()
+            .unwrap_or_else(|| panic!("{n} not uploaded: {ups:?}"))
             .source_id
             .clone()
     };
-    assert_eq!(by_name("lab.xml"), lab_id);
-    assert_eq!(by_name("office.xml"), default_id);
+    assert_eq!(to("lab.xml"), id_of(&api, "Lab"));
+    assert_eq!(to("pinned.xml"), existing, "the pin is taken by the reload");
+    assert!(
+        !api.sources().iter().any(|s| s.name == "Pinned"),
+        "a pinned name is never looked up or created"
+    );
+    let renamed = id_of(&api, "Renamed default");
+    assert_ne!(renamed, first_default);
+    assert_eq!(to("office.xml"), renamed, "[source] is taken by the reload");
     token.cancel();
     daemon.await.unwrap().unwrap();
+}
+
+/// Many files for a source not known yet, uploaded four at a time: the name is created once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_name_is_created_once_however_many_uploads_need_it_at_once() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "upload_concurrency = 4", "source = \"Busy\"");
+    api.set_list_sources_404(true);
+    for i in 0..12 {
+        let mut r = nmap_report();
+        r.extend_from_slice(format!("<!-- {i} -->\n").as_bytes());
+        home.drop_file(&format!("r{i}.xml"), &r);
+    }
+    let out = home.cli(&["--once"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(api.uploads().len(), 12);
+    let busy: Vec<_> = api
+        .sources()
+        .into_iter()
+        .filter(|s| s.name == "Busy")
+        .collect();
+    assert_eq!(busy.len(), 1, "{busy:?}");
+    assert!(api.uploads().iter().all(|u| u.source_id == busy[0].id));
 }
 
 /// The deleted source: HostedScan refuses uploads to a source deleted on its side. Its
@@ -306,8 +342,20 @@ async fn a_deleted_source_holds_its_files_until_it_is_fixed_and_the_others_go_on
         .count();
     assert!((1..=2).contains(&refused), "{refused} refused uploads");
 
-    // The fix: forget the name; the daemon creates the source again and sends the files.
-    std::fs::remove_file(home.state.join("sources.json")).unwrap();
+    // The fix the message gives: remove the name's entry; the daemon creates the source again
+    // and sends the files. Other entries of the file stay as they were.
+    let path = home.state.join("sources.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["sources"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["name"] != dmz_name.as_str());
+    file["sources"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"id": "kept", "name": "Other", "api_url": "u", "at": "t"}));
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
     eventually("the held files go to a new DMZ source", WAIT, || {
         api.uploads()
             .iter()
@@ -330,11 +378,88 @@ async fn a_deleted_source_holds_its_files_until_it_is_fixed_and_the_others_go_on
             .as_deref()
             .is_some_and(|n| n.starts_with("held")))
         .all(|u| u.source_id == new_dmz));
-    eventually("the queue is empty", WAIT, || {
-        home.names_in("queue").is_empty()
+    eventually(
+        "the queue is empty and status no longer shows a source unusable",
+        WAIT,
+        || {
+            home.names_in("queue").is_empty()
+                && status_json(&home)["sources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|s| s["usable"] == true)
+        },
+    )
+    .await;
+    let file: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert!(
+        file["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == "kept"),
+        "the other entries are kept: {file}"
+    );
+    d.stop().await;
+}
+
+/// Files held for a deleted source survive a restart (still queued, found gone again, not
+/// failed), and a reload that pins the name to an existing source sends them there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_files_survive_a_restart_and_follow_a_reloaded_pin() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, "");
+    let dmz_name = format!("DMZ ({})", hostname());
+    drop_into(&dmz, "a.xml", &nmap_report());
+    assert_eq!(home.cli(&["--once"]).code, 0);
+    api.delete_source(&id_of(&api, &dmz_name));
+    let mut b = nmap_report();
+    b.extend_from_slice(b"<!-- b -->\n");
+    drop_into(&dmz, "b.xml", &b);
+
+    let unusable = |home: &Home| {
+        status_json(home)["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["usable"] == false)
+    };
+    let d = Daemon::start(home.load());
+    eventually("b.xml is held", WAIT, || unusable(&home)).await;
+    d.stop().await;
+    assert!(home.names_in("failed").is_empty());
+    assert_eq!(home.names_in("queue").len(), 2, "b.xml and its record");
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let token = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
+        home.load(),
+        Some(rx),
+        token.clone(),
+    ));
+    eventually("b.xml is held again after the restart", WAIT, || {
+        unusable(&home)
     })
     .await;
-    d.stop().await;
+    let replacement = api.add_source("DMZ replacement");
+    let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
+        "source = \"DMZ ({hostname})\"",
+        &format!("source = \"DMZ ({{hostname}})\"\nsource_id = \"{replacement}\""),
+    );
+    std::fs::write(&home.config, cfg).unwrap();
+    tx.send(Ok(home.load())).await.unwrap();
+    eventually("b.xml goes to the pinned source", WAIT, || {
+        api.uploads()
+            .iter()
+            .any(|u| u.file_name.as_deref() == Some("b.xml") && u.source_id == replacement)
+    })
+    .await;
+    eventually("status shows every source usable", WAIT, || {
+        !unusable(&home)
+    })
+    .await;
+    token.cancel();
+    daemon.await.unwrap().unwrap();
 }
 
 /// `--once` with a deleted source: the file stays queued and the pass exits 75 (pending) with
