@@ -194,7 +194,7 @@ impl SourceResolver {
 
 fn to_error(d: Decision) -> SourceError {
     match d {
-        Decision::Retry { after, reason } => SourceError::Retry { after, reason },
+        Decision::Retry { after, reason, .. } => SourceError::Retry { after, reason },
         Decision::Unauthorized { status, message } => SourceError::Unauthorized { status, message },
         Decision::Permanent { status, message } => SourceError::Refused { status, message },
         Decision::Success { .. } | Decision::Damaged { .. } => SourceError::Retry {
