@@ -321,7 +321,9 @@ impl Uploader {
                 failure,
             } => {
                 self.report.retried();
-                self.status.error(&format!("{name}: {reason}"));
+                // Batched: a burst of failures is one write of status.json a second, not one
+                // fsync per failed attempt.
+                self.status.error_soon(&format!("{name}: {reason}"));
                 let (hold, _) = self.api_failed(ticket, failure, after, reason);
                 Settled::Retry(entry, hold)
             }
