@@ -132,26 +132,23 @@ impl Uploader {
         let mut auth_stopped = false;
         loop {
             let now = Instant::now();
-            // The outage state says how many may be in flight: all slots while the API is up,
-            // one while it is down (a probe) or not heard from yet, none during its pause.
-            let gate = self.outage.gate();
-            let slots = match gate {
-                Gate::Open => self.concurrency,
-                Gate::One { .. } => 1,
-                Gate::Closed(_) => 0,
-            };
-            while !shutdown.is_stopping() && !auth_stopped && inflight.len() < slots {
+            // The outage state admits each start: all slots while the API is up, one while it is
+            // down (a probe) or not heard from yet, none during its pause. Asked at each start,
+            // since an upload in flight may make the API down at any moment.
+            while !shutdown.is_stopping() && !auth_stopped {
+                let Some(start) = self.outage.admit(inflight.len(), self.concurrency) else {
+                    break;
+                };
                 let Some(waiting) = pending.take(now, |e| sending.contains(&e.meta.file.sha256))
                 else {
                     break;
                 };
                 let entry = waiting.item;
-                if let Gate::One { probe: true } = gate {
+                if start.probe {
                     self.report.probe();
                     tracing::debug!(file = %entry.meta.name, "the API is down; probing it with one upload");
                 }
                 sending.insert(entry.meta.file.sha256);
-                let ticket = self.outage.begin();
                 let own_failures = waiting.own_failures;
                 let me = self.clone();
                 let shutdown = shutdown.clone();
@@ -162,7 +159,7 @@ impl Uploader {
                         name,
                         sha,
                         own_failures,
-                        me.attempt(entry, ticket, &shutdown).await,
+                        me.attempt(entry, start.ticket, &shutdown).await,
                     )
                 });
             }
@@ -173,7 +170,7 @@ impl Uploader {
             }
             // Nothing else may happen when the outage's pause ends or a file's own delay does:
             // look again then. Waiting is not work in flight: shutdown leaves at once.
-            let wake = match gate {
+            let wake = match self.outage.gate() {
                 Gate::Closed(until) => Some(until),
                 _ => pending.next_due(now),
             };

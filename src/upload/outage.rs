@@ -6,9 +6,10 @@
 //! outage), or not heard from yet since start (one request at a time, no pause: a cold start
 //! against a dead API sends one request, not `upload_concurrency`).
 //!
-//! A state machine apart from the I/O: the uploader asks it how many attempts may be in flight
-//! ([`Outage::gate`]), takes a [`Ticket`] for each attempt and tells it how the attempt ended. It
-//! never sleeps; the uploader's loop waits. Failures of attempts that started before the pause
+//! A state machine apart from the I/O: the uploader asks it whether one more attempt may start
+//! ([`Outage::admit`], which gives the attempt its [`Ticket`]) and when to ask again
+//! ([`Outage::gate`]), and tells it how each attempt ended. It never sleeps; the uploader's loop
+//! waits. Failures of attempts that started before the pause
 //! (stragglers of the moment the API went down) do not grow it: N uploads failing together make
 //! one step, not N.
 
@@ -81,6 +82,14 @@ pub enum Gate {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
 
+/// Leave for one more attempt to start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Start {
+    pub ticket: Ticket,
+    /// The API is down and this attempt is the one probing it.
+    pub probe: bool,
+}
+
 /// What a failed attempt did to the outage state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -122,6 +131,18 @@ impl State {
             Phase::Down { until, .. } if now >= until => Gate::One { probe: true },
             Phase::Down { until, .. } => Gate::Closed(until),
         }
+    }
+
+    fn admit(&self, now: Instant, in_flight: usize, concurrency: usize) -> Option<Start> {
+        let (slots, probe) = match self.gate(now) {
+            Gate::Open => (concurrency, false),
+            Gate::One { probe } => (1, probe),
+            Gate::Closed(_) => (0, false),
+        };
+        (in_flight < slots).then_some(Start {
+            ticket: Ticket(self.generation),
+            probe,
+        })
     }
 
     /// A success (or any answer that shows the API up): full concurrency. Returns how long the
@@ -246,14 +267,16 @@ impl Outage {
         self.lock().curve
     }
 
-    /// How many attempts may be in flight now.
+    /// How many attempts may be in flight now (for when to look again).
     pub fn gate(&self) -> Gate {
         self.lock().gate(Instant::now())
     }
 
-    /// An attempt starts.
-    pub fn begin(&self) -> Ticket {
-        Ticket(self.lock().generation)
+    /// May one more attempt start, with `in_flight` already out of `concurrency`? Asked at each
+    /// start, under the same lock as the failures reported by attempts in flight: once one of
+    /// them made the API down, the next start is held.
+    pub fn admit(&self, in_flight: usize, concurrency: usize) -> Option<Start> {
+        self.lock().admit(Instant::now(), in_flight, concurrency)
     }
 
     /// The API answered (a success, or a refusal of the file itself). Returns how long it was
@@ -528,18 +551,44 @@ mod tests {
         assert_eq!(s.gate(t0), Gate::Closed(t0 + MS * 50), "not grown");
     }
 
+    #[test]
+    fn starts_are_admitted_up_to_what_the_state_allows() {
+        let t0 = Instant::now();
+        let mut s = state(100, 1000);
+        // Not heard from yet: one at a time, not a probe.
+        let first = s.admit(t0, 0, 4).unwrap();
+        assert!(!first.probe);
+        assert_eq!(s.admit(t0, 1, 4), None);
+        s.success(first.ticket, t0);
+        // Up: up to the concurrency.
+        assert!(s.admit(t0, 3, 4).is_some());
+        assert_eq!(s.admit(t0, 4, 4), None);
+        // Down: none during the pause, then one probe.
+        s.failure(ticket(&s), Failure::Down, None, t0, 0.5);
+        assert_eq!(s.admit(t0, 0, 4), None);
+        let t1 = t0 + MS * 50;
+        assert_eq!(s.admit(t1, 1, 4), None, "not while a straggler is out");
+        let probe = s.admit(t1, 0, 4).unwrap();
+        assert!(probe.probe);
+        assert_eq!(probe.ticket, ticket(&s));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_shared_state_pauses_by_the_clock() {
         let o = Outage::new(Duration::from_secs(1), Duration::from_secs(8));
         assert_eq!(o.gate(), Gate::One { probe: false });
-        let v = o.failure(o.begin(), Failure::Down, Some(Duration::from_secs(2)));
+        let start = o.admit(0, 4).unwrap();
+        let v = o.failure(start.ticket, Failure::Down, Some(Duration::from_secs(2)));
         assert!(matches!(v, Verdict::WentDown { delay, .. } if delay >= Duration::from_secs(2)));
         let Gate::Closed(until) = o.gate() else {
             panic!("not paused")
         };
+        assert_eq!(o.admit(0, 4), None);
         tokio::time::sleep_until(until).await;
         assert_eq!(o.gate(), Gate::One { probe: true });
-        assert!(o.success(o.begin()).is_some());
+        let probe = o.admit(0, 4).unwrap();
+        assert!(probe.probe);
+        assert!(o.success(probe.ticket).is_some());
         assert_eq!(o.gate(), Gate::Open);
     }
 }
