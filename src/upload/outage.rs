@@ -9,9 +9,9 @@
 //! A state machine apart from the I/O: the uploader asks it whether one more attempt may start
 //! ([`Outage::admit`], which gives the attempt its [`Ticket`]) and when to ask again
 //! ([`Outage::gate`]), and tells it how each attempt ended. It never sleeps; the uploader's loop
-//! waits. Failures of attempts that started before the pause
-//! (stragglers of the moment the API went down) do not grow it: N uploads failing together make
-//! one step, not N.
+//! waits. Attempts that started before the pause (stragglers of the moment the API went down)
+//! neither grow it when they fail (N uploads failing together make one step, not N) nor end it
+//! when they succeed (only the probe speaks for the API after it was found down).
 
 use std::sync::Mutex;
 use std::time::Duration;
