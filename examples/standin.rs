@@ -14,13 +14,19 @@
 //!
 //! - `STANDIN_FAIL_RATE=0.2`: that share of requests fails, drawn evenly from 503, 500, 429 with
 //!   `Retry-After: 1`, and a dropped connection (reset after reading part of the body, no answer).
+//! - `STANDIN_FAIL_STATUS=503`: the failures are all that status, without `Retry-After`, instead
+//!   of the mix above (`STANDIN_FAIL_RATE=1 STANDIN_FAIL_STATUS=503`: a total outage).
 //! - `STANDIN_OUTAGE=90/15`: every 90 s, the last 15 s answer 503 to every request (the first
 //!   outage starts 75 s after the start).
 //! - `STANDIN_SEED=1`: seed of the draws (the default is 1).
 //! - `kill -USR1 <pid>` stops them (to let a client drain its queue against a healthy API).
 //!
+//! `STANDIN_LATENCY_MS=20` adds that latency to every `/v1/results` request (faults included).
+//!
 //! A request line reads `POST /v1/results -> 503 (injected Status(503))`, `-> no answer (injected
-//! DropConnection)`, or `-> 503 (outage)`.
+//! DropConnection)`, or `-> 503 (outage)`. `max in flight /v1/results: N` is printed each time
+//! the most `/v1/results` requests handled at once grows; on SIGUSR1, `random faults stopped
+//! (SIGUSR1); max in flight until then: N` is printed and the count starts afresh.
 
 use std::time::Duration;
 
@@ -30,8 +36,9 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-/// `STANDIN_FAIL_RATE`, `STANDIN_OUTAGE`, `STANDIN_SEED`; `None` when neither of the first two
-/// is set. Exits with a message on a malformed value.
+/// `STANDIN_FAIL_RATE`, `STANDIN_FAIL_STATUS`, `STANDIN_OUTAGE`, `STANDIN_SEED`; `None` when
+/// neither `STANDIN_FAIL_RATE` nor `STANDIN_OUTAGE` is set. Exits with a message on a malformed
+/// value.
 fn random_faults() -> Option<RandomFaults> {
     let bad = |name: &str, v: &str| -> ! {
         eprintln!("standin: cannot parse {name}={v:?}");
@@ -64,7 +71,14 @@ fn random_faults() -> Option<RandomFaults> {
     if rate.is_none() && outage.is_none() {
         return None;
     }
-    let mut faults = RandomFaults::intermittent(rate.unwrap_or(0.0), seed);
+    let status = env("STANDIN_FAIL_STATUS").map(|v| match v.trim().parse::<u16>() {
+        Ok(s) if (100..=599).contains(&s) => s,
+        _ => bad("STANDIN_FAIL_STATUS", &v),
+    });
+    let mut faults = match status {
+        Some(s) => RandomFaults::status(rate.unwrap_or(0.0), s, seed),
+        None => RandomFaults::intermittent(rate.unwrap_or(0.0), seed),
+    };
     faults.outage = outage;
     Some(faults)
 }
@@ -93,6 +107,15 @@ async fn main() {
     if std::env::var("STANDIN_KEEP_BYTES").as_deref() == Ok("0") {
         api.set_keep_bytes(false);
     }
+    if let Some(v) = env("STANDIN_LATENCY_MS") {
+        match v.trim().parse::<u64>() {
+            Ok(ms) => api.set_latency(Endpoint::Results, Some(Duration::from_millis(ms))),
+            Err(_) => {
+                eprintln!("standin: cannot parse STANDIN_LATENCY_MS={v:?}");
+                std::process::exit(64)
+            }
+        }
+    }
     for s in args.iter().skip(2).filter_map(|s| s.parse::<u16>().ok()) {
         api.push_fault(Endpoint::Results, Fault::Status(s));
     }
@@ -112,6 +135,7 @@ async fn main() {
     // `first_open` are all printed; `printed` covers those from `first_open` on.
     let save_dir = env("STANDIN_SAVE_DIR").map(std::path::PathBuf::from);
     let (mut first_open, mut printed, mut seen_up) = (0, Vec::<bool>::new(), 0);
+    let mut max_seen = 0;
     let mut usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
         .expect("stand-in: cannot handle SIGUSR1");
     loop {
@@ -119,7 +143,12 @@ async fn main() {
             _ = tokio::signal::ctrl_c() => true,
             _ = usr1.recv() => {
                 api.set_random_faults(Endpoint::Results, None);
-                println!("random faults stopped (SIGUSR1)");
+                println!(
+                    "random faults stopped (SIGUSR1); max in flight until then: {}",
+                    api.max_in_flight(Endpoint::Results)
+                );
+                api.reset_max_in_flight();
+                max_seen = 0;
                 false
             }
             _ = tokio::time::sleep(Duration::from_millis(200)) => false,
@@ -134,6 +163,11 @@ async fn main() {
                 println!("{}", describe(r, outage.as_ref()));
                 *done = true;
             }
+        }
+        let max = api.max_in_flight(Endpoint::Results);
+        if max > max_seen {
+            println!("max in flight /v1/results: {max}");
+            max_seen = max;
         }
         let n = printed.iter().take_while(|d| **d).count();
         printed.drain(..n);

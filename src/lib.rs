@@ -21,7 +21,9 @@
 //! 3. Channels are bounded; nothing is dropped without a safety net that picks it up again.
 //! 4. Shutdown ([`shutdown::Shutdown`]): sources stop, each stage finishes or abandons the item
 //!    in hand (an abandoned upload stays queued), then a bounded grace.
-//! 5. The API is one shared resource: one backoff for it, not one per file.
+//! 5. The API is one shared resource: one shared outage state for it (down: one probe at a
+//!    time), not one per file; a file's own retry delay lets a single failed file wait while
+//!    the rest go on.
 
 pub mod admit;
 pub mod app;

@@ -1,8 +1,8 @@
 //! Prometheus metrics (`[metrics] listen`), all named `hostedscan_agent_*`: files admitted and
 //! rejected, uploads by result and the bytes sent, job runs by job and outcome (counted as they
-//! happen, through [`crate::report::RunReport`]), and, read from the state directory when
-//! scraped, the queue depth, the files in `failed/`, the last successful upload and whether
-//! uploads are backing off. Served as OpenMetrics text at `GET /metrics` by a small HTTP/1.1
+//! happen, through [`crate::report::RunReport`]), the probes of a down API, and, read from the
+//! state directory when scraped, the queue depth, the files in `failed/`, the last successful
+//! upload and whether uploads are paused (the API down, or the key refused). Served as OpenMetrics text at `GET /metrics` by a small HTTP/1.1
 //! responder: nothing else is served, and nothing secret is in it.
 
 use std::net::SocketAddr;
@@ -53,6 +53,7 @@ pub struct Metrics {
     source_uploads: Family<Source, Counter>,
     sources_unusable: Gauge,
     job_runs: Family<JobRun, Counter>,
+    probes: Counter,
     queue: Gauge,
     failed: Gauge,
     last_upload: Gauge<f64, AtomicU64>,
@@ -77,6 +78,7 @@ impl Metrics {
             source_uploads: Family::default(),
             sources_unusable: Gauge::default(),
             job_runs: Family::default(),
+            probes: Counter::default(),
             queue: Gauge::default(),
             failed: Gauge::default(),
             last_upload: Gauge::default(),
@@ -120,6 +122,11 @@ impl Metrics {
             m.job_runs.clone(),
         );
         registry.register(
+            "api_probes",
+            "Uploads sent alone, one at a time, to see whether the API is back while it is down",
+            m.probes.clone(),
+        );
+        registry.register(
             "queue_depth",
             "Reports waiting in queue/ for upload",
             m.queue.clone(),
@@ -136,7 +143,7 @@ impl Metrics {
         );
         registry.register(
             "uploads_paused",
-            "1 while uploads back off after a failure or wait for a valid API key",
+            "1 while uploads are paused: the API is down (one request at a time probes it) or refuses the key. A single file waiting to be retried does not pause the others",
             m.paused.clone(),
         );
         registry.register(
@@ -180,6 +187,11 @@ impl Metrics {
             .inc();
     }
 
+    /// One upload sent alone to see whether the down API is back.
+    pub fn probe(&self) {
+        self.probes.inc();
+    }
+
     pub fn job_run(&self, job: &str, outcome: &str) {
         self.job_runs
             .get_or_create(&JobRun {
@@ -213,9 +225,9 @@ impl Metrics {
         let left = until.map_or(0.0, |u| {
             (since_epoch(u) - since_epoch(std::time::SystemTime::now())).max(0.0)
         });
-        self.paused.set(i64::from(
-            daemon.paused.is_some() && (until.is_none() || left > 0.0),
-        ));
+        // Paused until a success says otherwise: once the pause is over, a down API is still
+        // down while its probe is out.
+        self.paused.set(i64::from(daemon.paused.is_some()));
         self.resume_in.set(left);
         self.sources_unusable
             .set(daemon.unusable_sources.len() as i64);
@@ -325,6 +337,7 @@ mod tests {
         m.upload("uploaded", 1000);
         m.upload("retried", 0);
         m.job_run("nightly", "ok");
+        m.probe();
         let text = m.render(dir.path());
         for want in [
             "hostedscan_agent_files_admitted_total{scan_type=\"NMAP\"} 2",
@@ -335,6 +348,7 @@ mod tests {
             "hostedscan_agent_queue_depth 0",
             "hostedscan_agent_failed_files 0",
             "hostedscan_agent_uploads_paused 0",
+            "hostedscan_agent_api_probes_total 1",
             "# EOF",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");

@@ -100,6 +100,13 @@ impl RunReport {
         self.upload_attempt("retried");
     }
 
+    /// An upload sent alone to see whether the down API is back (counted only).
+    pub fn probe(&self) {
+        if let Some(m) = self.metrics() {
+            m.probe();
+        }
+    }
+
     /// An upload attempt that is not a file's outcome (counted only): `retried`, or
     /// `unauthorized` (the key was refused; the file stays queued).
     pub fn upload_attempt(&self, result: &str) {

@@ -26,7 +26,7 @@ use crate::spool::status_file::StatusBoard;
 use crate::spool::{queue, Ledger, Spool, SpoolError};
 use crate::upload::api::ClientError;
 use crate::upload::source::Sources;
-use crate::upload::{Api, Backoff, Uploader};
+use crate::upload::{Api, Outage, Uploader};
 
 pub use crate::shutdown::GRACE as SHUTDOWN_GRACE;
 pub use daemon::{run, run_reloading, Reload};
@@ -120,7 +120,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
     );
     let uploader = Arc::new(Uploader {
         api: std::sync::RwLock::new(api),
-        backoff: Arc::new(Backoff::new(
+        outage: Arc::new(Outage::new(
             cfg.retry.initial_backoff,
             cfg.retry.max_backoff,
         )),

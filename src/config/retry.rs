@@ -1,4 +1,5 @@
-//! `[retry]`: how the upload backoff grows, and how long `--once` keeps retrying.
+//! `[retry]`: how the upload backoff grows (the pauses of a down API, and a file's own retry
+//! delay), and how long `--once` keeps retrying.
 
 use std::time::Duration;
 

@@ -17,7 +17,7 @@ pub struct DaemonStatus {
     pub started_at: String,
     pub last_error: Option<String>,
     pub last_error_at: Option<String>,
-    /// Why uploads are paused (`auth`, `backoff`), if they are.
+    /// Why uploads are paused (`auth`, `API down (one probe at a time)`), if they are.
     pub paused: Option<String>,
     pub paused_until: Option<String>,
     /// Why admission waits (the state file system is below `min_free_space`), if it does.

@@ -144,6 +144,7 @@ impl Api {
                 return Attempt::Transport {
                     message: format!("bad content type {}: {e}", entry.meta.file.content_type),
                     timeout: false,
+                    connect: false,
                 }
             }
         };
@@ -232,5 +233,7 @@ fn transport(e: reqwest::Error) -> Attempt {
     Attempt::Transport {
         message,
         timeout: e.is_timeout(),
+        // Refused, DNS, TLS, or the connect timeout: the request never reached the API.
+        connect: e.is_connect(),
     }
 }

@@ -1,21 +1,25 @@
 //! The upload stage: takes queued entries (from admission, and from `queue/` at start), uploads
 //! `upload_concurrency` of them at a time, and settles each one: archived or deleted after a 2xx
 //! (recorded in the ledger first), moved to `failed/` on a permanent refusal, or kept queued and
-//! retried after the shared backoff. On shutdown it stops taking work and abandons what is in
-//! flight after a grace; an abandoned file is still in `queue/` and goes out next time.
+//! retried: after its own delay when it failed alone while the API was up (the others go on),
+//! or, when the API is down, with every other file as the shared outage state allows (one probe
+//! at a time). On shutdown it stops taking work and abandons what is in flight after a grace;
+//! an abandoned file is still in `queue/` and goes out next time.
 
 pub mod api;
-pub mod backoff;
+pub mod outage;
+pub mod pending;
 pub mod retry;
 pub mod source;
 pub mod verify;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::config::KeyOrigin;
 use crate::report::{Outcome, RunReport};
@@ -27,8 +31,10 @@ use crate::spool::status_file::StatusBoard;
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, Sha256, Spool};
 
 pub use api::Api;
-pub use backoff::Backoff;
-use retry::{classify, Decision};
+pub use outage::Outage;
+use outage::{Gate, Ticket, Verdict};
+use pending::Pending;
+use retry::{classify, Decision, Failure};
 use source::{SourceError, Sources};
 
 /// Entries held in memory at most; past this, admission waits (the files wait safely on disk).
@@ -37,7 +43,8 @@ const PENDING_CAP: usize = 10_000;
 pub struct Uploader {
     /// Replaced when a refused key is fixed in its file (the client carries the key).
     pub api: RwLock<Api>,
-    pub backoff: Arc<Backoff>,
+    /// The API's one shared outage state: how many attempts may be in flight now.
+    pub outage: Arc<Outage>,
     pub sources: Arc<Sources>,
     pub spool: Arc<Spool>,
     pub ledger: Arc<Mutex<Ledger>>,
@@ -61,9 +68,9 @@ pub struct Uploader {
 /// How one upload attempt of an entry ended.
 enum Settled {
     Done,
-    /// Not accepted yet: back to the end of the queue, to be tried after the shared backoff.
-    /// One file that keeps failing cannot hold an upload slot while others wait.
-    Retry(QueuedEntry),
+    /// Not accepted yet: back to the end of the queue, held as [`Hold`] says. One file that
+    /// keeps failing cannot hold an upload slot while others wait.
+    Retry(QueuedEntry, Hold),
     /// Still in `queue/`: shutdown, deadline, or (with `--once`) the key was refused.
     Left(QueuedEntry),
     AuthStop(QueuedEntry),
@@ -71,6 +78,18 @@ enum Settled {
     /// source elsewhere (the other files go on).
     Held(QueuedEntry),
 }
+
+/// What holds a file back after a failed attempt.
+enum Hold {
+    /// It failed alone while the API was up (or the failure was not the API's): it waits its
+    /// own delay; the others go on.
+    Own { reason: String },
+    /// The API is down: the outage's pause holds it with every other file.
+    Api,
+}
+
+/// What the pause of a down API is called in `status.json`.
+const DOWN: &str = "API down (one probe at a time)";
 
 /// Why new `[api]` settings cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -105,8 +124,11 @@ impl Uploader {
         shutdown: Shutdown,
     ) -> Vec<QueuedEntry> {
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
-        let mut pending: VecDeque<QueuedEntry> = initial.into();
-        let mut inflight: JoinSet<(String, (SourceRef, Sha256), Settled)> = JoinSet::new();
+        let mut pending: Pending<QueuedEntry> = Pending::new(self.outage.curve());
+        for e in initial {
+            pending.push(e);
+        }
+        let mut inflight: JoinSet<(String, (SourceRef, Sha256), u32, Settled)> = JoinSet::new();
         // Content being sent right now: a second entry with the same bytes waits, so the ledger
         // sees the first upload before the second is considered.
         let mut sending: HashSet<Sha256> = HashSet::new();
@@ -119,23 +141,36 @@ impl Uploader {
         let mut rx_open = true;
         let mut auth_stopped = false;
         loop {
-            while !shutdown.is_stopping() && !auth_stopped && inflight.len() < self.concurrency {
-                let Some(pos) = pending
-                    .iter()
-                    .position(|e| !sending.contains(&e.meta.file.sha256))
+            let now = Instant::now();
+            // The outage state admits each start: all slots while the API is up, one while it is
+            // down (a probe) or not heard from yet, none during its pause. Asked at each start,
+            // since an upload in flight may make the API down at any moment.
+            while !shutdown.is_stopping() && !auth_stopped {
+                let Some(start) = self.outage.admit(inflight.len(), self.concurrency) else {
+                    break;
+                };
+                let Some(waiting) = pending.take(now, |e| sending.contains(&e.meta.file.sha256))
                 else {
                     break;
                 };
-                let Some(entry) = pending.remove(pos) else {
-                    break;
-                };
+                let entry = waiting.item;
+                if start.probe {
+                    self.report.probe();
+                    tracing::debug!(file = %entry.meta.name, "the API is down; probing it with one upload");
+                }
                 sending.insert(entry.meta.file.sha256);
+                let own_failures = waiting.own_failures;
                 let me = self.clone();
                 let shutdown = shutdown.clone();
                 inflight.spawn(async move {
                     let name = entry.meta.name.clone();
                     let key = (entry.meta.to.source.clone(), entry.meta.file.sha256);
-                    (name, key, me.attempt(entry, &shutdown).await)
+                    (
+                        name,
+                        key,
+                        own_failures,
+                        me.attempt(entry, start.ticket, &shutdown).await,
+                    )
                 });
             }
             if inflight.is_empty()
@@ -143,10 +178,16 @@ impl Uploader {
             {
                 break;
             }
+            // Nothing else may happen when the outage's pause ends or a file's own delay does:
+            // look again then. Waiting is not work in flight: shutdown leaves at once.
+            let wake = match self.outage.gate() {
+                Gate::Closed(until) => Some(until),
+                _ => pending.next_due(now),
+            };
             tokio::select! {
                 biased;
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
-                    Ok((name, key, settled)) => {
+                    Ok((name, key, own_failures, settled)) => {
                         sending.remove(&key.1);
                         match settled {
                             Settled::Done => {
@@ -154,7 +195,11 @@ impl Uploader {
                                 self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                             }
                             Settled::Held(e) => held.push(e),
-                            Settled::Retry(e) => pending.push_back(e),
+                            Settled::Retry(e, Hold::Own { reason }) => {
+                                let delay = pending.retry_later(e, own_failures, Instant::now());
+                                tracing::warn!(file = %name, failures = own_failures + 1, retry_in = %humantime::format_duration(round(delay)), "upload failed; this file is tried again after its own delay, the others go on: {reason}");
+                            }
+                            Settled::Retry(e, Hold::Api) => pending.requeue(e, own_failures),
                             Settled::Left(e) => left.push(e),
                             Settled::AuthStop(e) => {
                                 auth_stopped = true;
@@ -173,7 +218,7 @@ impl Uploader {
                 r = rx.recv(), if rx_open && pending.len() + held.len() < PENDING_CAP => match r {
                     Some(e) => {
                         if known.insert(e.meta.name.clone()) {
-                            pending.push_back(e);
+                            pending.push(e);
                         }
                     }
                     None => rx_open = false,
@@ -184,7 +229,7 @@ impl Uploader {
                             for e in loaded.entries {
                                 if known.insert(e.meta.name.clone()) {
                                     tracing::info!(file = %e.meta.name, "found a new entry in queue/");
-                                    pending.push_back(e);
+                                    pending.push(e);
                                 }
                             }
                             self.set_aside_unusable(loaded.unreadable, &known);
@@ -196,10 +241,11 @@ impl Uploader {
                 _ = self.sources_changed.notified(), if !held.is_empty() => {
                     self.release_held(&mut held, &mut pending);
                 },
+                _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
                 _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
             }
         }
-        left.extend(pending);
+        left.extend(pending.into_items());
         left.extend(held);
         // Whatever admission had already handed over is queued on disk too.
         rx.close();
@@ -209,17 +255,12 @@ impl Uploader {
         left
     }
 
-    /// One attempt: wait for the shared backoff, resolve the source, upload, settle.
-    async fn attempt(&self, entry: QueuedEntry, shutdown: &Shutdown) -> Settled {
+    /// One attempt, started when the outage state let it: resolve the source, upload, settle.
+    async fn attempt(&self, entry: QueuedEntry, ticket: Ticket, shutdown: &Shutdown) -> Settled {
         let name = entry.meta.name.clone();
-        let ticket = tokio::select! {
-            t = self.backoff.ready() => t,
-            // Waiting out a backoff is not work in flight: leave at once on shutdown.
-            _ = shutdown.stopping() => return Settled::Left(entry),
-        };
         if !entry.data_path.exists() {
-            // Removed by hand from queue/: nothing left to send, and retrying would stall the
-            // shared backoff for everyone.
+            // Removed by hand from queue/: nothing left to send, and retrying it forever would
+            // be noise.
             tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
             let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
             return Settled::Done;
@@ -233,27 +274,41 @@ impl Uploader {
             Ok(id) => id,
             Err(SourceError::Gone { id }) => return self.hold(entry, &id),
             Err(SourceError::Retry { after, reason }) => {
-                let p = self.backoff.failure(ticket, after);
+                // A Retry-After is the API's word that it is down; the rest count as attempts.
+                let failure = if after.is_some() {
+                    Failure::Down
+                } else {
+                    Failure::Attempt
+                };
+                let reason = format!("cannot resolve the HostedScan source: {reason}");
                 self.status.error(&reason);
-                if p.counted {
-                    tracing::warn!(retry_in = %humantime::format_duration(round(p.delay)), "cannot resolve the HostedScan source: {reason}");
-                }
-                return Settled::Retry(entry);
+                let (hold, _) = self.api_failed(ticket, failure, after, reason);
+                return Settled::Retry(entry, hold);
             }
             Err(SourceError::Unauthorized { status, message }) => {
                 return match self.key_refused(ticket, status, &message) {
                     Some(()) => Settled::AuthStop(entry),
-                    None => Settled::Retry(entry),
+                    None => Settled::Retry(entry, Hold::Api),
                 };
             }
             Err(SourceError::Refused { status, message }) => {
-                let p = self.backoff.failure(ticket, None);
-                let msg = format!("HostedScan refused to create or list the source (HTTP {status}: {message}); check source.name / source.id");
+                // The API answered, so it is up: this source's files wait their own delays,
+                // and the other sources go on.
+                self.api_answered(ticket);
+                let r = &entry.meta.to.source;
+                let by = match self.sources.book().users(r) {
+                    u if u.is_empty() => "[source]".to_string(),
+                    u => u.join(", "),
+                };
+                let msg = format!(
+                    "HostedScan refused to look up or create the source {r} (HTTP {status}: {}); check the source name or source_id of {by}",
+                    crate::escape::text(&message)
+                );
                 self.status.error(&msg);
-                if p.counted {
-                    tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
+                if self.sources.first_refusal(r) {
+                    tracing::error!("{msg}");
                 }
-                return Settled::Retry(entry);
+                return Settled::Retry(entry, Hold::Own { reason: msg });
             }
         };
         if self.already_uploaded(&source_id, &entry.meta.file.sha256) {
@@ -280,24 +335,27 @@ impl Uploader {
         };
         match classify(&attempt, SystemTime::now()) {
             Decision::Success { result_id } => {
-                self.backoff.success();
-                self.status.resumed();
+                self.api_answered(ticket);
                 self.settle_success(&entry, &source_id, result_id);
                 Settled::Done
             }
-            Decision::Retry { after, reason } => {
+            Decision::Retry {
+                after,
+                reason,
+                failure,
+            } => {
                 self.report.retried();
-                let p = self.backoff.failure(ticket, after);
-                self.status.error(&reason);
-                self.status.paused("backoff", p.delay);
-                tracing::warn!(file = %name, retry_in = %humantime::format_duration(round(p.delay)), "upload failed, will retry: {reason}");
-                Settled::Retry(entry)
+                // Batched: a burst of failures is one write of status.json a second, not one
+                // fsync per failed attempt.
+                self.status.error_soon(&format!("{name}: {reason}"));
+                let (hold, _) = self.api_failed(ticket, failure, after, reason);
+                Settled::Retry(entry, hold)
             }
             Decision::Unauthorized { status, message } => {
                 self.report.upload_attempt("unauthorized");
                 match self.key_refused(ticket, status, &message) {
                     Some(()) => Settled::AuthStop(entry),
-                    None => Settled::Retry(entry),
+                    None => Settled::Retry(entry, Hold::Api),
                 }
             }
             Decision::Damaged { reason } => self.set_aside_damaged(entry, &reason),
@@ -306,14 +364,14 @@ impl Uploader {
                     && (status == 400 || answered_in_json(&attempt)) =>
             {
                 // The API answered: it is up. The file is fine; its source is not.
-                self.backoff.success();
+                self.api_answered(ticket);
                 self.report.upload_attempt("source_gone");
                 self.source_gone(&entry, &source_id, status, &message);
                 self.hold(entry, &source_id)
             }
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
-                self.backoff.success();
+                self.api_answered(ticket);
                 // Out of custody before it is in failed/: the same content dropped again the
                 // moment failed/ shows it is admitted again, not taken for a duplicate.
                 self.custody
@@ -340,10 +398,65 @@ impl Uploader {
         }
     }
 
+    /// The API answered (it is up, whatever it thought of the file): an outage, if there was
+    /// one, is over.
+    fn api_answered(&self, ticket: Ticket) {
+        if let Some(down_for) = self.outage.success(ticket) {
+            tracing::info!(down_for = %humantime::format_duration(round(down_for)), "the HostedScan API answers again; uploads resume at full concurrency");
+        }
+        self.status.resumed();
+    }
+
+    /// An attempt failed in a way worth retrying: the outage state hears of it and says what
+    /// holds the file. Logs the API going down (once) and each failed probe (one line per
+    /// pause); a file's own retry is logged by the run loop, which knows its delay.
+    fn api_failed(
+        &self,
+        ticket: Ticket,
+        failure: Failure,
+        after: Option<Duration>,
+        reason: String,
+    ) -> (Hold, Verdict) {
+        let v = self.outage.failure(ticket, failure, after);
+        let hold = match v {
+            Verdict::Up => Hold::Own { reason },
+            Verdict::WentDown {
+                delay,
+                failures,
+                at_once,
+            } => {
+                self.status.paused(DOWN, delay);
+                let retry_in = humantime::format_duration(round(delay));
+                if at_once {
+                    tracing::warn!(%retry_in, "the HostedScan API looks down ({reason}); uploads pause, then one request at a time probes it");
+                } else {
+                    tracing::warn!(failures, "the HostedScan API may be down after {failures} failed attempts in a row (the last: {reason}); one request at a time probes it, and uploads pause if it fails too");
+                }
+                Hold::Api
+            }
+            Verdict::StillDown { delay, counted } => {
+                let retry_in = humantime::format_duration(round(delay));
+                if counted {
+                    self.status.paused(DOWN, delay);
+                    tracing::warn!(%retry_in, "the HostedScan API is still down: {reason}");
+                } else {
+                    tracing::debug!(%retry_in, "an attempt failed while the API is down: {reason}");
+                }
+                Hold::Api
+            }
+        };
+        (hold, v)
+    }
+
     /// A 401/403. Returns `Some` when the pass should end (`--once`). The daemon re-reads a key
-    /// kept in a file, so fixing the file is enough; the retry comes after the backoff.
-    fn key_refused(&self, ticket: backoff::Ticket, status: u16, message: &str) -> Option<()> {
-        let p = self.backoff.failure(ticket, None);
+    /// kept in a file, so fixing the file is enough; the retry comes after the pause (a refused
+    /// key counts as the API being down: one request at a time checks it).
+    fn key_refused(&self, ticket: Ticket, status: u16, message: &str) -> Option<()> {
+        let v = self.outage.failure(ticket, Failure::Down, None);
+        let delay = match v {
+            Verdict::Up => Duration::ZERO,
+            Verdict::WentDown { delay, .. } | Verdict::StillDown { delay, .. } => delay,
+        };
         let settings = self.api().settings().clone();
         let origin = settings.key.as_ref().map(|(_, o)| o.clone());
         let msg = format!(
@@ -351,7 +464,7 @@ impl Uploader {
             origin.as_ref().map(|o| o.to_string()).unwrap_or_default()
         );
         self.status.error(&msg);
-        self.status.paused("auth", p.delay);
+        self.status.paused("auth", delay);
         if self.once {
             self.report.auth_failed(msg.clone());
             tracing::error!("{msg}");
@@ -376,8 +489,8 @@ impl Uploader {
                 }
             }
         }
-        if p.counted {
-            tracing::error!(retry_in = %humantime::format_duration(round(p.delay)), "{msg}");
+        if v.loud() {
+            tracing::error!(retry_in = %humantime::format_duration(round(delay)), "{msg}");
         }
         None
     }
@@ -508,7 +621,7 @@ impl Uploader {
 
     /// Files waiting for a gone source go back in line when their source now resolves
     /// elsewhere, or when the source was found gone [`source::GONE_RECHECK`] ago (tried again).
-    fn release_held(&self, held: &mut Vec<QueuedEntry>, pending: &mut VecDeque<QueuedEntry>) {
+    fn release_held(&self, held: &mut Vec<QueuedEntry>, pending: &mut Pending<QueuedEntry>) {
         self.sources.expire_gone(source::GONE_RECHECK);
         let before = held.len();
         // Decided once per destination: thousands of waiting files are a few reads of the
@@ -528,7 +641,9 @@ impl Uploader {
                 waiting = before - ready.len(),
                 "the source of files waiting for a deleted source changed; uploading them"
             );
-            pending.extend(ready);
+            for e in ready {
+                pending.push(e);
+            }
         }
     }
 

@@ -1,6 +1,8 @@
 //! The retry decision, as data: given what one attempt produced, is it done, worth retrying
-//! (and not before when), a key problem, or a permanent refusal of this file? No network, no
-//! clock of its own, no sleeping: the backoff loop lives in `backoff.rs`.
+//! (not before when, and what the failure says about the API: down now, one failed attempt, or
+//! nothing at all), a key problem, or a permanent refusal of this file? No network, no clock of
+//! its own, no sleeping: the API's outage state lives in `outage.rs`, a file's own retry delay
+//! in `pending.rs`.
 
 use std::time::{Duration, SystemTime};
 
@@ -15,7 +17,13 @@ pub enum Attempt {
         body: String,
     },
     /// No response: connection refused or reset, DNS, TLS, timeout.
-    Transport { message: String, timeout: bool },
+    Transport {
+        message: String,
+        timeout: bool,
+        /// No connection could be made (refused, DNS, TLS, connect timeout): nothing reached
+        /// the API.
+        connect: bool,
+    },
     /// The queued copy no longer matches what was validated; the request was cut short.
     Damaged { reason: String },
     /// Not the API's doing and not the file's fault (the queued copy cannot be opened right
@@ -31,6 +39,7 @@ pub enum Decision {
     Retry {
         after: Option<Duration>,
         reason: String,
+        failure: Failure,
     },
     /// 401/403: the key is wrong or revoked. Nothing is dropped; uploads pause.
     Unauthorized {
@@ -48,15 +57,40 @@ pub enum Decision {
     },
 }
 
+/// What a failed attempt worth retrying says about the API, for its outage state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The API says or shows it is down: 429, any `Retry-After`, no connection at all. It counts
+    /// as down at once: one request at a time probes it.
+    Down,
+    /// One failed attempt (5xx, 408, a timeout, a reset mid-request, a page from something in
+    /// the way): one random failure among successes is a blip, three in a row an outage. A
+    /// timeout is not "down at once": one slow answer (a large file, a busy moment) says
+    /// little; a reset mid-request neither: a connection was made.
+    Attempt,
+    /// Not the API's doing (the queued copy cannot be read right now, an answer came before the
+    /// whole file was sent): this file waits, the API's state is untouched.
+    Local,
+}
+
 pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
     let (status, retry_after, content_type, body) = match attempt {
-        Attempt::Transport { message, timeout } => {
+        Attempt::Transport {
+            message,
+            timeout,
+            connect,
+        } => {
             return Decision::Retry {
                 after: None,
                 reason: if *timeout {
                     format!("timed out: {message}")
                 } else {
                     format!("could not reach the API: {message}")
+                },
+                failure: if *connect {
+                    Failure::Down
+                } else {
+                    Failure::Attempt
                 },
             }
         }
@@ -69,6 +103,7 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
             return Decision::Retry {
                 after: None,
                 reason: message.clone(),
+                failure: Failure::Local,
             }
         }
         Attempt::Response {
@@ -86,6 +121,7 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
                 return Decision::Retry {
                     after: None,
                     reason: format!("HTTP {status} with an HTML page instead of the API's JSON (a proxy in the way?)"),
+                    failure: Failure::Attempt,
                 };
             }
             Decision::Success {
@@ -93,24 +129,27 @@ pub fn classify(attempt: &Attempt, now: SystemTime) -> Decision {
             }
         }
         401 | 403 => Decision::Unauthorized { status, message },
-        408 | 429 => Decision::Retry {
-            after: retry_after
+        408 | 429 | 500 | 502..=599 => {
+            let after = retry_after
                 .as_deref()
-                .and_then(|h| parse_retry_after(h, now)),
-            reason: format!("HTTP {status}: {message}"),
-        },
-        501 => Decision::Permanent { status, message },
-        500..=599 => Decision::Retry {
-            after: retry_after
-                .as_deref()
-                .and_then(|h| parse_retry_after(h, now)),
-            reason: format!("HTTP {status}: {message}"),
-        },
-        400..=499 => Decision::Permanent { status, message },
+                .and_then(|h| parse_retry_after(h, now));
+            Decision::Retry {
+                after,
+                reason: format!("HTTP {status}: {message}"),
+                // Asked to slow down, or told when to come back: the API speaks for itself.
+                failure: if status == 429 || after.is_some() {
+                    Failure::Down
+                } else {
+                    Failure::Attempt
+                },
+            }
+        }
+        400..=499 | 501 => Decision::Permanent { status, message },
         // 1xx/3xx (redirects are not followed: the key must not travel to another host).
         _ => Decision::Retry {
             after: None,
             reason: format!("unexpected HTTP {status}: {message} (is api.url right?)"),
+            failure: Failure::Attempt,
         },
     }
 }
@@ -237,16 +276,66 @@ mod tests {
         }
     }
 
+    fn transport(timeout: bool, connect: bool) -> Attempt {
+        Attempt::Transport {
+            message: "connection refused or reset".into(),
+            timeout,
+            connect,
+        }
+    }
+
+    fn failure(d: Decision) -> Failure {
+        match d {
+            Decision::Retry { failure, .. } => failure,
+            d => panic!("not retried: {d:?}"),
+        }
+    }
+
     #[test]
     fn transport_errors_are_retried() {
-        let d = classify(
-            &Attempt::Transport {
-                message: "connection reset".into(),
-                timeout: false,
-            },
-            SystemTime::now(),
-        );
+        let d = classify(&transport(false, false), SystemTime::now());
         assert!(matches!(d, Decision::Retry { after: None, .. }));
+    }
+
+    #[test]
+    fn what_says_the_api_is_down_at_once_and_what_is_one_failed_attempt() {
+        let now = SystemTime::now();
+        // Down at once: 429 (with or without Retry-After), any Retry-After, no connection.
+        for a in [
+            resp(429, None, "{}"),
+            resp(429, Some("3"), "{}"),
+            resp(503, Some("3"), "{}"),
+            resp(408, Some("1"), "{}"),
+            transport(false, true),
+            transport(true, true),
+        ] {
+            assert_eq!(failure(classify(&a, now)), Failure::Down, "{a:?}");
+        }
+        // One failed attempt: a 5xx or 408 without Retry-After, a timeout or a reset once
+        // connected, a 2xx HTML page, an unexpected 3xx; an unparsable Retry-After is none.
+        for a in [
+            resp(500, None, "{}"),
+            resp(502, None, "{}"),
+            resp(503, None, "{}"),
+            resp(504, None, "{}"),
+            resp(408, None, "{}"),
+            resp(503, Some("soon"), "{}"),
+            resp(302, None, ""),
+            transport(true, false),
+            transport(false, false),
+            Attempt::Response {
+                status: 200,
+                retry_after: None,
+                content_type: Some("text/html".into()),
+                body: "<html>login</html>".into(),
+            },
+        ] {
+            assert_eq!(failure(classify(&a, now)), Failure::Attempt, "{a:?}");
+        }
+        let local = Attempt::Local {
+            message: "cannot open queued file".into(),
+        };
+        assert_eq!(failure(classify(&local, now)), Failure::Local);
     }
 
     #[test]

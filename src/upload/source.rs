@@ -75,6 +75,8 @@ pub struct Sources {
     /// Ids found gone since the start, so that finding one gone again is a warning, not a
     /// second error.
     seen_gone: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Sources whose lookup or creation HostedScan refused, said once each.
+    refused: std::sync::Mutex<std::collections::HashSet<SourceRef>>,
 }
 
 impl Sources {
@@ -86,7 +88,17 @@ impl Sources {
             named_file: Default::default(),
             gone: Default::default(),
             seen_gone: Default::default(),
+            refused: Default::default(),
         }
+    }
+
+    /// Whether this is the first time HostedScan refused to look up or create `r` (one ERROR
+    /// for it, not one per file).
+    pub fn first_refusal(&self, r: &SourceRef) -> bool {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(r.clone())
     }
 
     pub fn book(&self) -> Arc<Book> {
@@ -414,7 +426,7 @@ pub fn means_source_gone(status: u16, message: &str) -> bool {
 
 fn to_error(d: Decision) -> SourceError {
     match d {
-        Decision::Retry { after, reason } => SourceError::Retry { after, reason },
+        Decision::Retry { after, reason, .. } => SourceError::Retry { after, reason },
         Decision::Unauthorized { status, message } => SourceError::Unauthorized { status, message },
         Decision::Permanent { status, message } => SourceError::Refused { status, message },
         Decision::Success { .. } | Decision::Damaged { .. } => SourceError::Retry {

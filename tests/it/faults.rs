@@ -1,5 +1,6 @@
 //! A misbehaving API: every file still ends uploaded exactly once (or in failed/ for a permanent
-//! refusal), and the shared backoff keeps an outage from multiplying requests.
+//! refusal), and the shared outage state keeps an outage from multiplying requests (more on
+//! blips and outages in `outage.rs`).
 
 use std::time::{Duration, Instant};
 
@@ -108,7 +109,8 @@ async fn retry_after_as_an_http_date_is_honoured_and_the_file_goes_once() {
 async fn an_outage_pauses_the_queue_instead_of_multiplying_requests() {
     let api = StandIn::start().await;
     api.set_default_fault(Endpoint::Results, Some(Fault::Status(503)));
-    // Backoff from 50ms capped at 400ms, 2 uploads at once, 20 files.
+    // Backoff from 50ms capped at 400ms, 2 uploads at once, 20 files, the API failing from the
+    // start.
     let home = Home::new(&api.url(), "", "");
     let d = Daemon::start(home.load());
     for i in 0..20 {
@@ -126,12 +128,19 @@ async fn an_outage_pauses_the_queue_instead_of_multiplying_requests() {
     let before = results_requests(&api);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let during = results_requests(&api) - before;
-    // One shared backoff: at most `upload_concurrency` requests per pause, and pauses are at least
-    // a tenth of the 400ms cap once grown, so a few dozen requests at most, not 20 files' worth each.
+    // One shared outage state: the API is down after three failures, then one probe per pause,
+    // and pauses are at least a tenth of the 400ms cap once grown, so a few dozen requests at
+    // most, not 20 files' worth each; and never two at once.
     let secs = start.elapsed().as_secs_f64();
     assert!(
         during <= 60,
         "{during} requests in {secs:.1}s during the outage"
+    );
+    assert_eq!(
+        api.max_in_flight(Endpoint::Results),
+        1,
+        "{}",
+        api.describe()
     );
     api.set_default_fault(Endpoint::Results, None);
     let ups = api.wait_for_uploads(20, WAIT).await;

@@ -15,6 +15,7 @@ mod jobs;
 mod layers;
 mod once;
 mod openvas;
+mod outage;
 mod samples;
 mod service;
 mod sources;

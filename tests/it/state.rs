@@ -230,26 +230,30 @@ async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_uploading_loses_nothing() {
     let api = StandIn::start().await;
-    api.set_default_fault(Endpoint::Results, Some(Fault::Hang));
     let home = Home::new(&api.url(), "", "");
     let cfg = std::fs::read_to_string(&home.config)
         .unwrap()
         .replace("timeout = \"5s\"", "timeout = \"10m\"");
     std::fs::write(&home.config, cfg).unwrap();
-    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
-    home.drop_file("b.xml", &fixture_bytes("nmap-udp-localhost.xml"));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
         .arg("-c")
         .arg(&home.config)
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    // One upload first: until the API has answered once, the agent sends one request at a
+    // time, and two are to be in flight when it is killed.
+    home.drop_file("first.xml", &distinct_report(1, 0));
+    api.wait_for_uploads(1, WAIT).await;
+    api.set_default_fault(Endpoint::Results, Some(Fault::Hang));
+    home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
+    home.drop_file("b.xml", &fixture_bytes("nmap-udp-localhost.xml"));
     eventually("uploads in flight", WAIT, || {
         api.requests()
             .iter()
             .filter(|r| r.path.ends_with("/results"))
             .count()
-            >= 2
+            >= 3
     })
     .await;
     child.kill().unwrap(); // SIGKILL
@@ -271,7 +275,7 @@ async fn kill_9_while_uploading_loses_nothing() {
         .filter_map(|u| u.file_name.clone())
         .collect();
     names.sort();
-    assert_eq!(names, ["a.xml", "b.xml"]);
+    assert_eq!(names, ["a.xml", "b.xml", "first.xml"]);
     assert!(home.names_in("queue").is_empty());
 }
 

@@ -92,6 +92,17 @@ impl RandomFaults {
             outage: None,
         }
     }
+
+    /// `rate` of requests answer `status` (no `Retry-After`); no outages. `rate` 1.0 is an API
+    /// that answers nothing else.
+    pub fn status(rate: f64, status: u16, seed: u64) -> RandomFaults {
+        RandomFaults {
+            rate,
+            mix: vec![(Fault::Status(status), 1)],
+            seed,
+            outage: None,
+        }
+    }
 }
 
 /// The running state of a [`RandomFaults`].

@@ -10,14 +10,17 @@
 //! a default fault that applies until cleared: an error status with a JSON, HTML or garbage
 //! body, `Retry-After`, a delay, a hang, or a dropped TCP connection (reset, no response). For
 //! soak runs, [`RandomFaults`] makes a seeded share of requests fail with faults drawn from a
-//! weighted mix, plus periodic outages (every request fails for a while). The
-//! whole server can also go down (the listener is closed and every connection is cut, so
-//! connections are refused) and come back on the same port. Nothing here is test-only: it can be
-//! started from a plain `#[tokio::main]` program (see `examples/standin.rs`).
+//! weighted mix, plus periodic outages (every request fails for a while). A latency can be added
+//! to every request of an endpoint, and the requests handled at once are counted (the most so
+//! far too: [`StandIn::max_in_flight`]). The whole server can also go down (the listener is
+//! closed and every connection is cut, so connections are refused) and come back on the same
+//! port. Nothing here is test-only: it can be started from a plain `#[tokio::main]` program (see
+//! `examples/standin.rs`).
 //!
 //! This file holds the server's state and lifecycle; each resource has its own file:
 //! `server.rs` (connections, and the front every request passes: recording, faults, the key),
-//! `requests.rs` (the record of requests), `faults.rs` (injected failures), `sources.rs`
+//! `requests.rs` (the record of requests), `faults.rs` (injected failures), `load.rs` (requests
+//! in flight, added latency), `sources.rs`
 //! (`/v1/sources`) and `results.rs` (`/v1/results`).
 //!
 //! ```ignore
@@ -32,6 +35,7 @@
 //! ```
 
 mod faults;
+mod load;
 mod requests;
 mod results;
 mod server;
@@ -72,6 +76,7 @@ struct State {
     faults: faults::Faults,
     list_sources_status: Option<u16>,
     keep_bytes: bool,
+    load: load::Load,
 }
 
 /// What the [`StandIn`] handle, the accept loop and every connection share.
@@ -133,6 +138,7 @@ impl StandIn {
                 faults: faults::Faults::default(),
                 list_sources_status: None,
                 keep_bytes: true,
+                load: load::Load::default(),
             }),
             changed: Notify::new(),
             conns: Mutex::new(HashMap::new()),

@@ -24,10 +24,15 @@ pub struct RequestRecord {
     pub key_ok: bool,
     /// The fault applied to this request, if any.
     pub fault: Option<Fault>,
+    /// Requests to the same endpoint being handled when this one arrived, itself included
+    /// (1: it was the only one).
+    pub in_flight: usize,
     /// All request headers (names lowercase).
     pub headers: Vec<(String, String)>,
     /// Time received (monotonic, for measuring retry gaps).
     pub at: Instant,
+    /// Time answered (monotonic); `None` while not answered (or never: hang, dropped connection).
+    pub answered: Option<Instant>,
     /// Time received (wall clock).
     pub wall: SystemTime,
 }
@@ -39,6 +44,7 @@ impl RequestRecord {
         req: &Request<Incoming>,
         key_ok: bool,
         fault: Option<Fault>,
+        in_flight: usize,
     ) -> RequestRecord {
         RequestRecord {
             seq,
@@ -49,6 +55,7 @@ impl RequestRecord {
             user_agent: header_str(req.headers(), header::USER_AGENT),
             key_ok,
             fault,
+            in_flight,
             headers: req
                 .headers()
                 .iter()
@@ -60,6 +67,7 @@ impl RequestRecord {
                 })
                 .collect(),
             at: Instant::now(),
+            answered: None,
             wall: SystemTime::now(),
         }
     }

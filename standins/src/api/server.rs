@@ -1,6 +1,7 @@
 //! The HostedScan API stand-in's HTTP server: the listener, one hyper connection task per client
 //! (cut when the stand-in goes down, reset by a `DropConnection` fault) and the front every
-//! request passes before the router: it is recorded, may draw a fault, and needs the API key.
+//! request passes before the router: it is recorded and counted in flight, waits the added
+//! latency, may draw a fault, and needs the API key.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -146,18 +147,28 @@ async fn handle(
 ) -> Response<Body> {
     let endpoint = endpoint_of(req.uri().path());
     let seq = inner.next_request.fetch_add(1, Ordering::Relaxed);
-    let (fault, key_ok) = {
+    let (fault, key_ok, _counted, latency) = {
         let mut st = inner.lock();
         let fault = st.faults.take(endpoint);
         let key_ok = req
             .headers()
             .get(KEY_HEADER)
             .is_some_and(|v| v.as_bytes() == st.key.as_bytes());
-        st.requests
-            .push(RequestRecord::new(seq, &req, key_ok, fault.clone()));
-        (fault, key_ok)
+        // Counted until this handler ends, however it ends (a cut connection drops it).
+        let (guard, in_flight, latency) = st.load.enter(&inner, endpoint);
+        st.requests.push(RequestRecord::new(
+            seq,
+            &req,
+            key_ok,
+            fault.clone(),
+            in_flight,
+        ));
+        (fault, key_ok, guard, latency)
     };
     inner.changed.notify_waiters();
+    if let Some(d) = latency {
+        tokio::time::sleep(d).await;
+    }
 
     let response = match fault {
         None => normal(&svc, key_ok, req).await,
@@ -171,6 +182,7 @@ async fn handle(
         .find(|r| r.seq == seq)
     {
         r.status = response.status().as_u16();
+        r.answered = Some(std::time::Instant::now());
     }
     inner.changed.notify_waiters();
     response
