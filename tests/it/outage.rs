@@ -139,10 +139,11 @@ async fn three_failures_in_a_row_make_the_api_down_one_probe_at_a_time_until_a_s
     // The API starts failing everything for a while, then recovers.
     api.set_default_fault(Endpoint::Results, Some(Fault::Status(503)));
     // Up to six fail before the first probe: four in flight, and two started after the first
-    // and the second failure (a failure or two among successes pauses nothing). Then two
-    // probes fail.
+    // and the second failure (a failure or two among successes pauses nothing). Then the
+    // first probe, at once (three in a row may be chance), and two more after their pauses
+    // fail.
     eventually("the API is probed a few times", WAIT, || {
-        results(&api).iter().filter(|r| r.status == 503).count() >= 8
+        results(&api).iter().filter(|r| r.status == 503).count() >= 9
     })
     .await;
     api.set_default_fault(Endpoint::Results, None);
@@ -254,8 +255,9 @@ async fn during_a_total_outage_one_request_at_a_time_probes_spaced_by_the_backof
         .into_iter()
         .filter(|r| r.answered.is_some())
         .collect();
-    // Each request starts after the one before was answered; from the fourth on (the API down
-    // after three), after a pause of at least a tenth of the backoff's step: 20, 40, 80 ms...
+    // Each request starts after the one before was answered; the fourth (the first probe, the
+    // API down after three) at once, and from the fifth on after a pause of at least a tenth of
+    // the backoff's step: 20, 40, 80 ms...
     for (i, pair) in reqs.windows(2).enumerate() {
         let gap = pair[1]
             .at
@@ -265,8 +267,8 @@ async fn during_a_total_outage_one_request_at_a_time_probes_spaced_by_the_backof
             "{}",
             timeline(&results(&api))
         );
-        if i >= 2 {
-            let step = (i - 1).min(3) as u32;
+        if i >= 3 {
+            let step = (i - 2).min(3) as u32;
             let floor = Duration::from_millis(20) * (1 << (step - 1));
             assert!(
                 gap >= floor,
