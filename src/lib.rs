@@ -24,6 +24,9 @@
 //! 5. The API is one shared resource: one shared outage state for it (down: one probe at a
 //!    time), not one per file; a file's own retry delay lets a single failed file wait while
 //!    the rest go on.
+//! 6. A file keeps the IMPORTED source its watch or job named when it was admitted (in its queue
+//!    record); "already uploaded" is per source, and a source HostedScan no longer knows holds
+//!    its own files in `queue/`, never the others'.
 
 pub mod admit;
 pub mod app;
