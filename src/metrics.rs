@@ -182,7 +182,7 @@ impl Metrics {
     pub fn uploaded_to(&self, source: &str) {
         self.source_uploads
             .get_or_create(&Source {
-                source: source.into(),
+                source: label_value(source),
             })
             .inc();
     }
@@ -324,9 +324,41 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+/// `s` as a label value of the text exposition: prometheus-client writes label values as they
+/// are, and a source name is the operator's free text (a `"` or `\\` in it would make every
+/// scrape unparseable).
+fn label_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_name_with_quotes_and_backslashes_keeps_the_exposition_parseable() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::new();
+        m.uploaded_to("Lab \"B\" C:\\scans\nx");
+        let text = m.render(dir.path());
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("hostedscan_agent_source_uploads_total{"))
+            .unwrap_or_else(|| panic!("no source line in\n{text}"));
+        assert_eq!(
+            line,
+            r#"hostedscan_agent_source_uploads_total{source="Lab \"B\" C:\\scans\nx"} 1"#
+        );
+    }
 
     #[test]
     fn counters_and_gauges_are_named_for_the_agent() {

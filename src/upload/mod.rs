@@ -38,7 +38,25 @@ use retry::{classify, Decision, Failure};
 use source::{SourceError, Sources};
 
 /// Entries held in memory at most; past this, admission waits (the files wait safely on disk).
+/// As many files held for a deleted source are kept in memory; past that, only their names.
 const PENDING_CAP: usize = 10_000;
+
+/// A testing knob (debug and `failpoints` builds only; not a setting): [`PENDING_CAP`] made
+/// small, so tests reach it with a few files.
+pub const PENDING_CAP_VAR: &str = "HOSTEDSCAN_AGENT_PENDING_CAP";
+
+fn pending_cap() -> usize {
+    if cfg!(any(debug_assertions, feature = "failpoints")) {
+        if let Some(n) = std::env::var(PENDING_CAP_VAR)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|n| *n > 0)
+        {
+            return n;
+        }
+    }
+    PENDING_CAP
+}
 
 pub struct Uploader {
     /// Replaced when a refused key is fixed in its file (the client carries the key).
@@ -123,6 +141,7 @@ impl Uploader {
         mut rx: mpsc::Receiver<QueuedEntry>,
         shutdown: Shutdown,
     ) -> Vec<QueuedEntry> {
+        let cap = pending_cap();
         let mut known: HashSet<String> = initial.iter().map(|e| e.meta.name.clone()).collect();
         let mut pending: Pending<QueuedEntry> = Pending::new(self.outage.curve());
         for e in initial {
@@ -136,8 +155,12 @@ impl Uploader {
         rescan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         rescan.reset();
         let mut left = Vec::new();
-        // Files whose source HostedScan no longer knows, until their source changes.
+        // Files whose source HostedScan no longer knows, until their source changes; past
+        // `cap` of them only their names (they stay in queue/, and the queue rescan
+        // loads them again once a source is usable again). Held files never hold up admission:
+        // the other sources go on.
         let mut held: Vec<QueuedEntry> = Vec::new();
+        let mut spilled: HashSet<String> = HashSet::new();
         let mut rx_open = true;
         let mut auth_stopped = false;
         loop {
@@ -194,7 +217,10 @@ impl Uploader {
                                 known.remove(&name);
                                 self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
                             }
-                            Settled::Held(e) => held.push(e),
+                            Settled::Held(e) if held.len() < cap => held.push(e),
+                            Settled::Held(e) => {
+                                spilled.insert(e.meta.name);
+                            }
                             Settled::Retry(e, Hold::Own { reason }) => {
                                 let delay = pending.retry_later(e, own_failures, Instant::now());
                                 tracing::warn!(file = %name, failures = own_failures + 1, retry_in = %humantime::format_duration(round(delay)), "upload failed; this file is tried again after its own delay, the others go on: {reason}");
@@ -215,7 +241,7 @@ impl Uploader {
                         }
                     }
                 },
-                r = rx.recv(), if rx_open && pending.len() + held.len() < PENDING_CAP => match r {
+                r = rx.recv(), if rx_open && pending.len() < cap => match r {
                     Some(e) => {
                         if known.insert(e.meta.name.clone()) {
                             pending.push(e);
@@ -223,23 +249,27 @@ impl Uploader {
                     }
                     None => rx_open = false,
                 },
-                _ = rescan.tick(), if !self.once && pending.len() + held.len() < PENDING_CAP => {
-                    match crate::spool::queue::load_all(&self.spool.layout.queue) {
-                        Ok(loaded) => {
-                            for e in loaded.entries {
-                                if known.insert(e.meta.name.clone()) {
-                                    tracing::info!(file = %e.meta.name, "found a new entry in queue/");
-                                    pending.push(e);
+                _ = rescan.tick(), if !self.once => {
+                    // Held files are looked at again first, whatever the queue's length: the
+                    // operator's fix of a source is noticed within the rescan interval.
+                    self.release_held(&mut held, &mut pending, &mut spilled, &mut known);
+                    if pending.len() < cap {
+                        match crate::spool::queue::load_all(&self.spool.layout.queue) {
+                            Ok(loaded) => {
+                                for e in loaded.entries {
+                                    if known.insert(e.meta.name.clone()) {
+                                        tracing::info!(file = %e.meta.name, "found a new entry in queue/");
+                                        pending.push(e);
+                                    }
                                 }
+                                self.set_aside_unusable(loaded.unreadable, &known);
                             }
-                            self.set_aside_unusable(loaded.unreadable, &known);
+                            Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
                         }
-                        Err(e) => tracing::warn!(error = %e, "cannot list queue/"),
                     }
-                    self.release_held(&mut held, &mut pending);
                 },
-                _ = self.sources_changed.notified(), if !held.is_empty() => {
-                    self.release_held(&mut held, &mut pending);
+                _ = self.sources_changed.notified(), if !held.is_empty() || !spilled.is_empty() => {
+                    self.release_held(&mut held, &mut pending, &mut spilled, &mut known);
                 },
                 _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
                 _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
@@ -272,14 +302,18 @@ impl Uploader {
         };
         let source_id = match resolved {
             Ok(id) => id,
-            Err(SourceError::Gone { id }) => return self.hold(entry, &id),
-            Err(SourceError::Retry { after, reason }) => {
-                // A Retry-After is the API's word that it is down; the rest count as attempts.
-                let failure = if after.is_some() {
-                    Failure::Down
-                } else {
-                    Failure::Attempt
-                };
+            Err(SourceError::Gone { id }) => {
+                let reason = self.sources.gone_reason(&id);
+                return self.hold(entry, reason);
+            }
+            Err(SourceError::Unusable { reason }) => return self.hold(entry, reason),
+            Err(SourceError::Retry {
+                after,
+                reason,
+                failure,
+            }) => {
+                // As an upload's failure counts: a 429 or no connection puts the API down at
+                // once, a 5xx is one failure in a row, the agent's own trouble is neither.
                 let reason = format!("cannot resolve the HostedScan source: {reason}");
                 self.status.error(&reason);
                 let (hold, _) = self.api_failed(ticket, failure, after, reason);
@@ -291,24 +325,13 @@ impl Uploader {
                     None => Settled::Retry(entry, Hold::Api),
                 };
             }
-            Err(SourceError::Refused { status, message }) => {
-                // The API answered, so it is up: this source's files wait their own delays,
-                // and the other sources go on.
+            Err(SourceError::Refused { message, .. }) => {
+                // The API answered, so it is up: this source's files wait (remembered, so
+                // they do not each ask again), and the other sources go on.
                 self.api_answered(ticket);
-                let r = &entry.meta.to.source;
-                let by = match self.sources.book().users(r) {
-                    u if u.is_empty() => "[source]".to_string(),
-                    u => u.join(", "),
-                };
-                let msg = format!(
-                    "HostedScan refused to look up or create the source {r} (HTTP {status}: {}); check the source name or source_id of {by}",
-                    crate::escape::text(&message)
-                );
-                self.status.error(&msg);
-                if self.sources.first_refusal(r) {
-                    tracing::error!("{msg}");
-                }
-                return Settled::Retry(entry, Hold::Own { reason: msg });
+                self.status.error(&message);
+                tracing::error!(file = %name, "{message}");
+                return self.hold(entry, message);
             }
         };
         if self.already_uploaded(&source_id, &entry.meta.file.sha256) {
@@ -367,7 +390,8 @@ impl Uploader {
                 self.api_answered(ticket);
                 self.report.upload_attempt("source_gone");
                 self.source_gone(&entry, &source_id, status, &message);
-                self.hold(entry, &source_id)
+                let reason = self.sources.gone_reason(&source_id);
+                self.hold(entry, reason)
             }
             Decision::Permanent { status, message } => {
                 // The API answered: it is up, whatever it thinks of this file.
@@ -404,7 +428,11 @@ impl Uploader {
         if let Some(down_for) = self.outage.success(ticket) {
             tracing::info!(down_for = %humantime::format_duration(round(down_for)), "the HostedScan API answers again; uploads resume at full concurrency");
         }
-        self.status.resumed();
+        // A straggler's answer ends no outage: `status` and the metrics say paused until the
+        // probe does.
+        if !self.outage.is_down() {
+            self.status.resumed();
+        }
     }
 
     /// An attempt failed in a way worth retrying: the outage state hears of it and says what
@@ -419,6 +447,10 @@ impl Uploader {
     ) -> (Hold, Verdict) {
         let v = self.outage.failure(ticket, failure, after);
         let hold = match v {
+            // The agent's own trouble (the queued copy unreadable right now) waits its own
+            // delay even while the API is down: else the probe's slot would start it again at
+            // once, and again.
+            _ if failure == Failure::Local => Hold::Own { reason },
             Verdict::Up => Hold::Own { reason },
             Verdict::WentDown {
                 delay,
@@ -572,13 +604,13 @@ impl Uploader {
         }
     }
 
-    /// A file whose source (`source_id`) HostedScan does not know: it waits in `queue/` (with
-    /// `--once`, it is left there with the reason, and the pass exits 75).
-    fn hold(&self, entry: QueuedEntry, source_id: &str) -> Settled {
+    /// A file whose source HostedScan does not know or refused to look up (`reason`): it waits
+    /// in `queue/` (with `--once`, it is left there with the reason, and the pass exits 75).
+    fn hold(&self, entry: QueuedEntry, reason: String) -> Settled {
         if self.once {
             self.report.push(Outcome::Pending {
                 file: entry.meta.file.file_name.clone(),
-                reason: self.sources.gone_reason(source_id),
+                reason,
             });
             return Settled::Left(entry);
         }
@@ -621,8 +653,17 @@ impl Uploader {
 
     /// Files waiting for a gone source go back in line when their source now resolves
     /// elsewhere, or when the source was found gone [`source::GONE_RECHECK`] ago (tried again).
-    fn release_held(&self, held: &mut Vec<QueuedEntry>, pending: &mut Pending<QueuedEntry>) {
-        self.sources.expire_gone(source::GONE_RECHECK);
+    /// Held files past the cap (`spilled`: names only) are forgotten by `known` when any source
+    /// may be usable again, so that the queue rescan loads them (those still waiting are held
+    /// again, without asking the API).
+    fn release_held(
+        &self,
+        held: &mut Vec<QueuedEntry>,
+        pending: &mut Pending<QueuedEntry>,
+        spilled: &mut HashSet<String>,
+        known: &mut HashSet<String>,
+    ) {
+        let expired = self.sources.expire_gone(source::GONE_RECHECK);
         let before = held.len();
         // Decided once per destination: thousands of waiting files are a few reads of the
         // sources' records, not thousands.
@@ -635,6 +676,11 @@ impl Uploader {
         });
         *held = wait;
         self.show_unusable(held);
+        if !spilled.is_empty() && (expired > 0 || !ready.is_empty() || held.is_empty()) {
+            for name in spilled.drain() {
+                known.remove(&name);
+            }
+        }
         if !ready.is_empty() {
             tracing::info!(
                 files = ready.len(),

@@ -294,6 +294,11 @@ impl Outage {
         self.lock().success(ticket, Instant::now())
     }
 
+    /// Whether the API counts as down now (paused, or probed one request at a time).
+    pub fn is_down(&self) -> bool {
+        matches!(self.lock().phase, Phase::Down { .. })
+    }
+
     /// An attempt failed, as `failure` says.
     pub fn failure(
         &self,

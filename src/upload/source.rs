@@ -15,7 +15,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::api::Api;
-use super::retry::{classify, Attempt, Decision};
+use super::retry::{classify, Attempt, Decision, Failure};
 use crate::config::{Book, SharedBook};
 use crate::spool::fsutil::now_rfc3339;
 use crate::spool::source::{self as store, Destination, SourceRecord, SourceRef};
@@ -23,19 +23,27 @@ use crate::spool::source::{self as store, Destination, SourceRecord, SourceRef};
 /// Why the source is not known yet, or cannot be used.
 #[derive(Debug, Clone)]
 pub enum SourceError {
-    /// Try again after a backoff.
+    /// Try again after a backoff. `failure` says whose doing it was (the API's, as an upload's
+    /// failure would be, or the agent's own: a `sources.json` that cannot be written).
     Retry {
         after: Option<std::time::Duration>,
         reason: String,
+        failure: Failure,
     },
     Unauthorized {
         status: u16,
         message: String,
     },
-    /// The API refuses in a way retrying will not fix (e.g. 400 on create).
+    /// The API refuses in a way retrying will not fix (e.g. 400 on create). Remembered (see
+    /// [`Sources::refusal`]): the source's files wait instead of asking again each.
     Refused {
         status: u16,
         message: String,
+    },
+    /// HostedScan refused this source's lookup or creation a moment ago ([`Sources::refusal`]);
+    /// not asked again until the configuration changes or [`GONE_RECHECK`] has passed.
+    Unusable {
+        reason: String,
     },
     /// HostedScan no longer knows the source (see [`Sources::mark_gone`]): the file waits.
     Gone {
@@ -75,8 +83,8 @@ pub struct Sources {
     /// Ids found gone since the start, so that finding one gone again is a warning, not a
     /// second error.
     seen_gone: std::sync::Mutex<std::collections::HashSet<String>>,
-    /// Sources whose lookup or creation HostedScan refused, said once each.
-    refused: std::sync::Mutex<std::collections::HashSet<SourceRef>>,
+    /// Sources whose lookup or creation HostedScan refused: what it said, and when.
+    refused: std::sync::Mutex<HashMap<SourceRef, (String, Instant)>>,
 }
 
 impl Sources {
@@ -92,22 +100,38 @@ impl Sources {
         }
     }
 
-    /// Whether this is the first time HostedScan refused to look up or create `r` (one ERROR
-    /// for it, not one per file).
-    pub fn first_refusal(&self, r: &SourceRef) -> bool {
+    /// HostedScan refused to look up or create `r`, as `reason` says: its files wait (no
+    /// lookup per file) until a reload or [`GONE_RECHECK`]. Returns whether this is news (one
+    /// ERROR for it, not one per file).
+    pub fn refused(&self, r: &SourceRef, reason: &str) -> bool {
         self.refused
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(r.clone())
+            .insert(r.clone(), (reason.to_string(), Instant::now()))
+            .is_none()
+    }
+
+    /// What HostedScan said when it refused `r`'s lookup or creation, while that holds.
+    pub fn refusal(&self, r: &SourceRef) -> Option<String> {
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(r)
+            .map(|(why, _)| why.clone())
     }
 
     pub fn book(&self) -> Arc<Book> {
         self.book.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A reload's sources: new names are looked up when first used.
+    /// A reload's sources: new names are looked up when first used, and refused ones again
+    /// (the operator may have fixed them).
     pub fn use_book(&self, book: Arc<Book>) {
         *self.book.write().unwrap_or_else(|p| p.into_inner()) = book;
+        self.refused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// The id of `r` if it is known without asking the API.
@@ -139,7 +163,10 @@ impl Sources {
     /// its source (or its watch's or job's, now) no longer resolves to a gone id.
     pub fn may_retry(&self, to: &Destination) -> bool {
         let book = self.book();
-        let usable = |r: &SourceRef| book.remembered(r).is_none_or(|id| !self.is_gone(&id));
+        let usable = |r: &SourceRef| match book.remembered(r) {
+            Some(id) => !self.is_gone(&id),
+            None => self.refusal(r).is_none(),
+        };
         usable(&to.source)
             || to
                 .origin
@@ -216,13 +243,16 @@ impl Sources {
         v
     }
 
-    /// Forget the marks older than `after`: their files are tried again (and marked again if
-    /// HostedScan still does not know the source). Returns how many were forgotten.
+    /// Forget the marks (gone sources, refused lookups) older than `after`: their files are
+    /// tried again (and marked again if HostedScan still says so). Returns how many were
+    /// forgotten.
     pub fn expire_gone(&self, after: Duration) -> usize {
+        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
         let mut gone = self.gone.lock().unwrap_or_else(|p| p.into_inner());
-        let before = gone.len();
+        let before = refused.len() + gone.len();
+        refused.retain(|_, (_, since)| since.elapsed() < after);
         gone.retain(|_, g| g.since.elapsed() < after);
-        before - gone.len()
+        before - refused.len() - gone.len()
     }
 
     /// What an operator can do about a gone source.
@@ -255,6 +285,19 @@ impl Sources {
         }
     }
 
+    /// What to tell the operator when HostedScan refuses to look up or create `r`.
+    fn refusal_reason(&self, book: &Book, r: &SourceRef, status: u16, message: &str) -> String {
+        let by = match book.users(r) {
+            u if u.is_empty() => "[source]".to_string(),
+            u => u.join(", "),
+        };
+        format!(
+            "HostedScan refused to look up or create the source {r} (HTTP {status}: {}): its files stay in queue/, the other sources go on; check the source name or source_id of {by} (then reload; asked again within {} otherwise)",
+            crate::escape::text(message),
+            humantime::format_duration(GONE_RECHECK)
+        )
+    }
+
     fn slot(&self, name: &str) -> Arc<Mutex<Option<String>>> {
         self.slots
             .lock()
@@ -277,6 +320,7 @@ impl Sources {
                     "the sources are for {} but uploads go to {url}",
                     book.api_url
                 ),
+                failure: Failure::Local,
             });
         }
         let Some(spec) = book.spec(r) else {
@@ -299,11 +343,18 @@ impl Sources {
         if let Some(id) = book.remembered(r) {
             return Ok(id);
         }
+        if let Some(reason) = self.refusal(r) {
+            return Err(SourceError::Unusable { reason });
+        }
         let slot = self.slot(&spec.name);
         let mut unsaved = slot.lock().await;
         // Another upload may have found it while this one waited.
         if let Some(id) = self.book().remembered(r) {
             return Ok(id);
+        }
+        if let Some(reason) = self.refusal(r) {
+            // Refused while this one waited: not asked again.
+            return Err(SourceError::Unusable { reason });
         }
         if let Some(id) = unsaved.clone() {
             // Created earlier but not saved: save it now, never create another.
@@ -314,16 +365,28 @@ impl Sources {
         if let (SourceRef::Default, Ok(Some(old))) = (r, store::load(&book.state_dir)) {
             tracing::warn!(remembered = %old.name, api_url = %old.api_url, name = %spec.name, "the remembered source is for another URL or name; looking up the configured one");
         }
-        let id = match find(api, &spec.name).await? {
-            Some(id) => {
+        let found = match find(api, &spec.name).await {
+            Ok(Some(id)) => {
                 tracing::info!(source_id = %id, name = %spec.name, "using the existing IMPORTED source");
-                id
+                Ok(id)
             }
-            None => {
-                let id = create(api, &spec.name).await?;
+            Ok(None) => create(api, &spec.name).await.inspect(|id| {
                 tracing::info!(source_id = %id, name = %spec.name, "created IMPORTED source");
-                id
+            }),
+            Err(e) => Err(e),
+        };
+        let id = match found {
+            Ok(id) => id,
+            Err(SourceError::Refused { status, message }) => {
+                // Remembered before the slot is let go: the files waiting for it do not ask.
+                let reason = self.refusal_reason(&book, r, status, &message);
+                self.refused(r, &reason);
+                return Err(SourceError::Refused {
+                    status,
+                    message: reason,
+                });
             }
+            Err(e) => return Err(e),
         };
         if let Err(e) = self.save(&book, r, &spec.name, &id) {
             *unsaved = Some(id);
@@ -349,6 +412,7 @@ impl Sources {
         res.map_err(|e| SourceError::Retry {
             after: None,
             reason: format!("cannot write {file}: {e}"),
+            failure: Failure::Local,
         })
     }
 }
@@ -410,6 +474,7 @@ async fn create(api: &Api, name: &str) -> Result<String, SourceError> {
         Decision::Success { result_id: None } => Err(SourceError::Retry {
             after: None,
             reason: "POST /sources answered without a source id".into(),
+            failure: Failure::Attempt,
         }),
         d => Err(to_error(d)),
     }
@@ -421,17 +486,35 @@ async fn create(api: &Api, name: &str) -> Result<String, SourceError> {
 pub fn means_source_gone(status: u16, message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     matches!(status, 404 | 410)
-        || (status == 400 && (m.contains("source_id") || m.contains("source not found")))
+        || (status == 400 && (has_word(&m, "source_id") || has_word(&m, "source not found")))
+}
+
+/// Whether `text` holds `phrase` as whole words ("Resource not found" is not "source not
+/// found").
+fn has_word(text: &str, phrase: &str) -> bool {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    text.match_indices(phrase).any(|(i, _)| {
+        !word(text[..i].chars().next_back()) && !word(text[i + phrase.len()..].chars().next())
+    })
 }
 
 fn to_error(d: Decision) -> SourceError {
     match d {
-        Decision::Retry { after, reason, .. } => SourceError::Retry { after, reason },
+        Decision::Retry {
+            after,
+            reason,
+            failure,
+        } => SourceError::Retry {
+            after,
+            reason,
+            failure,
+        },
         Decision::Unauthorized { status, message } => SourceError::Unauthorized { status, message },
         Decision::Permanent { status, message } => SourceError::Refused { status, message },
         Decision::Success { .. } | Decision::Damaged { .. } => SourceError::Retry {
             after: None,
             reason: "unexpected answer".into(),
+            failure: Failure::Attempt,
         },
     }
 }
@@ -451,5 +534,8 @@ mod tests {
         assert!(!means_source_gone(400, "invalid resource"));
         assert!(!means_source_gone(400, "too many sources"));
         assert!(!means_source_gone(422, "source_id"));
+        assert!(!means_source_gone(400, "Resource not found"));
+        assert!(!means_source_gone(400, "bad parent_source_ids"));
+        assert!(means_source_gone(400, "Source not found."));
     }
 }

@@ -502,3 +502,147 @@ async fn once_keeps_the_files_of_a_deleted_source_and_a_pinned_id_sends_them() {
     assert_eq!(last.file_name.as_deref(), Some("b.xml"));
     assert_eq!(last.source_id, replacement);
 }
+
+fn queued_reports(home: &Home) -> usize {
+    home.names_in("queue")
+        .iter()
+        .filter(|n| !n.ends_with(".meta.json"))
+        .count()
+}
+
+fn uploaded_named(api: &StandIn, prefix: &str) -> Vec<String> {
+    api.uploads()
+        .iter()
+        .filter(|u| {
+            u.file_name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(prefix))
+        })
+        .map(|u| u.source_id.clone())
+        .collect()
+}
+
+/// More files held for a deleted source than the uploader keeps in memory (the cap made 2 by
+/// a testing knob; 10 000 in a release): admission goes on for the other sources, and the fix
+/// still releases every held file, those past the cap included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_held_past_the_memory_cap_stop_no_other_source_and_all_follow_the_fix() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, "");
+    let dmz_name = format!("DMZ ({})", hostname());
+    let agent = Agent::start(&home, &[("HOSTEDSCAN_AGENT_PENDING_CAP", "2")]);
+    drop_into(&dmz, "before.xml", &nmap_report());
+    api.wait_for_uploads(1, WAIT).await;
+    let old_dmz = id_of(&api, &dmz_name);
+    assert!(api.delete_source(&old_dmz));
+    let report = |n: &str| {
+        let mut r = nmap_report();
+        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
+        r
+    };
+    for i in 0..6 {
+        drop_into(&dmz, &format!("held{i}.xml"), &report(&format!("held{i}")));
+    }
+    eventually("the six DMZ files wait in queue/", WAIT, || {
+        queued_reports(&home) == 6 && dmz.read_dir().unwrap().count() == 0
+    })
+    .await;
+    for i in 0..3 {
+        home.drop_file(&format!("office{i}.xml"), &report(&format!("office{i}")));
+    }
+    eventually("the office files are uploaded all the same", WAIT, || {
+        uploaded_named(&api, "office").len() == 3
+    })
+    .await;
+
+    let path = home.state.join("sources.json");
+    let mut file: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    file["sources"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| r["name"] != dmz_name.as_str());
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+    eventually("all six held files go to a new DMZ source", WAIT, || {
+        uploaded_named(&api, "held").len() == 6
+    })
+    .await;
+    let new_dmz = id_of(&api, &dmz_name);
+    assert!(
+        uploaded_named(&api, "held").iter().all(|id| *id == new_dmz),
+        "{:?}",
+        api.uploads()
+    );
+    eventually("queue/ is empty", WAIT, || {
+        home.names_in("queue").is_empty()
+    })
+    .await;
+    let ended = agent.stop().await;
+    assert_eq!(ended.code, Some(0), "{}", ended.log);
+}
+
+/// HostedScan refuses to look up a source (a 4xx that retrying will not fix): the source's
+/// files wait in queue/ without each asking again, one ERROR says what to check, the other
+/// sources go on, and a reload asks again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_source_lookup_is_asked_once_and_its_files_wait_for_a_reload() {
+    let api = StandIn::start().await;
+    let (home, dmz) = two_watches(&api, "");
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let token = tokio_util::sync::CancellationToken::new();
+    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
+        home.load(),
+        Some(rx),
+        token.clone(),
+    ));
+    home.drop_file("office0.xml", &nmap_report());
+    api.wait_for_uploads(1, WAIT).await;
+    let report = |n: &str| {
+        let mut r = nmap_report();
+        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
+        r
+    };
+
+    api.set_default_fault(Endpoint::Sources, Some(Fault::Status(422)));
+    let asked_before = api.requests_to(Endpoint::Sources).len();
+    for i in 0..3 {
+        drop_into(&dmz, &format!("dmz{i}.xml"), &report(&format!("dmz{i}")));
+    }
+    eventually(
+        "the DMZ files wait in queue/ and status says why",
+        WAIT,
+        || {
+            queued_reports(&home) == 3
+                && status_json(&home)["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("refused to look up or create"))
+        },
+    )
+    .await;
+    home.drop_file("office1.xml", &report("office1"));
+    eventually("the office goes on", WAIT, || {
+        uploaded_named(&api, "office").len() == 2
+    })
+    .await;
+    // Three queue rescans (rescan_interval = 1s) later, still one question for three files.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        api.requests_to(Endpoint::Sources).len() - asked_before,
+        1,
+        "one lookup for the source, not one per file and retry"
+    );
+    assert_eq!(queued_reports(&home), 3);
+    assert!(home.names_in("failed").is_empty());
+
+    // The operator's fix (here: HostedScan accepts again) and a reload: the files go.
+    api.set_default_fault(Endpoint::Sources, None);
+    tx.send(Ok(home.load())).await.unwrap();
+    eventually("the DMZ files are uploaded after the reload", WAIT, || {
+        uploaded_named(&api, "dmz").len() == 3
+    })
+    .await;
+    let dmz_id = id_of(&api, &format!("DMZ ({})", hostname()));
+    assert!(uploaded_named(&api, "dmz").iter().all(|id| *id == dmz_id));
+    token.cancel();
+    daemon.await.unwrap().unwrap();
+}

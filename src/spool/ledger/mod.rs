@@ -278,9 +278,13 @@ impl Ledger {
 
     /// Record an accepted upload. The content counts as uploaded for this process even when
     /// the line cannot be written (a full or failing disk): only a restart forgets it then.
-    /// Every [`COMPACT_AT`] lines this first compacts the ledger (see the module's comment),
-    /// which blocks the caller while the index is rewritten.
+    /// Every [`COMPACT_AT`] lines this then compacts the ledger (see the module's comment),
+    /// which blocks the caller while the index is rewritten: after the line is written, so
+    /// that the upload just accepted is on disk before anything else is done.
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
+        self.recent
+            .add(&line.source_id, Some(line.sha256), Some(&line.at));
+        let appended = self.append(&line);
         if self.recent.lines >= self.compact_when {
             let started = Instant::now();
             match self.compact() {
@@ -299,15 +303,24 @@ impl Ledger {
                 }
             }
         }
-        self.recent
-            .add(&line.source_id, Some(line.sha256), Some(&line.at));
-        self.append(&line)
+        appended
     }
 
     fn compact(&mut self) -> io::Result<()> {
         crate::failpoint::failpoint!("ledger-compact-start");
         let generation = self.jsonl_generation;
-        files::retire(&self.dir, generation)?;
+        if let Err(e) = files::retire(&self.dir, generation) {
+            if self.dir.join(files::JSONL).exists() {
+                return Err(e);
+            }
+            // Renamed, but a directory could not be synced: the file this ledger appends to is
+            // history now. Lines go to a new ledger.jsonl (the next generation), and this
+            // compaction stops before an index says anything about the retired one.
+            self.jsonl_generation = generation + 1;
+            self.file = None;
+            self.file = Some(open_jsonl(&self.dir)?);
+            return Err(e);
+        }
         self.jsonl_generation = generation + 1;
         self.file = None;
         self.file = Some(open_jsonl(&self.dir)?);
@@ -528,11 +541,11 @@ mod tests {
         assert_knows_exactly(&l, 1100);
         assert_totals(dir.path(), 1100);
         let history = files::history(dir.path()).unwrap();
-        // 19 compactions while recording 0..1000, one at the reopen (50 lines waiting: merged
-        // in place, nothing retired), one at 1050.
+        // A compaction after every 50th line is written: 20 while recording 0..1000 (the last
+        // after line 1000, so nothing waits at the reopen), 2 while recording 1000..1100.
         assert_eq!(
             history.len(),
-            20,
+            22,
             "each compaction at record time retired one file"
         );
         let kept: usize = history
@@ -545,7 +558,14 @@ mod tests {
             1100,
             "every line is kept on disk"
         );
-        assert!(jsonl.lines().last().unwrap().contains(&d(1099).to_string()));
+        // Line 1100 made the last compaction: it is the newest history file's last line.
+        let (_, newest) = history.last().unwrap();
+        let newest = std::fs::read_to_string(newest).unwrap();
+        assert!(newest
+            .lines()
+            .last()
+            .unwrap()
+            .contains(&d(1099).to_string()));
     }
 
     #[test]
@@ -555,8 +575,8 @@ mod tests {
         for _ in 0..2 {
             l.record(line("s", d(1))).unwrap();
         }
-        l.record(line("s", d(2))).unwrap();
-        l.record(line("s", d(1))).unwrap(); // compacts the three before it
+        l.record(line("s", d(2))).unwrap(); // written, then the three compacted
+        l.record(line("s", d(1))).unwrap();
         l.record(line("s", d(3))).unwrap();
         assert_eq!(l.index.as_ref().unwrap().header.records, 2);
         assert_eq!(summary(dir.path()).unwrap().total, 5);
