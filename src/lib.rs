@@ -26,7 +26,8 @@
 //!    the rest go on.
 //! 6. A file keeps the IMPORTED source its watch or job named when it was admitted (in its queue
 //!    record); "already uploaded" is per source, and a source HostedScan no longer knows holds
-//!    its own files in `queue/`, never the others'.
+//!    its own files in `queue/`, never the others'. Files for `[source]` (a watch or job that
+//!    names `[source]`'s own name counts as using it) follow `[source]` when a reload changes it.
 
 pub mod admit;
 pub mod app;
