@@ -61,7 +61,8 @@ done
 phase() {
   local home=$work/$1
   mkdir -p "$home/inbox"
-  ls "$work/reports" | head -n "$2" | while read -r f; do cp "$work/reports/$f" "$home/inbox/"; done
+  # sed reads the whole listing (head would close the pipe early: SIGPIPE under pipefail).
+  ls "$work/reports" | sed -n "1,$2p" | while read -r f; do cp "$work/reports/$f" "$home/inbox/"; done
   touch -d '1 minute ago' "$home/inbox/"*.xml
   agent_config "$home/agent.toml" "$home/inbox" \
     $'upload_concurrency = 4\nafter_upload = "delete"' "$3"
