@@ -61,13 +61,19 @@ pub enum Command {
         /// Accept stopped or interrupted scans (as a watch's accept_partial does).
         #[arg(long)]
         accept_partial: bool,
+        /// Report files; "-" reads one from standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
-    /// Queue, failures, last upload and errors, from the state directory.
+    /// Queue, failures, last upload and errors, from the state directory. Works with an
+    /// invalid configuration too: it then reads the state directory the file names (or
+    /// --state-dir, or the default) and shows the configuration's error instead of next runs.
     Status {
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
+        /// The state directory to read (default: the configuration's agent.state_dir).
+        #[arg(long, value_name = "DIR")]
+        state_dir: Option<PathBuf>,
     },
     /// Check that the API is reachable and accepts the key.
     TestConnection,

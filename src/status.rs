@@ -11,6 +11,9 @@ use crate::spool::{self, ledger, source, status_file, Layout};
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub state_dir: String,
+    /// Why the configuration cannot be used, when it cannot: the report then holds what the
+    /// state directory does (no configured sources, no next runs).
+    pub config_error: Option<String>,
     pub daemon_running: bool,
     pub queued: usize,
     pub failed: usize,
@@ -93,9 +96,13 @@ fn locked(root: &Path) -> bool {
     }
 }
 
-/// What `status` reports: the state directory, with the configuration's jobs and sources.
-pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<Status> {
-    let jobs = &cfg.jobs;
+/// What `status` reports: the state directory, with the configuration's jobs and sources
+/// (`Err`: why the configuration cannot be used; the jobs and sources the state directory
+/// remembers are reported then, without next runs).
+pub fn gather(
+    state_dir: &Path,
+    cfg: Result<&crate::config::Config, &str>,
+) -> std::io::Result<Status> {
     let layout = Layout::new(state_dir);
     let counts = spool::counts(&layout)?;
     let summary = ledger::summary(state_dir)?;
@@ -106,6 +113,7 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
     let live = daemon.as_ref().filter(|_| running);
     Ok(Status {
         state_dir: state_dir.display().to_string(),
+        config_error: cfg.err().map(str::to_string),
         daemon_running: running,
         queued: counts.queued,
         failed: counts.failed,
@@ -124,7 +132,7 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
         admission_paused: live.and_then(|d| d.admission_paused.clone()),
         parked: live.map_or(0, |d| d.parked_total),
         parked_files: live.map(|d| d.parked.clone()).unwrap_or_default(),
-        jobs: job_status(state_dir, jobs, running),
+        jobs: job_status(state_dir, cfg.ok(), running),
     })
 }
 
@@ -132,11 +140,10 @@ pub fn gather(state_dir: &Path, cfg: &crate::config::Config) -> std::io::Result<
 /// daemon found it deleted on HostedScan.
 fn source_status(
     state_dir: &Path,
-    cfg: &crate::config::Config,
+    cfg: Result<&crate::config::Config, &str>,
     daemon: Option<&status_file::DaemonStatus>,
 ) -> std::io::Result<Vec<SourceStatus>> {
     let mut totals = ledger::summaries(state_dir)?;
-    let book = cfg.book(state_dir);
     let unusable = |id: &Option<String>| {
         daemon.and_then(|d| {
             d.unusable_sources
@@ -146,11 +153,15 @@ fn source_status(
         })
     };
     let mut out = Vec::new();
-    for u in cfg.source_uses() {
+    let (uses, book) = match cfg {
+        Ok(c) => (c.source_uses(), Some(c.book(state_dir))),
+        Err(_) => (vec![], None),
+    };
+    for u in uses {
         let id = u
             .configured_id
             .clone()
-            .or_else(|| book.remembered(&u.source));
+            .or_else(|| book.as_ref().and_then(|b| b.remembered(&u.source)));
         let t = id
             .as_ref()
             .and_then(|i| totals.remove(i))
@@ -194,13 +205,22 @@ fn source_status(
     Ok(out)
 }
 
-/// Each configured job's last run (from `jobs.json`) and next scheduled time.
-fn job_status(state_dir: &Path, jobs: &[crate::config::JobSpec], running: bool) -> Vec<JobStatus> {
+/// Each configured job's last run (from `jobs.json`) and next scheduled time; without a
+/// usable configuration, each job `jobs.json` remembers, with no next run.
+fn job_status(
+    state_dir: &Path,
+    cfg: Option<&crate::config::Config>,
+    running: bool,
+) -> Vec<JobStatus> {
     let history = crate::jobs::history::JobHistory::load(state_dir).unwrap_or_default();
     let now = chrono::Utc::now();
-    jobs.iter()
-        .map(|j| {
-            let rec = history.get(&j.name);
+    let jobs: Vec<(String, Option<&crate::config::JobSpec>)> = match cfg {
+        Some(c) => c.jobs.iter().map(|j| (j.name.clone(), Some(j))).collect(),
+        None => history.iter().map(|(n, _)| (n.to_string(), None)).collect(),
+    };
+    jobs.into_iter()
+        .map(|(name, j)| {
+            let rec = history.get(&name);
             let outcome = rec.and_then(|r| {
                 // A run without an end is running only while a daemon is; otherwise it was
                 // cut off.
@@ -219,11 +239,13 @@ fn job_status(state_dir: &Path, jobs: &[crate::config::JobSpec], running: bool) 
                 })
             });
             JobStatus {
-                name: j.name.clone(),
+                name,
                 last_run: rec.and_then(|r| r.last_started).map(|t| t.to_rfc3339()),
                 outcome,
                 last_stderr: rec.map(|r| r.last_stderr.clone()).unwrap_or_default(),
-                next_run: j.schedule.next_after(now).map(|t| t.to_rfc3339()),
+                next_run: j
+                    .and_then(|j| j.schedule.next_after(now))
+                    .map(|t| t.to_rfc3339()),
             }
         })
         .collect()
@@ -238,6 +260,12 @@ pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
     let dash = |o: &Option<String>| o.clone().unwrap_or_else(|| "-".into());
     out.push_str(&format!("state directory  {}\n", s.state_dir));
+    if let Some(e) = &s.config_error {
+        out.push_str(&format!(
+            "configuration    INVALID: {} (`hostedscan-agent check-config` says more)\n",
+            esc(e)
+        ));
+    }
     out.push_str(&format!(
         "daemon           {}\n",
         if s.daemon_running {
@@ -322,12 +350,16 @@ pub fn render_text(s: &Status) -> String {
             .unwrap_or_default()
     ));
     for j in &s.jobs {
+        let next = match (&s.config_error, &j.next_run) {
+            (Some(_), _) => "unknown (the configuration is invalid)".to_string(),
+            (None, n) => dash(n),
+        };
         out.push_str(&format!(
             "job {:<12} last {} ({}), next {}\n",
             j.name,
             dash(&j.last_run),
             dash(&j.outcome),
-            dash(&j.next_run)
+            next
         ));
     }
     if s.failed > 0 || s.rejected > 0 {

@@ -30,7 +30,9 @@ pub fn dispatch(cli: Cli) -> i32 {
             *accept_partial,
             files,
         ),
-        Some(Command::Status { format }) => status::run(&cli, &env, *format),
+        Some(Command::Status { format, state_dir }) => {
+            status::run(&cli, &env, *format, state_dir.as_deref())
+        }
         Some(Command::TestConnection) => test_connection::run(&cli, &env),
         Some(Command::Reload { pid, timeout }) => reload::run(&cli, &env, *pid, *timeout),
         Some(Command::Requeue { rejected, names }) => requeue::run(&cli, &env, *rejected, names),

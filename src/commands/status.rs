@@ -1,15 +1,35 @@
-//! `status`: the state directory's report, as text or JSON.
+//! `status`: the state directory's report, as text or JSON. It works with an invalid
+//! configuration too (that is when a person needs it most): the state directory is then
+//! `--state-dir`, or the one the file names, or the default, and the report says why the
+//! configuration cannot be used instead of when jobs run next (and the exit code is 78).
+
+use std::path::{Path, PathBuf};
 
 use crate::cli::{Cli, OutputFormat};
-use crate::config::Env;
+use crate::config::{Config, ConfigError, Env};
 use crate::exit;
 
-pub fn run(cli: &Cli, env: &Env, format: OutputFormat) -> i32 {
-    let cfg = match super::load(cli, env) {
-        Ok(c) => c,
-        Err(code) => return code,
+pub fn run(cli: &Cli, env: &Env, format: OutputFormat, state_dir: Option<&Path>) -> i32 {
+    let loaded = Config::load(&cli.config, env);
+    if let Err(e) = &loaded {
+        super::print_config_error(e);
+    }
+    let dir: PathBuf = match (state_dir, &loaded) {
+        (Some(d), _) => d.to_path_buf(),
+        (None, Ok(c)) => c.agent.state_dir.clone(),
+        (None, Err(_)) => crate::config::state_dir_hint(&cli.config, env)
+            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_DIR)),
     };
-    match crate::status::gather(&cfg.agent.state_dir, &cfg) {
+    let why = loaded.as_ref().err().map(summary).unwrap_or_default();
+    let cfg = loaded.as_ref().map_err(|_| why.as_str());
+    if loaded.is_err() && !dir.is_dir() {
+        eprintln!(
+            "hostedscan-agent: no state directory at {}: pass --state-dir DIR",
+            dir.display()
+        );
+        return exit::CONFIG;
+    }
+    match crate::status::gather(&dir, cfg) {
         Ok(s) => {
             match format {
                 OutputFormat::Json => {
@@ -17,14 +37,31 @@ pub fn run(cli: &Cli, env: &Env, format: OutputFormat) -> i32 {
                 }
                 OutputFormat::Text => print!("{}", crate::status::render_text(&s)),
             }
-            exit::OK
+            // The report is printed; the exit code still says that the configuration is not.
+            if loaded.is_err() {
+                exit::CONFIG
+            } else {
+                exit::OK
+            }
         }
         Err(e) => {
             eprintln!(
                 "hostedscan-agent: cannot read the state directory {}: {e}",
-                cfg.agent.state_dir.display()
+                dir.display()
             );
             exit::TEMPFAIL
         }
+    }
+}
+
+/// The configuration's problem in one line (every problem, `; `-separated).
+fn summary(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Invalid { problems } => problems
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join("; "),
+        other => other.to_string(),
     }
 }

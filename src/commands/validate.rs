@@ -1,5 +1,7 @@
 //! `validate FILE...`: the same validation admission uses, offline, one verdict per file: a
-//! line of text each, or one JSON object each with exactly the contract's fields.
+//! line of text each, or one JSON object each with exactly the contract's fields. `-` reads a
+//! report from standard input (kept in a private temporary file while it is judged, since the
+//! validator reads a file, and only once).
 
 use std::path::PathBuf;
 
@@ -51,6 +53,36 @@ fn judge(path: &std::path::Path, hints: &Hints) -> Verdict {
     v
 }
 
+/// The report on standard input (`-`), judged as a file.
+fn judge_stdin(hints: &Hints, read: &mut bool) -> Verdict {
+    let failed = |reason: String| Verdict {
+        path: "-".into(),
+        valid: false,
+        format: None,
+        scan_type: None,
+        target: None,
+        reason: Some(reason),
+        warnings: vec![],
+    };
+    if std::mem::replace(read, true) {
+        return failed("standard input was read already: give \"-\" once".into());
+    }
+    let mut tmp = match tempfile::NamedTempFile::new() {
+        Ok(t) => t,
+        Err(e) => {
+            return failed(format!(
+                "cannot keep standard input in a temporary file: {e}"
+            ))
+        }
+    };
+    if let Err(e) = std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()) {
+        return failed(format!("cannot read standard input: {e}"));
+    }
+    let mut v = judge(tmp.path(), hints);
+    v.path = "-".into();
+    v
+}
+
 pub fn run(
     format: OutputFormat,
     scan_type: Option<&str>,
@@ -71,8 +103,13 @@ pub fn run(
         accept_partial,
     };
     let mut all_valid = true;
+    let mut stdin_read = false;
     for f in files {
-        let v = judge(f, &hints);
+        let v = if f.as_os_str() == "-" {
+            judge_stdin(&hints, &mut stdin_read)
+        } else {
+            judge(f, &hints)
+        };
         all_valid &= v.valid;
         match format {
             OutputFormat::Json => println!("{}", serde_json::to_string(&v).unwrap_or_default()),

@@ -43,6 +43,8 @@ use crate::validate::ScanType;
 
 /// Where the config is read from when `-c` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostedscan-agent/agent.toml";
+/// `agent.state_dir` when the configuration does not say.
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/hostedscan-agent";
 
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,25 +152,10 @@ impl Config {
                 message: if u.is_dir { u.to_string() } else { u.problem },
             });
         }
-        let overrides: HashMap<String, String> = env
-            .iter()
-            .filter(|(k, _)| k.starts_with("HOSTEDSCAN_AGENT__"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let built = config::Config::builder()
-            .add_source(config::File::from(path).format(config::FileFormat::Toml))
-            .add_source(
-                config::Environment::with_prefix("HOSTEDSCAN_AGENT")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true)
-                    .source(Some(overrides)),
-            )
-            .build()
-            .map_err(|e| ConfigError::File {
-                path: path.to_path_buf(),
-                message: without_source_lines(&e.to_string()),
-            })?;
+        let built = layered(path, env).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            message: without_source_lines(&e.to_string()),
+        })?;
         let raw: raw::RawConfig = built.try_deserialize().map_err(|e| ConfigError::File {
             path: path.to_path_buf(),
             message: explain_serde(&e.to_string()),
@@ -186,6 +173,37 @@ impl Config {
         }
         Ok(cfg)
     }
+}
+
+/// The file at `path` under the environment's `HOSTEDSCAN_AGENT__...` overrides, not validated.
+fn layered(path: &Path, env: &Env) -> Result<config::Config, config::ConfigError> {
+    let overrides: HashMap<String, String> = env
+        .iter()
+        .filter(|(k, _)| k.starts_with("HOSTEDSCAN_AGENT__"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    config::Config::builder()
+        .add_source(config::File::from(path).format(config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix("HOSTEDSCAN_AGENT")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(overrides)),
+        )
+        .build()
+}
+
+/// The state directory that the configuration at `path` names, read leniently: for `status`
+/// when the configuration is invalid. `agent.state_dir` when the file parses (whatever else is
+/// wrong with it), else `None`. Nothing else of the file is looked at.
+pub fn state_dir_hint(path: &Path, env: &Env) -> Option<std::path::PathBuf> {
+    let built = layered(path, env).ok()?;
+    built
+        .get_string("agent.state_dir")
+        .ok()
+        .filter(|d| !d.trim().is_empty())
+        .map(std::path::PathBuf::from)
 }
 
 /// A parse error without the quoted source lines: the line at fault may be `key = "..."`, and

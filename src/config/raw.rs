@@ -79,7 +79,7 @@ pub struct RawAgent {
 impl Default for RawAgent {
     fn default() -> Self {
         RawAgent {
-            state_dir: "/var/lib/hostedscan-agent".into(),
+            state_dir: super::DEFAULT_STATE_DIR.into(),
             upload_concurrency: 2,
             max_file_size: "2GiB".into(),
             settle: "5s".into(),

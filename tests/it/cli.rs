@@ -458,3 +458,105 @@ async fn a_job_runs_log_never_shows_its_arguments_below_debug() {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stderr.contains("SECRET123"), "{}", out.stderr);
 }
+
+/// `status` is what a person runs when something is wrong, the configuration included: with an
+/// invalid file it still reports the state directory the file names (uploads, sources, jobs'
+/// last runs), says why the configuration cannot be used instead of the next runs, and exits
+/// 78; with a file that is not even TOML, `--state-dir` says where to look.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_the_state_directory_with_a_broken_configuration() {
+    let api = StandIn::start().await;
+    let job = format!(
+        "\n[[job]]\nname = \"nightly\"\nscanner = \"command\"\nschedule = \"@daily\"\ncommand = [\"/bin/cp\", \"{}\", \"{{output}}\"]\n",
+        fixture("nmap-tcp-localhost.xml").display()
+    );
+    let home = Home::new(&api.url(), "", &job);
+    home.drop_file("ok.xml", &fixture_bytes("nmap-udp-localhost.xml"));
+    let (out, home) =
+        tokio::task::spawn_blocking(move || (home.cli(&["--once", "--job", "all"]), home))
+            .await
+            .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    let good = home.cli(&["status", "--format", "json"]);
+    assert_eq!(good.code, 0, "{good:?}");
+    let good: serde_json::Value = serde_json::from_str(&good.stdout).unwrap();
+    assert!(good["config_error"].is_null());
+    assert!(good["jobs"][0]["next_run"].is_string());
+
+    // An unknown key: the file parses, the configuration is refused.
+    let cfg = std::fs::read_to_string(&home.config).unwrap();
+    std::fs::write(
+        &home.config,
+        cfg.replace("settle = \"200ms\"", "settle = \"200ms\"\nsetle = \"1s\""),
+    )
+    .unwrap();
+    let out = home.cli(&["status", "--format", "json"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(
+        out.stderr.contains("setle"),
+        "the error is said: {}",
+        out.stderr
+    );
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["state_dir"], home.state.display().to_string().as_str());
+    assert!(s["config_error"].as_str().unwrap().contains("setle"), "{s}");
+    assert_eq!(s["uploaded_total"], 2);
+    assert_eq!(s["jobs"][0]["name"], "nightly");
+    assert_eq!(s["jobs"][0]["outcome"], good["jobs"][0]["outcome"]);
+    assert!(s["jobs"][0]["next_run"].is_null());
+    assert_eq!(s["sources"][0]["id"], api.sources()[0].id.as_str());
+    assert_eq!(s["sources"][0]["uploaded_total"], 2);
+    let text = home.cli(&["status"]);
+    assert_eq!(text.code, 78);
+    assert!(
+        text.stdout.contains("configuration    INVALID: ")
+            && text.stdout.contains("uploaded         2 ")
+            && text
+                .stdout
+                .contains("next unknown (the configuration is invalid)"),
+        "{}",
+        text.stdout
+    );
+
+    // Not TOML at all: no state directory can be read from it.
+    std::fs::write(&home.config, "[agent\n").unwrap();
+    let state = home.state.display().to_string();
+    let out = home.cli(&["status", "--state-dir", &state, "--format", "json"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    let s: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(s["uploaded_total"], 2);
+    let nowhere = home.dir.path().join("nowhere").display().to_string();
+    let out = home.cli(&["status", "--state-dir", &nowhere]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(out.stdout.is_empty());
+    assert!(out.stderr.contains("--state-dir"), "{}", out.stderr);
+}
+
+/// `validate -` judges a report piped in, as it would the file.
+#[test]
+fn validate_reads_a_report_from_standard_input() {
+    use std::io::Write;
+    let run = |input: &[u8], args: &[&str]| {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hostedscan-agent"))
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&fixture_bytes("nmap-tcp-localhost.xml"), &["validate", "-"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out.trim_end(), "ok       -  nmap-xml NMAP");
+    let (code, out) = run(b"<nmaprun><host>", &["validate", "--format", "json", "-"]);
+    assert_eq!(code, Some(65), "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["path"], "-");
+    assert_eq!(v["valid"], false);
+    assert!(v["reason"].is_string());
+}
