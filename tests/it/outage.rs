@@ -293,6 +293,8 @@ async fn after_connections_were_refused_the_first_request_goes_alone() {
     let d = Daemon::start(home.load());
     eventually("all 12 queued", WAIT, || home.names_in("queue").len() == 24).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
+    // Answers slow enough that uploads at full concurrency overlap (fast ones may not).
+    api.set_latency(Endpoint::Results, Some(Duration::from_millis(50)));
     api.come_back().await;
     api.wait_for_uploads(12, WAIT).await;
     d.stop().await;
