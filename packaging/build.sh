@@ -77,6 +77,8 @@ has_file -rw-r----- etc/hostedscan-agent/agent.toml
 has_file -rw-r--r-- usr/share/doc/hostedscan-agent/README.md
 has_file -rw-r--r-- usr/share/doc/hostedscan-agent/PACKAGING.md
 has_file -rw-r--r-- usr/share/hostedscan-agent/raw-sockets.conf
+has_file -rw-r--r-- usr/share/hostedscan-agent/prometheus-alerts.yml
+has_file -rw-r--r-- usr/share/hostedscan-agent/grafana-dashboard.json
 grep -qx /etc/hostedscan-agent/agent.toml "$ctl/conffiles" 2>/dev/null || fail "deb: conffile /etc/hostedscan-agent/agent.toml"
 for s in postinst prerm postrm; do
   [ -x "$ctl/$s" ] || { fail "deb: maintainer script $s"; continue; }
@@ -119,6 +121,8 @@ has_rpm -rw-r--r-- root root /usr/share/doc/hostedscan-agent/README.md
 has_rpm -rw-r--r-- root root /usr/share/doc/hostedscan-agent/PACKAGING.md
 has_rpm drwxr-xr-x root root /usr/share/hostedscan-agent
 has_rpm -rw-r--r-- root root /usr/share/hostedscan-agent/raw-sockets.conf
+has_rpm -rw-r--r-- root root /usr/share/hostedscan-agent/prometheus-alerts.yml
+has_rpm -rw-r--r-- root root /usr/share/hostedscan-agent/grafana-dashboard.json
 rpm -qp --configfiles "$rpmfile" | grep -qx /etc/hostedscan-agent/agent.toml || fail "rpm: config file /etc/hostedscan-agent/agent.toml"
 rpm -qp --qf '[%{FILEFLAGS:fflags} %{FILENAMES}\n]' "$rpmfile" | grep -qE '^c[a-z]*n[a-z]* /etc/hostedscan-agent/agent.toml$' \
   || fail "rpm: agent.toml is %config(noreplace)"

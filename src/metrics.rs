@@ -1,9 +1,17 @@
 //! Prometheus metrics (`[metrics] listen`), all named `hostedscan_agent_*`: files admitted and
-//! rejected, uploads by result and the bytes sent, job runs by job and outcome (counted as they
-//! happen, through [`crate::report::RunReport`]), the probes of a down API, and, read from the
+//! rejected (by the kind of reason), uploads by result and the bytes sent, job runs by job and
+//! outcome and how long they took (counted as they happen, through
+//! [`crate::report::RunReport`]), each job's last success and failures in a row (as `jobs.json`
+//! has them, so a restart keeps them), the probes of a down API, the version, and, read from the
 //! state directory when scraped, the queue depth, the files in `failed/`, the last successful
-//! upload and whether uploads are paused (the API down, or the key refused). Served as OpenMetrics text at `GET /metrics` by a small HTTP/1.1
+//! upload and whether uploads are paused (the API down, or the key refused) or admission waits
+//! (the disk is full). Served as OpenMetrics text at `GET /metrics` by a small HTTP/1.1
 //! responder: nothing else is served, and nothing secret is in it.
+//!
+//! The label of a job is `scan_job`, not `job`: Prometheus gives every scraped series the
+//! `job` of its scrape configuration, and would rename ours to `exported_job`. The alerting
+//! rules and the dashboard in `packaging/` use these names; `tests/it/alerts.rs` checks them
+//! against a live `/metrics`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -14,16 +22,49 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::spool::{self, status_file, Layout};
+use crate::spool::{self, status_file, Layout, RejectedFor};
+use crate::validate::RejectKind;
+
+/// The results `hostedscan_agent_uploads_total` counts, each shown (as 0) from the start: an
+/// alert on `increase()` sees the first one too.
+pub const UPLOAD_RESULTS: [&str; 6] = [
+    "uploaded",
+    "duplicate",
+    "retried",
+    "unauthorized",
+    "failed",
+    "source_gone",
+];
+
+/// A job run's duration buckets, in seconds: a second to a day.
+const JOB_DURATION_BUCKETS: [f64; 12] = [
+    1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScanType {
     scan_type: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Kind {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Version {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScanJob {
+    scan_job: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,8 +79,19 @@ struct Source {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct JobRun {
-    job: String,
+    scan_job: String,
     outcome: String,
+}
+
+fn job_duration_histogram() -> Histogram {
+    Histogram::new(JOB_DURATION_BUCKETS)
+}
+
+/// Seconds since the Unix epoch (0 before it).
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// The agent's metrics. Counters change as things happen; gauges are read at each scrape.
@@ -47,17 +99,22 @@ struct JobRun {
 pub struct Metrics {
     registry: Registry,
     admitted: Family<ScanType, Counter>,
-    rejected: Counter,
+    rejected: Family<Kind, Counter>,
     uploads: Family<UploadResult, Counter>,
     bytes: Counter,
     source_uploads: Family<Source, Counter>,
     sources_unusable: Gauge,
     job_runs: Family<JobRun, Counter>,
+    job_duration: Family<ScanJob, Histogram, fn() -> Histogram>,
+    job_last_success: Family<ScanJob, Gauge<f64, AtomicU64>>,
+    job_failures: Family<ScanJob, Gauge>,
     probes: Counter,
     queue: Gauge,
     failed: Gauge,
     last_upload: Gauge<f64, AtomicU64>,
     paused: Gauge,
+    key_refused: Gauge,
+    admission_paused: Gauge,
     resume_in: Gauge<f64, AtomicU64>,
 }
 
@@ -72,17 +129,22 @@ impl Metrics {
         let mut registry = Registry::with_prefix("hostedscan_agent");
         let m = Metrics {
             admitted: Family::default(),
-            rejected: Counter::default(),
+            rejected: Family::default(),
             uploads: Family::default(),
             bytes: Counter::default(),
             source_uploads: Family::default(),
             sources_unusable: Gauge::default(),
             job_runs: Family::default(),
+            job_duration: Family::new_with_constructor(job_duration_histogram),
+            job_last_success: Family::default(),
+            job_failures: Family::default(),
             probes: Counter::default(),
             queue: Gauge::default(),
             failed: Gauge::default(),
             last_upload: Gauge::default(),
             paused: Gauge::default(),
+            key_refused: Gauge::default(),
+            admission_paused: Gauge::default(),
             resume_in: Gauge::default(),
             registry: Registry::default(),
         };
@@ -91,14 +153,25 @@ impl Metrics {
             "Files validated and queued for upload, by scan type",
             m.admitted.clone(),
         );
+        let build = Family::<Version, Gauge>::default();
+        build
+            .get_or_create(&Version {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register(
+            "build_info",
+            "Always 1; the agent's version is in its label",
+            build,
+        );
         registry.register(
             "files_rejected",
-            "Files refused by validation (kept in rejected/ with the reason)",
+            "Files refused by validation or set aside (kept in rejected/ with the reason), by the kind of reason (the reason file's `kind`)",
             m.rejected.clone(),
         );
         registry.register(
             "uploads",
-            "Upload attempts by result: uploaded, duplicate (the same content was already sent; not sent again), retried (will be tried again), unauthorized (the key was refused; the file stays queued), failed (refused for good, in failed/)",
+            "Upload attempts by result: uploaded, duplicate (the same content was already sent; not sent again), retried (will be tried again), unauthorized (the key was refused; the file stays queued), failed (refused for good, in failed/), source_gone (HostedScan does not know the file's source; it waits in queue/)",
             m.uploads.clone(),
         );
         registry.register(
@@ -118,8 +191,23 @@ impl Metrics {
         );
         registry.register(
             "job_runs",
-            "Scan job runs by job and outcome",
+            "Scan job runs by job (scan_job) and outcome: ok, failed, timeout, skipped (the previous run was still going)",
             m.job_runs.clone(),
+        );
+        registry.register(
+            "job_duration_seconds",
+            "How long each finished job run took, by job",
+            m.job_duration.clone(),
+        );
+        registry.register(
+            "job_last_success_timestamp_seconds",
+            "When each configured job last ended ok (Unix time; 0 if it never has)",
+            m.job_last_success.clone(),
+        );
+        registry.register(
+            "job_consecutive_failures",
+            "Runs of each configured job that failed or timed out since its last success",
+            m.job_failures.clone(),
         );
         registry.register(
             "api_probes",
@@ -147,10 +235,37 @@ impl Metrics {
             m.paused.clone(),
         );
         registry.register(
+            "api_key_refused",
+            "1 while HostedScan refuses the API key (401/403): uploads are paused until the key is fixed",
+            m.key_refused.clone(),
+        );
+        registry.register(
+            "admission_paused",
+            "1 while admission waits because the state directory's file system is below agent.min_free_space",
+            m.admission_paused.clone(),
+        );
+        registry.register(
             "uploads_resume_in_seconds",
             "Seconds until uploads are tried again (0 when not paused)",
             m.resume_in.clone(),
         );
+        // Every kind and result shown from the start, as 0.
+        for k in RejectKind::ALL
+            .into_iter()
+            .map(RejectedFor::Invalid)
+            .chain([
+                RejectedFor::TooLarge,
+                RejectedFor::JobFailed,
+                RejectedFor::QueueEntry,
+            ])
+        {
+            let _ = m.rejected.get_or_create(&Kind {
+                kind: k.as_str().into(),
+            });
+        }
+        for r in UPLOAD_RESULTS {
+            let _ = m.uploads.get_or_create(&UploadResult { result: r.into() });
+        }
         Metrics { registry, ..m }
     }
 
@@ -162,8 +277,13 @@ impl Metrics {
             .inc();
     }
 
-    pub fn rejected(&self) {
-        self.rejected.inc();
+    /// A file set aside in `rejected/`, for a reason of this `kind`.
+    pub fn rejected(&self, kind: RejectedFor) {
+        self.rejected
+            .get_or_create(&Kind {
+                kind: kind.as_str().into(),
+            })
+            .inc();
     }
 
     /// One upload attempt's result; `bytes` counts for `uploaded` only.
@@ -195,10 +315,50 @@ impl Metrics {
     pub fn job_run(&self, job: &str, outcome: &str) {
         self.job_runs
             .get_or_create(&JobRun {
-                job: job.into(),
+                scan_job: job.into(),
                 outcome: outcome.into(),
             })
             .inc();
+    }
+
+    /// A run of `job` that ran took `took`.
+    pub fn job_took(&self, job: &str, took: std::time::Duration) {
+        self.job_duration
+            .get_or_create(&ScanJob {
+                scan_job: job.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// What `jobs.json` says of `job` now: its last success, and its failures since.
+    pub fn job_state(
+        &self,
+        job: &str,
+        last_success: Option<std::time::SystemTime>,
+        failures_in_a_row: u32,
+    ) {
+        let key = ScanJob {
+            scan_job: job.into(),
+        };
+        self.job_last_success
+            .get_or_create(&key)
+            .set(last_success.map_or(0.0, unix_seconds));
+        self.job_failures
+            .get_or_create(&key)
+            .set(i64::from(failures_in_a_row));
+    }
+
+    /// The configured jobs changed: the state of the jobs removed is not shown any more (an
+    /// alert on a job that is gone would never end).
+    pub fn jobs_configured<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = (&'a str, Option<std::time::SystemTime>, u32)>,
+    ) {
+        self.job_last_success.clear();
+        self.job_failures.clear();
+        for (job, last_success, failures) in jobs {
+            self.job_state(job, last_success, failures);
+        }
     }
 
     /// The text served at `/metrics`, with the gauges read from `state_dir` now.
@@ -206,16 +366,14 @@ impl Metrics {
         let counts = spool::counts(&Layout::new(state_dir)).unwrap_or_default();
         self.queue.set(counts.queued as i64);
         self.failed.set(counts.failed as i64);
-        let since_epoch = |t: std::time::SystemTime| {
-            t.duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs_f64())
-                .unwrap_or(0.0)
-        };
-        // The ledger is appended at each upload: its mtime is the last one.
+        let since_epoch = unix_seconds;
+        // The ledger is appended at each upload: its mtime is the last one (an empty one was
+        // only opened, or has just been begun by a compaction).
         let last = std::fs::metadata(state_dir.join("ledger.jsonl"))
-            .and_then(|m| m.modified())
-            .map(since_epoch)
-            .unwrap_or(0.0);
+            .ok()
+            .filter(|m| m.len() > 0)
+            .and_then(|m| m.modified().ok())
+            .map_or(0.0, since_epoch);
         self.last_upload.set(last);
         let daemon = status_file::load(state_dir).unwrap_or_default();
         let until = daemon
@@ -228,6 +386,11 @@ impl Metrics {
         // Paused until a success says otherwise: once the pause is over, a down API is still
         // down while its probe is out.
         self.paused.set(i64::from(daemon.paused.is_some()));
+        self.key_refused.set(i64::from(
+            daemon.paused.as_deref() == Some(status_file::PAUSED_AUTH),
+        ));
+        self.admission_paused
+            .set(i64::from(daemon.admission_paused.is_some()));
         self.resume_in.set(left);
         self.sources_unusable
             .set(daemon.unusable_sources.len() as i64);
@@ -369,19 +532,76 @@ mod tests {
         m.upload("uploaded", 1000);
         m.upload("retried", 0);
         m.job_run("nightly", "ok");
+        m.job_took("nightly", std::time::Duration::from_secs(90));
+        m.rejected(RejectedFor::TooLarge);
         m.probe();
         let text = m.render(dir.path());
         for want in [
+            &format!(
+                "hostedscan_agent_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            ),
             "hostedscan_agent_files_admitted_total{scan_type=\"NMAP\"} 2",
+            "hostedscan_agent_files_rejected_total{kind=\"too_large\"} 1",
+            "hostedscan_agent_files_rejected_total{kind=\"malformed\"} 0",
             "hostedscan_agent_uploads_total{result=\"uploaded\"} 1",
             "hostedscan_agent_uploads_total{result=\"retried\"} 1",
+            "hostedscan_agent_uploads_total{result=\"failed\"} 0",
             "hostedscan_agent_uploaded_bytes_total 1000",
-            "hostedscan_agent_job_runs_total{job=\"nightly\",outcome=\"ok\"} 1",
+            "hostedscan_agent_job_runs_total{scan_job=\"nightly\",outcome=\"ok\"} 1",
+            "hostedscan_agent_job_duration_seconds_count{scan_job=\"nightly\"} 1",
+            "hostedscan_agent_job_duration_seconds_bucket{le=\"60.0\",scan_job=\"nightly\"} 0",
+            "hostedscan_agent_job_duration_seconds_bucket{le=\"300.0\",scan_job=\"nightly\"} 1",
+            "hostedscan_agent_api_key_refused 0",
+            "hostedscan_agent_admission_paused 0",
             "hostedscan_agent_queue_depth 0",
             "hostedscan_agent_failed_files 0",
             "hostedscan_agent_uploads_paused 0",
             "hostedscan_agent_api_probes_total 1",
             "# EOF",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+    }
+
+    #[test]
+    fn job_states_follow_the_configured_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::new();
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        m.jobs_configured([("nightly", Some(at), 0), ("weekly", None, 2)]);
+        let text = m.render(dir.path());
+        for want in [
+            "hostedscan_agent_job_last_success_timestamp_seconds{scan_job=\"nightly\"} 1700000000.0",
+            "hostedscan_agent_job_last_success_timestamp_seconds{scan_job=\"weekly\"} 0.0",
+            "hostedscan_agent_job_consecutive_failures{scan_job=\"weekly\"} 2",
+        ] {
+            assert!(text.contains(want), "{want} missing from\n{text}");
+        }
+        m.jobs_configured([("weekly", None, 3)]);
+        let text = m.render(dir.path());
+        assert!(!text.contains("scan_job=\"nightly\""), "{text}");
+        assert!(
+            text.contains("hostedscan_agent_job_consecutive_failures{scan_job=\"weekly\"} 3"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_refused_key_and_a_full_disk_show_from_the_status_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Metrics::new();
+        let s = status_file::DaemonStatus {
+            paused: Some(status_file::PAUSED_AUTH.into()),
+            admission_paused: Some("below min_free_space".into()),
+            ..Default::default()
+        };
+        status_file::save(dir.path(), &s).unwrap();
+        let text = m.render(dir.path());
+        for want in [
+            "hostedscan_agent_uploads_paused 1",
+            "hostedscan_agent_api_key_refused 1",
+            "hostedscan_agent_admission_paused 1",
         ] {
             assert!(text.contains(want), "{want} missing from\n{text}");
         }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::spool::Sha256;
+use crate::spool::{RejectedFor, Sha256};
 use crate::validate::{Format, ScanType};
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -25,6 +25,8 @@ pub enum Outcome {
     Rejected {
         file: String,
         reason: String,
+        /// The reason's kind, as its `.reason.json` has it.
+        kind: RejectedFor,
         moved_to: Option<PathBuf>,
     },
     /// Refused by the API (4xx): in `failed/`.
@@ -122,10 +124,11 @@ impl RunReport {
         }
     }
 
-    /// A job's output failed validation (counted only: the run's failure is the outcome).
-    pub fn job_output_rejected(&self) {
+    /// A job's output failed validation, or a failed run's output was kept (counted only: the
+    /// run's failure is the outcome).
+    pub fn job_output_rejected(&self, kind: RejectedFor) {
         if let Some(m) = self.metrics() {
-            m.rejected();
+            m.rejected(kind);
         }
     }
 
@@ -136,6 +139,36 @@ impl RunReport {
         }
     }
 
+    /// A run of `job` ran for `took` (counted only).
+    pub fn job_took(&self, job: &str, took: std::time::Duration) {
+        if let Some(m) = self.metrics() {
+            m.job_took(job, took);
+        }
+    }
+
+    /// `job`'s record changed: its last success and its failures in a row since (shown only).
+    pub fn job_state(
+        &self,
+        job: &str,
+        last_success: Option<std::time::SystemTime>,
+        failures_in_a_row: u32,
+    ) {
+        if let Some(m) = self.metrics() {
+            m.job_state(job, last_success, failures_in_a_row);
+        }
+    }
+
+    /// The jobs configured now, each with its last success and failures in a row (shown only:
+    /// the jobs not in the list are shown no more).
+    pub fn jobs_configured<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = (&'a str, Option<std::time::SystemTime>, u32)>,
+    ) {
+        if let Some(m) = self.metrics() {
+            m.jobs_configured(jobs);
+        }
+    }
+
     pub fn push(&self, o: Outcome) {
         let mut inner = self.lock();
         if let Some(m) = &inner.metrics {
@@ -143,7 +176,7 @@ impl RunReport {
                 Outcome::Uploaded { size, .. } => m.upload("uploaded", *size),
                 Outcome::Duplicate { .. } => m.upload("duplicate", 0),
                 Outcome::Failed { .. } => m.upload("failed", 0),
-                Outcome::Rejected { .. } => m.rejected(),
+                Outcome::Rejected { kind, .. } => m.rejected(*kind),
                 _ => {}
             }
         }
@@ -255,6 +288,7 @@ impl RunReport {
                     file,
                     reason,
                     moved_to,
+                    ..
                 } => (
                     2,
                     if dry { "would reject" } else { "rejected" },

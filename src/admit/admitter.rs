@@ -36,6 +36,8 @@ pub enum Admitted {
     },
     Rejected {
         reason: String,
+        /// The kind its reason file has (or would have, in a dry run).
+        kind: RejectedFor,
         moved_to: Option<PathBuf>,
     },
     /// Left where it is until it changes (too large to read and on another file system than
@@ -376,6 +378,7 @@ impl Admitter {
                 let (Some(spool), Some(tmp)) = (spool, &tmp) else {
                     return Admitted::Rejected {
                         reason: rej.reason,
+                        kind: RejectedFor::Invalid(rej.kind),
                         moved_to: None,
                     };
                 };
@@ -393,6 +396,7 @@ impl Admitter {
                         self.remove_original(s, &file);
                         Admitted::Rejected {
                             reason: rej.reason,
+                            kind: RejectedFor::Invalid(rej.kind),
                             moved_to: Some(dest),
                         }
                     }
@@ -426,6 +430,7 @@ impl Admitter {
         let Some(spool) = self.spool() else {
             return Admitted::Rejected {
                 reason,
+                kind: RejectedFor::TooLarge,
                 moved_to: None,
             };
         };
@@ -457,6 +462,7 @@ impl Admitter {
         match spool.reject_checked(file, &record) {
             Ok(dest) => Admitted::Rejected {
                 reason,
+                kind: RejectedFor::TooLarge,
                 moved_to: Some(dest),
             },
             Err(e) if crate::untrusted::checked::is_replaced(&e) => Admitted::NotYet {

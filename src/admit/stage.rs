@@ -258,13 +258,18 @@ impl Admission {
                 self.report.push(Outcome::Duplicate { file, sha256 });
                 done_with_it()
             }
-            Admitted::Rejected { reason, moved_to } => {
+            Admitted::Rejected {
+                reason,
+                kind,
+                moved_to,
+            } => {
                 if !dry {
                     tracing::warn!(file = %file, moved_to = %moved_to.as_ref().map(|p| crate::escape::path(p)).unwrap_or_default(), "rejected: {}", one_line(&reason));
                 }
                 self.report.push(Outcome::Rejected {
                     file,
                     reason,
+                    kind,
                     moved_to,
                 });
                 done_with_it()

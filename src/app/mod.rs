@@ -95,6 +95,7 @@ fn start(cfg: &Config, report: &RunReport, once: bool) -> Result<Parts, AppError
         report.push(Outcome::Rejected {
             file: u.data_path.display().to_string(),
             reason: format!("queue entry set aside: {}", u.reason),
+            kind: crate::spool::RejectedFor::QueueEntry,
             moved_to,
         });
     }

@@ -10,10 +10,16 @@
 //!     "last_finished": "2026-01-02T02:41:07Z",
 //!     "last_outcome": "failed",
 //!     "last_reason": "nmap exited with status 1 and wrote no valid output",
-//!     "last_stderr": ["Failed to resolve \"intranet\"."]
+//!     "last_stderr": ["Failed to resolve \"intranet\"."],
+//!     "last_success": "2026-01-01T02:39:51Z",
+//!     "failures_in_a_row": 1
 //!   }
 //! }
 //! ```
+//!
+//! `last_success` and `failures_in_a_row` feed the metrics that alerts watch
+//! (`hostedscan_agent_job_last_success_timestamp_seconds`, `_job_consecutive_failures`): kept
+//! here, a restart does not reset them.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -66,6 +72,38 @@ pub struct JobRecord {
     /// The last lines of the last run's stderr.
     #[serde(default)]
     pub last_stderr: Vec<String>,
+    /// When a run last ended `ok`. Read through [`JobRecord::success_at`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<DateTime<Utc>>,
+    /// Runs ended `failed` or `timeout` since the last `ok` (a skipped run does not count).
+    /// Read through [`JobRecord::failures`].
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub failures_in_a_row: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl JobRecord {
+    /// When a run last ended `ok`; for a record written before `last_success` was, the last
+    /// run's end if it was `ok`.
+    pub fn success_at(&self) -> Option<DateTime<Utc>> {
+        self.last_success.or(match self.last_outcome {
+            Some(Outcome::Ok) => self.last_finished,
+            _ => None,
+        })
+    }
+
+    /// Failed runs since the last success; at least 1 when the last run failed (a record
+    /// written before `failures_in_a_row` was).
+    pub fn failures(&self) -> u32 {
+        match self.last_outcome {
+            Some(Outcome::Failed | Outcome::Timeout) => self.failures_in_a_row.max(1),
+            Some(Outcome::Ok) => 0,
+            _ => self.failures_in_a_row,
+        }
+    }
 }
 
 /// Why `jobs.json` could not be read or written.
@@ -147,6 +185,16 @@ impl JobHistory {
         stderr: &[String],
     ) {
         let r = self.jobs.entry(job.to_string()).or_default();
+        match outcome {
+            Outcome::Ok => {
+                r.last_success = Some(at);
+                r.failures_in_a_row = 0;
+            }
+            Outcome::Failed | Outcome::Timeout => {
+                r.failures_in_a_row = r.failures().saturating_add(1);
+            }
+            Outcome::Skipped => {}
+        }
         r.last_finished = Some(at);
         r.last_outcome = Some(outcome);
         r.last_reason = reason;
@@ -278,6 +326,50 @@ mod tests {
         assert_eq!(kept.len(), STDERR_LINES);
         assert_eq!(kept[0], "line 31");
         assert_eq!(kept[STDERR_LINES - 1].len(), STDERR_LINE_CHARS);
+    }
+
+    #[test]
+    fn failures_in_a_row_count_up_until_a_success() {
+        let d = tempfile::tempdir().unwrap();
+        let mut h = JobHistory::default();
+        let end = |h: &mut JobHistory, at: &str, o: Outcome| {
+            h.record_finish("j", utc(at), o, None, &[]);
+        };
+        end(&mut h, "2026-01-01T01:00:00Z", Outcome::Ok);
+        end(&mut h, "2026-01-02T01:00:00Z", Outcome::Failed);
+        end(&mut h, "2026-01-03T01:00:00Z", Outcome::Skipped);
+        end(&mut h, "2026-01-04T01:00:00Z", Outcome::Timeout);
+        h.save(d.path()).unwrap();
+        let r = JobHistory::load(d.path())
+            .unwrap()
+            .get("j")
+            .unwrap()
+            .clone();
+        assert_eq!(r.failures(), 2, "a skipped run neither counts nor resets");
+        assert_eq!(r.success_at(), Some(utc("2026-01-01T01:00:00Z")));
+        end(&mut h, "2026-01-05T01:00:00Z", Outcome::Ok);
+        let r = h.get("j").unwrap();
+        assert_eq!(r.failures(), 0);
+        assert_eq!(r.success_at(), Some(utc("2026-01-05T01:00:00Z")));
+    }
+
+    #[test]
+    fn a_record_from_before_the_counters_reads_from_its_last_run() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(
+            JobHistory::path(d.path()),
+            r#"{"good": {"last_finished": "2026-01-02T02:41:07Z", "last_outcome": "ok"},
+                "bad": {"last_finished": "2026-01-02T02:41:07Z", "last_outcome": "timeout"}}"#,
+        )
+        .unwrap();
+        let mut h = JobHistory::load(d.path()).unwrap();
+        let good = h.get("good").unwrap();
+        assert_eq!(good.success_at(), Some(utc("2026-01-02T02:41:07Z")));
+        assert_eq!(good.failures(), 0);
+        assert_eq!(h.get("bad").unwrap().failures(), 1);
+        assert_eq!(h.get("bad").unwrap().success_at(), None);
+        h.record_finish("bad", Utc::now(), Outcome::Failed, None, &[]);
+        assert_eq!(h.get("bad").unwrap().failures(), 2);
     }
 
     #[test]

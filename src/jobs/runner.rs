@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
@@ -97,6 +97,23 @@ impl Jobs {
         shared: Arc<JobsShared>,
         report: RunReport,
     ) -> Jobs {
+        // What the metrics show of each job (its last success, its failures in a row) starts
+        // from jobs.json, and covers the jobs of this configuration only.
+        let states: Vec<_> = {
+            let h = shared.history.lock().unwrap_or_else(|p| p.into_inner());
+            specs
+                .iter()
+                .map(|s| {
+                    let r = h.get(&s.name).cloned().unwrap_or_default();
+                    (
+                        s.name.as_str(),
+                        r.success_at().map(SystemTime::from),
+                        r.failures(),
+                    )
+                })
+                .collect()
+        };
+        report.jobs_configured(states);
         Jobs {
             specs: specs.into_iter().map(Arc::new).collect(),
             admission,
@@ -204,14 +221,28 @@ impl Jobs {
                 reason: outcome.detail.clone(),
             });
         }
-        self.history().record_finish(
+        let finished = Utc::now();
+        self.report.job_took(
             &spec.name,
-            Utc::now(),
-            outcome.ended,
-            Some(outcome.detail.clone()),
-            &stderr,
+            (finished - started).to_std().unwrap_or_default(),
         );
+        let state = {
+            let mut h = self.history();
+            h.record_finish(
+                &spec.name,
+                finished,
+                outcome.ended,
+                Some(outcome.detail.clone()),
+                &stderr,
+            );
+            h.get(&spec.name).cloned().unwrap_or_default()
+        };
         self.save_history();
+        self.report.job_state(
+            &spec.name,
+            state.success_at().map(SystemTime::from),
+            state.failures(),
+        );
         outcome
     }
 
@@ -428,8 +459,12 @@ impl Jobs {
                 ended: Ended::Ok,
                 detail: format!("the report is the same as one already uploaded or queued; not sent again (in {took})"),
             },
-            Admitted::Rejected { reason, moved_to } => {
-                self.report.job_output_rejected();
+            Admitted::Rejected {
+                reason,
+                kind,
+                moved_to,
+            } => {
+                self.report.job_output_rejected(kind);
                 failed(format!(
                     "{}its report is not valid: {reason}{}",
                     exit_problem.map(|p| format!("{p}; ")).unwrap_or_default(),
@@ -471,6 +506,8 @@ impl Jobs {
         .await;
         match moved {
             Ok(Ok(dest)) => {
+                self.report
+                    .job_output_rejected(crate::spool::RejectedFor::JobFailed);
                 tracing::info!(job = %spec.name, kept = %dest.display(), "the run's partial output is kept in rejected/")
             }
             Ok(Err(e)) => {

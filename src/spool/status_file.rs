@@ -51,6 +51,9 @@ pub struct Parked {
     pub since: String,
 }
 
+/// `paused` while HostedScan refuses the API key.
+pub const PAUSED_AUTH: &str = "auth";
+
 /// Parked files listed by name in `status.json` (all are counted).
 pub const PARKED_SHOWN: usize = 50;
 

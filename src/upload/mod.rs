@@ -496,7 +496,8 @@ impl Uploader {
             origin.as_ref().map(|o| o.to_string()).unwrap_or_default()
         );
         self.status.error(&msg);
-        self.status.paused("auth", delay);
+        self.status
+            .paused(crate::spool::status_file::PAUSED_AUTH, delay);
         if self.once {
             self.report.auth_failed(msg.clone());
             tracing::error!("{msg}");
@@ -544,6 +545,7 @@ impl Uploader {
         self.report.push(Outcome::Rejected {
             file: entry.meta.file.file_name.clone(),
             reason: format!("queue entry set aside: {reason}"),
+            kind: crate::spool::RejectedFor::QueueEntry,
             moved_to: moved_to.clone(),
         });
         match moved_to {
@@ -576,6 +578,7 @@ impl Uploader {
             self.report.push(Outcome::Rejected {
                 file: name,
                 reason: format!("queue entry set aside: {}", u.reason),
+                kind: crate::spool::RejectedFor::QueueEntry,
                 moved_to,
             });
         }

@@ -4,6 +4,7 @@
 mod harness;
 mod hostile;
 
+mod alerts;
 mod cli;
 mod crash;
 mod daemon;

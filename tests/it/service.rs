@@ -256,7 +256,10 @@ async fn metrics_count_what_the_daemon_did() {
         get("hostedscan_agent_files_admitted_total{scan_type=\"NMAP\"}"),
         1.0
     );
-    assert_eq!(get("hostedscan_agent_files_rejected_total"), 1.0);
+    assert_eq!(
+        get("hostedscan_agent_files_rejected_total{kind=\"not_a_report\"}"),
+        1.0
+    );
     assert_eq!(
         get("hostedscan_agent_uploads_total{result=\"uploaded\"}"),
         1.0
