@@ -10,7 +10,7 @@
 //!
 //! The modules are layered, each using only the layers below it (checked by
 //! `tests/it/layers.rs`, drawn in README.md): base (`escape`, `exit`, `failpoint`, `shutdown`,
-//! `untrusted`) → `validate` → `spool` → `config` → `report` (+ `metrics`, `notify`) → `admit`
+//! `untrusted`) → `validate` → `spool` → `config` → `report` (+ `metrics`, `notify`, `progress`) → `admit`
 //! → the stages (`watch`, `jobs` → `scanners` → `gmp`, `upload`) → `app` → `commands` (with
 //! `cli`, `status`, `logging`).
 //!
@@ -42,6 +42,7 @@ pub mod jobs;
 pub mod logging;
 pub mod metrics;
 pub mod notify;
+pub mod progress;
 pub mod report;
 pub mod scanners;
 pub mod shutdown;

@@ -2,9 +2,12 @@
 //! timestamps of our own when stderr is the journal (it adds both). `RUST_LOG` overrides the
 //! level; `-v`/`-q` set it otherwise. In text, every message and field value has its control
 //! characters escaped ([`SafeFields`]): a file name or a report's own words can never start a
-//! log line of their own (JSON escapes them by itself).
+//! log line of their own (JSON escapes them by itself). While a progress display is on the
+//! terminal ([`show_above`]), each line is written with the display taken down and drawn
+//! again after it, so lines and bars never tear each other.
 
 use std::fmt;
+use std::sync::RwLock;
 
 use tracing_subscriber::field::RecordFields;
 use tracing_subscriber::fmt::format::{DefaultFields, Writer};
@@ -44,7 +47,7 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
     let ansi = !journal && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| Stderr)
         .with_target(false);
     let _ = match (format, journal) {
         (LogFormat::Json, _) => builder.json().flatten_event(true).try_init(),
@@ -58,6 +61,41 @@ pub fn init(format: LogFormat, verbose: u8, quiet: bool) {
             .with_ansi(ansi)
             .try_init(),
     };
+}
+
+/// The progress display log lines are written above, while it is shown.
+static DISPLAY: RwLock<Option<indicatif::MultiProgress>> = RwLock::new(None);
+
+/// Log lines go above `display` from now on (`None`: straight to stderr again).
+pub fn show_above(display: Option<indicatif::MultiProgress>) {
+    *DISPLAY.write().unwrap_or_else(|p| p.into_inner()) = display;
+}
+
+/// Takes the progress display off the terminal for good, at once (before an exit that runs
+/// no destructors): nothing is drawn after this.
+pub fn drop_display() {
+    if let Some(d) = DISPLAY.write().unwrap_or_else(|p| p.into_inner()).take() {
+        let _ = d.clear();
+        d.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+}
+
+/// stderr, for one formatted event (the formatter writes each event whole, in one call).
+struct Stderr;
+
+impl std::io::Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let display = DISPLAY.read().unwrap_or_else(|p| p.into_inner());
+        match display.as_ref() {
+            Some(d) => d.suspend(|| std::io::stderr().write_all(buf))?,
+            None => std::io::stderr().write_all(buf)?,
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Whether stderr is the journal: systemd sets `JOURNAL_STREAM` to the `device:inode` of the

@@ -58,6 +58,8 @@ struct Inner {
     outcomes: Vec<Outcome>,
     /// Counts outcomes for `/metrics`, when it is served.
     metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// What the pass is doing, when a person watches it (`--once` on a terminal).
+    progress: Option<Arc<crate::progress::Progress>>,
     auth_failed: Option<String>,
     /// The daemon's report keeps no outcomes: the log and the state directory hold them, and
     /// a list growing with every upload for months would be a leak.
@@ -90,11 +92,39 @@ impl RunReport {
         self.lock().metrics.clone()
     }
 
+    /// Also tells `progress` what the stages are doing (for the display of `--once`).
+    pub fn with_progress(self, progress: Arc<crate::progress::Progress>) -> RunReport {
+        self.lock().progress = Some(progress);
+        self
+    }
+
+    fn progress(&self) -> Option<Arc<crate::progress::Progress>> {
+        self.lock().progress.clone()
+    }
+
     /// A file passed validation and is queued (counted only).
     pub fn admitted(&self, scan_type: ScanType) {
-        if let Some(m) = self.metrics() {
+        let (metrics, progress) = {
+            let inner = self.lock();
+            (inner.metrics.clone(), inner.progress.clone())
+        };
+        if let Some(m) = metrics {
             m.admitted(scan_type.as_str());
         }
+        if let Some(p) = progress {
+            p.admitted();
+        }
+    }
+
+    /// An upload attempt of `file` (`size` bytes) begins: shown, with the bytes it sends,
+    /// while the returned guard lives. `None` when nobody watches.
+    pub fn uploading(&self, file: &str, size: u64) -> Option<crate::progress::Sending> {
+        self.progress().map(|p| p.upload(file, size))
+    }
+
+    /// A run of `job` begins: shown, with its elapsed time, while the returned guard lives.
+    pub fn job_running(&self, job: &str) -> Option<crate::progress::Running> {
+        self.progress().map(|p| p.job(job))
     }
 
     /// An upload failed and will be tried again (counted only).
@@ -177,6 +207,15 @@ impl RunReport {
                 Outcome::Duplicate { .. } => m.upload("duplicate", 0),
                 Outcome::Failed { .. } => m.upload("failed", 0),
                 Outcome::Rejected { kind, .. } => m.rejected(*kind),
+                _ => {}
+            }
+        }
+        if let Some(p) = &inner.progress {
+            use crate::progress::Done;
+            match &o {
+                Outcome::Uploaded { .. } => p.settled(Done::Uploaded),
+                Outcome::Rejected { .. } => p.settled(Done::Rejected),
+                Outcome::Failed { .. } => p.settled(Done::Failed),
                 _ => {}
             }
         }

@@ -30,7 +30,7 @@ use crate::upload::{Api, Outage, Uploader};
 
 pub use crate::shutdown::GRACE as SHUTDOWN_GRACE;
 pub use daemon::{run, run_reloading, Reload};
-pub use once::{dry_run, run_once};
+pub use once::{dry_run, run_once, run_once_into};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {

@@ -23,7 +23,16 @@ pub async fn run_once(
     job_names: &[String],
     shutdown: CancellationToken,
 ) -> Result<RunReport, AppError> {
-    let report = RunReport::default();
+    run_once_into(cfg, job_names, shutdown, RunReport::default()).await
+}
+
+/// [`run_once`], recording into `report` (one that also feeds a progress display, say).
+pub async fn run_once_into(
+    cfg: Config,
+    job_names: &[String],
+    shutdown: CancellationToken,
+    report: RunReport,
+) -> Result<RunReport, AppError> {
     let parts = start(&cfg, &report, true)?;
     let parts_status = parts.uploader.status.clone();
     for w in &cfg.warnings {

@@ -1,5 +1,6 @@
 //! The daemon and `--once` (with `--dry-run`): load the config, start the runtime, turn SIGTERM
-//! and SIGINT into the shutdown token, and for `--once` print the summary and pick the exit code.
+//! and SIGINT into the shutdown token, and for `--once` show its progress on a terminal
+//! (`display.rs`), print the summary and pick the exit code.
 
 use tokio_util::sync::CancellationToken;
 
@@ -57,7 +58,17 @@ pub fn run(cli: &Cli, env: &Env) -> i32 {
         let reload = (!cli.once).then(|| (cli.config.clone(), env.clone(), reload_tx));
         let signals = tokio::spawn(watch_signals(shutdown.clone(), now_code, reload));
         let code = if cli.once {
-            match crate::app::run_once(cfg, &cli.jobs, shutdown).await {
+            // On a terminal, what the pass is doing is shown while it runs (see display.rs).
+            let progress = super::display::wanted(cli, env).then(crate::progress::Progress::new);
+            let report = match &progress {
+                Some(p) => RunReport::default().with_progress(p.clone()),
+                None => RunReport::default(),
+            };
+            let display = progress.map(super::display::Display::start);
+            let result = crate::app::run_once_into(cfg, &cli.jobs, shutdown, report).await;
+            // Cleared before the summary or the error is printed.
+            drop(display);
+            match result {
                 Ok(report) => {
                     print_summary(&report, false);
                     report.exit_code()
@@ -130,6 +141,8 @@ async fn watch_signals(shutdown: CancellationToken, now_code: i32, reload: Optio
         _ = int.recv() => {},
     }
     tracing::warn!("second signal: exiting at once; queued files stay queued");
+    // No destructor runs from here: the progress display (if any) is taken down first.
+    crate::logging::drop_display();
     std::process::exit(now_code);
 }
 

@@ -3,6 +3,7 @@
 
 mod check_config;
 mod daemon;
+mod display;
 mod reload;
 mod requeue;
 mod status;

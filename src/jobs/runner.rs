@@ -187,6 +187,8 @@ impl Jobs {
             _ = cancel.cancelled() => return RunOutcome { ended: Ended::Skipped, detail: "the agent is stopping".into() },
         };
         let started = Utc::now();
+        // Shown on a terminal (`--once`) until the run and the admission of its report end.
+        let _shown = self.report.job_running(&spec.name);
         self.history().record_start(&spec.name, started);
         self.save_history();
         let (outcome, stderr) = self.execute(spec, started, cancel).await;

@@ -1,11 +1,16 @@
 //! The HostedScan API over HTTP: the client (rustls, certificates always verified, optional
 //! extra CA and proxy, no redirects so the key never travels elsewhere), source listing and
-//! creation, and the streamed multipart upload (its body checked by `verify.rs`). Each call returns an [`Attempt`]; deciding what
+//! creation, and the streamed multipart upload (its body checked by `verify.rs`, and counted by
+//! `counted.rs` for the progress display). Each call returns an [`Attempt`]; deciding what
 //! to do about it is `retry.rs`'s job.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::multipart::{Form, Part};
 
+use super::counted::Counted;
 use super::retry::Attempt;
 use super::verify::{Check, Verified};
 use crate::config::{ApiKey, ApiSettings};
@@ -102,8 +107,14 @@ impl Api {
         into_attempt(req.send().await).await
     }
 
-    /// `POST /results`: the queued file streamed from disk as the `file` part.
-    pub async fn upload(&self, entry: &QueuedEntry, source_id: &str) -> Attempt {
+    /// `POST /results`: the queued file streamed from disk as the `file` part, its bytes added
+    /// to `sent` as the request takes them (for the progress display).
+    pub async fn upload(
+        &self,
+        entry: &QueuedEntry,
+        source_id: &str,
+        sent: Option<Arc<AtomicU64>>,
+    ) -> Attempt {
         let file = match tokio::fs::File::open(&entry.data_path).await {
             Ok(f) => f,
             Err(e) => {
@@ -128,12 +139,10 @@ impl Api {
                 ),
             };
         }
-        let check = std::sync::Arc::new(Check::default());
-        let body = reqwest::Body::wrap_stream(Verified::new(
-            file,
-            len,
-            entry.meta.file.sha256,
-            check.clone(),
+        let check = Arc::new(Check::default());
+        let body = reqwest::Body::wrap_stream(Counted::new(
+            Verified::new(file, len, entry.meta.file.sha256, check.clone()),
+            sent,
         ));
         let part = match Part::stream_with_length(body, len)
             .file_name(entry.meta.file.file_name.clone())

@@ -7,6 +7,7 @@
 //! an abandoned file is still in `queue/` and goes out next time.
 
 pub mod api;
+pub mod counted;
 pub mod outage;
 pub mod pending;
 pub mod retry;
@@ -349,8 +350,12 @@ impl Uploader {
             return Settled::Done;
         }
         tracing::debug!(file = %name, scan_type = %entry.meta.file.scan_type.as_str(), bytes = entry.meta.file.size, "uploading");
+        // Shown on a terminal (`--once`) until this attempt ends, however it ends.
+        let shown = self
+            .report
+            .uploading(&entry.meta.file.file_name, entry.meta.file.size);
         let attempt = tokio::select! {
-            a = api.upload(&entry, &source_id) => a,
+            a = api.upload(&entry, &source_id, shown.as_ref().map(|s| s.counter())) => a,
             _ = shutdown.abandoned() => {
                 tracing::info!(file = %name, "upload abandoned at shutdown; the file stays queued");
                 return Settled::Left(entry);

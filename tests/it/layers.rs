@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     // raw TOML -> validated settings
     &["config"],
     // what happened, for people and machines
-    &["metrics", "notify"],
+    &["metrics", "notify", "progress"],
     &["report"],
     // the one admission stage
     &["admit"],

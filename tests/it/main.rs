@@ -17,6 +17,7 @@ mod layers;
 mod once;
 mod openvas;
 mod outage;
+mod progress;
 mod samples;
 mod service;
 mod sources;

@@ -1,7 +1,8 @@
 //! The load the HostedScan API stand-in sees and the pace it answers at: how many requests it is
 //! handling at once per endpoint (and the most so far, which tests and benchmarks read to check
-//! that a client sends one request at a time while the API is down), and a latency added to
-//! every request of an endpoint (a benchmark's "20 ms per request").
+//! that a client sends one request at a time while the API is down), a latency added to
+//! every request of an endpoint (a benchmark's "20 ms per request"), and the pace at which an
+//! upload's file is read (a slow link, so that a large upload takes a while).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +16,31 @@ pub(super) struct Load {
     now: HashMap<Endpoint, usize>,
     max: HashMap<Endpoint, usize>,
     latency: HashMap<Endpoint, Duration>,
+    /// Bytes per second an upload's file is read at, when limited.
+    pub(super) upload_rate: Option<u64>,
+}
+
+/// Reads an upload's file at a set pace: [`Pace::wait`] after each chunk sleeps until the bytes
+/// so far are due.
+pub(super) struct Pace {
+    rate: Option<u64>,
+    start: tokio::time::Instant,
+}
+
+impl Pace {
+    pub(super) fn new(rate: Option<u64>) -> Pace {
+        Pace {
+            rate,
+            start: tokio::time::Instant::now(),
+        }
+    }
+
+    pub(super) async fn wait(&self, bytes_so_far: u64) {
+        if let Some(rate) = self.rate.filter(|r| *r > 0) {
+            let due = self.start + Duration::from_secs_f64(bytes_so_far as f64 / rate as f64);
+            tokio::time::sleep_until(due).await;
+        }
+    }
 }
 
 impl Load {
@@ -112,5 +138,11 @@ impl StandIn {
                 st.load.latency.remove(&endpoint);
             }
         }
+    }
+
+    /// Reads the file of every upload at most `bytes_per_second` (or with `None` as fast as it
+    /// comes): a slow link, so that a large upload takes a while and the client's socket fills.
+    pub fn set_upload_rate(&self, bytes_per_second: Option<u64>) {
+        self.inner.lock().load.upload_rate = bytes_per_second;
     }
 }

@@ -11,7 +11,8 @@
 //! body, `Retry-After`, a delay, a hang, or a dropped TCP connection (reset, no response). For
 //! soak runs, [`RandomFaults`] makes a seeded share of requests fail with faults drawn from a
 //! weighted mix, plus periodic outages (every request fails for a while). A latency can be added
-//! to every request of an endpoint, and the requests handled at once are counted (the most so
+//! to every request of an endpoint, uploads can be read at a set pace (a slow link), and the
+//! requests handled at once are counted (the most so
 //! far too: [`StandIn::max_in_flight`]). The whole server can also go down (the listener is
 //! closed and every connection is cut, so connections are refused) and come back on the same
 //! port. Nothing here is test-only: it can be started from a plain `#[tokio::main]` program (see

@@ -1,6 +1,7 @@
 //! `POST /v1/results` of the HostedScan API stand-in: real `multipart/form-data` parsing, the file
-//! streamed and hashed (SHA-256) as it arrives with no size limit, the fields checked as the API
-//! does; each accepted upload is recorded as an [`Upload`] for tests to read back.
+//! streamed and hashed (SHA-256) as it arrives with no size limit (read at a set pace, if any:
+//! `load.rs`), the fields checked as the API does; each accepted upload is recorded as an
+//! [`Upload`] for tests to read back.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -13,6 +14,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use super::load::Pace;
 use super::{hex, json_error, new_id, Inner, StandIn};
 
 /// The scan types `POST /v1/results` accepts.
@@ -127,6 +129,7 @@ pub(super) async fn upload(
             let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
             let mut bytes = Vec::new();
             let mut size = 0u64;
+            let pace = Pace::new(inner.lock().load.upload_rate);
             loop {
                 match field.chunk().await {
                     Ok(Some(chunk)) => {
@@ -135,6 +138,7 @@ pub(super) async fn upload(
                         if keep_bytes {
                             bytes.extend_from_slice(&chunk);
                         }
+                        pace.wait(size).await;
                     }
                     Ok(None) => break,
                     Err(e) => return json_error(StatusCode::BAD_REQUEST, &e.body_text()),
