@@ -41,9 +41,6 @@ pub use watch::{is_temporary_name, Globs, WatchSettings};
 
 use crate::validate::ScanType;
 
-/// Where the config is read from when `-c` is not given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostedscan-agent/agent.toml";
-
 /// One thing wrong with the configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {

@@ -13,6 +13,7 @@ mod faults;
 mod gmp_standin;
 mod jobs;
 mod layers;
+mod manpage;
 mod once;
 mod openvas;
 mod outage;
