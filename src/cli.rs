@@ -1,19 +1,24 @@
-//! The command line, as clap definitions, and nothing else.
+//! The command line, as clap definitions, and nothing else. build.rs compiles this file too, to
+//! generate the man pages and shell completions from it, so it uses only `clap`, `humantime` and
+//! `std` (no other module of the crate).
 
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+/// Where the config is read from when `-c` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostedscan-agent/agent.toml";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "hostedscan-agent",
     version,
     about = "Watches directories for scanner reports, validates them, and uploads them to HostedScan",
-    after_help = "Exit codes: 0 ok, 64 usage, 65 rejected/refused input, 75 work left pending, 77 API key refused, 78 invalid configuration."
+    after_help = "Exit codes: 0 ok, 64 usage, 65 rejected/refused input, 75 work left pending, 77 API key refused, 78 invalid configuration, 1 internal error."
 )]
 pub struct Cli {
     /// Configuration file.
-    #[arg(short = 'c', long = "config", global = true, env = "HOSTEDSCAN_AGENT_CONFIG", default_value = crate::config::DEFAULT_CONFIG_PATH)]
+    #[arg(short = 'c', long = "config", global = true, env = "HOSTEDSCAN_AGENT_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
     pub config: PathBuf,
 
     /// Log format on stderr.
@@ -50,6 +55,7 @@ pub enum Command {
     CheckConfig,
     /// Validate report files offline and print a verdict for each.
     Validate {
+        /// Output: one line per file, or one JSON object per line.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
         /// Scan type to check against instead of detecting it (NMAP, NMAP_UDP, OPENVAS, OWASP_ZAP, OWASP_ZAP_ACTIVE, SSLYZE).
@@ -61,7 +67,7 @@ pub enum Command {
         /// Accept stopped or interrupted scans (as a watch's accept_partial does).
         #[arg(long)]
         accept_partial: bool,
-        /// Report files; "-" reads one from standard input.
+        /// The report files to check; "-" reads one from standard input.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
     },
@@ -69,6 +75,7 @@ pub enum Command {
     /// invalid configuration too: it then reads the state directory the file names (or
     /// --state-dir, or the default) and shows the configuration's error instead of next runs.
     Status {
+        /// Output: text for people, or one JSON object.
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
         /// The state directory to read (default: the configuration's agent.state_dir).
@@ -77,8 +84,9 @@ pub enum Command {
     },
     /// Check that the API is reachable and accepts the key.
     TestConnection,
-    /// Have the running daemon read its configuration again (SIGHUP) and wait for its answer:
-    /// exit 0 when it took the new configuration, 78 when the file is invalid or the daemon
+    /// Have the running daemon read its configuration again (SIGHUP) and wait for its answer.
+    ///
+    /// Exit 0 when it took the new configuration, 78 when the file is invalid or the daemon
     /// refused it (it then keeps the previous one). `systemctl reload` runs this.
     Reload {
         /// The daemon's process id (the unit passes $MAINPID); default: the one that wrote

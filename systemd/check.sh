@@ -3,7 +3,9 @@
 #   1. `systemd-analyze verify` of every unit, clean. It is run against a throw-away root
 #      (--root) holding this system's own units, the units here and the built agent at
 #      /usr/bin/hostedscan-agent, so that "Command /usr/bin/hostedscan-agent is not executable"
-#      is a real error rather than an expected one.
+#      is a real error rather than an expected one; and with the man pages that build.rs
+#      generates in that root's MANPATH, since verify runs man(1) for each man: page that a
+#      unit's Documentation= names.
 #   2. `systemd-analyze security --offline=yes` of each service as shipped, in that root (so that
 #      drop-ins on this machine do not count): exposure at most $MAX_EXPOSURE and the figure
 #      recorded in the unit's top comment; no capability at all (an empty CapabilityBoundingSet=,
@@ -15,8 +17,8 @@
 #   4. The sysusers.d file parses and creates the user (systemd-sysusers --root, throw-away).
 #   5. The agent accepts the command lines the units run (check-config, --once as a --dry-run,
 #      reload with no daemon to signal), with the config path pointed at a scratch config.
-# The agent binary: $HOSTEDSCAN_AGENT_BIN, else ${CARGO_TARGET_DIR:-target}/release/, built
-# (cargo build --release --locked) when missing.
+# The agent binary: $HOSTEDSCAN_AGENT_BIN, else ${CARGO_TARGET_DIR:-target}/release/; the
+# release build is brought up to date either way (packaging/generated-dir.sh), for its man pages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,18 +31,19 @@ has() { awk -v want="$2 $3 " 'index($0, want) == 1 { found = 1 } END { exit !fou
 # The values of every `Key=` line of a unit file, one per line (an empty value as an empty line).
 values() { sed -nE "s/^$2=(.*)\$/\\1/p" "$1"; }
 
-if ! command -v systemd-analyze >/dev/null 2>&1; then
-  echo "systemd-analyze missing: installing systemd"
+need=()
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v man >/dev/null 2>&1 || need+=(man-db)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "missing: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq && apt-get install -y -qq systemd >/dev/null
+  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 systemd-analyze --version | head -1
 
+echo "== cargo build --release --locked (the binary and the man pages)"
+gen=$(bash packaging/generated-dir.sh)
 bin=${HOSTEDSCAN_AGENT_BIN:-${CARGO_TARGET_DIR:-target}/release/hostedscan-agent}
-if [ ! -x "$bin" ]; then
-  echo "building $bin"
-  cargo build --release --locked
-fi
 
 units=(systemd/*.service systemd/*.timer)
 root=$(mktemp -d)
@@ -55,6 +58,9 @@ for d in /usr/lib/systemd/system /lib/systemd/system; do
 done
 [ -f "$root/usr/lib/systemd/system/sysinit.target" ] || fail "no system units found to verify against"
 install -m 755 "$bin" "$root/usr/bin/hostedscan-agent"
+mkdir -p "$root/usr/share/man/man1"
+install -m 644 "$gen"/man/man1/*.1 "$root/usr/share/man/man1/"
+export MANPATH=$root/usr/share/man
 names=()
 for u in "${units[@]}"; do
   install -m 644 "$u" "$root/usr/lib/systemd/system/"
@@ -137,7 +143,7 @@ rm -r "$root"/etc/systemd/system/*.service.d
 echo "== systemd-sysusers --root=<tmp> systemd/hostedscan-agent.sysusers"
 systemd-sysusers --root="$root" - <systemd/hostedscan-agent.sysusers >/dev/null 2>&1 \
   || fail "systemd-sysusers refused systemd/hostedscan-agent.sysusers"
-grep -q '^hostedscan-agent:x:[0-9]*:[0-9]*:HostedScan agent:/var/lib/hostedscan-agent:' "$root/etc/passwd" \
+grep -q '^hostedscan-agent:x:[0-9]*:[0-9]*:hostedscan-agent:/var/lib/hostedscan-agent:' "$root/etc/passwd" \
   || fail "systemd-sysusers did not create the user as expected"
 echo "ok"
 

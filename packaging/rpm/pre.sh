@@ -3,12 +3,12 @@
 # Same line as /usr/lib/sysusers.d/hostedscan-agent.conf (not installed yet at this point).
 if command -v systemd-sysusers >/dev/null 2>&1; then
 	systemd-sysusers --replace=/usr/lib/sysusers.d/hostedscan-agent.conf - <<'SYSUSERS' || :
-u hostedscan-agent - "HostedScan agent" /var/lib/hostedscan-agent
+u hostedscan-agent - "hostedscan-agent" /var/lib/hostedscan-agent
 SYSUSERS
 fi
 if ! getent passwd hostedscan-agent >/dev/null 2>&1; then
 	getent group hostedscan-agent >/dev/null 2>&1 || groupadd -r hostedscan-agent
 	useradd -r -g hostedscan-agent -d /var/lib/hostedscan-agent -s /sbin/nologin \
-		-c "HostedScan agent" hostedscan-agent
+		-c "hostedscan-agent" hostedscan-agent
 fi
 exit 0

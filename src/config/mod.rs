@@ -41,8 +41,6 @@ pub use watch::{is_temporary_name, Globs, WatchSettings};
 
 use crate::validate::ScanType;
 
-/// Where the config is read from when `-c` is not given.
-pub const DEFAULT_CONFIG_PATH: &str = "/etc/hostedscan-agent/agent.toml";
 /// `agent.state_dir` when the configuration does not say.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/hostedscan-agent";
 

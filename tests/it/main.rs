@@ -14,6 +14,7 @@ mod faults;
 mod gmp_standin;
 mod jobs;
 mod layers;
+mod manpage;
 mod once;
 mod openvas;
 mod outage;
