@@ -239,7 +239,11 @@ async fn every_metric_of_the_alerts_and_the_dashboard_is_served_and_job_metrics_
         .replace("*/2 * * * * *", "0 0 12 1 1 * 2099");
     std::fs::write(&home.config, config).unwrap();
     let daemon = Daemon::start(home.load());
-    let text = scrape_until(port, "the restarted daemon's metrics", |s| !s.is_empty()).await;
+    // The job runner fills the job gauges as it starts, beside the metrics server.
+    let text = scrape_until(port, "the restarted daemon's job metrics", |s| {
+        s.contains_key(&key("job_consecutive_failures", "scan_job=\"bad\""))
+    })
+    .await;
     let s = samples(&text);
     assert_eq!(
         s.get(&key("job_consecutive_failures", "scan_job=\"bad\"")),
