@@ -45,6 +45,11 @@ fn main() -> io::Result<()> {
 /// hostedscan-agent.1 (options, commands, then the operator sections) and one page per command
 /// (`help` left out: it is not a command an operator looks up).
 fn man_pages(dir: &Path) -> io::Result<()> {
+    // Emptied first: the page of a command renamed or removed must not stay to be packaged.
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
     std::fs::create_dir_all(dir)?;
     let mut cmd = cli::Cli::command()
         .disable_help_subcommand(true)

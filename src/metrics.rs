@@ -367,13 +367,13 @@ impl Metrics {
         self.queue.set(counts.queued as i64);
         self.failed.set(counts.failed as i64);
         let since_epoch = unix_seconds;
-        // The ledger is appended at each upload: its mtime is the last one (an empty one was
-        // only opened, or has just been begun by a compaction).
-        let last = std::fs::metadata(state_dir.join("ledger.jsonl"))
+        // The ledger's own record of the last upload (its index keeps it across compactions,
+        // which begin an empty ledger.jsonl).
+        let last = crate::spool::ledger::summary(state_dir)
             .ok()
-            .filter(|m| m.len() > 0)
-            .and_then(|m| m.modified().ok())
-            .map_or(0.0, since_epoch);
+            .and_then(|s| s.last_at)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0);
         self.last_upload.set(last);
         let daemon = status_file::load(state_dir).unwrap_or_default();
         let until = daemon
@@ -506,6 +506,31 @@ fn label_value(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_upload_time_survives_a_ledger_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ledger =
+            crate::spool::ledger::Ledger::open_compacting_every(dir.path(), 1).unwrap();
+        ledger
+            .record(crate::spool::ledger::LedgerLine {
+                sha256: crate::spool::Sha256::of(b"report"),
+                source_id: "src".into(),
+                at: "2026-12-06T16:16:26Z".into(),
+                file: "r.xml".into(),
+                scan_type: crate::validate::ScanType::Nmap,
+                size: 6,
+                result_id: None,
+            })
+            .unwrap();
+        let jsonl = std::fs::metadata(dir.path().join("ledger.jsonl")).unwrap();
+        assert_eq!(jsonl.len(), 0, "compacted: a new, empty ledger.jsonl");
+        let text = Metrics::new().render(dir.path());
+        assert!(
+            text.contains("hostedscan_agent_last_upload_timestamp_seconds 1796573786.0"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn a_source_name_with_quotes_and_backslashes_keeps_the_exposition_parseable() {

@@ -10,15 +10,24 @@ use crate::config::{Config, ConfigError, Env};
 use crate::exit;
 
 pub fn run(cli: &Cli, env: &Env, format: OutputFormat, state_dir: Option<&Path>) -> i32 {
-    let loaded = Config::load(&cli.config, env);
+    // Without the key: `status` needs none, and whoever runs it may not be able to read it.
+    let loaded = Config::load_without_key(&cli.config, env);
     if let Err(e) = &loaded {
         super::print_config_error(e);
     }
     let dir: PathBuf = match (state_dir, &loaded) {
         (Some(d), _) => d.to_path_buf(),
         (None, Ok(c)) => c.agent.state_dir.clone(),
-        (None, Err(_)) => crate::config::state_dir_hint(&cli.config, env)
-            .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_STATE_DIR)),
+        (None, Err(_)) => match crate::config::state_dir_hint(&cli.config, env) {
+            Some(d) => d,
+            None => {
+                eprintln!(
+                    "hostedscan-agent: the configuration names no state directory that can be trusted; reading the default, {} (pass --state-dir DIR if yours is elsewhere)",
+                    crate::config::DEFAULT_STATE_DIR
+                );
+                PathBuf::from(crate::config::DEFAULT_STATE_DIR)
+            }
+        },
     };
     let why = loaded.as_ref().err().map(summary).unwrap_or_default();
     let cfg = loaded.as_ref().map_err(|_| why.as_str());

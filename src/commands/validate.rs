@@ -53,6 +53,9 @@ fn judge(path: &std::path::Path, hints: &Hints) -> Verdict {
     v
 }
 
+/// The most `validate -` keeps of standard input in a temporary file: `max_file_size`'s default.
+const STDIN_LIMIT: u64 = 2 << 30;
+
 /// The report on standard input (`-`), judged as a file.
 fn judge_stdin(hints: &Hints, read: &mut bool) -> Verdict {
     let failed = |reason: String| Verdict {
@@ -75,8 +78,19 @@ fn judge_stdin(hints: &Hints, read: &mut bool) -> Verdict {
             ))
         }
     };
-    if let Err(e) = std::io::copy(&mut std::io::stdin().lock(), tmp.as_file_mut()) {
-        return failed(format!("cannot read standard input: {e}"));
+    use std::io::Read;
+    match std::io::copy(
+        &mut std::io::stdin().lock().take(STDIN_LIMIT + 1),
+        tmp.as_file_mut(),
+    ) {
+        Err(e) => return failed(format!("cannot read standard input: {e}")),
+        Ok(n) if n > STDIN_LIMIT => {
+            return failed(format!(
+                "standard input holds more than {} (max_file_size's default): save it to a file and validate that",
+                bytesize::ByteSize::b(STDIN_LIMIT).display().iec()
+            ))
+        }
+        Ok(_) => {}
     }
     let mut v = judge(tmp.path(), hints);
     v.path = "-".into();

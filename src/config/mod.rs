@@ -194,8 +194,10 @@ fn layered(path: &Path, env: &Env) -> Result<config::Config, config::ConfigError
 
 /// The state directory that the configuration at `path` names, read leniently: for `status`
 /// when the configuration is invalid. `agent.state_dir` when the file parses (whatever else is
-/// wrong with it), else `None`. Nothing else of the file is looked at.
+/// wrong with it) and is trusted as the configuration must be, else `None`. Nothing else of the file is looked at.
 pub fn state_dir_hint(path: &Path, env: &Env) -> Option<std::path::PathBuf> {
+    // A file others could have written names nothing to be trusted, not even where to read.
+    ownership::check_trusted_file(path, ownership::Owner::Root).ok()?;
     let built = layered(path, env).ok()?;
     built
         .get_string("agent.state_dir")

@@ -42,6 +42,9 @@ pub enum Outcome {
     Failed,
     Timeout,
     Skipped,
+    /// The agent stopped during the run (a restart, a shutdown): says nothing about the job,
+    /// so it neither counts as a failure in a row nor ends a streak of them.
+    Interrupted,
 }
 
 impl Outcome {
@@ -52,6 +55,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Timeout => "timeout",
             Outcome::Skipped => "skipped",
+            Outcome::Interrupted => "interrupted",
         }
     }
 }
@@ -193,7 +197,7 @@ impl JobHistory {
             Outcome::Failed | Outcome::Timeout => {
                 r.failures_in_a_row = r.failures().saturating_add(1);
             }
-            Outcome::Skipped => {}
+            Outcome::Skipped | Outcome::Interrupted => {}
         }
         r.last_finished = Some(at);
         r.last_outcome = Some(outcome);
@@ -220,6 +224,7 @@ mod tests {
             Outcome::Failed,
             Outcome::Timeout,
             Outcome::Skipped,
+            Outcome::Interrupted,
         ] {
             assert_eq!(
                 serde_json::to_string(&o).unwrap(),
@@ -338,14 +343,20 @@ mod tests {
         end(&mut h, "2026-01-01T01:00:00Z", Outcome::Ok);
         end(&mut h, "2026-01-02T01:00:00Z", Outcome::Failed);
         end(&mut h, "2026-01-03T01:00:00Z", Outcome::Skipped);
+        end(&mut h, "2026-01-03T02:00:00Z", Outcome::Interrupted);
         end(&mut h, "2026-01-04T01:00:00Z", Outcome::Timeout);
+        end(&mut h, "2026-01-04T02:00:00Z", Outcome::Interrupted);
         h.save(d.path()).unwrap();
         let r = JobHistory::load(d.path())
             .unwrap()
             .get("j")
             .unwrap()
             .clone();
-        assert_eq!(r.failures(), 2, "a skipped run neither counts nor resets");
+        assert_eq!(
+            r.failures(),
+            2,
+            "a skipped or interrupted run neither counts nor resets"
+        );
         assert_eq!(r.success_at(), Some(utc("2026-01-01T01:00:00Z")));
         end(&mut h, "2026-01-05T01:00:00Z", Outcome::Ok);
         let r = h.get("j").unwrap();

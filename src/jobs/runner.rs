@@ -215,6 +215,7 @@ impl Jobs {
             Ended::Failed => "failed",
             Ended::Timeout => "timeout",
             Ended::Skipped => "skipped",
+            Ended::Interrupted => "interrupted",
         };
         self.report.job_run(&spec.name, ended);
         if outcome.ended != Ended::Ok {
@@ -324,8 +325,10 @@ impl Jobs {
                 return (outcome, stderr);
             }
             supervise::Ended::Cancelled => {
-                let outcome =
-                    failed("the agent stopped during the run; the scanner was stopped".into());
+                let outcome = RunOutcome {
+                    ended: Ended::Interrupted,
+                    detail: "the agent stopped during the run; the scanner was stopped".into(),
+                };
                 self.reject_leftover(spec, &output, &outcome.detail).await;
                 return (outcome, stderr);
             }

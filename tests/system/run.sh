@@ -112,11 +112,20 @@ if ! ls "$cache"/*.deb "$cache"/*.rpm >/dev/null 2>&1; then
     cargo build --release --locked --quiet
     cargo deb --no-build --strip --deb-version "$PREVIOUS_VERSION-1" --output "$prev/out/" >/dev/null
     # The rpm: this checkout's spec over the old commit's files (binary, units, scriptlets).
+    # The files the spec packages that the old commit did not have yet (the alerts and the
+    # dashboard; the man pages and completions, generated) are taken from this checkout and
+    # its packaging/build.sh: the upgrade starts from an old binary, units and scriptlets.
+    for f in packaging/prometheus/alerts.yml packaging/grafana/hostedscan-agent.json; do
+      [ -e "$f" ] || install -D -m 644 "$repo/$f" "$f"
+    done
+    [ -d "$target/release/assets/man" ] \
+      || { echo "no $target/release/assets: run packaging/build.sh first" >&2; exit 1; }
     mkdir -p "$prev/rpm"
     strip -o "$prev/rpm/hostedscan-agent" "$prev/target/release/hostedscan-agent"
     rpmbuild -bb "$repo/packaging/rpm/hostedscan-agent.spec" \
       --define "_topdir $prev/rpm/top" --define "_tmppath $prev/rpm" \
       --define "_repo $prev/src" --define "_bin $prev/rpm/hostedscan-agent" \
+      --define "_assets $target/release/assets" \
       --define "pkg_version $PREVIOUS_VERSION" --define "_rpmdir $prev/out" \
       --define "_build_name_fmt %%{NAME}-%%{VERSION}-%%{RELEASE}.%%{ARCH}.rpm" >/dev/null
   ) >"$work/previous.log" 2>&1 || { tail -n 40 "$work/previous.log"; fail "build the previous version"; }

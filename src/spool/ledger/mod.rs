@@ -184,6 +184,18 @@ impl Ledger {
         Ledger::open_tuned(state_dir, Tuning::from_env())
     }
 
+    /// For other modules' tests: a ledger that compacts after every `n` lines.
+    #[cfg(test)]
+    pub(crate) fn open_compacting_every(dir: &Path, n: u64) -> io::Result<Ledger> {
+        Ledger::open_tuned(
+            dir,
+            Tuning {
+                compact_at: n,
+                ..Tuning::from_env()
+            },
+        )
+    }
+
     fn open_tuned(dir: &Path, tuning: Tuning) -> io::Result<Ledger> {
         match std::fs::remove_file(dir.join(index::TMP_NAME)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
