@@ -30,7 +30,7 @@ pub use api::ApiSettings;
 use api::KeyCheck;
 pub use job::{
     Argv, CommandJob, Endpoint, JobSpec, NmapJob, OpenvasJob, OpenvasSettings, Polling, Scanner,
-    ScannerJob, SslyzeJob, Targets, ZapJob,
+    ScannerJob, SslyzeJob, Targets, ZapJob, ZapMode, ZapPlan,
 };
 pub use metrics::MetricsSettings;
 pub use retry::RetrySettings;

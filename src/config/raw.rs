@@ -180,6 +180,12 @@ pub struct RawJob {
     #[serde(default)]
     pub zap_path: Option<String>,
     #[serde(default)]
+    pub mode: Option<String>,
+    #[serde(default)]
+    pub ajax_spider: Option<bool>,
+    #[serde(default)]
+    pub plan: Option<String>,
+    #[serde(default)]
     pub gmp_socket: Option<String>,
     #[serde(default)]
     pub gmp_host: Option<String>,

@@ -762,7 +762,25 @@ scan_type = "NMAP_UDP""#,
         web.hints.target.as_deref(),
         Some("https://intranet.example:8443/app")
     );
-    assert_eq!(web.hints.scan_type, None);
+    assert_eq!(
+        web.hints.scan_type,
+        Some(ScanType::OwaspZap),
+        "passive by default"
+    );
+    assert_eq!(z.mode, ZapMode::Passive);
+    assert_eq!(
+        z.plan,
+        ZapPlan::Generated {
+            ajax_spider: false,
+            durations: crate::config::job::Durations {
+                spider: 24,
+                spider_ajax: 12,
+                passive_wait: 12,
+                active: 60
+            }
+        },
+        "shares of the 2h timeout"
+    );
     assert_eq!(web.timeout, Duration::from_secs(7200));
     assert_eq!(web.jitter, Duration::from_secs(300));
     assert!(web.catch_up);
@@ -917,6 +935,149 @@ fn a_scanner_given_as_a_path_must_exist_and_is_made_absolute() {
     };
     assert_eq!(z.program, zap.display().to_string());
     assert_eq!(z.args, ["-config", "api.disablekey=true"]);
+}
+
+fn zap_job(extra: &str) -> String {
+    format!("name = \"z\"\nscanner = \"zap\"\nschedule = \"@daily\"\ntarget = \"https://app.example\"\n{extra}")
+}
+
+#[test]
+fn a_zap_jobs_mode_decides_its_scan_type_and_a_scan_type_that_disagrees_is_refused() {
+    let d = Dir::new();
+    let c = load_jobs(
+        &d,
+        &[&zap_job(
+            "mode = \"active\"\najax_spider = true\nscan_type = \"OWASP_ZAP_ACTIVE\"",
+        )],
+    )
+    .unwrap();
+    let ScannerJob::Zap(z) = &c.jobs[0].kind else {
+        panic!("{:?}", c.jobs[0])
+    };
+    assert_eq!(z.mode, ZapMode::Active);
+    assert!(matches!(
+        z.plan,
+        ZapPlan::Generated {
+            ajax_spider: true,
+            ..
+        }
+    ));
+    assert_eq!(c.jobs[0].hints.scan_type, Some(ScanType::OwaspZapActive));
+
+    for (extra, key, words) in [
+        (
+            "mode = \"aggressive\"",
+            "job[0].mode",
+            "\"aggressive\" is not one of",
+        ),
+        (
+            "scan_type = \"OWASP_ZAP_ACTIVE\"",
+            "job[0].scan_type",
+            "disagrees with mode = \"passive\"",
+        ),
+        (
+            "mode = \"active\"\nscan_type = \"OWASP_ZAP\"",
+            "job[0].scan_type",
+            "set mode = \"passive\"",
+        ),
+        (
+            "plan = \"/nonexistent/plan.yaml\"",
+            "job[0].plan",
+            "cannot read /nonexistent/plan.yaml",
+        ),
+    ] {
+        let ps = problems(load_jobs(&d, &[&zap_job(extra)]));
+        assert_eq!(keys(&ps), [key], "{extra}");
+        assert!(ps[0].message.contains(words), "{extra}: {}", ps[0].message);
+    }
+    // The zap keys on another scanner.
+    let ps = problems(load_jobs(
+        &d,
+        &["name = \"n\"\nscanner = \"nmap\"\nschedule = \"@daily\"\ntargets = [\"h.example\"]\nmode = \"active\"\nplan = \"/x\""],
+    ));
+    assert_eq!(keys(&ps), ["job[0].mode", "job[0].plan"]);
+    // A timeout too short for ZAP's jobs and its report is a warning.
+    let c = load_jobs(&d, &[&zap_job("timeout = \"2m\"")]).unwrap();
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("timeout 2m leaves ZAP no time")),
+        "{:?}",
+        c.warnings
+    );
+    let c = load_jobs(&d, &[&zap_job("timeout = \"10m\"")]).unwrap();
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn a_zap_user_plan_is_checked_at_load_against_the_target_and_the_mode() {
+    let d = Dir::new();
+    let plan = d.path().join("plan.yaml");
+    let write = |jobs: &str, url: &str| {
+        std::fs::write(
+            &plan,
+            format!("env:\n  contexts:\n    - name: c\n      urls: [{url}]\njobs:\n{jobs}"),
+        )
+        .unwrap()
+    };
+    let with_plan = |extra: &str| zap_job(&format!("plan = {:?}\n{extra}", plan.display()));
+    write("  - type: spider\n", "'https://app.example'");
+    let c = load_jobs(&d, &[&with_plan("")]).unwrap();
+    let ScannerJob::Zap(z) = &c.jobs[0].kind else {
+        panic!()
+    };
+    assert_eq!(z.plan, ZapPlan::User(plan.clone()));
+    assert_eq!(c.jobs[0].hints.scan_type, Some(ScanType::OwaspZap));
+
+    for (jobs, url, extra, key, words) in [
+        (
+            "  - type: activeScan\n",
+            "'https://app.example'",
+            "",
+            "job[0].plan",
+            "set mode = \"active\"",
+        ),
+        (
+            "  - type: spider\n",
+            "'https://app.example'",
+            "mode = \"active\"",
+            "job[0].plan",
+            "no activeScan",
+        ),
+        (
+            "  - type: spider\n",
+            "'https://other.example'",
+            "",
+            "job[0].plan",
+            "not the job's target",
+        ),
+        (
+            "  - type: spider\n",
+            "'https://app.example'",
+            "ajax_spider = true",
+            "job[0].ajax_spider",
+            "spiderAjax",
+        ),
+        (
+            "  [oops\n",
+            "'https://app.example'",
+            "",
+            "job[0].plan",
+            "not valid YAML",
+        ),
+    ] {
+        write(jobs, url);
+        let ps = problems(load_jobs(&d, &[&with_plan(extra)]));
+        assert_eq!(keys(&ps), [key], "{jobs} {extra}");
+        assert!(
+            ps[0].message.contains(words),
+            "{jobs} {extra}: {}",
+            ps[0].message
+        );
+    }
+    write("  - type: activeScan\n", "'https://app.example'");
+    let c = load_jobs(&d, &[&with_plan("mode = \"active\"")]).unwrap();
+    assert_eq!(c.jobs[0].hints.scan_type, Some(ScanType::OwaspZapActive));
 }
 
 #[test]

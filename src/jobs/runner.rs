@@ -1,4 +1,5 @@
-//! Runs jobs: one run end to end (a private directory, the supervised scanner, admission of
+//! Runs jobs: one run end to end (a private directory with the files the scanner needs first,
+//! such as ZAP's plan, the supervised scanner, admission of
 //! its output with the job's scan_type and target, the outcome recorded in `jobs.json` and
 //! logged), the daemon's schedule loop (no overlapping runs of one job, `max_concurrent_jobs`
 //! for all, jitter, catch-up after downtime), and `--once --job`.
@@ -279,12 +280,24 @@ impl Jobs {
             started.format("%Y%m%dT%H%M%SZ"),
             output_file
         ));
-        let argv = match scanners::launch(&spec.kind, &output) {
-            Launch::Gmp(job) => {
+        let (argv, inputs) = match scanners::launch(&spec.kind, &output) {
+            Ok(Launch::Gmp(job)) => {
                 return (self.execute_gmp(spec, job, &output, cancel).await, vec![])
             }
-            Launch::Process(argv) => argv,
+            Ok(Launch::Process { argv, inputs }) => (argv, inputs),
+            Err(why) => return (failed(why), vec![]),
         };
+        for input in &inputs {
+            if let Err(e) = write_input(input) {
+                return (
+                    failed(format!(
+                        "cannot write {} into the run directory: {e}",
+                        crate::escape::path(&input.path)
+                    )),
+                    vec![],
+                );
+            }
+        }
         // The whole command line only at debug: it may hold credentials given as arguments.
         tracing::info!(job = %spec.name, program = %argv.first().map(|p| p.to_string_lossy()).unwrap_or_default(), args = argv.len().saturating_sub(1), "job run starting");
         tracing::debug!(job = %spec.name, argv = ?argv, "job command line");
@@ -303,10 +316,17 @@ impl Jobs {
         // What the exit status says before the output is looked at.
         let exit_problem = match result.ended {
             supervise::Ended::Exited(code) => match scanners::exit_meaning(&spec.kind, code) {
-                ExitMeaning::Success | ExitMeaning::Findings => None,
+                ExitMeaning::Success => None,
+                ExitMeaning::Warnings => {
+                    tracing::info!(job = %spec.name, "{} finished with warnings (exit status {code}); its report is uploaded", spec.scanner().as_str());
+                    None
+                }
                 ExitMeaning::Failure => Some(format!(
-                    "{} exited with status {code}",
-                    spec.scanner().as_str()
+                    "{} exited with status {code}{}",
+                    spec.scanner().as_str(),
+                    scanners::exit_detail(&spec.kind, code)
+                        .map(|d| format!(" ({d})"))
+                        .unwrap_or_default()
                 )),
             },
             supervise::Ended::Signaled(sig) => Some(format!(
@@ -627,6 +647,20 @@ fn run_dir_root(output: &Path) -> Option<(Root, RelPath)> {
     let root = Root::open(output.parent()?).ok()?;
     let rel = RelPath::new(output.file_name()?)?;
     Some((root, rel))
+}
+
+/// A file the run needs (ZAP's plan), created new in the run's private directory, readable by
+/// the agent's user only.
+fn write_input(input: &scanners::RunInput) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&input.path)?;
+    f.write_all(input.contents.as_bytes())?;
+    f.sync_all()
 }
 
 /// A directory only this run uses (mode 0700), removed when the run is over.

@@ -1,7 +1,7 @@
 //! What to run for each scanner, one file each: the argv of a run (the preset's command line,
 //! or a command job's as written, with `{output}`, `{target}` and `{targets}` substituted as
-//! whole arguments), the output file's name, what an exit status means, and a summary of the
-//! command line for `check-config`. `openvas` starts no process: it drives gvmd
+//! whole arguments), the files a run needs first (ZAP's plan), the output file's name, what an
+//! exit status means, and a summary of the command line for `check-config`. `openvas` starts no process: it drives gvmd
 //! over GMP ([`openvas`]). The runner (`crate::jobs::runner`) asks here and nowhere else.
 //!
 //! One enum dispatch over the config's [`ScannerJob`] (one variant per scanner) rather than a
@@ -14,28 +14,40 @@ pub mod sslyze;
 pub mod zap;
 
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::config::job::{OUTPUT, TARGET, TARGETS};
-use crate::config::{OpenvasJob, ScannerJob};
+use crate::config::{OpenvasJob, ScannerJob, ZapPlan};
 
 /// What a scanner's exit status says about the run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitMeaning {
     /// The scan ran and found nothing to complain about (or the scanner does not say).
     Success,
-    /// The scan ran and reports findings through its exit status (ZAP: 1 and 2).
-    Findings,
+    /// The scan ran to its end, but the scanner reported warnings (ZAP: 2); its report is
+    /// uploaded.
+    Warnings,
     /// The scan did not work.
     Failure,
 }
 
 /// How a run of a job is carried out.
 pub enum Launch<'a> {
-    /// A process, with the argv of this run (placeholders substituted).
-    Process(Vec<OsString>),
+    /// A process, with the argv of this run (placeholders substituted), and the files the
+    /// runner writes into the run's private directory before starting it (ZAP's plan).
+    Process {
+        argv: Vec<OsString>,
+        inputs: Vec<RunInput>,
+    },
     /// A scan in gvmd over GMP ([`openvas::run`]).
     Gmp(&'a OpenvasJob),
+}
+
+/// A file a run needs before its process starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInput {
+    pub path: PathBuf,
+    pub contents: String,
 }
 
 /// The name of the output file inside a run's private directory.
@@ -61,16 +73,29 @@ pub fn argv_template(job: &ScannerJob) -> Vec<String> {
     }
 }
 
-/// How to run `job` once, its output going to `output`.
-pub fn launch<'a>(job: &'a ScannerJob, output: &Path) -> Launch<'a> {
+/// How to run `job` once, its output going to `output` (in the run's private directory); an
+/// error says why the run cannot start (a ZAP plan of the operator's that no longer checks).
+pub fn launch<'a>(job: &'a ScannerJob, output: &Path) -> Result<Launch<'a>, String> {
     match job {
-        ScannerJob::Openvas(o) => Launch::Gmp(o),
-        _ => Launch::Process(expand(
-            &argv_template(job),
-            output,
-            job.target(),
-            job.targets(),
-        )),
+        ScannerJob::Openvas(o) => Ok(Launch::Gmp(o)),
+        ScannerJob::Zap(z) => {
+            let plan = zap::plan_path(output);
+            let mut argv = expand(&zap::argv(z), output, job.target(), job.targets());
+            // The plan's path in its place: the program's arguments are fixed, so it is the
+            // fourth whatever the args say.
+            argv[3] = plan.clone().into_os_string();
+            Ok(Launch::Process {
+                argv,
+                inputs: vec![RunInput {
+                    path: plan,
+                    contents: zap::plan(z, output)?,
+                }],
+            })
+        }
+        _ => Ok(Launch::Process {
+            argv: expand(&argv_template(job), output, job.target(), job.targets()),
+            inputs: Vec::new(),
+        }),
     }
 }
 
@@ -108,6 +133,15 @@ pub fn exit_meaning(job: &ScannerJob, code: i32) -> ExitMeaning {
     }
 }
 
+/// What a scanner means by a failure exit status, when it says (ZAP's 1: its plan reported
+/// errors).
+pub fn exit_detail(job: &ScannerJob, code: i32) -> Option<&'static str> {
+    match job {
+        ScannerJob::Zap(_) => zap::exit_detail(code),
+        _ => None,
+    }
+}
+
 /// Whether the report of a run that failed (a failure exit status, a signal) is set aside
 /// rather than uploaded, and why: `None` for most scanners (a valid report is uploaded, with
 /// a warning); ZAP's may be empty because the scan never reached the target, and uploading it
@@ -131,10 +165,27 @@ pub fn summary(job: &ScannerJob) -> String {
     let Some((program, args)) = argv.split_first() else {
         return "no command".into();
     };
-    match args.len() {
+    let command = match args.len() {
         0 => format!("{program} with no arguments"),
         1 => format!("{program} with 1 argument"),
         n => format!("{program} with {n} arguments"),
+    };
+    match job {
+        ScannerJob::Zap(z) => {
+            let plan = match &z.plan {
+                ZapPlan::Generated {
+                    ajax_spider: true, ..
+                } => "generated plan with the AJAX spider".to_string(),
+                ZapPlan::Generated { .. } => "generated plan".to_string(),
+                ZapPlan::User(p) => format!("user plan {}", crate::escape::path(p)),
+            };
+            format!(
+                "{command}; mode {} ({}), {plan}",
+                z.mode.as_str(),
+                z.mode.scan_type()
+            )
+        }
+        _ => command,
     }
 }
 

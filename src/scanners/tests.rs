@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::*;
 use crate::config::{
-    Argv, CommandJob, Endpoint, NmapJob, OpenvasSettings, SslyzeJob, Targets, ZapJob,
+    Argv, CommandJob, Endpoint, NmapJob, OpenvasSettings, SslyzeJob, Targets, ZapJob, ZapMode,
+    ZapPlan,
 };
 
 fn strings(v: &[&str]) -> Vec<String> {
@@ -12,8 +13,10 @@ fn strings(v: &[&str]) -> Vec<String> {
 }
 
 fn run_argv(job: &ScannerJob, output: &str) -> Vec<String> {
-    match launch(job, Path::new(output)) {
-        Launch::Process(argv) => argv.into_iter().map(|s| s.into_string().unwrap()).collect(),
+    match launch(job, Path::new(output)).unwrap() {
+        Launch::Process { argv, .. } => {
+            argv.into_iter().map(|s| s.into_string().unwrap()).collect()
+        }
         Launch::Gmp(_) => panic!("not a process"),
     }
 }
@@ -35,12 +38,27 @@ fn nmap(args: &[&str], privileged: bool, targets: &[&str]) -> ScannerJob {
     })
 }
 
-fn zap(target: &str) -> ScannerJob {
+fn zap_with(target: &str, mode: ZapMode, plan: ZapPlan) -> ScannerJob {
     ScannerJob::Zap(ZapJob {
         program: "/opt/zap/zap.sh".into(),
-        args: strings(&["-config", "a=b"]),
+        args: strings(&["-config", "a=b", "{target}"]),
         target: target.into(),
+        mode,
+        plan,
     })
+}
+
+fn zap(target: &str) -> ScannerJob {
+    zap_with(
+        target,
+        ZapMode::Passive,
+        ZapPlan::Generated {
+            ajax_spider: false,
+            durations: crate::config::job::Durations::from_timeout(std::time::Duration::from_secs(
+                3600,
+            )),
+        },
+    )
 }
 
 fn sslyze(targets: &[&str]) -> ScannerJob {
@@ -118,37 +136,94 @@ fn the_nmap_preset_writes_xml_and_expands_every_target() {
 }
 
 #[test]
-fn the_zap_preset_runs_a_quick_scan_to_a_json_report() {
+fn the_zap_preset_runs_the_plan_it_writes_beside_the_report() {
     let j = zap("https://app.example");
     assert_eq!(
         argv_template(&j),
         [
             "/opt/zap/zap.sh",
             "-cmd",
+            "-autorun",
+            "{plan}",
             "-config",
             "a=b",
-            "-quickurl",
-            "{target}",
-            "-quickout",
-            "{output}",
-            "-quickprogress"
+            "{target}"
         ]
     );
     assert_eq!(output_file(&j), "zap.json");
+    let Ok(Launch::Process { argv, inputs }) = launch(&j, Path::new("/run/x/web-zap.json")) else {
+        panic!("a process")
+    };
     assert_eq!(
-        run_argv(&j, "/run/x/zap.json"),
+        argv,
         [
             "/opt/zap/zap.sh",
             "-cmd",
+            "-autorun",
+            "/run/x/zap-plan.yaml",
             "-config",
             "a=b",
-            "-quickurl",
-            "https://app.example",
-            "-quickout",
-            "/run/x/zap.json",
-            "-quickprogress"
+            "https://app.example"
         ]
     );
+    assert_eq!(inputs.len(), 1);
+    assert_eq!(inputs[0].path, Path::new("/run/x/zap-plan.yaml"));
+    let plan = &inputs[0].contents;
+    assert!(
+        plan.contains("reportDir: /run/x\n") && plan.contains("reportFile: web-zap.json\n"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("- https://app.example\n") && !plan.contains("activeScan"),
+        "{plan}"
+    );
+    assert_eq!(
+        summary(&j),
+        "/opt/zap/zap.sh with 6 arguments; mode passive (OWASP_ZAP), generated plan"
+    );
+}
+
+#[test]
+fn a_zap_user_plan_is_read_at_each_run_and_a_broken_one_stops_the_run() {
+    let d = tempfile::tempdir().unwrap();
+    let user = d.path().join("plan.yaml");
+    std::fs::write(
+        &user,
+        "env: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - type: spider\n  - type: activeScan\n",
+    )
+    .unwrap();
+    let j = zap_with(
+        "https://app.example",
+        ZapMode::Active,
+        ZapPlan::User(user.clone()),
+    );
+    let Ok(Launch::Process { inputs, .. }) = launch(&j, Path::new("/run/y/zap.json")) else {
+        panic!("a process")
+    };
+    assert!(
+        inputs[0].contents.contains("type: activeScan"),
+        "{}",
+        inputs[0].contents
+    );
+    assert!(
+        inputs[0].contents.contains("reportDir: /run/y"),
+        "{}",
+        inputs[0].contents
+    );
+    assert!(summary(&j).ends_with(&format!(
+        "mode active (OWASP_ZAP_ACTIVE), user plan {}",
+        user.display()
+    )));
+    // Changed since the configuration was loaded: the run does not start.
+    std::fs::write(
+        &user,
+        "env: {contexts: [{urls: ['https://other.example']}]}\njobs: []\n",
+    )
+    .unwrap();
+    let Err(e) = launch(&j, Path::new("/run/y/zap.json")) else {
+        panic!("refused")
+    };
+    assert!(e.contains("other.example"), "{e}");
 }
 
 #[test]
@@ -183,7 +258,7 @@ fn openvas_runs_no_process() {
     let j = openvas();
     assert!(argv_template(&j).is_empty());
     assert_eq!(output_file(&j), "openvas.xml");
-    assert!(matches!(launch(&j, Path::new("/o")), Launch::Gmp(_)));
+    assert!(matches!(launch(&j, Path::new("/o")), Ok(Launch::Gmp(_))));
 }
 
 #[test]
@@ -236,8 +311,8 @@ fn exit_statuses_mean_what_each_scanner_says() {
         (&n, 1, Failure),
         (&n, 2, Failure),
         (&z, 0, Success),
-        (&z, 1, Findings),
-        (&z, 2, Findings),
+        (&z, 1, Failure),
+        (&z, 2, Warnings),
         (&z, 3, Failure),
         (&z, 137, Failure),
         (&z, -1, Failure),
@@ -249,6 +324,9 @@ fn exit_statuses_mean_what_each_scanner_says() {
     ] {
         assert_eq!(exit_meaning(job, code), meaning, "{} {code}", job.scanner());
     }
+    assert!(exit_detail(&z, 1).is_some_and(|d| d.contains("errors")));
+    assert_eq!(exit_detail(&z, 3), None);
+    assert_eq!(exit_detail(&c, 1), None);
     // Only ZAP's failed runs keep their report back.
     assert!(failed_run_report_kept_back(&z).is_some());
     for j in [&n, &s, &c, &o] {

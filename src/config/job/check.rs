@@ -10,16 +10,19 @@ use super::super::schedule::Schedule;
 use super::super::Checker;
 use super::{command, nmap, openvas, sslyze, zap};
 use super::{program, target, JobSpec, Scanner, DEFAULT_TIMEOUT, OUTPUT, TARGET, TARGETS};
-use crate::validate::Hints;
+use crate::validate::{Hints, ScanType};
 
 /// The keys that only some scanners take, in the order their problems are reported.
-const SCANNER_KEYS: [&str; 17] = [
+const SCANNER_KEYS: [&str; 20] = [
     "targets",
     "target",
     "args",
     "command",
     "privileged",
     "zap_path",
+    "mode",
+    "ajax_spider",
+    "plan",
     "gmp_socket",
     "gmp_host",
     "gmp_port",
@@ -42,6 +45,9 @@ fn given(j: &RawJob, k: &str) -> bool {
         "command" => j.command.is_some(),
         "privileged" => j.privileged.is_some(),
         "zap_path" => j.zap_path.is_some(),
+        "mode" => j.mode.is_some(),
+        "ajax_spider" => j.ajax_spider.is_some(),
+        "plan" => j.plan.is_some(),
         "gmp_socket" => j.gmp_socket.is_some(),
         "gmp_host" => j.gmp_host.is_some(),
         "gmp_port" => j.gmp_port.is_some(),
@@ -69,6 +75,10 @@ pub(in crate::config) struct JobCheck<'a> {
     pub scanner: Scanner,
     pub targets_ok: bool,
     pub target_ok: bool,
+    /// The job's `scan_type` (`None` for auto), already checked against the scanner.
+    pub scan_type: Option<ScanType>,
+    /// The job's `timeout` (or the default).
+    pub timeout: Duration,
 }
 
 impl JobCheck<'_> {
@@ -300,6 +310,8 @@ pub(in crate::config) fn check_job(
         scanner,
         targets_ok,
         target_ok,
+        scan_type,
+        timeout,
     };
     let before = check.c.problems.len();
     let kind = match scanner {
@@ -318,7 +330,11 @@ pub(in crate::config) fn check_job(
         jitter,
         catch_up: j.catch_up.unwrap_or(false),
         hints: Hints {
-            scan_type: scan_type.or(scanner.default_scan_type()),
+            // A zap job's mode decides (a scan_type that disagrees is refused above).
+            scan_type: kind
+                .scan_type()
+                .or(scan_type)
+                .or(scanner.default_scan_type()),
             target: kind.target().map(str::to_string),
             accept_partial: j.accept_partial.unwrap_or(false),
         },

@@ -13,6 +13,7 @@ pub mod program;
 mod sslyze;
 pub mod target;
 mod zap;
+pub mod zap_plan;
 
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ pub use openvas::{
 };
 pub use target::TargetKind;
 pub use zap::DEFAULT_ZAP_PATH;
+pub use zap_plan::{Durations, ZapMode};
 
 /// The placeholder for the run's output file (a path inside the run's private directory).
 pub const OUTPUT: &str = "{output}";
@@ -193,7 +195,7 @@ pub struct NmapJob {
     pub targets: Targets,
 }
 
-/// `scanner = "zap"`: one URL scanned by ZAP.
+/// `scanner = "zap"`: one URL scanned by ZAP's Automation Framework.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ZapJob {
     /// `zap_path` ([`DEFAULT_ZAP_PATH`] by default), absolute when given as a path.
@@ -201,6 +203,25 @@ pub struct ZapJob {
     pub args: Vec<String>,
     /// The URL; it passed [`target::check_target`] as a URL.
     pub target: String,
+    /// `mode`: passive (default) or active; it decides the scan type.
+    pub mode: ZapMode,
+    /// The plan ZAP runs.
+    pub plan: ZapPlan,
+}
+
+/// Which Automation Framework plan a zap job runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ZapPlan {
+    /// Written by the agent at each run ([`zap_plan::generated_plan`]).
+    Generated {
+        /// `ajax_spider = true`: a `spiderAjax` job after the spider.
+        ajax_spider: bool,
+        /// From the job's timeout.
+        durations: Durations,
+    },
+    /// `plan = "..."`: the operator's file (absolute), read and adjusted at each run
+    /// ([`zap_plan::adjust_user_plan`]); checked at load.
+    User(std::path::PathBuf),
 }
 
 /// `scanner = "sslyze"`: `sslyze <args> --json_out {output} <targets>`.
@@ -259,6 +280,14 @@ impl ScannerJob {
             ScannerJob::Openvas(j) => &j.targets,
             ScannerJob::Command(j) => &j.targets,
             ScannerJob::Zap(_) => &[],
+        }
+    }
+
+    /// The scan type the job's settings decide (a zap job's mode), if any.
+    pub fn scan_type(&self) -> Option<ScanType> {
+        match self {
+            ScannerJob::Zap(j) => Some(j.mode.scan_type()),
+            _ => None,
         }
     }
 

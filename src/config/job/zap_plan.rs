@@ -1,0 +1,722 @@
+//! The ZAP Automation Framework plan of a `zap` job (what `zap.sh -cmd -autorun <plan>` runs):
+//! either generated from the job's settings (one context whose URL is the target, `spider`,
+//! `spiderAjax` on request, `passiveScan-wait`, `activeScan` in active mode, and a
+//! `traditional-json` report into the run directory, with durations taken from the job's
+//! timeout), or the operator's own plan, checked (its context URLs are the target; an
+//! `activeScan` job if and only if the mode is active) and adjusted so that its report lands
+//! where the agent looks. Building is pure: text and settings in, YAML text out (serialized by
+//! serde, never pieced together). Reading the operator's file is [`read_user_plan`], bounded.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_norway::{Mapping, Value};
+
+use crate::validate::ScanType;
+
+/// The largest user plan the agent reads: plans are a few kilobytes.
+pub const MAX_PLAN_BYTES: u64 = 1024 * 1024;
+/// The name of the generated plan's one context.
+pub const CONTEXT_NAME: &str = "hostedscan-agent";
+/// The report template the agent uploads: ZAP's traditional JSON report.
+pub const REPORT_TEMPLATE: &str = "traditional-json";
+/// The Automation Framework's job types the agent names.
+pub const SPIDER: &str = "spider";
+pub const SPIDER_AJAX: &str = "spiderAjax";
+pub const PASSIVE_WAIT: &str = "passiveScan-wait";
+pub const ACTIVE_SCAN: &str = "activeScan";
+pub const REPORT: &str = "report";
+
+/// `mode`: what the scan does to the target, and so what HostedScan files it as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ZapMode {
+    /// Spider and passive scan only (`OWASP_ZAP`): requests a crawler would make.
+    Passive,
+    /// Spider, passive scan and an active scan (`OWASP_ZAP_ACTIVE`): sends attacks.
+    Active,
+}
+
+impl ZapMode {
+    /// The config spelling; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ZapMode> {
+        match s {
+            "passive" => Some(ZapMode::Passive),
+            "active" => Some(ZapMode::Active),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ZapMode::Passive => "passive",
+            ZapMode::Active => "active",
+        }
+    }
+
+    /// What the reports of this mode are uploaded as.
+    pub fn scan_type(&self) -> ScanType {
+        match self {
+            ZapMode::Passive => ScanType::OwaspZap,
+            ZapMode::Active => ScanType::OwaspZapActive,
+        }
+    }
+}
+
+/// The limits (whole minutes, at least 1) the generated plan gives ZAP's jobs, so that ZAP ends
+/// them itself and writes its report before the job's timeout has the agent kill it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Durations {
+    /// `spider`'s `maxDuration`: 20% of the timeout.
+    pub spider: u64,
+    /// `spiderAjax`'s `maxDuration`: 10%.
+    pub spider_ajax: u64,
+    /// `passiveScan-wait`'s `maxDuration`: 10%.
+    pub passive_wait: u64,
+    /// `activeScan`'s `maxScanDurationInMins`: 50%.
+    pub active: u64,
+}
+
+impl Durations {
+    /// Shares of `timeout`, rounded down to whole minutes, at least 1 each. What is left (at
+    /// least 10%) is for ZAP's start, its report and its exit.
+    pub fn from_timeout(timeout: Duration) -> Durations {
+        let share = |percent: u64| (timeout.as_secs() * percent / 100 / 60).max(1);
+        Durations {
+            spider: share(20),
+            spider_ajax: share(10),
+            passive_wait: share(10),
+            active: share(50),
+        }
+    }
+
+    /// The minutes the plan's jobs may take together.
+    pub fn total(&self, ajax_spider: bool, mode: ZapMode) -> u64 {
+        self.spider
+            + self.passive_wait
+            + if ajax_spider { self.spider_ajax } else { 0 }
+            + if mode == ZapMode::Active {
+                self.active
+            } else {
+                0
+            }
+    }
+}
+
+/// Where ZAP is to write the report: the run's private directory and the output's file name
+/// (ending in `.json`, so ZAP adds no extension of its own).
+#[derive(Debug, Clone, Copy)]
+pub struct ReportTo<'a> {
+    pub dir: &'a str,
+    pub file: &'a str,
+}
+
+/// Why a plan cannot be used. The messages complete a sentence that names the plan or its key.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("is larger than {MAX_PLAN_BYTES} bytes: not a ZAP plan")]
+    TooLarge,
+    #[error("is not valid YAML: {0}")]
+    Yaml(String),
+    #[error("{0}")]
+    Shape(String),
+    #[error("cannot be written as YAML: {0}")]
+    Serialize(String),
+}
+
+fn shape(msg: impl Into<String>) -> PlanError {
+    PlanError::Shape(msg.into())
+}
+
+/// The operator's plan file as text: at most [`MAX_PLAN_BYTES`], UTF-8.
+pub fn read_user_plan(path: &Path) -> Result<String, PlanError> {
+    let read = |source| PlanError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read)?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(PlanError::TooLarge);
+    }
+    String::from_utf8(bytes).map_err(|_| PlanError::Yaml("it is not UTF-8 text".into()))
+}
+
+#[derive(Serialize)]
+struct Plan<'a> {
+    env: Env<'a>,
+    jobs: Vec<Job<'a>>,
+}
+
+#[derive(Serialize)]
+struct Env<'a> {
+    contexts: [Context<'a>; 1],
+    parameters: EnvParameters,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    name: &'a str,
+    urls: [&'a str; 1],
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvParameters {
+    fail_on_error: bool,
+    fail_on_warning: bool,
+    progress_to_stdout: bool,
+}
+
+#[derive(Serialize)]
+struct Job<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    parameters: Parameters<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Parameters<'a> {
+    Spider {
+        context: &'a str,
+        #[serde(rename = "maxDuration")]
+        max_duration: u64,
+    },
+    Wait {
+        #[serde(rename = "maxDuration")]
+        max_duration: u64,
+    },
+    Active {
+        context: &'a str,
+        #[serde(rename = "maxScanDurationInMins")]
+        max_scan_duration_in_mins: u64,
+    },
+    Report {
+        template: &'static str,
+        #[serde(rename = "reportDir")]
+        report_dir: &'a str,
+        #[serde(rename = "reportFile")]
+        report_file: &'a str,
+    },
+}
+
+fn report_job(to: ReportTo<'_>) -> Job<'_> {
+    Job {
+        kind: REPORT,
+        parameters: Parameters::Report {
+            template: REPORT_TEMPLATE,
+            report_dir: to.dir,
+            report_file: to.file,
+        },
+    }
+}
+
+/// The plan the agent writes for a job without a plan of its own.
+pub fn generated_plan(
+    target: &str,
+    mode: ZapMode,
+    ajax_spider: bool,
+    d: Durations,
+    to: ReportTo<'_>,
+) -> Result<String, PlanError> {
+    let mut jobs = vec![Job {
+        kind: SPIDER,
+        parameters: Parameters::Spider {
+            context: CONTEXT_NAME,
+            max_duration: d.spider,
+        },
+    }];
+    if ajax_spider {
+        jobs.push(Job {
+            kind: SPIDER_AJAX,
+            parameters: Parameters::Spider {
+                context: CONTEXT_NAME,
+                max_duration: d.spider_ajax,
+            },
+        });
+    }
+    jobs.push(Job {
+        kind: PASSIVE_WAIT,
+        parameters: Parameters::Wait {
+            max_duration: d.passive_wait,
+        },
+    });
+    if mode == ZapMode::Active {
+        jobs.push(Job {
+            kind: ACTIVE_SCAN,
+            parameters: Parameters::Active {
+                context: CONTEXT_NAME,
+                max_scan_duration_in_mins: d.active,
+            },
+        });
+    }
+    jobs.push(report_job(to));
+    let plan = Plan {
+        env: Env {
+            contexts: [Context {
+                name: CONTEXT_NAME,
+                urls: [target],
+            }],
+            parameters: EnvParameters {
+                fail_on_error: true,
+                fail_on_warning: false,
+                progress_to_stdout: true,
+            },
+        },
+        jobs,
+    };
+    serde_norway::to_string(&plan).map_err(|e| PlanError::Serialize(e.to_string()))
+}
+
+/// Checks the operator's plan for this job (see [`adjust_user_plan`]) without adjusting it.
+pub fn check_user_plan(text: &str, target: &str, mode: ZapMode) -> Result<(), PlanError> {
+    checked(text, target, mode).map(|_| ())
+}
+
+/// The operator's plan as the agent runs it: checked (a mapping with `env.contexts` and
+/// `jobs`; every context URL is the job's target; an `activeScan` job if and only if `mode` is
+/// active), then with its last `traditional-json` report job pointed at `to`, or such a report
+/// job appended when it has none. Everything else is kept as written.
+pub fn adjust_user_plan(
+    text: &str,
+    target: &str,
+    mode: ZapMode,
+    to: ReportTo<'_>,
+) -> Result<String, PlanError> {
+    let (mut plan, report) = checked(text, target, mode)?;
+    let jobs = plan
+        .get_mut("jobs")
+        .and_then(Value::as_sequence_mut)
+        .ok_or_else(|| shape("has no jobs list"))?;
+    match report {
+        Some(i) => {
+            let params = jobs[i]
+                .get_mut("parameters")
+                .and_then(Value::as_mapping_mut)
+                .ok_or_else(|| shape("its report job has no parameters"))?;
+            params.insert("reportDir".into(), to.dir.into());
+            params.insert("reportFile".into(), to.file.into());
+        }
+        None => jobs.push(
+            serde_norway::to_value(report_job(to))
+                .map_err(|e| PlanError::Serialize(e.to_string()))?,
+        ),
+    }
+    serde_norway::to_string(&plan).map_err(|e| PlanError::Serialize(e.to_string()))
+}
+
+/// A plain string, or `None` (a number, a tagged value, a list...).
+fn text(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+/// URLs are compared without a trailing slash: ZAP treats `https://x` and `https://x/` alike.
+fn same_url(a: &str, b: &str) -> bool {
+    a.trim_end_matches('/') == b.trim_end_matches('/')
+}
+
+/// The plan parsed and checked, with the index of the report job to redirect, if any.
+fn checked(
+    text_in: &str,
+    target: &str,
+    mode: ZapMode,
+) -> Result<(Value, Option<usize>), PlanError> {
+    if text_in.len() as u64 > MAX_PLAN_BYTES {
+        return Err(PlanError::TooLarge);
+    }
+    let mut plan: Value =
+        serde_norway::from_str(text_in).map_err(|e| PlanError::Yaml(e.to_string()))?;
+    // ZAP's YAML reader applies merge keys (`<<: *anchor`): so does the check.
+    plan.apply_merge()
+        .map_err(|e| PlanError::Yaml(e.to_string()))?;
+    let root = plan.as_mapping().ok_or_else(|| {
+        shape("is not a ZAP Automation Framework plan (a mapping with env and jobs)")
+    })?;
+    let env = root
+        .get("env")
+        .and_then(Value::as_mapping)
+        .ok_or_else(|| shape("has no env mapping: a ZAP plan needs env.contexts"))?;
+    let contexts = env
+        .get("contexts")
+        .and_then(Value::as_sequence)
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| shape("has no env.contexts: add one whose urls is [the job's target]"))?;
+    for (n, ctx) in contexts.iter().enumerate() {
+        let ctx: &Mapping = ctx
+            .as_mapping()
+            .ok_or_else(|| shape(format!("env.contexts[{n}] is not a mapping")))?;
+        let mut urls = Vec::new();
+        if let Some(list) = ctx.get("urls") {
+            let list = list
+                .as_sequence()
+                .ok_or_else(|| shape(format!("env.contexts[{n}].urls is not a list")))?;
+            for u in list {
+                urls.push(
+                    text(u).ok_or_else(|| {
+                        shape(format!("env.contexts[{n}].urls holds a non-string"))
+                    })?,
+                );
+            }
+        }
+        if let Some(u) = ctx.get("url") {
+            urls.push(
+                text(u).ok_or_else(|| shape(format!("env.contexts[{n}].url is not a string")))?,
+            );
+        }
+        if urls.is_empty() {
+            return Err(shape(format!(
+                "env.contexts[{n}] has no urls: set urls: [{target}] (the job's target)"
+            )));
+        }
+        if let Some(other) = urls.iter().find(|u| !same_url(u, target)) {
+            return Err(shape(format!(
+                "env.contexts[{n}] scans {other:?}, not the job's target {target:?}: its report \
+                 would be uploaded as the target's; make the context's urls [{target}] or the \
+                 job's target {other:?}"
+            )));
+        }
+    }
+    let jobs = root
+        .get("jobs")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| shape("has no jobs list"))?;
+    let mut kinds = Vec::with_capacity(jobs.len());
+    for (n, job) in jobs.iter().enumerate() {
+        let kind = job
+            .as_mapping()
+            .and_then(|m| m.get("type"))
+            .and_then(text)
+            .ok_or_else(|| shape(format!("jobs[{n}] has no type")))?;
+        kinds.push(kind);
+    }
+    let active = kinds.contains(&ACTIVE_SCAN);
+    match (mode, active) {
+        (ZapMode::Passive, true) => {
+            return Err(shape(
+                "has an activeScan job, which attacks the target, but the job's mode is \
+                 \"passive\" (uploaded as OWASP_ZAP): set mode = \"active\" (uploaded as \
+                 OWASP_ZAP_ACTIVE) or remove the activeScan job",
+            ))
+        }
+        (ZapMode::Active, false) => {
+            return Err(shape(
+                "has no activeScan job, but the job's mode is \"active\" (uploaded as \
+                 OWASP_ZAP_ACTIVE): add an activeScan job or set mode = \"passive\"",
+            ))
+        }
+        _ => {}
+    }
+    let mut report = None;
+    for (n, job) in jobs.iter().enumerate() {
+        if kinds[n] != REPORT {
+            continue;
+        }
+        let template = match job.get("parameters") {
+            None | Some(Value::Null) => None,
+            Some(p) => {
+                let p = p
+                    .as_mapping()
+                    .ok_or_else(|| shape(format!("jobs[{n}].parameters is not a mapping")))?;
+                p.get("template").and_then(text)
+            }
+        };
+        if template == Some(REPORT_TEMPLATE) {
+            report = Some(n);
+        }
+    }
+    if let Some(n) = report {
+        // A report job written without parameters gets a mapping to hold the agent's.
+        let job = plan
+            .get_mut("jobs")
+            .and_then(|j| j.get_mut(n))
+            .and_then(Value::as_mapping_mut)
+            .ok_or_else(|| shape(format!("jobs[{n}] is not a mapping")))?;
+        if job.get("parameters").is_none_or(Value::is_null) {
+            job.insert("parameters".into(), Value::Mapping(Mapping::new()));
+        }
+    }
+    Ok((plan, report))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TO: ReportTo<'static> = ReportTo {
+        dir: "/var/lib/hostedscan-agent/tmp/job-web-x1",
+        file: "web-20261206T000000Z-zap.json",
+    };
+
+    fn parse(s: &str) -> Value {
+        serde_norway::from_str(s).unwrap()
+    }
+
+    fn types(plan: &Value) -> Vec<&str> {
+        plan["jobs"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|j| j["type"].as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn durations_are_shares_of_the_timeout_in_whole_minutes_at_least_one() {
+        let d = Durations::from_timeout(Duration::from_secs(4 * 3600));
+        assert_eq!(
+            d,
+            Durations {
+                spider: 48,
+                spider_ajax: 24,
+                passive_wait: 24,
+                active: 120
+            }
+        );
+        assert!(d.total(true, ZapMode::Active) * 60 < 4 * 3600);
+        let d = Durations::from_timeout(Duration::from_secs(10 * 60));
+        assert_eq!(
+            (d.spider, d.spider_ajax, d.passive_wait, d.active),
+            (2, 1, 1, 5)
+        );
+        // Rounded down, never 0.
+        let d = Durations::from_timeout(Duration::from_secs(30));
+        assert_eq!(
+            (d.spider, d.spider_ajax, d.passive_wait, d.active),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(d.total(false, ZapMode::Passive), 2);
+        assert_eq!(d.total(true, ZapMode::Active), 4);
+    }
+
+    #[test]
+    fn the_passive_plan_spiders_waits_for_the_passive_scan_and_reports() {
+        let d = Durations::from_timeout(Duration::from_secs(3600));
+        let text = generated_plan("https://app.example", ZapMode::Passive, false, d, TO).unwrap();
+        let plan = parse(&text);
+        assert_eq!(plan["env"]["contexts"][0]["name"], CONTEXT_NAME);
+        assert_eq!(
+            plan["env"]["contexts"][0]["urls"],
+            parse("[https://app.example]")
+        );
+        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
+        assert_eq!(
+            plan["env"]["parameters"]["failOnWarning"],
+            Value::Bool(false)
+        );
+        assert_eq!(
+            plan["env"]["parameters"]["progressToStdout"],
+            Value::Bool(true)
+        );
+        assert_eq!(types(&plan), ["spider", "passiveScan-wait", "report"]);
+        assert_eq!(plan["jobs"][0]["parameters"]["maxDuration"], 12);
+        assert_eq!(plan["jobs"][1]["parameters"]["maxDuration"], 6);
+        let report = &plan["jobs"][2]["parameters"];
+        assert_eq!(report["template"], "traditional-json");
+        assert_eq!(report["reportDir"], TO.dir);
+        assert_eq!(report["reportFile"], TO.file);
+    }
+
+    #[test]
+    fn the_active_plan_adds_the_active_scan_and_the_ajax_spider_on_request() {
+        let d = Durations::from_timeout(Duration::from_secs(3600));
+        let text = generated_plan("https://app.example", ZapMode::Active, true, d, TO).unwrap();
+        let plan = parse(&text);
+        assert_eq!(
+            types(&plan),
+            [
+                "spider",
+                "spiderAjax",
+                "passiveScan-wait",
+                "activeScan",
+                "report"
+            ]
+        );
+        assert_eq!(plan["jobs"][1]["parameters"]["maxDuration"], 6);
+        assert_eq!(plan["jobs"][3]["parameters"]["maxScanDurationInMins"], 30);
+        assert_eq!(plan["jobs"][3]["parameters"]["context"], CONTEXT_NAME);
+    }
+
+    #[test]
+    fn odd_text_in_the_target_or_paths_stays_data() {
+        let to = ReportTo {
+            dir: "/tmp/a: b\n- type: activeScan",
+            file: "x #y.json",
+        };
+        let d = Durations::from_timeout(Duration::from_secs(600));
+        let text = generated_plan(
+            "https://a.example/?q='x'&y=\"z\"",
+            ZapMode::Passive,
+            false,
+            d,
+            to,
+        )
+        .unwrap();
+        let plan = parse(&text);
+        assert_eq!(types(&plan), ["spider", "passiveScan-wait", "report"]);
+        assert_eq!(plan["jobs"][2]["parameters"]["reportDir"], to.dir);
+        assert_eq!(
+            plan["env"]["contexts"][0]["urls"][0],
+            "https://a.example/?q='x'&y=\"z\""
+        );
+    }
+
+    const USER: &str = r#"
+env:
+  contexts:
+    - name: mine
+      urls: ["https://app.example/"]
+      includePaths: ["https://app.example/.*"]
+  parameters:
+    failOnError: true
+jobs:
+  - type: spider
+    parameters: {maxDuration: 5}
+  - type: requestor
+    requests: [{url: "https://app.example/health"}]
+  - type: passiveScan-wait
+  - type: report
+    parameters:
+      template: traditional-html
+      reportDir: /srv/reports
+  - type: report
+    parameters:
+      template: traditional-json
+      reportDir: /srv/reports
+      reportFile: mine.json
+      reportTitle: Mine
+"#;
+
+    #[test]
+    fn a_user_plan_keeps_its_jobs_and_its_json_report_is_pointed_at_the_run_directory() {
+        let text = adjust_user_plan(USER, "https://app.example", ZapMode::Passive, TO).unwrap();
+        let plan = parse(&text);
+        assert_eq!(
+            types(&plan),
+            [
+                "spider",
+                "requestor",
+                "passiveScan-wait",
+                "report",
+                "report"
+            ]
+        );
+        assert_eq!(
+            plan["env"]["contexts"][0]["includePaths"][0],
+            "https://app.example/.*"
+        );
+        let html = &plan["jobs"][3]["parameters"];
+        assert_eq!(
+            html["reportDir"], "/srv/reports",
+            "other reports are left alone"
+        );
+        let json = &plan["jobs"][4]["parameters"];
+        assert_eq!(json["reportDir"], TO.dir);
+        assert_eq!(json["reportFile"], TO.file);
+        assert_eq!(json["reportTitle"], "Mine");
+    }
+
+    #[test]
+    fn a_user_plan_without_a_json_report_gets_one_appended() {
+        let user = "env: {contexts: [{name: c, url: 'https://app.example'}]}\njobs:\n  - type: spider\n  - type: report\n";
+        let text = adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap();
+        let plan = parse(&text);
+        assert_eq!(types(&plan), ["spider", "report", "report"]);
+        assert_eq!(
+            plan["jobs"][2]["parameters"]["template"],
+            "traditional-json"
+        );
+        assert_eq!(plan["jobs"][2]["parameters"]["reportFile"], TO.file);
+        // A json report job without parameters gets them.
+        let user = "env: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - type: report\n    parameters: {template: traditional-json}\n  - type: spider\n";
+        let plan =
+            parse(&adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap());
+        assert_eq!(types(&plan), ["report", "spider"]);
+        assert_eq!(plan["jobs"][0]["parameters"]["reportDir"], TO.dir);
+    }
+
+    #[test]
+    fn a_user_plan_must_scan_the_target_and_agree_with_the_mode() {
+        let target = "https://app.example";
+        let err = |text: &str, mode| check_user_plan(text, target, mode).unwrap_err().to_string();
+        let other = USER.replace("https://app.example/\"", "https://other.example\"");
+        assert!(err(&other, ZapMode::Passive).contains("\"https://other.example\""));
+        let active = USER.replace("type: requestor", "type: activeScan");
+        let e = err(&active, ZapMode::Passive);
+        assert!(
+            e.contains("activeScan") && e.contains("mode = \"active\""),
+            "{e}"
+        );
+        assert!(check_user_plan(&active, target, ZapMode::Active).is_ok());
+        let e = err(USER, ZapMode::Active);
+        assert!(e.contains("no activeScan"), "{e}");
+        // Merge keys are applied before the check, as ZAP's reader does.
+        let hidden = "x: &a {type: activeScan}\nenv: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - <<: *a\n";
+        assert!(err(hidden, ZapMode::Passive).contains("activeScan"));
+    }
+
+    #[test]
+    fn odd_yaml_is_refused_without_panicking() {
+        let target = "https://app.example";
+        for bad in [
+            "",
+            "[]",
+            "- a\n- b",
+            "env: 3\njobs: []",
+            "env: {contexts: []}\njobs: []",
+            "env: {contexts: [3]}\njobs: []",
+            "env: {contexts: [{urls: 3}]}\njobs: []",
+            "env: {contexts: [{urls: [[1]]}]}\njobs: []",
+            "env: {contexts: [{name: x}]}\njobs: []",
+            "env: {contexts: [{urls: ['https://app.example']}]}\njobs: 4",
+            "env: {contexts: [{urls: ['https://app.example']}]}\njobs: [3]",
+            "env: {contexts: [{urls: ['https://app.example']}]}\njobs: [{type: [1]}]",
+            "env: {contexts: [{urls: ['https://app.example']}]}\njobs: [{type: report, parameters: 3}]",
+            "{{{{",
+            "a: !!binary aGVsbG8=\n",
+            "a: b\na: c\n",
+        ] {
+            assert!(check_user_plan(bad, target, ZapMode::Passive).is_err(), "{bad:?}");
+        }
+        // A billion laughs ends in an error, not in a hang or an exhausted memory.
+        let mut laughs = String::from("a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for i in 1..12 {
+            let p = i - 1;
+            laughs.push_str(&format!(
+                "a{i}: &a{i} [*a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}, *a{p}]\n"
+            ));
+        }
+        assert!(check_user_plan(&laughs, target, ZapMode::Passive).is_err());
+        // Deep nesting too.
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(check_user_plan(&deep, target, ZapMode::Passive).is_err());
+        let big = "#".repeat(MAX_PLAN_BYTES as usize + 1);
+        assert!(matches!(
+            check_user_plan(&big, target, ZapMode::Passive),
+            Err(PlanError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn reading_a_user_plan_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("plan.yaml");
+        std::fs::write(&p, USER).unwrap();
+        assert_eq!(read_user_plan(&p).unwrap(), USER);
+        std::fs::write(&p, vec![b'#'; MAX_PLAN_BYTES as usize + 1]).unwrap();
+        assert!(matches!(read_user_plan(&p), Err(PlanError::TooLarge)));
+        assert!(matches!(
+            read_user_plan(&d.path().join("none")),
+            Err(PlanError::Read { .. })
+        ));
+    }
+}
