@@ -25,3 +25,4 @@ mod sources;
 mod state;
 mod tls;
 mod volume;
+mod zap;
