@@ -1241,7 +1241,7 @@ fn job_targets_are_checked_before_they_reach_a_command_line() {
         assert!(ps[0].message.contains(why), "{bad:?}: {}", ps[0].message);
     }
     for (bad, why) in [
-        ("-quickout", "starts with '-'"),
+        ("-autorun", "starts with '-'"),
         ("intranet.example", "not an http(s) URL"),
         ("http://", "not an http(s) URL"),
         ("https://x.example/`id`", "shell metacharacter"),
