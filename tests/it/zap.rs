@@ -230,7 +230,6 @@ env:
       urls:
         - https://intranet.example/
   parameters:
-    failOnError: true
     progressToStdout: false
 jobs:
   - type: spider
@@ -295,6 +294,7 @@ async fn a_user_plan_is_run_as_written_with_its_report_brought_to_the_agent() {
         "https://intranet.example/health"
     );
     assert_eq!(plan["env"]["parameters"]["progressToStdout"], false);
+    assert_eq!(plan["env"]["parameters"]["failOnError"], true);
     let report = &plan["jobs"][3]["parameters"];
     assert_ne!(report["reportDir"], "/srv/zap-reports");
     assert!(report["reportFile"].as_str().unwrap().ends_with("zap.json"));

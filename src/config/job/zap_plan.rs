@@ -286,7 +286,8 @@ pub fn check_user_plan(text: &str, target: &str, mode: ZapMode) -> Result<(), Pl
 /// The operator's plan as the agent runs it: checked (a mapping with `env.contexts` and
 /// `jobs`; every context URL is the job's target; an `activeScan` job if and only if `mode` is
 /// active), then with its last `traditional-json` report job pointed at `to`, or such a report
-/// job appended when it has none. Everything else is kept as written.
+/// job appended when it has none, and `env.parameters.failOnError: true` (an error fails the
+/// run anyway). Everything else is kept as written.
 pub fn adjust_user_plan(
     text: &str,
     target: &str,
@@ -312,6 +313,19 @@ pub fn adjust_user_plan(
                 .map_err(|e| PlanError::Serialize(e.to_string()))?,
         ),
     }
+    // Errors fail the run whatever the plan says (ZAP exits 1): ZAP may as well stop at the
+    // first one rather than scan on to a report that is set aside.
+    let env = plan
+        .get_mut("env")
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| shape("has no env mapping"))?;
+    if env.get("parameters").is_none_or(Value::is_null) {
+        env.insert("parameters".into(), Value::Mapping(Mapping::new()));
+    }
+    env.get_mut("parameters")
+        .and_then(Value::as_mapping_mut)
+        .ok_or_else(|| shape("env.parameters is not a mapping"))?
+        .insert("failOnError".into(), true.into());
     serde_norway::to_string(&plan).map_err(|e| PlanError::Serialize(e.to_string()))
 }
 
@@ -346,6 +360,12 @@ fn checked(
         .get("env")
         .and_then(Value::as_mapping)
         .ok_or_else(|| shape("has no env mapping: a ZAP plan needs env.contexts"))?;
+    if env
+        .get("parameters")
+        .is_some_and(|p| !p.is_null() && !p.is_mapping())
+    {
+        return Err(shape("env.parameters is not a mapping"));
+    }
     let contexts = env
         .get("contexts")
         .and_then(Value::as_sequence)
@@ -623,6 +643,12 @@ jobs:
         assert_eq!(json["reportDir"], TO.dir);
         assert_eq!(json["reportFile"], TO.file);
         assert_eq!(json["reportTitle"], "Mine");
+        // failOnError is set where the plan does not say it, and kept where it does.
+        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
+        let lax = USER.replace("failOnError: true", "failOnError: false");
+        let plan =
+            parse(&adjust_user_plan(&lax, "https://app.example", ZapMode::Passive, TO).unwrap());
+        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
     }
 
     #[test]
@@ -636,6 +662,7 @@ jobs:
             "traditional-json"
         );
         assert_eq!(plan["jobs"][2]["parameters"]["reportFile"], TO.file);
+        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
         // A json report job without parameters gets them.
         let user = "env: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - type: report\n    parameters: {template: traditional-json}\n  - type: spider\n";
         let plan =
@@ -673,6 +700,7 @@ jobs:
             "- a\n- b",
             "env: 3\njobs: []",
             "env: {contexts: []}\njobs: []",
+            "env: {parameters: 3, contexts: [{urls: ['https://app.example']}]}\njobs: []",
             "env: {contexts: [3]}\njobs: []",
             "env: {contexts: [{urls: 3}]}\njobs: []",
             "env: {contexts: [{urls: [[1]]}]}\njobs: []",
