@@ -79,11 +79,16 @@ pub fn launch<'a>(job: &'a ScannerJob, output: &Path) -> Result<Launch<'a>, Stri
     match job {
         ScannerJob::Openvas(o) => Ok(Launch::Gmp(o)),
         ScannerJob::Zap(z) => {
+            // `<zap_path> -cmd -autorun <plan>` as they are, then the args with their
+            // placeholders substituted.
             let plan = zap::plan_path(output);
-            let mut argv = expand(&zap::argv(z), output, job.target(), job.targets());
-            // The plan's path in its place: the program's arguments are fixed, so it is the
-            // fourth whatever the args say.
-            argv[3] = plan.clone().into_os_string();
+            let mut argv: Vec<OsString> = vec![
+                z.program.clone().into(),
+                "-cmd".into(),
+                "-autorun".into(),
+                plan.clone().into_os_string(),
+            ];
+            argv.extend(expand(&z.args, output, job.target(), job.targets()));
             Ok(Launch::Process {
                 argv,
                 inputs: vec![RunInput {
