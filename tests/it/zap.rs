@@ -247,7 +247,7 @@ jobs:
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_user_plan_is_run_as_written_with_its_report_brought_to_the_agent() {
+async fn a_user_plan_is_run_as_written_with_the_agents_report_job_last() {
     if !have_python_yaml() {
         return;
     }
@@ -261,7 +261,7 @@ async fn a_user_plan_is_run_as_written_with_its_report_brought_to_the_agent() {
         "",
         &zap_job(
             "own-plan",
-            &expect("spider,requestor,passiveScan-wait,report", 0, &kept),
+            &expect("spider,requestor,passiveScan-wait,report,report", 0, &kept),
             &format!("plan = \"{}\"", user.display()),
         ),
     );
@@ -286,8 +286,8 @@ async fn a_user_plan_is_run_as_written_with_its_report_brought_to_the_agent() {
     assert_eq!(ups.len(), 1, "{out:?}");
     assert_eq!(ups[0].scan_type, "OWASP_ZAP");
     assert_eq!(ups[0].target.as_deref(), Some("https://intranet.example"));
-    // Its own job and settings kept, its report job pointed at the run directory, and the
-    // file itself untouched.
+    // Its own jobs and settings kept (its report job too), the agent's report job appended
+    // last, and the file itself untouched.
     let plan = yaml(&kept);
     assert_eq!(
         plan["jobs"][1]["requests"][0]["url"],
@@ -295,7 +295,11 @@ async fn a_user_plan_is_run_as_written_with_its_report_brought_to_the_agent() {
     );
     assert_eq!(plan["env"]["parameters"]["progressToStdout"], false);
     assert_eq!(plan["env"]["parameters"]["failOnError"], true);
-    let report = &plan["jobs"][3]["parameters"];
+    assert_eq!(
+        plan["jobs"][3]["parameters"]["reportDir"],
+        "/srv/zap-reports"
+    );
+    let report = &plan["jobs"][4]["parameters"];
     assert_ne!(report["reportDir"], "/srv/zap-reports");
     assert!(report["reportFile"].as_str().unwrap().ends_with("zap.json"));
     assert_eq!(std::fs::read_to_string(&user).unwrap(), USER_PLAN);
@@ -336,6 +340,24 @@ async fn a_plan_or_scan_type_that_would_mislabel_the_scan_is_refused_at_load() {
     assert_eq!(out.code, 78, "{out:?}");
     assert!(
         out.stderr.contains("job[0].scan_type") && out.stderr.contains("mode = \"passive\""),
+        "{}",
+        out.stderr
+    );
+
+    // ZAP's quick attack passed through args would land in a passive job's report.
+    let home = Home::new(
+        &api.url(),
+        "",
+        &zap_job(
+            "quick",
+            &["-config".into(), "x=y".into(), "-quickurl".into()],
+            "",
+        ),
+    );
+    let out = home.cli(&["check-config"]);
+    assert_eq!(out.code, 78, "{out:?}");
+    assert!(
+        out.stderr.contains("job[0].args[2]") && out.stderr.contains("-quickurl"),
         "{}",
         out.stderr
     );

@@ -9,6 +9,19 @@ use super::zap_plan::{self, Durations, ZapMode};
 use super::{JobCheck, ScannerJob, TargetKind, ZapJob, ZapPlan};
 use crate::validate::ScanType;
 
+/// ZAP command-line options a zap job's `args` may not hold (see `check`).
+const FOREIGN_OPTIONS: &[&str] = &[
+    "-cmd",
+    "-autorun",
+    "-autogenmin",
+    "-autogenmax",
+    "-autogenconf",
+    "-quickurl",
+    "-quickout",
+    "-quickprogress",
+    "-script",
+];
+
 /// The program the `zap` preset runs when `zap_path` is not set.
 pub const DEFAULT_ZAP_PATH: &str = "zap.sh";
 
@@ -94,7 +107,7 @@ pub(super) fn check(c: &mut JobCheck<'_>) -> Option<ScannerJob> {
             let durations = Durations::from_timeout(c.timeout);
             if let Some(m) = mode {
                 let minutes = durations.total(ajax_spider, m);
-                if minutes * 60 >= c.timeout.as_secs() {
+                if minutes.saturating_mul(60) >= c.timeout.as_secs() {
                     c.warnings.push(format!(
                         "job {:?}: timeout {} leaves ZAP no time to write its report after its \
                          scans (at least {minutes} minutes together): runs will be stopped \
@@ -115,6 +128,19 @@ pub(super) fn check(c: &mut JobCheck<'_>) -> Option<ScannerJob> {
         None => c.program(DEFAULT_ZAP_PATH, "scanner"),
     };
     let args = c.preset_args(&program);
+    // ZAP options that would run another scan in the same session (its findings in the plan's
+    // report, under this job's mode) or another plan: the plan is the agent's to give.
+    for (i, a) in args.iter().enumerate() {
+        if let Some(opt) = FOREIGN_OPTIONS.iter().find(|o| a.eq_ignore_ascii_case(o)) {
+            c.c.push(
+                format!("{}[{i}]", c.key("args")),
+                format!(
+                    "is {opt}, which would run another scan or plan in ZAP's session: the job \
+                     runs its plan (mode, ajax_spider, plan); remove it"
+                ),
+            );
+        }
+    }
     Some(ScannerJob::Zap(ZapJob {
         program,
         args,

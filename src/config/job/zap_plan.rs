@@ -29,6 +29,32 @@ pub const PASSIVE_WAIT: &str = "passiveScan-wait";
 pub const ACTIVE_SCAN: &str = "activeScan";
 pub const REPORT: &str = "report";
 
+/// Job types of a user plan that do not attack the target: allowed in either mode (they crawl,
+/// import definitions, send the requests written in the plan, wait, filter, configure, report).
+const LOOKING: &[&str] = &[
+    SPIDER,
+    SPIDER_AJAX,
+    "spiderClient",
+    "passiveScan-config",
+    PASSIVE_WAIT,
+    "activeScan-config",
+    "activeScan-policy",
+    "requestor",
+    "import",
+    "openapi",
+    "graphql",
+    "soap",
+    "postman",
+    "alertFilter",
+    "replacer",
+    "delay",
+    "outputSummary",
+    REPORT,
+];
+/// Job types that attack the target (or may: a script can do anything): only with
+/// `mode = "active"`.
+const ATTACKING: &[&str] = &[ACTIVE_SCAN, "sequence-activeScan", "retest", "script"];
+
 /// `mode`: what the scan does to the target, and so what HostedScan files it as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ZapMode {
@@ -82,7 +108,8 @@ impl Durations {
     /// Shares of `timeout`, rounded down to whole minutes, at least 1 each. What is left (at
     /// least 10%) is for ZAP's start, its report and its exit.
     pub fn from_timeout(timeout: Duration) -> Durations {
-        let share = |percent: u64| (timeout.as_secs() * percent / 100 / 60).max(1);
+        // Saturating: a timeout of a hundred billion years must not overflow.
+        let share = |percent: u64| ((timeout.as_secs() / 60).saturating_mul(percent) / 100).max(1);
         Durations {
             spider: share(20),
             spider_ajax: share(10),
@@ -284,35 +311,28 @@ pub fn check_user_plan(text: &str, target: &str, mode: ZapMode) -> Result<(), Pl
 }
 
 /// The operator's plan as the agent runs it: checked (a mapping with `env.contexts` and
-/// `jobs`; every context URL is the job's target; an `activeScan` job if and only if `mode` is
-/// active), then with its last `traditional-json` report job pointed at `to`, or such a report
-/// job appended when it has none, and `env.parameters.failOnError: true` (an error fails the
-/// run anyway). Everything else is kept as written.
+/// `jobs`; every context URL is the job's target; jobs of known types only, attacking ones only
+/// in active mode, an enabled `activeScan` in active mode; no `exitStatus` job, `alwaysRun` or
+/// `tests`), then with the agent's own `traditional-json` report job into `to` appended last,
+/// `env.parameters.failOnError: true` (an error fails the run anyway) and `failOnWarning:
+/// false`. Everything else is kept as written.
 pub fn adjust_user_plan(
     text: &str,
     target: &str,
     mode: ZapMode,
     to: ReportTo<'_>,
 ) -> Result<String, PlanError> {
-    let (mut plan, report) = checked(text, target, mode)?;
-    let jobs = plan
-        .get_mut("jobs")
+    let mut plan = checked(text, target, mode)?;
+    // The agent's own report job, last: after every scan job, with no filters (risks, sites,
+    // sections) that would leave alerts out and so have HostedScan close them. The plan's own
+    // report jobs are left as they are.
+    plan.get_mut("jobs")
         .and_then(Value::as_sequence_mut)
-        .ok_or_else(|| shape("has no jobs list"))?;
-    match report {
-        Some(i) => {
-            let params = jobs[i]
-                .get_mut("parameters")
-                .and_then(Value::as_mapping_mut)
-                .ok_or_else(|| shape("its report job has no parameters"))?;
-            params.insert("reportDir".into(), to.dir.into());
-            params.insert("reportFile".into(), to.file.into());
-        }
-        None => jobs.push(
+        .ok_or_else(|| shape("has no jobs list"))?
+        .push(
             serde_norway::to_value(report_job(to))
                 .map_err(|e| PlanError::Serialize(e.to_string()))?,
-        ),
-    }
+        );
     // Errors fail the run whatever the plan says (ZAP exits 1): ZAP may as well stop at the
     // first one rather than scan on to a report that is set aside.
     let env = plan
@@ -322,10 +342,13 @@ pub fn adjust_user_plan(
     if env.get("parameters").is_none_or(Value::is_null) {
         env.insert("parameters".into(), Value::Mapping(Mapping::new()));
     }
-    env.get_mut("parameters")
+    let params = env
+        .get_mut("parameters")
         .and_then(Value::as_mapping_mut)
-        .ok_or_else(|| shape("env.parameters is not a mapping"))?
-        .insert("failOnError".into(), true.into());
+        .ok_or_else(|| shape("env.parameters is not a mapping"))?;
+    params.insert("failOnError".into(), true.into());
+    // A warning must not stop the plan before its scans and the agent's report.
+    params.insert("failOnWarning".into(), false.into());
     serde_norway::to_string(&plan).map_err(|e| PlanError::Serialize(e.to_string()))
 }
 
@@ -339,12 +362,9 @@ fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
 }
 
-/// The plan parsed and checked, with the index of the report job to redirect, if any.
-fn checked(
-    text_in: &str,
-    target: &str,
-    mode: ZapMode,
-) -> Result<(Value, Option<usize>), PlanError> {
+/// The plan parsed and checked: every job of a known type, none that attacks in passive mode, an
+/// enabled `activeScan` in active mode, nothing that takes the run's outcome from the agent.
+fn checked(text_in: &str, target: &str, mode: ZapMode) -> Result<Value, PlanError> {
     if text_in.len() as u64 > MAX_PLAN_BYTES {
         return Err(PlanError::TooLarge);
     }
@@ -410,62 +430,67 @@ fn checked(
         .get("jobs")
         .and_then(Value::as_sequence)
         .ok_or_else(|| shape("has no jobs list"))?;
-    let mut kinds = Vec::with_capacity(jobs.len());
+    let mut attacks = None;
+    let mut active_scans = 0;
     for (n, job) in jobs.iter().enumerate() {
-        let kind = job
+        let job = job
             .as_mapping()
-            .and_then(|m| m.get("type"))
+            .ok_or_else(|| shape(format!("jobs[{n}] is not a mapping")))?;
+        let kind = job
+            .get("type")
             .and_then(text)
             .ok_or_else(|| shape(format!("jobs[{n}] has no type")))?;
-        kinds.push(kind);
-    }
-    let active = kinds.contains(&ACTIVE_SCAN);
-    match (mode, active) {
-        (ZapMode::Passive, true) => {
-            return Err(shape(
-                "has an activeScan job, which attacks the target, but the job's mode is \
-                 \"passive\" (uploaded as OWASP_ZAP): set mode = \"active\" (uploaded as \
-                 OWASP_ZAP_ACTIVE) or remove the activeScan job",
-            ))
+        // What would let the plan decide the run's outcome instead of the agent: an exit
+        // status of its own, tests that fail the plan, a job run after an error.
+        if kind == "exitStatus" {
+            return Err(shape(format!(
+                "jobs[{n}] is an exitStatus job, which changes ZAP's exit code: the agent reads                  it (0 and 2 upload the report, 1 sets it aside); remove the job"
+            )));
         }
-        (ZapMode::Active, false) => {
+        for key in ["alwaysRun", "tests"] {
+            if job.get(key).is_some() {
+                return Err(shape(format!(
+                    "jobs[{n}] ({kind}) has {key}, which changes whether a failed scan's report                      is written or the plan fails: remove it"
+                )));
+            }
+        }
+        if job
+            .get("parameters")
+            .is_some_and(|p| !p.is_null() && !p.is_mapping())
+        {
+            return Err(shape(format!("jobs[{n}].parameters is not a mapping")));
+        }
+        let enabled = job.get("enabled").and_then(Value::as_bool) != Some(false);
+        if ATTACKING.contains(&kind) {
+            attacks.get_or_insert((n, kind));
+            if kind == ACTIVE_SCAN && enabled {
+                active_scans += 1;
+            }
+        } else if !LOOKING.contains(&kind) {
+            return Err(shape(format!(
+                "jobs[{n}] has the type {kind:?}, which the agent does not know: it cannot                  tell whether it attacks the target (and so whether the report is OWASP_ZAP or                  OWASP_ZAP_ACTIVE). Known: {} and, with mode = \"active\", {}",
+                LOOKING.join(", "),
+                ATTACKING.join(", ")
+            )));
+        }
+    }
+    match (mode, attacks) {
+        (ZapMode::Passive, Some((n, kind))) => {
+            return Err(shape(format!(
+                "has a {kind} job (jobs[{n}]), which attacks the target (or may), but the job's \
+                 mode is \"passive\" (uploaded as OWASP_ZAP): set mode = \"active\" \
+                 (uploaded as OWASP_ZAP_ACTIVE) or remove the {kind} job"
+            )))
+        }
+        (ZapMode::Active, _) if active_scans == 0 => {
             return Err(shape(
-                "has no activeScan job, but the job's mode is \"active\" (uploaded as \
-                 OWASP_ZAP_ACTIVE): add an activeScan job or set mode = \"passive\"",
+                "has no activeScan job (that is not disabled), but the job's mode is \"active\" \
+                 (uploaded as OWASP_ZAP_ACTIVE): add an activeScan job or set mode = \"passive\"",
             ))
         }
         _ => {}
     }
-    let mut report = None;
-    for (n, job) in jobs.iter().enumerate() {
-        if kinds[n] != REPORT {
-            continue;
-        }
-        let template = match job.get("parameters") {
-            None | Some(Value::Null) => None,
-            Some(p) => {
-                let p = p
-                    .as_mapping()
-                    .ok_or_else(|| shape(format!("jobs[{n}].parameters is not a mapping")))?;
-                p.get("template").and_then(text)
-            }
-        };
-        if template == Some(REPORT_TEMPLATE) {
-            report = Some(n);
-        }
-    }
-    if let Some(n) = report {
-        // A report job written without parameters gets a mapping to hold the agent's.
-        let job = plan
-            .get_mut("jobs")
-            .and_then(|j| j.get_mut(n))
-            .and_then(Value::as_mapping_mut)
-            .ok_or_else(|| shape(format!("jobs[{n}] is not a mapping")))?;
-        if job.get("parameters").is_none_or(Value::is_null) {
-            job.insert("parameters".into(), Value::Mapping(Mapping::new()));
-        }
-    }
-    Ok((plan, report))
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -488,6 +513,13 @@ mod tests {
             .iter()
             .map(|j| j["type"].as_str().unwrap())
             .collect()
+    }
+
+    #[test]
+    fn durations_of_a_huge_timeout_do_not_overflow() {
+        let d = Durations::from_timeout(Duration::from_secs(u64::MAX));
+        assert!(d.active > d.spider && d.spider > d.passive_wait);
+        assert!(d.total(true, ZapMode::Active) > 0);
     }
 
     #[test]
@@ -617,7 +649,7 @@ jobs:
 "#;
 
     #[test]
-    fn a_user_plan_keeps_its_jobs_and_its_json_report_is_pointed_at_the_run_directory() {
+    fn a_user_plan_keeps_its_jobs_and_gets_the_agents_report_job_last() {
         let text = adjust_user_plan(USER, "https://app.example", ZapMode::Passive, TO).unwrap();
         let plan = parse(&text);
         assert_eq!(
@@ -627,6 +659,7 @@ jobs:
                 "requestor",
                 "passiveScan-wait",
                 "report",
+                "report",
                 "report"
             ]
         );
@@ -634,41 +667,85 @@ jobs:
             plan["env"]["contexts"][0]["includePaths"][0],
             "https://app.example/.*"
         );
-        let html = &plan["jobs"][3]["parameters"];
-        assert_eq!(
-            html["reportDir"], "/srv/reports",
-            "other reports are left alone"
-        );
-        let json = &plan["jobs"][4]["parameters"];
-        assert_eq!(json["reportDir"], TO.dir);
-        assert_eq!(json["reportFile"], TO.file);
-        assert_eq!(json["reportTitle"], "Mine");
-        // failOnError is set where the plan does not say it, and kept where it does.
+        for n in [3, 4] {
+            assert_eq!(
+                plan["jobs"][n]["parameters"]["reportDir"], "/srv/reports",
+                "the plan's own reports are left alone"
+            );
+        }
+        // The agent's: after every scan, into the run directory, with nothing filtered out.
+        let ours = plan["jobs"][5]["parameters"].as_mapping().unwrap();
+        assert_eq!(ours["template"], "traditional-json");
+        assert_eq!(ours["reportDir"], TO.dir);
+        assert_eq!(ours["reportFile"], TO.file);
+        for filter in ["risks", "confidences", "sites", "sections"] {
+            assert!(ours.get(filter).is_none(), "{filter}");
+        }
         assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
-        let lax = USER.replace("failOnError: true", "failOnError: false");
+        assert_eq!(
+            plan["env"]["parameters"]["failOnWarning"],
+            Value::Bool(false)
+        );
+        let lax = USER.replace(
+            "failOnError: true",
+            "failOnError: false\n    failOnWarning: true",
+        );
         let plan =
             parse(&adjust_user_plan(&lax, "https://app.example", ZapMode::Passive, TO).unwrap());
+        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
+        assert_eq!(
+            plan["env"]["parameters"]["failOnWarning"],
+            Value::Bool(false)
+        );
+    }
+
+    #[test]
+    fn the_agents_report_comes_after_a_report_the_plan_puts_first() {
+        let user = "env: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - type: report\n    parameters: {template: traditional-json, risks: [high]}\n  - type: spider\n";
+        let plan =
+            parse(&adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap());
+        assert_eq!(types(&plan), ["report", "spider", "report"]);
+        assert_eq!(plan["jobs"][2]["parameters"]["reportDir"], TO.dir);
+        assert!(plan["jobs"][2]["parameters"].get("risks").is_none());
+        let user =
+            "env: {contexts: [{name: c, url: 'https://app.example'}]}\njobs:\n  - type: spider\n";
+        let plan =
+            parse(&adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap());
+        assert_eq!(types(&plan), ["spider", "report"]);
         assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
     }
 
     #[test]
-    fn a_user_plan_without_a_json_report_gets_one_appended() {
-        let user = "env: {contexts: [{name: c, url: 'https://app.example'}]}\njobs:\n  - type: spider\n  - type: report\n";
-        let text = adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap();
-        let plan = parse(&text);
-        assert_eq!(types(&plan), ["spider", "report", "report"]);
-        assert_eq!(
-            plan["jobs"][2]["parameters"]["template"],
-            "traditional-json"
-        );
-        assert_eq!(plan["jobs"][2]["parameters"]["reportFile"], TO.file);
-        assert_eq!(plan["env"]["parameters"]["failOnError"], Value::Bool(true));
-        // A json report job without parameters gets them.
-        let user = "env: {contexts: [{urls: ['https://app.example']}]}\njobs:\n  - type: report\n    parameters: {template: traditional-json}\n  - type: spider\n";
-        let plan =
-            parse(&adjust_user_plan(user, "https://app.example", ZapMode::Passive, TO).unwrap());
-        assert_eq!(types(&plan), ["report", "spider"]);
-        assert_eq!(plan["jobs"][0]["parameters"]["reportDir"], TO.dir);
+    fn a_user_plan_cannot_attack_under_passive_nor_take_the_outcome_from_the_agent() {
+        let target = "https://app.example";
+        let err = |text: &str, mode| check_user_plan(text, target, mode).unwrap_err().to_string();
+        for attacking in ["sequence-activeScan", "retest", "script"] {
+            let plan = USER.replace("type: requestor", &format!("type: {attacking}"));
+            let e = err(&plan, ZapMode::Passive);
+            assert!(
+                e.contains(attacking) && e.contains("mode = \"active\""),
+                "{e}"
+            );
+        }
+        let unknown = USER.replace("type: requestor", "type: fuzz");
+        assert!(err(&unknown, ZapMode::Passive).contains("does not know"));
+        assert!(err(&unknown, ZapMode::Active).contains("does not know"));
+        // An active label needs an active scan that runs.
+        let disabled = USER.replace("type: requestor", "type: activeScan\n    enabled: false");
+        assert!(err(&disabled, ZapMode::Active).contains("no activeScan"));
+        let enabled = USER.replace("type: requestor", "type: activeScan\n    enabled: true");
+        assert!(check_user_plan(&enabled, target, ZapMode::Active).is_ok());
+        // ZAP's exit code and a failed scan's report are the agent's to judge.
+        let exit = USER.replace("type: requestor", "type: exitStatus");
+        assert!(err(&exit, ZapMode::Passive).contains("exitStatus"));
+        for key in ["alwaysRun: true", "tests: []"] {
+            let plan = USER.replace(
+                "type: passiveScan-wait",
+                &format!("type: passiveScan-wait\n    {key}"),
+            );
+            let e = err(&plan, ZapMode::Passive);
+            assert!(e.contains(key.split(':').next().unwrap()), "{e}");
+        }
     }
 
     #[test]
