@@ -20,6 +20,9 @@ const FOREIGN_OPTIONS: &[&str] = &[
     "-quickout",
     "-quickprogress",
     "-script",
+    "-autocheck",
+    "-zapit",
+    "-session",
 ];
 
 /// The program the `zap` preset runs when `zap_path` is not set.

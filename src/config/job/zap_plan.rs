@@ -2,9 +2,10 @@
 //! either generated from the job's settings (one context whose URL is the target, `spider`,
 //! `spiderAjax` on request, `passiveScan-wait`, `activeScan` in active mode, and a
 //! `traditional-json` report into the run directory, with durations taken from the job's
-//! timeout), or the operator's own plan, checked (its context URLs are the target; an
-//! `activeScan` job if and only if the mode is active) and adjusted so that its report lands
-//! where the agent looks. Building is pure: text and settings in, YAML text out (serialized by
+//! timeout), or the operator's own plan, checked (its context URLs are the target; job types
+//! the agent knows, attacking ones only in active mode, an enabled `activeScan` in active mode;
+//! nothing that takes the run's outcome from the agent; no string that ZAP's YAML 1.1 reader
+//! would read as something else) and given the agent's own report job, last. Building is pure: text and settings in, YAML text out (serialized by
 //! serde, never pieced together). Reading the operator's file is [`read_user_plan`], bounded.
 
 use std::io::Read;
@@ -109,7 +110,10 @@ impl Durations {
     /// least 10%) is for ZAP's start, its report and its exit.
     pub fn from_timeout(timeout: Duration) -> Durations {
         // Saturating: a timeout of a hundred billion years must not overflow.
-        let share = |percent: u64| ((timeout.as_secs() / 60).saturating_mul(percent) / 100).max(1);
+        // At most i32::MAX: ZAP keeps these minutes in a Java int.
+        let share = |percent: u64| {
+            ((timeout.as_secs() / 60).saturating_mul(percent) / 100).clamp(1, i32::MAX as u64)
+        };
         Durations {
             spider: share(20),
             spider_ajax: share(10),
@@ -357,6 +361,41 @@ fn text(v: &Value) -> Option<&str> {
     v.as_str()
 }
 
+/// Whether ZAP's YAML 1.1 reader (SnakeYAML) would read the string `s` as something else (a
+/// boolean such as `no` or `on`, a number such as `1:30` or `1_000`, a date) once the agent has
+/// written its copy of the plan: a YAML 1.2 writer leaves such strings unquoted.
+fn yaml11_reads_otherwise(s: &str) -> bool {
+    const BOOLS: &[&str] = &[
+        "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+        "OFF",
+    ];
+    if BOOLS.contains(&s) {
+        return true;
+    }
+    let unsigned = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let numeric = unsigned.starts_with(|c: char| c.is_ascii_digit())
+        && unsigned
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() || matches!(c, '_' | ':' | '.' | 'x' | 'o' | 'b'));
+    let date =
+        s.len() >= 8 && s.as_bytes()[..4].iter().all(u8::is_ascii_digit) && s.as_bytes()[4] == b'-';
+    (numeric && (unsigned.contains('_') || unsigned.contains(':') || unsigned.starts_with("0b")))
+        || date
+}
+
+/// The first string in `v` (keys included) that [`yaml11_reads_otherwise`].
+fn ambiguous_string(v: &Value) -> Option<&str> {
+    match v {
+        Value::String(s) if yaml11_reads_otherwise(s) => Some(s),
+        Value::Sequence(items) => items.iter().find_map(ambiguous_string),
+        Value::Mapping(m) => m
+            .iter()
+            .find_map(|(k, v)| ambiguous_string(k).or_else(|| ambiguous_string(v))),
+        Value::Tagged(t) => ambiguous_string(&t.value),
+        _ => None,
+    }
+}
+
 /// URLs are compared without a trailing slash: ZAP treats `https://x` and `https://x/` alike.
 fn same_url(a: &str, b: &str) -> bool {
     a.trim_end_matches('/') == b.trim_end_matches('/')
@@ -373,6 +412,13 @@ fn checked(text_in: &str, target: &str, mode: ZapMode) -> Result<Value, PlanErro
     // ZAP's YAML reader applies merge keys (`<<: *anchor`): so does the check.
     plan.apply_merge()
         .map_err(|e| PlanError::Yaml(e.to_string()))?;
+    if let Some(s) = ambiguous_string(&plan) {
+        return Err(shape(format!(
+            "holds the string {s:?}, which ZAP's YAML reader (YAML 1.1) would take for a \
+             boolean, a number or a date in the copy the agent runs: write it so that it cannot \
+             be (true or false for a boolean, a plain number for a number)"
+        )));
+    }
     let root = plan.as_mapping().ok_or_else(|| {
         shape("is not a ZAP Automation Framework plan (a mapping with env and jobs)")
     })?;
@@ -444,13 +490,15 @@ fn checked(text_in: &str, target: &str, mode: ZapMode) -> Result<Value, PlanErro
         // status of its own, tests that fail the plan, a job run after an error.
         if kind == "exitStatus" {
             return Err(shape(format!(
-                "jobs[{n}] is an exitStatus job, which changes ZAP's exit code: the agent reads                  it (0 and 2 upload the report, 1 sets it aside); remove the job"
+                "jobs[{n}] is an exitStatus job, which changes ZAP's exit code: the agent reads \
+                 it (0 and 2 upload the report, 1 sets it aside); remove the job"
             )));
         }
         for key in ["alwaysRun", "tests"] {
             if job.get(key).is_some() {
                 return Err(shape(format!(
-                    "jobs[{n}] ({kind}) has {key}, which changes whether a failed scan's report                      is written or the plan fails: remove it"
+                    "jobs[{n}] ({kind}) has {key}, which changes whether a failed scan's report \
+                     is written or the plan fails: remove it"
                 )));
             }
         }
@@ -460,7 +508,13 @@ fn checked(text_in: &str, target: &str, mode: ZapMode) -> Result<Value, PlanErro
         {
             return Err(shape(format!("jobs[{n}].parameters is not a mapping")));
         }
-        let enabled = job.get("enabled").and_then(Value::as_bool) != Some(false);
+        // A YAML 1.1 reader (ZAP's) takes `no`, `off` and the like for false: only a real
+        // boolean says whether the job runs.
+        let enabled = match job.get("enabled") {
+            None => true,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(shape(format!("jobs[{n}].enabled is not true or false"))),
+        };
         if ATTACKING.contains(&kind) {
             attacks.get_or_insert((n, kind));
             if kind == ACTIVE_SCAN && enabled {
@@ -468,7 +522,9 @@ fn checked(text_in: &str, target: &str, mode: ZapMode) -> Result<Value, PlanErro
             }
         } else if !LOOKING.contains(&kind) {
             return Err(shape(format!(
-                "jobs[{n}] has the type {kind:?}, which the agent does not know: it cannot                  tell whether it attacks the target (and so whether the report is OWASP_ZAP or                  OWASP_ZAP_ACTIVE). Known: {} and, with mode = \"active\", {}",
+                "jobs[{n}] has the type {kind:?}, which the agent does not know: it cannot \
+                 tell whether it attacks the target (and so whether the report is OWASP_ZAP or \
+                 OWASP_ZAP_ACTIVE). Known: {} and, with mode = \"active\", {}",
                 LOOKING.join(", "),
                 ATTACKING.join(", ")
             )));
@@ -518,6 +574,8 @@ mod tests {
     #[test]
     fn durations_of_a_huge_timeout_do_not_overflow() {
         let d = Durations::from_timeout(Duration::from_secs(u64::MAX));
+        assert_eq!(d.active, i32::MAX as u64, "ZAP keeps minutes in a Java int");
+        let d = Durations::from_timeout(Duration::from_secs(3600 * 24 * 365 * 1000));
         assert!(d.active > d.spider && d.spider > d.passive_wait);
         assert!(d.total(true, ZapMode::Active) > 0);
     }
@@ -736,6 +794,23 @@ jobs:
         let enabled = USER.replace("type: requestor", "type: activeScan\n    enabled: true");
         assert!(check_user_plan(&enabled, target, ZapMode::Active).is_ok());
         // ZAP's exit code and a failed scan's report are the agent's to judge.
+        // ZAP reads YAML 1.1: `no` is false there, and a quoted "no" is written back unquoted.
+        for enabled in ["no", "\"no\"", "off", "0"] {
+            let plan = USER.replace(
+                "type: requestor",
+                &format!("type: activeScan\n    enabled: {enabled}"),
+            );
+            let e = err(&plan, ZapMode::Active);
+            assert!(
+                e.contains("enabled") || e.contains("YAML 1.1"),
+                "enabled: {enabled}: {e}"
+            );
+        }
+        for value in ["\"on\"", "\"1:30\"", "\"1_000\"", "\"2026-12-06\""] {
+            let plan = USER.replace("maxDuration: 5", &format!("maxDuration: {value}"));
+            let e = err(&plan, ZapMode::Passive);
+            assert!(e.contains("YAML 1.1"), "{value}: {e}");
+        }
         let exit = USER.replace("type: requestor", "type: exitStatus");
         assert!(err(&exit, ZapMode::Passive).contains("exitStatus"));
         for key in ["alwaysRun: true", "tests: []"] {
