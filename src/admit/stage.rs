@@ -70,6 +70,12 @@ impl Admission {
         rescan_interval: Duration,
         once: bool,
     ) -> Admission {
+        // A reload makes a new admission: a pause for room said by the one before is this
+        // one's to end (else `status` and the metric would say paused for ever).
+        let said = Said {
+            room_paused: status.is_admission_paused(),
+            ..Default::default()
+        };
         Admission {
             admitter,
             uploads: Some(uploads),
@@ -77,7 +83,7 @@ impl Admission {
             status: Some(status),
             rescan_interval,
             once,
-            said: Mutex::default(),
+            said: Mutex::new(said),
         }
     }
 

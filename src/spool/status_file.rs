@@ -176,6 +176,17 @@ impl StatusBoard {
     }
 
     /// Admission waits for room (`Some(why)`), or no longer does.
+    /// Whether admission is said to be paused for room (by this run's admission so far: a
+    /// reload's new admission takes it over, to say when it ends).
+    pub fn is_admission_paused(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .status
+            .admission_paused
+            .is_some()
+    }
+
     pub fn admission_paused(&self, why: Option<&str>) {
         self.update(|s| s.admission_paused = why.map(str::to_string));
     }

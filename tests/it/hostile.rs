@@ -634,6 +634,62 @@ async fn a_full_state_disk_delays_reports_but_loses_none() {
     assert!(waits <= N, "at most once per file: {waits}\n{}", end.log);
 }
 
+/// A reload while admission waits for room: the new admission takes the pause over and ends it
+/// when room comes back (else `status` and the `admission_paused` metric, which an alert
+/// watches, would say paused until the next restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_while_admission_waits_for_room_still_ends_the_pause() {
+    let Some(state_fs) = Tmpfs::mount("4m", "the reload-while-full test") else {
+        return;
+    };
+    let api = StandIn::start().await;
+    let mut home = Home::new(&api.url(), "min_free_space = \"1MiB\"", "");
+    home.set_state(&state_fs.path().join("state"));
+    std::fs::create_dir_all(&home.state).unwrap();
+    // Below the floor: admission pauses (not one file waiting for its own room).
+    let filler = state_fs.path().join("filler");
+    std::fs::write(&filler, vec![b'x'; 3 * 1024 * 1024 + 512 * 1024]).unwrap();
+    let agent = Agent::start(&home, &[]);
+    const N: usize = 3;
+    for i in 0..N {
+        home.drop_file(&format!("r{i}.xml"), &distinct_report(i, 1024));
+    }
+    let paused = |home: &Home| {
+        let out = home.cli(&["status", "--format", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        v["admission_paused"].is_string()
+    };
+    eventually("admission pauses for room", Duration::from_secs(20), || {
+        paused(&home)
+    })
+    .await;
+    // Room comes back just as the daemon reloads: the new admission never sees the disk full,
+    // only the files going in again.
+    std::fs::remove_file(&filler).unwrap();
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(agent.pid() as i32).unwrap(),
+        rustix::process::Signal::HUP,
+    )
+    .unwrap();
+    eventually("the reload is taken", Duration::from_secs(20), || {
+        std::fs::read_to_string(home.state.join("reload.json")).is_ok_and(|r| r.contains("true"))
+    })
+    .await;
+    api.wait_for_uploads(N, Duration::from_secs(30)).await;
+    eventually(
+        "status no longer says admission is paused",
+        Duration::from_secs(20),
+        || !paused(&home),
+    )
+    .await;
+    let end = agent.stop().await;
+    assert!(
+        end.log.contains("admission resumed"),
+        "{}",
+        &end.log[end.log.len().saturating_sub(4000)..]
+    );
+}
+
 /// FIFOs, sockets and device nodes in a watch directory are skipped without being opened; the
 /// report beside them goes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
