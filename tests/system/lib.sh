@@ -73,10 +73,13 @@ boot() {
     systemd.firstboot=off >"$dir/console.log" 2>&1 &
   local pid=$!
   containers[-1]="$pid:$dir"
-  local end=$((SECONDS + 60))
+  # 120 s: a boot on a loaded CI machine has been seen to need more than 60.
+  local end=$((SECONDS + 120))
   LEADER=
   while [ -z "$LEADER" ]; do
-    LEADER=$(pgrep -P "$pid" | head -n 1 || true)
+    # The container's init once it has exec'd (a child of nspawn named otherwise may be a
+    # short-lived helper, or the init not exec'd yet: nsenter into it would fail for good).
+    LEADER=$(pgrep -P "$pid" -x 'systemd|init' | head -n 1 || true)
     [ "$SECONDS" -lt "$end" ] || { cat "$dir/console.log" >&2; fail "boot $name: no init"; }
     [ -n "$LEADER" ] || sleep 0.2
   done
