@@ -395,13 +395,41 @@ pub struct Output {
 pub struct Daemon {
     pub token: CancellationToken,
     pub handle: JoinHandle<Result<(), hostedscan_agent::app::AppError>>,
+    /// Where [`Daemon::reload`] sends a configuration (as SIGHUP would have it read).
+    reloads: Option<tokio::sync::mpsc::Sender<hostedscan_agent::app::Reload>>,
 }
 
 impl Daemon {
     pub fn start(cfg: Config) -> Daemon {
         let token = CancellationToken::new();
         let handle = tokio::spawn(hostedscan_agent::run(cfg, token.clone()));
-        Daemon { token, handle }
+        Daemon {
+            token,
+            handle,
+            reloads: None,
+        }
+    }
+
+    /// The same, taking reloads from [`Daemon::reload`].
+    pub fn start_reloading(cfg: Config) -> Daemon {
+        let token = CancellationToken::new();
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let handle = tokio::spawn(hostedscan_agent::app::run_reloading(
+            cfg,
+            Some(rx),
+            token.clone(),
+        ));
+        Daemon {
+            token,
+            handle,
+            reloads: Some(tx),
+        }
+    }
+
+    /// Have a daemon of [`Daemon::start_reloading`] take `cfg`, as a SIGHUP would.
+    pub async fn reload(&self, cfg: Config) {
+        let tx = self.reloads.as_ref().expect("started with start_reloading");
+        tx.send(Ok(cfg)).await.unwrap();
     }
 
     /// Stop it and wait; panics if it takes longer than the shutdown grace plus a margin.

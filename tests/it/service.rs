@@ -570,13 +570,7 @@ async fn a_reload_cuts_no_scan_short_and_repeats_no_upload() {
         scan.display()
     );
     std::fs::write(&home.config, cfg).unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let token = tokio_util::sync::CancellationToken::new();
-    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
-        home.load(),
-        Some(rx),
-        token.clone(),
-    ));
+    let daemon = Daemon::start_reloading(home.load());
     // Wait until the scan runs, then slow the API down and drop a file, so that an upload
     // is in flight too.
     eventually("the scan starts", Duration::from_secs(10), || {
@@ -599,7 +593,7 @@ async fn a_reload_cuts_no_scan_short_and_repeats_no_upload() {
         .replace("name = \"slow\"", "name = \"newer\"")
         .replace("* * * * * *", "@yearly");
     std::fs::write(&home.config, cfg).unwrap();
-    tx.send(Ok(home.load())).await.unwrap();
+    daemon.reload(home.load()).await;
 
     // The scan in progress finishes and is uploaded; the upload in flight lands once.
     let ups = api.wait_for_uploads(2, Duration::from_secs(30)).await;
@@ -616,8 +610,7 @@ async fn a_reload_cuts_no_scan_short_and_repeats_no_upload() {
         j["slow"]["last_outcome"], "ok",
         "the scan was not cut short: {j}"
     );
-    token.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
 
 /// A job whose schedule has no future time (a one-off in a past year) is a warning, not a

@@ -32,6 +32,13 @@ fn copy_job(name: &str, source: &str) -> String {
     )
 }
 
+/// The Nmap fixture made distinct by a comment naming `n`.
+fn report(n: &str) -> Vec<u8> {
+    let mut r = nmap_report();
+    r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
+    r
+}
+
 fn drop_into(dir: &std::path::Path, name: &str, bytes: &[u8]) {
     let tmp = dir.join(format!(".{name}.part"));
     std::fs::write(&tmp, bytes).unwrap();
@@ -192,13 +199,7 @@ async fn each_watch_and_job_uploads_to_its_own_source_and_a_restart_reuses_them(
 async fn a_reload_adds_sources_and_renames_the_default() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let token = tokio_util::sync::CancellationToken::new();
-    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
-        home.load(),
-        Some(rx),
-        token.clone(),
-    ));
+    let daemon = Daemon::start_reloading(home.load());
     home.drop_file("first.xml", &nmap_report());
     api.wait_for_uploads(1, WAIT).await;
     let first_default = id_of(&api, "Agent tests");
@@ -216,16 +217,11 @@ async fn a_reload_adds_sources_and_renames_the_default() {
         pinned.display()
     );
     std::fs::write(&home.config, cfg).unwrap();
-    tx.send(Ok(home.load())).await.unwrap();
+    daemon.reload(home.load()).await;
     eventually("the reload is taken", WAIT, || {
         std::fs::read_to_string(home.state.join("reload.json")).is_ok_and(|r| r.contains("true"))
     })
     .await;
-    let report = |n: &str| {
-        let mut r = nmap_report();
-        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
-        r
-    };
     drop_into(&lab, "lab.xml", &report("lab"));
     drop_into(&pinned, "pinned.xml", &report("pinned"));
     home.drop_file("office.xml", &report("office"));
@@ -246,8 +242,7 @@ async fn a_reload_adds_sources_and_renames_the_default() {
     let renamed = id_of(&api, "Renamed default");
     assert_ne!(renamed, first_default);
     assert_eq!(to("office.xml"), renamed, "[source] is taken by the reload");
-    token.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
 
 /// Many files for a source not known yet, uploaded four at a time: the name is created once.
@@ -288,11 +283,6 @@ async fn a_deleted_source_holds_its_files_until_it_is_fixed_and_the_others_go_on
     let old_dmz = id_of(&api, &dmz_name);
     assert!(api.delete_source(&old_dmz));
 
-    let report = |n: &str| {
-        let mut r = nmap_report();
-        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
-        r
-    };
     drop_into(&dmz, "held1.xml", &report("held1"));
     drop_into(&dmz, "held2.xml", &report("held2"));
     eventually(
@@ -430,13 +420,7 @@ async fn held_files_survive_a_restart_and_follow_a_reloaded_pin() {
     assert!(home.names_in("failed").is_empty());
     assert_eq!(home.names_in("queue").len(), 2, "b.xml and its record");
 
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let token = tokio_util::sync::CancellationToken::new();
-    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
-        home.load(),
-        Some(rx),
-        token.clone(),
-    ));
+    let daemon = Daemon::start_reloading(home.load());
     eventually("b.xml is held again after the restart", WAIT, || {
         unusable(&home)
     })
@@ -447,7 +431,7 @@ async fn held_files_survive_a_restart_and_follow_a_reloaded_pin() {
         &format!("source = \"DMZ ({{hostname}})\"\nsource_id = \"{replacement}\""),
     );
     std::fs::write(&home.config, cfg).unwrap();
-    tx.send(Ok(home.load())).await.unwrap();
+    daemon.reload(home.load()).await;
     eventually("b.xml goes to the pinned source", WAIT, || {
         api.uploads()
             .iter()
@@ -458,8 +442,7 @@ async fn held_files_survive_a_restart_and_follow_a_reloaded_pin() {
         !unusable(&home)
     })
     .await;
-    token.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
 
 /// `--once` with a deleted source: the file stays queued and the pass exits 75 (pending) with
@@ -535,11 +518,6 @@ async fn files_held_past_the_memory_cap_stop_no_other_source_and_all_follow_the_
     api.wait_for_uploads(1, WAIT).await;
     let old_dmz = id_of(&api, &dmz_name);
     assert!(api.delete_source(&old_dmz));
-    let report = |n: &str| {
-        let mut r = nmap_report();
-        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
-        r
-    };
     for i in 0..6 {
         drop_into(&dmz, &format!("held{i}.xml"), &report(&format!("held{i}")));
     }
@@ -588,20 +566,9 @@ async fn files_held_past_the_memory_cap_stop_no_other_source_and_all_follow_the_
 async fn a_refused_source_lookup_is_asked_once_and_its_files_wait_for_a_reload() {
     let api = StandIn::start().await;
     let (home, dmz) = two_watches(&api, "");
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let token = tokio_util::sync::CancellationToken::new();
-    let daemon = tokio::spawn(hostedscan_agent::app::run_reloading(
-        home.load(),
-        Some(rx),
-        token.clone(),
-    ));
+    let daemon = Daemon::start_reloading(home.load());
     home.drop_file("office0.xml", &nmap_report());
     api.wait_for_uploads(1, WAIT).await;
-    let report = |n: &str| {
-        let mut r = nmap_report();
-        r.extend_from_slice(format!("<!-- {n} -->\n").as_bytes());
-        r
-    };
 
     api.set_default_fault(Endpoint::Sources, Some(Fault::Status(422)));
     let asked_before = api.requests_to(Endpoint::Sources).len();
@@ -636,13 +603,12 @@ async fn a_refused_source_lookup_is_asked_once_and_its_files_wait_for_a_reload()
 
     // The operator's fix (here: HostedScan accepts again) and a reload: the files go.
     api.set_default_fault(Endpoint::Sources, None);
-    tx.send(Ok(home.load())).await.unwrap();
+    daemon.reload(home.load()).await;
     eventually("the DMZ files are uploaded after the reload", WAIT, || {
         uploaded_named(&api, "dmz").len() == 3
     })
     .await;
     let dmz_id = id_of(&api, &format!("DMZ ({})", hostname()));
     assert!(uploaded_named(&api, "dmz").iter().all(|id| *id == dmz_id));
-    token.cancel();
-    daemon.await.unwrap().unwrap();
+    daemon.stop().await;
 }
