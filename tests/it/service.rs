@@ -242,10 +242,14 @@ async fn metrics_count_what_the_daemon_did() {
         || !home.names_in("rejected").is_empty(),
     )
     .await;
-    // The stand-in has the file before the agent has read its answer and counted it.
+    // The stand-in has the file before the agent has read its answer and counted it, and the
+    // rejected file is in `rejected/` before its outcome is counted: wait for both counts.
     let mut text = scrape(port).await;
     for _ in 0..100 {
-        if value(&text, "hostedscan_agent_uploads_total{result=\"uploaded\"}").is_some() {
+        if value(&text, "hostedscan_agent_uploads_total{result=\"uploaded\"}").is_some()
+            && value(&text, "hostedscan_agent_files_rejected_total{kind=\"not_a_report\"}")
+                == Some(1.0)
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
