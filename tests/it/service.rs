@@ -247,8 +247,10 @@ async fn metrics_count_what_the_daemon_did() {
     let mut text = scrape(port).await;
     for _ in 0..100 {
         if value(&text, "hostedscan_agent_uploads_total{result=\"uploaded\"}").is_some()
-            && value(&text, "hostedscan_agent_files_rejected_total{kind=\"not_a_report\"}")
-                == Some(1.0)
+            && value(
+                &text,
+                "hostedscan_agent_files_rejected_total{kind=\"not_a_report\"}",
+            ) == Some(1.0)
         {
             break;
         }
@@ -299,8 +301,18 @@ async fn metrics_count_what_the_daemon_did() {
         || api.requests_to(Endpoint::Results).len() >= 2,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let text = scrape(port).await;
+    // The refusal is counted and the pause shown a moment after the stand-in answered.
+    let mut text = scrape(port).await;
+    for _ in 0..100 {
+        if value(&text, "hostedscan_agent_uploads_paused") == Some(1.0)
+            && value(&text, "hostedscan_agent_uploads_total{result=\"retried\"}")
+                .is_some_and(|n| n >= 1.0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        text = scrape(port).await;
+    }
     let get = |n: &str| value(&text, n).unwrap_or_else(|| panic!("{n} missing from\n{text}"));
     assert!(get("hostedscan_agent_uploads_total{result=\"retried\"}") >= 1.0);
     assert_eq!(get("hostedscan_agent_queue_depth"), 1.0);
