@@ -134,7 +134,7 @@ fn rejection(e: XmlError, format: Format, locate: impl Fn(u64) -> String) -> Rej
     use RejectKind::{Forbidden, Incomplete, Limit, Malformed, Unsupported};
     let at = locate(e.at);
     let not_wf = |what: &str| (Malformed, format!("not well-formed XML at {at}: {what}"));
-    let (kind, reason) = match e.kind {
+    let (kind, reason) = match *e.kind {
         ErrorKind::Truncated(what) => (
             Incomplete,
             format!(

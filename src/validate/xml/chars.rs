@@ -59,6 +59,50 @@ pub(crate) fn is_ws(b: u8) -> bool {
     CLASS[b as usize] & WS != 0
 }
 
+/// How many bytes at the start of `bytes` are name characters (`is_name`). Sixteen bytes at a
+/// time with a branch-free word test (SWAR): names are short and of every length, so a byte
+/// loop's exit branch mispredicts on nearly every name, and one word holds nearly all names.
+#[inline(always)]
+pub(crate) fn name_len(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(w) = bytes.get(i..i + 16) {
+        let x = u128::from_le_bytes(w.try_into().unwrap_or_default());
+        let stop = not_name_mask(x);
+        if stop != 0 {
+            return i + (stop.trailing_zeros() / 8) as usize;
+        }
+        i += 16;
+    }
+    i + bytes[i..].iter().take_while(|b| is_name(**b)).count()
+}
+
+/// `b` in every byte of a 128-bit word.
+pub(crate) const fn splat(b: u8) -> u128 {
+    u128::from_le_bytes([b; 16])
+}
+
+/// The high bit of each byte of `x` that is not a name character (every byte is tested
+/// exactly: no carry crosses a byte, since the ASCII tests work on seven-bit values).
+#[inline(always)]
+fn not_name_mask(x: u128) -> u128 {
+    const HI: u128 = splat(0x80);
+    const LOW7: u128 = splat(0x7F);
+    let high = x & HI; // bytes >= 0x80 are name characters
+    let a = x & LOW7;
+    // High bit set where the seven-bit byte is >= `b` (no carry: a + 0x80 - b <= 0xFF).
+    let ge = |v: u128, b: u8| (v + splat(0x80 - b)) & HI;
+    let eq = |b: u8| {
+        let y = a ^ splat(b);
+        !((y + LOW7) | y) & HI
+    };
+    let lower = a | splat(0x20);
+    let letter = ge(lower, b'a') & !ge(lower, b'z' + 1);
+    // '-', '.', the digits and ':' are 0x2D..=0x3A, all but '/'.
+    let punct = ge(a, b'-') & !ge(a, b':' + 1) & !eq(b'/');
+    let name = high | letter | punct | eq(b'_');
+    !name & HI
+}
+
 /// A byte that ends a run of plain attribute-value characters: a quote, `<` or `&`.
 #[inline]
 pub(crate) fn is_value_stop(b: u8) -> bool {
@@ -205,6 +249,25 @@ mod tests {
         assert_eq!(reference(b"lol;"), Ref::Entity("lol".into()));
         let long = "a".repeat(MAX_REF + 10);
         assert!(matches!(reference(long.as_bytes()), Ref::Entity(s) if s.ends_with("...")));
+    }
+
+    #[test]
+    fn name_len_agrees_with_the_byte_class_for_every_byte_at_every_position() {
+        let slow = |b: &[u8]| b.iter().take_while(|c| is_name(**c)).count();
+        for stop in 0..=255u8 {
+            for at in 0..20 {
+                for fill in [b'a', b'Z', b'0', b'_', b':', b'-', b'.', 0xC3, 0xA9] {
+                    let mut bytes = vec![fill; 24];
+                    bytes[at] = stop;
+                    for len in [at + 1, 24] {
+                        let b = &bytes[..len];
+                        assert_eq!(name_len(b), slow(b), "{stop:#x} at {at} in {fill:#x}, {len}");
+                    }
+                }
+            }
+        }
+        assert_eq!(name_len(b""), 0);
+        assert_eq!(name_len(b"nmaprun scanner"), 7);
     }
 
     #[test]

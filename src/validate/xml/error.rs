@@ -12,12 +12,17 @@ pub struct XmlError {
     /// Absolute byte offset: where the offending construct starts (for a truncation, where the
     /// construct the input ends in started; for `NoRoot`/`Unclosed`, where the input ends).
     pub at: u64,
-    pub kind: ErrorKind,
+    /// Boxed, so that the parser's results stay two words wide on the hot path (an error is
+    /// made once per document).
+    pub kind: Box<ErrorKind>,
 }
 
 impl XmlError {
     pub(crate) fn new(at: u64, kind: ErrorKind) -> Self {
-        XmlError { at, kind }
+        XmlError {
+            at,
+            kind: Box::new(kind),
+        }
     }
 }
 
@@ -29,7 +34,7 @@ impl fmt::Display for XmlError {
 
 impl std::error::Error for XmlError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match &self.kind {
+        match &*self.kind {
             ErrorKind::Read(e) => Some(e),
             _ => None,
         }

@@ -3,7 +3,7 @@
 //! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
 //! Each says what is wrong with a typed problem; the parser adds where.
 
-use super::chars::{is_name, is_name_start, is_value_stop, is_ws, reference, Ref};
+use super::chars::{is_name_start, is_value_stop, is_ws, name_len, reference, splat, Ref};
 use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
 
 /// More attributes than this on one tag are checked for repeats with a hash set.
@@ -11,8 +11,8 @@ const FEW_ATTRS: usize = 16;
 
 /// The outcome of scanning a tag that must be whole in the buffer.
 pub(super) enum Scan {
-    /// The tag ends with the `>` at this index; `empty` for `/>`.
-    Done { gt: usize, empty: bool },
+    /// The tag ends with the `>` at this index; `empty` for `/>`; its name is `name` bytes.
+    Done { gt: usize, empty: bool, name: usize },
     /// The buffer ends first.
     More,
     /// Not well-formed (or, for an entity reference, refused).
@@ -88,13 +88,13 @@ pub(super) fn doctype_body(body: &[u8]) -> Result<(), DoctypeProblem> {
 }
 
 /// The name starting at `from` (empty if none does).
+#[inline(always)]
 pub(super) fn name_at(buf: &[u8], from: usize) -> &[u8] {
     let rest = buf.get(from..).unwrap_or_default();
     if !rest.first().is_some_and(|b| is_name_start(*b)) {
         return &[];
     }
-    let len = rest.iter().position(|b| !is_name(*b)).unwrap_or(rest.len());
-    &rest[..len]
+    &rest[..name_len(rest)]
 }
 
 /// The length of the longest prefix of `bytes` that does not end inside a UTF-8 sequence.
@@ -118,10 +118,12 @@ pub(super) fn char_boundary(bytes: &[u8]) -> usize {
 /// Checks the tag starting with the `<` at `start`: its name, and each attribute (separated
 /// by whitespace, `name = "value"`, no `<` in the value, only allowed references, no key
 /// twice). `keys` is scratch space for the keys seen.
-pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> Scan {
+#[inline]
+pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan {
     let n = buf.len();
-    let mut i = start + 1 + name_at(buf, start + 1).len();
-    keys.clear();
+    let name = name_at(buf, start + 1).len();
+    let mut i = start + 1 + name;
+    keys.n = 0;
     let mut many: Option<std::collections::HashSet<&[u8]>> = None;
     // One bit per key seen: a key whose bit is clear is new without comparing it to any.
     let mut bloom = 0u64;
@@ -134,6 +136,7 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
                 return Scan::Done {
                     gt: i,
                     empty: false,
+                    name,
                 }
             }
             b'/' => {
@@ -142,19 +145,21 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
                     Some(b'>') => Scan::Done {
                         gt: i + 1,
                         empty: true,
+                        name,
                     },
                     Some(_) => Scan::Bad(AttrProblem::SlashNotClosing),
                 }
             }
-            _ if is_ws(b) => {}
+            _ if is_ws(b) => i += 1,
             _ => {
-                return Scan::Bad(if keys.is_empty() {
+                return Scan::Bad(if keys.n == 0 && many.is_none() {
                     AttrProblem::AfterName(b)
                 } else {
                     AttrProblem::NotSeparated
                 })
             }
         }
+        // Usually one space: more whitespace is the rare case.
         while i < n && is_ws(buf[i]) {
             i += 1;
         }
@@ -170,14 +175,19 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
         }
         let key_at = i;
         i += key.len();
-        while i < n && is_ws(buf[i]) {
-            i += 1;
-        }
         let shown = || String::from_utf8_lossy(key).into_owned();
-        match buf.get(i) {
-            None => return Scan::More,
-            Some(b'=') => i += 1,
-            Some(_) => return Scan::Bad(AttrProblem::NoValue { key: shown() }),
+        // `key="` is the common case; whitespace around `=` the rare one.
+        if buf.get(i) == Some(&b'=') {
+            i += 1;
+        } else {
+            while i < n && is_ws(buf[i]) {
+                i += 1;
+            }
+            match buf.get(i) {
+                None => return Scan::More,
+                Some(b'=') => i += 1,
+                Some(_) => return Scan::Bad(AttrProblem::NoValue { key: shown() }),
+            }
         }
         while i < n && is_ws(buf[i]) {
             i += 1;
@@ -193,8 +203,11 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
             let Some(&b) = buf.get(i) else {
                 return Scan::More;
             };
+            if b == quote {
+                i += 1;
+                break;
+            }
             match b {
-                b'"' | b'\'' if b != quote => i += 1,
                 b'<' => return Scan::Bad(AttrProblem::Lt { key: shown() }),
                 b'&' => match reference(&buf[i + 1..]) {
                     Ref::Ok { len, .. } => i += 1 + len,
@@ -207,22 +220,23 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
                     }
                     Ref::Bare => return Scan::Bad(AttrProblem::BareAmp { key: shown() }),
                 },
-                _ => {
-                    i += 1;
-                    break;
-                }
+                // The other quote, which is only a character here.
+                _ => i += 1,
             }
         }
         let repeated = match many.as_mut() {
             Some(set) => !set.insert(key),
             None => {
-                let new = Key::new(buf, key_at, key.len());
-                let bit = 1u64 << (new.head.wrapping_add(new.len as u64).wrapping_mul(K) >> 58);
-                let seen = bloom & bit != 0 && keys.iter().any(|k| k.same(&new, buf));
+                let head = key_head(buf, key_at, key.len());
+                let bit = 1u64 << (head.wrapping_add(key.len() as u64).wrapping_mul(K) >> 58);
+                let seen = bloom & bit != 0 && keys.seen(head, key, buf);
                 bloom |= bit;
-                keys.push(new);
-                if keys.len() > FEW_ATTRS {
-                    many = Some(keys.iter().map(|k| k.bytes(buf)).collect());
+                if keys.n < FEW_ATTRS {
+                    keys.push(head, key_at, key.len());
+                } else {
+                    let mut set = keys.to_set(buf);
+                    set.insert(key);
+                    many = Some(set);
                 }
                 seen
             }
@@ -234,26 +248,26 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Vec<Key>) -> S
 }
 
 /// The index of the first quote, `<` or `&` at or after `i` (or `buf.len()`). Values are
-/// short, so memchr's set-up costs more than it saves; eight bytes at a time with a
+/// short, so memchr's set-up costs more than it saves; sixteen bytes at a time with a
 /// branch-free word test (SWAR) beats a byte loop, whose exit branch mispredicts on every
 /// value of a new length.
-#[inline]
+#[inline(always)]
 fn value_stop(buf: &[u8], mut i: usize) -> usize {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
+    const LO: u128 = splat(0x01);
+    const HI: u128 = splat(0x80);
     // High bit set in each byte of `x` equal to `b`; the lowest one set is exact (bits above
     // a match may be spurious, which never matters for finding the first).
-    let eq = |x: u64, b: u8| {
-        let y = x ^ (LO * u64::from(b));
+    let eq = |x: u128, b: u8| {
+        let y = x ^ splat(b);
         y.wrapping_sub(LO) & !y & HI
     };
-    while let Some(w) = buf.get(i..i + 8) {
-        let x = u64::from_le_bytes(w.try_into().unwrap_or_default());
+    while let Some(w) = buf.get(i..i + 16) {
+        let x = u128::from_le_bytes(w.try_into().unwrap_or_default());
         let m = eq(x, b'"') | eq(x, b'\'') | eq(x, b'<') | eq(x, b'&');
         if m != 0 {
             return i + (m.trailing_zeros() / 8) as usize;
         }
-        i += 8;
+        i += 16;
     }
     while i < buf.len() && !is_value_stop(buf[i]) {
         i += 1;
@@ -261,49 +275,76 @@ fn value_stop(buf: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// An attribute key seen in the tag being scanned, compared by its first eight bytes and
-/// length before its bytes (most keys are that short, so the first test decides).
-#[derive(Clone, Copy)]
-pub(super) struct Key {
-    head: u64,
-    at: usize,
-    len: usize,
+/// The attribute keys seen in the tag being scanned (up to `FEW_ATTRS`; more go to a hash
+/// set), each compared by its first eight bytes and length before its bytes (most keys are
+/// that short, so the first test decides). Kept in arrays the scan writes field by field:
+/// building a key as a struct and pushing it cost a store-forwarding stall per attribute.
+pub(super) struct Keys {
+    head: [u64; FEW_ATTRS],
+    at: [usize; FEW_ATTRS],
+    len: [usize; FEW_ATTRS],
+    n: usize,
 }
 
-/// A multiplier that spreads `Key::head` over the bloom filter's 64 bits.
+impl Default for Keys {
+    fn default() -> Self {
+        Keys {
+            head: [0; FEW_ATTRS],
+            at: [0; FEW_ATTRS],
+            len: [0; FEW_ATTRS],
+            n: 0,
+        }
+    }
+}
+
+/// A multiplier that spreads a key's head over the bloom filter's 64 bits.
 const K: u64 = 0x9E37_79B9_7F4A_7C15;
 
-impl Key {
-    /// The key of `len` bytes at `buf[at..]`.
-    fn new(buf: &[u8], at: usize, len: usize) -> Key {
-        let n = len.min(8);
-        let head = match buf.get(at..at + 8) {
-            // One load instead of a copy of `n` bytes; the bytes past the key are masked off.
-            Some(w) => {
-                let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
-                if n == 8 {
-                    w
-                } else {
-                    w & ((1u64 << (8 * n)) - 1)
-                }
-            }
-            None => {
-                let mut head = [0u8; 8];
-                head[..n].copy_from_slice(&buf[at..at + n]);
-                u64::from_le_bytes(head)
-            }
-        };
-        Key { head, at, len }
+impl Keys {
+    #[inline(always)]
+    fn push(&mut self, head: u64, at: usize, len: usize) {
+        let k = self.n;
+        self.head[k] = head;
+        self.at[k] = at;
+        self.len[k] = len;
+        self.n = k + 1;
     }
 
-    fn bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
-        &buf[self.at..self.at + self.len]
+    /// Whether `key` (whose head is `head`) is among the keys kept.
+    fn seen(&self, head: u64, key: &[u8], buf: &[u8]) -> bool {
+        (0..self.n).any(|k| {
+            self.head[k] == head
+                && self.len[k] == key.len()
+                && (key.len() <= 8 || &buf[self.at[k]..self.at[k] + self.len[k]] == key)
+        })
     }
 
-    fn same(&self, other: &Key, buf: &[u8]) -> bool {
-        self.head == other.head
-            && self.len == other.len
-            && (self.len <= 8 || self.bytes(buf) == other.bytes(buf))
+    fn to_set<'b>(&self, buf: &'b [u8]) -> std::collections::HashSet<&'b [u8]> {
+        (0..self.n)
+            .map(|k| &buf[self.at[k]..self.at[k] + self.len[k]])
+            .collect()
+    }
+}
+
+/// The first eight bytes of the key of `len` bytes at `buf[at..]`, zero-padded.
+#[inline(always)]
+fn key_head(buf: &[u8], at: usize, len: usize) -> u64 {
+    let n = len.min(8);
+    match buf.get(at..at + 8) {
+        // One load instead of a copy of `n` bytes; the bytes past the key are masked off.
+        Some(w) => {
+            let w = u64::from_le_bytes(w.try_into().unwrap_or_default());
+            if n == 8 {
+                w
+            } else {
+                w & ((1u64 << (8 * n)) - 1)
+            }
+        }
+        None => {
+            let mut head = [0u8; 8];
+            head[..n].copy_from_slice(&buf[at..at + n]);
+            u64::from_le_bytes(head)
+        }
     }
 }
 

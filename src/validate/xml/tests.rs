@@ -274,7 +274,7 @@ fn each_error_with_its_offset() {
     ];
     for (doc, at, kind) in cases {
         let e = error(doc.as_bytes());
-        assert!(kind(&e.kind), "{doc:?}: {e:?}");
+        assert!(kind(&*e.kind), "{doc:?}: {e:?}");
         assert_eq!(e.at, at, "{doc:?}: {e:?}");
     }
 }
@@ -311,7 +311,7 @@ fn attribute_errors() {
     ];
     for (doc, want) in cases {
         let e = error(doc.as_bytes());
-        match &e.kind {
+        match &*e.kind {
             ErrorKind::BadAttribute { element, problem } => {
                 assert_eq!((element.as_str(), problem), ("a", &want), "{doc:?}");
             }
@@ -323,7 +323,7 @@ fn attribute_errors() {
     let many: String = (0..40).map(|i| format!(" k{i}=\"{i}\"")).collect();
     let e = error(format!("<a{many} k7=\"x\"/>").as_bytes());
     assert!(
-        matches!(&e.kind, ErrorKind::BadAttribute { problem: AttrProblem::Repeated { key }, .. } if key == "k7"),
+        matches!(&*e.kind, ErrorKind::BadAttribute { problem: AttrProblem::Repeated { key }, .. } if key == "k7"),
         "{e:?}"
     );
 }
@@ -368,7 +368,7 @@ fn truncation_says_where_the_cut_construct_starts() {
     ];
     for (doc, at, kind) in cases {
         let e = error(doc.as_bytes());
-        assert!(kind(&e.kind), "{doc:?}: {e:?}");
+        assert!(kind(&*e.kind), "{doc:?}: {e:?}");
         assert_eq!(e.at, at, "{doc:?}: {e:?}");
     }
 }
@@ -378,7 +378,7 @@ fn limits() {
     let deep = "<a>".repeat(MAX_DEPTH + 1);
     let e = error(deep.as_bytes());
     assert!(
-        matches!(e.kind, ErrorKind::TooDeep { limit: MAX_DEPTH }),
+        matches!(*e.kind, ErrorKind::TooDeep { limit: MAX_DEPTH }),
         "{e:?}"
     );
     assert_eq!(e.at, 3 * MAX_DEPTH as u64);
@@ -400,7 +400,7 @@ fn limits() {
     // Read in small pieces, the cap is hit before the whole tag is held.
     let mut pull = XmlPull::new(BufReader::with_capacity(16, big.as_bytes())).with_max_markup(100);
     assert!(matches!(
-        events_of(&mut pull).map_err(|e| e.kind),
+        events_of(&mut pull).map_err(|e| *e.kind),
         Err(ErrorKind::TooLarge { .. })
     ));
     // Cut inside the oversized tag, with all of it read at once: truncated (this once
@@ -408,7 +408,7 @@ fn limits() {
     let mut pull = XmlPull::new(&big.as_bytes()[..200]).with_max_markup(100);
     let e = events_of(&mut pull).expect_err("truncated");
     assert!(
-        matches!(e.kind, ErrorKind::Truncated(Construct::Tag)),
+        matches!(*e.kind, ErrorKind::Truncated(Construct::Tag)),
         "{e:?}"
     );
     // Text, comments, PIs and CDATA stream through whatever their size.
@@ -435,7 +435,7 @@ fn offsets_count_from_where_the_reader_starts_in_the_file() {
     assert!(events_of(&mut XmlPull::new(decl).with_offsets(3, 3)).is_ok());
     let e = events_of(&mut XmlPull::new(decl).with_offsets(5, 3)).expect_err("late");
     assert!(
-        matches!(e.kind, ErrorKind::LateDeclaration { after: None }),
+        matches!(*e.kind, ErrorKind::LateDeclaration { after: None }),
         "{e:?}"
     );
 }
@@ -449,7 +449,7 @@ fn a_failing_reader_is_reported_with_its_error() {
         }
     }
     let e = events_of(&mut XmlPull::new(BufReader::new(Failing))).expect_err("read error");
-    assert!(matches!(&e.kind, ErrorKind::Read(io) if io.to_string() == "disk on fire"));
+    assert!(matches!(&*e.kind, ErrorKind::Read(io) if io.to_string() == "disk on fire"));
     assert!(std::error::Error::source(&e).is_some());
     assert!(e.to_string().contains("disk on fire"), "{e}");
 }

@@ -23,7 +23,7 @@ use std::io::{self, BufRead};
 use super::chars::{is_name_start, is_ws, reference, Ref, RefText};
 use super::error::{Construct, ErrorKind, Prior, XmlError};
 use super::markup::{
-    char_boundary, doctype_body, name_at, pseudo_attrs, scan_start_tag, Key, Scan,
+    char_boundary, doctype_body, name_at, pseudo_attrs, scan_start_tag, Keys, Scan,
 };
 use super::tag::Tag;
 
@@ -81,7 +81,7 @@ pub struct XmlPull<R: BufRead> {
     /// The open elements' names, end to end; `ends[i]` is where the i-th one ends.
     names: Vec<u8>,
     ends: Vec<usize>,
-    attr_keys: Vec<Key>,
+    attr_keys: Keys,
     pending_end: bool,
     /// Where the document starts: the one place an XML declaration may stand.
     doc_start: u64,
@@ -115,7 +115,7 @@ impl<R: BufRead> XmlPull<R> {
             max_markup: MAX_MARKUP,
             names: Vec::new(),
             ends: Vec::new(),
-            attr_keys: Vec::new(),
+            attr_keys: Keys::default(),
             pending_end: false,
             doc_start: 0,
             tokens: 0,
@@ -476,8 +476,9 @@ impl<R: BufRead> XmlPull<R> {
     /// A start tag, whole in the buffer: `Some(range of its content)` once it is read.
     fn start_tag(&mut self) -> Result<Option<(usize, usize, usize)>, XmlError> {
         let start = self.pos;
-        let (gt, empty) = match scan_start_tag(&self.buf[..self.end], start, &mut self.attr_keys) {
-            Scan::Done { gt, empty } => (gt, empty),
+        let (gt, empty, name_len) =
+            match scan_start_tag(&self.buf[..self.end], start, &mut self.attr_keys) {
+            Scan::Done { gt, empty, name } => (gt, empty, name),
             Scan::More => {
                 self.more(start, Construct::Tag)?;
                 return Ok(None);
@@ -489,7 +490,7 @@ impl<R: BufRead> XmlPull<R> {
             }
         };
         self.within_limit(start, gt + 1 - start, Construct::Tag)?;
-        let name = name_at(&self.buf[..gt], start + 1);
+        let name = &self.buf[start + 1..start + 1 + name_len];
         if self.root_done {
             let element = String::from_utf8_lossy(name).into_owned();
             return Err(self.err(start, ErrorKind::SecondRoot { element }));
@@ -497,7 +498,6 @@ impl<R: BufRead> XmlPull<R> {
         if self.depth() >= MAX_DEPTH {
             return Err(self.err(start, ErrorKind::TooDeep { limit: MAX_DEPTH }));
         }
-        let name_len = name.len();
         self.names.extend_from_slice(name);
         self.ends.push(self.names.len());
         self.root_seen = true;
