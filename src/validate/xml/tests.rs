@@ -388,7 +388,7 @@ fn limits() {
     let e = events_of(&mut pull).expect_err("too large");
     assert!(
         matches!(
-            e.kind,
+            *e.kind,
             ErrorKind::TooLarge {
                 construct: Construct::Tag,
                 limit: 100
