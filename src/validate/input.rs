@@ -286,16 +286,26 @@ pub(crate) struct Checked<B> {
     xml_chars: bool,
     /// The last two bytes checked, so U+FFFE/U+FFFF cut by a read are still seen.
     tail: [u8; 2],
+    /// Lines seen so far, while this reader hands its bytes to the parser itself (`None` once
+    /// a reader ahead of the parser has taken them over).
+    lines: Option<Lines>,
 }
 
-/// UTF-8 and newline state, kept apart from `inner` so it can be updated while the inner
-/// buffer is borrowed.
+/// UTF-8 state, kept apart from `inner` so it can be updated while the inner buffer is
+/// borrowed.
 struct Scan {
     carry: [u8; 4],
     carry_len: usize,
     carry_at: u64,
+}
+
+/// Where the recent lines start, so an offset near the read head can be shown as "line L,
+/// column C". Fed every byte once, in order, as it is handed to the parser.
+pub(crate) struct Lines {
     newlines: VecDeque<u64>,
     newline_total: u64,
+    /// Bytes before this absolute offset have been fed.
+    fed_to: u64,
 }
 
 impl<B: BufRead> Checked<B> {
@@ -309,9 +319,12 @@ impl<B: BufRead> Checked<B> {
                 carry: [0; 4],
                 carry_len: 0,
                 carry_at: 0,
+            },
+            lines: Some(Lines {
                 newlines: VecDeque::new(),
                 newline_total: base_newlines,
-            },
+                fed_to: base,
+            }),
             truncated_utf8: None,
             stop: None,
             pending_bad: None,
@@ -338,12 +351,47 @@ impl<B: BufRead> Checked<B> {
 
     /// "line L, column C (byte N)" for an absolute offset at or before the read head.
     pub(crate) fn locate(&self, offset: u64) -> String {
-        self.scan.locate(offset)
+        match &self.lines {
+            Some(lines) => lines.locate(offset),
+            None => format!("byte {offset}"),
+        }
+    }
+
+    /// The line tracking, for a reader that hands these bytes to the parser from now on.
+    pub(crate) fn take_lines(&mut self) -> Option<Lines> {
+        self.lines.take()
+    }
+
+    /// Gives the line tracking back (after a reader ahead could not take it over).
+    pub(crate) fn give_lines(&mut self, lines: Lines) {
+        self.lines = Some(lines);
+    }
+
+    /// Why this reader stopped, once it has.
+    pub(crate) fn stop(&self) -> Option<Stop> {
+        self.stop
     }
 }
 
-impl Scan {
-    fn locate(&self, offset: u64) -> String {
+impl Lines {
+    /// Notes the newlines of `bytes`, which start at absolute offset `abs` (bytes fed before
+    /// are skipped, so a piece may be fed twice).
+    pub(crate) fn feed(&mut self, abs: u64, bytes: &[u8]) {
+        let skip = self.fed_to.saturating_sub(abs).min(bytes.len() as u64) as usize;
+        let from = abs + skip as u64;
+        // memchr skips the bytes between newlines with SIMD instead of testing each one.
+        for i in memchr::memchr_iter(b'\n', &bytes[skip..]) {
+            if self.newlines.len() == NEWLINE_HISTORY {
+                self.newlines.pop_front();
+            }
+            self.newlines.push_back(from + i as u64);
+            self.newline_total += 1;
+        }
+        self.fed_to = self.fed_to.max(abs + bytes.len() as u64);
+    }
+
+    /// "line L, column C (byte N)" for an absolute offset at or before what was fed.
+    pub(crate) fn locate(&self, offset: u64) -> String {
         let after = self
             .newlines
             .iter()
@@ -366,16 +414,10 @@ impl Scan {
         let col = offset.saturating_sub(line_start) + 1;
         format!("line {line}, column {col} (byte {offset})")
     }
+}
 
+impl Scan {
     fn feed(&mut self, abs: u64, bytes: &[u8]) -> Result<(), u64> {
-        // memchr skips the bytes between newlines with SIMD instead of testing each one.
-        for i in memchr::memchr_iter(b'\n', bytes) {
-            if self.newlines.len() == NEWLINE_HISTORY {
-                self.newlines.pop_front();
-            }
-            self.newlines.push_back(abs + i as u64);
-            self.newline_total += 1;
-        }
         let mut rest = bytes;
         let mut at = abs;
         if self.carry_len > 0 {
@@ -456,6 +498,9 @@ impl<B: BufRead> BufRead for Checked<B> {
         }
         let fresh_from = self.checked.min(buf.len());
         if buf.len() > fresh_from {
+            if let Some(lines) = self.lines.as_mut() {
+                lines.feed(abs + fresh_from as u64, &buf[fresh_from..]);
+            }
             let mut bad = self
                 .scan
                 .feed(abs + fresh_from as u64, &buf[fresh_from..])

@@ -22,6 +22,7 @@
 //! types.rs      the public vocabulary: Format, ScanType, RejectKind, Rejection, Report, Hints
 //! ```
 
+mod ahead;
 mod checker;
 mod dispatch;
 mod gvm;
@@ -47,17 +48,28 @@ pub use types::{
 /// Validate a report read from `reader` in ONE streaming pass. Returns Err(io::Error) only for
 /// read errors of the underlying reader (so the caller can retry the file later), never for bad
 /// content.
-pub fn validate<R: BufRead>(reader: R, hints: &Hints) -> io::Result<Verdict> {
+pub fn validate<R: BufRead + Send>(reader: R, hints: &Hints) -> io::Result<Verdict> {
     validate_limited(reader, hints, xml::MAX_MARKUP)
 }
 
 /// `validate` with the XML tag size cap as a parameter, so tests can reach it cheaply.
-fn validate_limited<R: BufRead>(
+fn validate_limited<R: BufRead + Send>(
     reader: R,
     hints: &Hints,
     max_markup: usize,
 ) -> io::Result<Verdict> {
-    Ok(dispatch::check(reader, max_markup)?.and_then(|found| finish(found, hints)))
+    validate_tuned(reader, hints, max_markup, ahead::INLINE_LIMIT)
+}
+
+/// `validate_limited` that reads ahead on a second thread after `ahead_after` bytes (tests
+/// compare the verdicts with and without the thread).
+fn validate_tuned<R: BufRead + Send>(
+    reader: R,
+    hints: &Hints,
+    max_markup: usize,
+    ahead_after: u64,
+) -> io::Result<Verdict> {
+    Ok(dispatch::check(reader, max_markup, ahead_after)?.and_then(|found| finish(found, hints)))
 }
 
 /// Applies the configured hints to what the checker found.

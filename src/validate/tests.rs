@@ -1100,3 +1100,118 @@ fn the_first_problem_wins_whatever_the_read_sizes() {
     not_a_report.push(0xff);
     assert_eq!(rejected(&run(&not_a_report)).kind, RejectKind::NotAReport);
 }
+
+// ---------------------------------------------------------------------------------------
+// Reading ahead on a second thread: the same verdict, reason and line as reading inline.
+
+fn tuned(bytes: &[u8], cap: usize, ahead_after: u64) -> io::Result<Verdict> {
+    validate_tuned(
+        BufReader::with_capacity(cap, bytes),
+        &Hints::default(),
+        xml::MAX_MARKUP,
+        ahead_after,
+    )
+}
+
+/// `bytes` read ahead from the first byte and inline give the same verdict.
+fn same_ahead_and_inline(bytes: &[u8], cap: usize, what: &str) {
+    let inline = tuned(bytes, cap, u64::MAX).expect("no I/O error");
+    let ahead = tuned(bytes, cap, 0).expect("no I/O error");
+    assert_eq!(ahead, inline, "{what}");
+}
+
+#[test]
+fn reading_ahead_changes_no_verdict_for_any_cut_or_damaged_byte() {
+    let json = sslyze(&server("a.test", "COMPLETED", "{}"), SSL_DATES);
+    for doc in [NMAP.as_bytes(), json.as_bytes()] {
+        for cut in 0..doc.len() {
+            same_ahead_and_inline(&doc[..cut], 5, &format!("cut at {cut}"));
+        }
+        for at in 0..doc.len() {
+            for bad in [0xFF, b'<', 0x01, b'"'] {
+                let mut damaged = doc.to_vec();
+                damaged[at] = bad;
+                same_ahead_and_inline(&damaged, 7, &format!("{bad:#x} at {at}"));
+            }
+        }
+    }
+}
+
+/// An Nmap report of at least `size` bytes: the fixture with its host copied.
+fn big_nmap(size: usize) -> String {
+    let start = NMAP.find("<host ").expect("fixture");
+    let end = NMAP.find("</host>\n").expect("fixture") + "</host>\n".len();
+    let mut doc = String::with_capacity(NMAP.len() + size);
+    doc.push_str(&NMAP[..start]);
+    while doc.len() < size {
+        doc.push_str(&NMAP[start..end]);
+    }
+    doc.push_str(&NMAP[end..]);
+    doc
+}
+
+#[test]
+fn a_big_report_read_ahead_gets_the_verdict_reason_and_line_of_reading_inline() {
+    let doc = big_nmap(13 << 19); // 6.5 MiB: the thread starts at 4 MiB
+    assert!(doc.len() as u64 > ahead::INLINE_LIMIT + (1 << 20));
+    let real = |bytes: &[u8]| {
+        validate(
+            BufReader::with_capacity(64 * 1024, bytes),
+            &Hints::default(),
+        )
+    };
+    let inline = |bytes: &[u8]| tuned(bytes, 64 * 1024, u64::MAX);
+    let check = |bytes: &[u8], what: &str| {
+        let (a, b) = (
+            real(bytes).expect("no I/O error"),
+            inline(bytes).expect("no I/O error"),
+        );
+        assert_eq!(a, b, "{what}");
+        a
+    };
+    // Accepted, with the warning its host count gives.
+    accepted(&check(doc.as_bytes(), "as it is"));
+    // Past the point where the thread starts: a broken end tag with bad UTF-8 600 KiB after
+    // it, which the thread reads but the parser, stopped at the tag, never does (the tag's
+    // error is the verdict); bad UTF-8 alone; a cut.
+    let at = doc[5 << 20..].find("</host>").expect("a host") + (5 << 20);
+    let mut broken = doc.clone().into_bytes();
+    broken[at + 2..at + 6].copy_from_slice(b"hoss");
+    broken[at + 600 * 1024] = 0xFF;
+    let v = check(&broken, "mismatched end tag then bad UTF-8");
+    assert_kind(&v, RejectKind::Malformed, "line ");
+    assert!(rejected(&v).reason.contains("hoss"), "{v:?}");
+    let far = broken.clone();
+    // Bad UTF-8 within the parser's own read-ahead explains what the parser says before it,
+    // as it always did.
+    broken[at + 300] = 0xFF;
+    let v = check(&broken, "mismatched end tag then bad UTF-8 soon after");
+    assert_kind(&v, RejectKind::Malformed, "invalid UTF-8 at line ");
+    let mut bad = doc.clone().into_bytes();
+    bad[at + 300] = 0xFF;
+    let v = check(&bad, "bad UTF-8");
+    assert_kind(&v, RejectKind::Malformed, "invalid UTF-8 at line ");
+    let v = check(&doc.as_bytes()[..at], "cut");
+    assert_kind(&v, RejectKind::Incomplete, "truncated");
+    // A read error the parser never reached (the thread read past the broken tag into it)
+    // leaves the verdict; one it reached is an I/O error, for the file to be read again.
+    let fails = |data: &[u8], fail_at: usize| {
+        validate(
+            BufReader::with_capacity(
+                64 * 1024,
+                Flaky {
+                    data: data.to_vec(),
+                    pos: 0,
+                    fail_at,
+                    kind: io::ErrorKind::ConnectionReset,
+                    interrupted: false,
+                },
+            ),
+            &Hints::default(),
+        )
+    };
+    let v = fails(&far, at + 400 * 1024).expect("the verdict, not the read error");
+    assert_kind(&v, RejectKind::Malformed, "hoss");
+    let e = fails(doc.as_bytes(), at).expect_err("a read error of a good file");
+    assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+}

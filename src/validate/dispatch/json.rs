@@ -11,8 +11,8 @@ use std::io::{BufRead, BufReader};
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
 
+use crate::validate::ahead::Ahead;
 use crate::validate::checker::Found;
-use crate::validate::input::Checked;
 use crate::validate::sniff::JsonStart;
 use crate::validate::sslyze::{self, Sslyze};
 use crate::validate::types::{reject, Format, RejectKind, Rejection};
@@ -42,8 +42,8 @@ impl Top {
     }
 }
 
-pub(crate) fn check<B: BufRead>(
-    input: &mut Checked<B>,
+pub(crate) fn check<B: BufRead + Send>(
+    input: &mut Ahead<'_, '_, B>,
     start: JsonStart,
     head: &str,
     double_encoded: bool,

@@ -10,6 +10,7 @@ mod xml;
 
 use std::io::{self, BufRead, Read};
 
+use super::ahead::{Ahead, Finished};
 use super::checker::Found;
 use super::input;
 use super::sniff;
@@ -20,11 +21,13 @@ use super::types::{reject, Format, RejectKind, Rejection};
 /// the visitor may copy it once more), so this bounds memory like the XML tag size cap does.
 const MAX_JSON_STRING: u64 = 8 * 1024 * 1024;
 
-/// Reads `reader` once and returns what the checker found, or why the file is refused.
+/// Reads `reader` once and returns what the checker found, or why the file is refused; after
+/// `ahead_after` bytes, reading and checking go on on a second thread.
 /// `Err(io::Error)` only for read errors of `reader` itself (handed back untouched).
-pub(crate) fn check<R: BufRead>(
+pub(crate) fn check<R: BufRead + Send>(
     reader: R,
     max_markup: usize,
+    ahead_after: u64,
 ) -> io::Result<Result<Found, Rejection>> {
     let mut trap = input::Trap::new(reader);
     let prefix = match input::read_prefix(&mut trap) {
@@ -60,18 +63,25 @@ pub(crate) fn check<R: BufRead>(
             let base_newlines = prefix.base_newlines;
             let doc_start = prefix.doc_start;
             let chained = io::Cursor::new(prefix.bytes).chain(&mut trap);
-            let mut checked = input::Checked::new(chained, base, base_newlines);
-            let verdict = match sniffed {
+            let checked = input::Checked::new(chained, base, base_newlines);
+            let (verdict, finished) = std::thread::scope(|scope| match sniffed {
                 sniff::Sniffed::Json(start) => {
-                    checked = checked.with_json_string_cap(MAX_JSON_STRING);
-                    json::check(&mut checked, start, &head, double_encoded)
+                    let checked = checked.with_json_string_cap(MAX_JSON_STRING);
+                    let mut input = Ahead::new(scope, checked, base, ahead_after);
+                    let verdict = json::check(&mut input, start, &head, double_encoded);
+                    (verdict, input.finish())
                 }
                 _ => {
-                    checked = checked.xml_chars();
-                    xml::check(&mut checked, base, doc_start, max_markup)
+                    let mut input = Ahead::new(scope, checked.xml_chars(), base, ahead_after);
+                    let verdict = xml::check(&mut input, base, doc_start, max_markup);
+                    (verdict, input.finish())
                 }
-            };
-            input_problems(verdict, &checked)
+            });
+            // A read error the parser never got to (the reader was ahead) is not this file's.
+            if !finished.reached_end {
+                trap.take_error();
+            }
+            input_problems(verdict, &finished)
         }
     };
     if let Some(e) = trap.take_error() {
@@ -82,15 +92,15 @@ pub(crate) fn check<R: BufRead>(
 
 /// A byte-level problem seen by `Checked` (bad UTF-8, oversized token) explains whatever the
 /// parser reported after it, so it replaces that verdict.
-fn input_problems<B: BufRead>(
+fn input_problems(
     verdict: Result<Found, Rejection>,
-    checked: &input::Checked<B>,
+    checked: &Finished,
 ) -> Result<Found, Rejection> {
     let format = match &verdict {
         Ok(f) => f.format.unwrap_or(Format::Unknown),
         Err(r) => r.format,
     };
-    match checked.stop {
+    match checked.stop() {
         Some(input::Stop::BadUtf8(off)) => {
             return Err(reject(
                 format,
@@ -138,7 +148,7 @@ fn input_problems<B: BufRead>(
         }
         None => {}
     }
-    match (verdict, checked.truncated_utf8) {
+    match (verdict, checked.truncated_utf8()) {
         (Ok(_), Some(off)) => Err(reject(
             format,
             RejectKind::Malformed,

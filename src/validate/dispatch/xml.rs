@@ -6,9 +6,9 @@
 
 use std::io::BufRead;
 
+use crate::validate::ahead::Ahead;
 use crate::validate::checker::{Found, XmlChecker};
 use crate::validate::gvm;
-use crate::validate::input::Checked;
 use crate::validate::nmap;
 use crate::validate::types::{reject, Format, RejectKind, Rejection};
 use crate::validate::xml::{AttrProblem, ErrorKind, Node, XmlError, XmlPull};
@@ -36,8 +36,8 @@ impl From<Rejection> for Stop {
 /// Parses the XML document `input` holds (its first byte is byte `base` of the file, the
 /// document starts at `doc_start`) and hands it to the checker its root element calls for. No
 /// tag may be larger than `max_markup` bytes.
-pub(crate) fn check<B: BufRead>(
-    input: &mut Checked<B>,
+pub(crate) fn check<B: BufRead + Send>(
+    input: &mut Ahead<'_, '_, B>,
     base: u64,
     doc_start: u64,
     max_markup: usize,

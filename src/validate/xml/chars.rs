@@ -257,11 +257,15 @@ mod tests {
         for stop in 0..=255u8 {
             for at in 0..20 {
                 for fill in [b'a', b'Z', b'0', b'_', b':', b'-', b'.', 0xC3, 0xA9] {
-                    let mut bytes = vec![fill; 24];
+                    let mut bytes = [fill; 24];
                     bytes[at] = stop;
                     for len in [at + 1, 24] {
                         let b = &bytes[..len];
-                        assert_eq!(name_len(b), slow(b), "{stop:#x} at {at} in {fill:#x}, {len}");
+                        assert_eq!(
+                            name_len(b),
+                            slow(b),
+                            "{stop:#x} at {at} in {fill:#x}, {len}"
+                        );
                     }
                 }
             }

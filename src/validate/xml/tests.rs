@@ -274,7 +274,7 @@ fn each_error_with_its_offset() {
     ];
     for (doc, at, kind) in cases {
         let e = error(doc.as_bytes());
-        assert!(kind(&*e.kind), "{doc:?}: {e:?}");
+        assert!(kind(&e.kind), "{doc:?}: {e:?}");
         assert_eq!(e.at, at, "{doc:?}: {e:?}");
     }
 }
@@ -368,7 +368,7 @@ fn truncation_says_where_the_cut_construct_starts() {
     ];
     for (doc, at, kind) in cases {
         let e = error(doc.as_bytes());
-        assert!(kind(&*e.kind), "{doc:?}: {e:?}");
+        assert!(kind(&e.kind), "{doc:?}: {e:?}");
         assert_eq!(e.at, at, "{doc:?}: {e:?}");
     }
 }

@@ -478,17 +478,17 @@ impl<R: BufRead> XmlPull<R> {
         let start = self.pos;
         let (gt, empty, name_len) =
             match scan_start_tag(&self.buf[..self.end], start, &mut self.attr_keys) {
-            Scan::Done { gt, empty, name } => (gt, empty, name),
-            Scan::More => {
-                self.more(start, Construct::Tag)?;
-                return Ok(None);
-            }
-            Scan::Bad(problem) => {
-                let name = name_at(&self.buf[..self.end], start + 1);
-                let element = String::from_utf8_lossy(name).into_owned();
-                return Err(self.err(start, ErrorKind::BadAttribute { element, problem }));
-            }
-        };
+                Scan::Done { gt, empty, name } => (gt, empty, name),
+                Scan::More => {
+                    self.more(start, Construct::Tag)?;
+                    return Ok(None);
+                }
+                Scan::Bad(problem) => {
+                    let name = name_at(&self.buf[..self.end], start + 1);
+                    let element = String::from_utf8_lossy(name).into_owned();
+                    return Err(self.err(start, ErrorKind::BadAttribute { element, problem }));
+                }
+            };
         self.within_limit(start, gt + 1 - start, Construct::Tag)?;
         let name = &self.buf[start + 1..start + 1 + name_len];
         if self.root_done {

@@ -1,0 +1,316 @@
+//! Reading ahead of the parser on a second core: once a file has proved large, a scoped thread
+//! takes over the checking reader (`Checked`: the read itself, UTF-8, control characters, the
+//! JSON string cap) and hands its checked bytes to the parser in chunks over a bounded
+//! channel, so reading and checking overlap parsing. Small files never start a thread.
+//!
+//! The parser sees exactly what it would see from `Checked` itself: the same bytes, then the
+//! same end or error at the same offset. What the reader found is only taken into account
+//! when the parser got that far (`Finished::reached_end`), so the first problem in the file
+//! still wins however far ahead the thread read. Lines are counted here, as bytes reach the
+//! parser, so "line L, column C" stays exact near the parser's position.
+
+use std::io::{self, BufRead, Read};
+use std::sync::mpsc;
+use std::thread::{Scope, ScopedJoinHandle};
+
+use super::input::{Checked, Lines, Stop};
+
+/// Bytes read inline before the thread is started: a thread costs more than it saves on the
+/// small reports that are most files.
+pub(crate) const INLINE_LIMIT: u64 = 4 * 1024 * 1024;
+/// The size of one chunk handed over, and how many may wait: enough to ride out a slow read,
+/// few enough to keep memory flat.
+const CHUNK: usize = 256 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 4;
+
+/// What the thread hands over: checked bytes, or where the input ends (`None`) or why it
+/// stops (the error the checking reader returned at that point).
+enum Msg {
+    Data(Vec<u8>),
+    End(Option<io::Error>),
+}
+
+enum State<'scope, B: BufRead + Send + 'scope> {
+    /// Reading on the parser's thread, through `Checked` as it is.
+    Inline(Checked<B>),
+    /// The thread reads; the parser takes chunks. The thread gives `Checked` back when it
+    /// ends (`None` only if it never got it).
+    Ahead {
+        chunks: mpsc::Receiver<Msg>,
+        spare: mpsc::SyncSender<Vec<u8>>,
+        thread: ScopedJoinHandle<'scope, Option<Checked<B>>>,
+    },
+}
+
+/// The parser's reader: `Checked` inline, then the chunks of the thread ahead.
+pub(crate) struct Ahead<'scope, 'env, B: BufRead + Send + 'scope> {
+    scope: &'scope Scope<'scope, 'env>,
+    state: State<'scope, B>,
+    chunk: Vec<u8>,
+    pos: usize,
+    /// Absolute offset of the next byte the thread will hand over.
+    received_to: u64,
+    /// Bytes consumed inline; the thread starts past `inline_limit`.
+    inline_consumed: u64,
+    inline_limit: u64,
+    /// No thread could be started: read inline to the end.
+    inline_only: bool,
+    /// The thread's last message, once it came: the end, or the error (kind and words, handed
+    /// out again on every later read, as `Checked` does).
+    end: Option<Option<(io::ErrorKind, String)>>,
+    lines: Option<Lines>,
+}
+
+/// What the reader found, as far as the parser read.
+pub(crate) struct Finished {
+    /// The parser read up to the end of the input or to the reader's error, so what the
+    /// reader found is where the parser stopped. When false, the parser stopped first and
+    /// whatever the reader found lies beyond (and is not reported).
+    pub reached_end: bool,
+    stop: Option<Stop>,
+    truncated_utf8: Option<u64>,
+    lines: Option<Lines>,
+}
+
+impl Finished {
+    /// "line L, column C (byte N)" for an absolute offset the parser has read.
+    pub(crate) fn locate(&self, offset: u64) -> String {
+        match &self.lines {
+            Some(lines) => lines.locate(offset),
+            None => format!("byte {offset}"),
+        }
+    }
+
+    /// Why the reader stopped, if the parser got there.
+    pub(crate) fn stop(&self) -> Option<Stop> {
+        self.stop.filter(|_| self.reached_end)
+    }
+
+    /// Where a character is cut by the end of the input, if the parser got there.
+    pub(crate) fn truncated_utf8(&self) -> Option<u64> {
+        self.truncated_utf8.filter(|_| self.reached_end)
+    }
+}
+
+impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
+    /// Reads `checked` (whose first byte is at absolute offset `base`), inline for the first
+    /// `inline_limit` bytes.
+    pub(crate) fn new(
+        scope: &'scope Scope<'scope, 'env>,
+        checked: Checked<B>,
+        base: u64,
+        inline_limit: u64,
+    ) -> Self {
+        Ahead {
+            scope,
+            state: State::Inline(checked),
+            chunk: Vec::new(),
+            pos: 0,
+            received_to: base,
+            inline_consumed: 0,
+            inline_limit,
+            inline_only: false,
+            end: None,
+            lines: None,
+        }
+    }
+
+    /// "line L, column C (byte N)" for an absolute offset at or before the read head.
+    pub(crate) fn locate(&self, offset: u64) -> String {
+        match (&self.state, &self.lines) {
+            (State::Inline(checked), _) => checked.locate(offset),
+            (_, Some(lines)) => lines.locate(offset),
+            _ => format!("byte {offset}"),
+        }
+    }
+
+    /// Stops the thread (it ends at its next hand-over) and says how far the parser read.
+    pub(crate) fn finish(self) -> Finished {
+        match self.state {
+            // Inline, the parser's reads are the reader's: whatever it found, the parser was
+            // there.
+            State::Inline(mut checked) => Finished {
+                reached_end: true,
+                stop: checked.stop(),
+                truncated_utf8: checked.truncated_utf8,
+                lines: checked.take_lines(),
+            },
+            State::Ahead {
+                chunks,
+                spare,
+                thread,
+            } => {
+                drop(chunks);
+                drop(spare);
+                let checked = match thread.join() {
+                    Ok(checked) => checked,
+                    // The thread only moves bytes; a panic there is a bug to surface, not a
+                    // verdict to guess.
+                    Err(p) => std::panic::resume_unwind(p),
+                };
+                Finished {
+                    reached_end: self.end.is_some(),
+                    stop: checked.as_ref().and_then(Checked::stop),
+                    truncated_utf8: checked.and_then(|c| c.truncated_utf8),
+                    lines: self.lines,
+                }
+            }
+        }
+    }
+
+    /// Hands the checking reader to a thread that reads ahead from now on. If no thread can
+    /// be started, reading goes on inline.
+    fn start_thread(&mut self) {
+        let (give, take) = mpsc::sync_channel::<Checked<B>>(1);
+        let (tx, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+        let (spare, spares) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        let started = std::thread::Builder::new()
+            .name("read-ahead".into())
+            .spawn_scoped(self.scope, move || {
+                let mut checked = take.recv().ok()?;
+                read_ahead(&mut checked, &tx, &spares);
+                Some(checked)
+            });
+        let Ok(thread) = started else {
+            self.inline_only = true;
+            return;
+        };
+        let placeholder = State::Ahead {
+            chunks,
+            spare,
+            thread,
+        };
+        let State::Inline(mut checked) = std::mem::replace(&mut self.state, placeholder) else {
+            return;
+        };
+        let lines = checked.take_lines();
+        if let Err(mpsc::SendError(mut checked)) = give.send(checked) {
+            // The thread is gone already: go on inline, with the lines where they were.
+            if let Some(lines) = lines {
+                checked.give_lines(lines);
+            }
+            self.state = State::Inline(checked);
+            self.inline_only = true;
+            return;
+        }
+        self.lines = lines;
+    }
+
+    fn fill_inline(&mut self) -> io::Result<&[u8]> {
+        match &mut self.state {
+            State::Inline(checked) => checked.fill_buf(),
+            State::Ahead { .. } => Ok(&[]),
+        }
+    }
+
+    fn end_error(&self) -> Option<io::Error> {
+        match &self.end {
+            Some(Some((kind, words))) => Some(io::Error::new(*kind, words.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// The thread: chunks of checked bytes until the end, an error, or the parser hangs up.
+fn read_ahead<B: BufRead>(
+    checked: &mut Checked<B>,
+    chunks: &mpsc::SyncSender<Msg>,
+    spares: &mpsc::Receiver<Vec<u8>>,
+) {
+    loop {
+        let mut chunk = spares
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+        chunk.clear();
+        let mut end = None;
+        while chunk.len() < CHUNK {
+            match checked.fill_buf() {
+                Ok([]) => {
+                    end = Some(None);
+                    break;
+                }
+                Ok(buf) => {
+                    let n = buf.len().min(CHUNK - chunk.len());
+                    chunk.extend_from_slice(&buf[..n]);
+                    checked.consume(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    end = Some(Some(e));
+                    break;
+                }
+            }
+        }
+        if !chunk.is_empty() && chunks.send(Msg::Data(chunk)).is_err() {
+            return;
+        }
+        if let Some(end) = end {
+            let _ = chunks.send(Msg::End(end));
+            return;
+        }
+    }
+}
+
+impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if matches!(self.state, State::Inline(_)) {
+            if self.inline_consumed >= self.inline_limit && !self.inline_only {
+                self.start_thread();
+            }
+            if matches!(self.state, State::Inline(_)) {
+                return self.fill_inline();
+            }
+        }
+        while self.pos == self.chunk.len() {
+            if let Some(e) = self.end_error() {
+                return Err(e);
+            }
+            if self.end.is_some() {
+                return Ok(&[]);
+            }
+            let State::Ahead { chunks, spare, .. } = &self.state else {
+                return Ok(&[]);
+            };
+            match chunks.recv() {
+                Ok(Msg::Data(next)) => {
+                    let old = std::mem::replace(&mut self.chunk, next);
+                    let _ = spare.try_send(old);
+                    self.pos = 0;
+                    if let Some(lines) = self.lines.as_mut() {
+                        lines.feed(self.received_to, &self.chunk);
+                    }
+                    self.received_to += self.chunk.len() as u64;
+                }
+                Ok(Msg::End(e)) => {
+                    self.end = Some(e.map(|e| (e.kind(), e.to_string())));
+                }
+                Err(_) => return Err(io::Error::other("the reading thread stopped")),
+            }
+        }
+        Ok(&self.chunk[self.pos..])
+    }
+
+    fn consume(&mut self, amt: usize) {
+        match &mut self.state {
+            State::Inline(checked) => {
+                checked.consume(amt);
+                self.inline_consumed += amt as u64;
+                self.received_to += amt as u64;
+            }
+            _ => self.pos = (self.pos + amt).min(self.chunk.len()),
+        }
+    }
+}
+
+impl<'scope, 'env, B: BufRead + Send + 'scope> Read for Ahead<'scope, 'env, B> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let buf = self.fill_buf()?;
+            let n = buf.len().min(out.len());
+            out[..n].copy_from_slice(&buf[..n]);
+            n
+        };
+        self.consume(n);
+        Ok(n)
+    }
+}
