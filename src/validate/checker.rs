@@ -29,6 +29,9 @@ pub(crate) trait XmlChecker {
 
     fn end(&mut self, depth: usize);
 
+    /// Whether `text` is ever called: text that no rule reads is not even made a string.
+    const READS_TEXT: bool = false;
+
     fn text(&mut self, _text: &str, _depth: usize) -> Result<(), Rejection> {
         Ok(())
     }

@@ -156,6 +156,8 @@ impl XmlChecker for Scan {
         }
     }
 
+    const READS_TEXT: bool = true;
+
     fn text(&mut self, text: &str, depth: usize) -> Result<(), Rejection> {
         if self.outer == Some(depth) && !self.nested && text.bytes().any(|b| !is_ws(b)) {
             return Err(base64(self.outer_format_id.as_deref()));

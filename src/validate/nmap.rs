@@ -83,36 +83,36 @@ impl Run {
 
 impl XmlChecker for Run {
     fn start(&mut self, tag: &Tag<'_>, depth: usize) {
-        match (depth, tag.name()) {
-            (2, "scaninfo") => {
+        match (depth, tag.name_bytes()) {
+            (2, b"scaninfo") => {
                 self.scaninfo += 1;
                 if tag.attr("protocol").as_deref() == Some("udp") {
                     self.udp += 1;
                 }
             }
-            (2, "host") => {
+            (2, b"host") => {
                 self.in_host = true;
                 if tag.attr("timedout").as_deref() == Some("true") {
                     self.timed_out += 1;
                     self.want_addr = self.timed_out_addrs.len() < NAMED_HOSTS;
                 }
             }
-            (3, "status") if self.in_host && tag.attr("state").as_deref() == Some("up") => {
+            (3, b"status") if self.in_host && tag.attr("state").as_deref() == Some("up") => {
                 self.up_hosts_seen += 1;
             }
-            (3, "address") if self.in_host && self.want_addr => {
+            (3, b"address") if self.in_host && self.want_addr => {
                 if let Some(a) = tag.attr("addr") {
                     self.timed_out_addrs.push(a);
                 }
                 self.want_addr = false;
             }
-            (2, "runstats") => self.in_runstats = true,
-            (3, "finished") if self.in_runstats => {
+            (2, b"runstats") => self.in_runstats = true,
+            (3, b"finished") if self.in_runstats => {
                 self.finished = true;
                 self.exit = tag.attr("exit");
                 self.errormsg = tag.attr("errormsg");
             }
-            (3, "hosts") if self.in_runstats => {
+            (3, b"hosts") if self.in_runstats => {
                 let num = |k: &str| tag.attr(k).and_then(|v| v.trim().parse::<u64>().ok());
                 self.total = num("total");
                 self.up = num("up");

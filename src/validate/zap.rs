@@ -121,6 +121,8 @@ impl XmlChecker for ZapXml {
         }
     }
 
+    const READS_TEXT: bool = true;
+
     fn text(&mut self, text: &str, _depth: usize) -> Result<(), Rejection> {
         if !self.in_insight {
             return Ok(());

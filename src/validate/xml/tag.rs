@@ -27,6 +27,11 @@ impl<'b> Tag<'b> {
         .map(|(_, v)| unescape(v))
     }
 
+    /// The element name as bytes, for checkers that compare it on every tag.
+    pub fn name_bytes(&self) -> &[u8] {
+        &self.raw[..self.name_len]
+    }
+
     pub fn has_attrs(&self) -> bool {
         self.raw[self.name_len..].iter().any(|b| !is_ws(*b))
     }

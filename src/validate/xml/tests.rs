@@ -23,8 +23,8 @@ fn events_of<R: BufRead>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError>
             Node::Text { text, depth } => {
                 let key = format!("T@{depth} ");
                 match out.last_mut().filter(|l| l.starts_with(&key)) {
-                    Some(last) => last.push_str(&text),
-                    None => out.push(format!("{key}{text}")),
+                    Some(last) => last.push_str(&text.to_str()),
+                    None => out.push(format!("{key}{}", text.to_str())),
                 }
             }
             Node::Eof => {

@@ -49,10 +49,27 @@ pub enum Node<'b> {
     /// `depth`. One element's text may arrive in several pieces; pieces that are only
     /// whitespace are not handed out.
     Text {
-        text: Cow<'b, str>,
+        text: Text<'b>,
         depth: usize,
     },
     Eof,
+}
+
+/// A piece of text, turned into a string only if someone asks (most text is not looked at).
+pub enum Text<'b> {
+    Bytes(&'b [u8]),
+    Str(&'b str),
+}
+
+impl<'b> Text<'b> {
+    /// The text (the input was checked as UTF-8 as it was read; a damaged sequence would show
+    /// as U+FFFD).
+    pub fn to_str(&self) -> Cow<'b, str> {
+        match *self {
+            Text::Str(s) => Cow::Borrowed(s),
+            Text::Bytes(b) => String::from_utf8_lossy(b),
+        }
+    }
 }
 
 /// A construct that spans refills of the buffer, streamed through rather than held.
@@ -457,15 +474,14 @@ impl<R: BufRead> XmlPull<R> {
         let depth = self.depth();
         if from == usize::MAX {
             return Node::Text {
-                text: Cow::Borrowed(&self.lossy),
+                text: Text::Str(&self.lossy),
                 depth,
             };
         }
-        let text = match std::str::from_utf8(&self.buf[from..to]) {
-            Ok(s) => Cow::Borrowed(s),
-            Err(_) => String::from_utf8_lossy(&self.buf[from..to]),
-        };
-        Node::Text { text, depth }
+        Node::Text {
+            text: Text::Bytes(&self.buf[from..to]),
+            depth,
+        }
     }
 
     fn outside_root(&self, at: usize) -> XmlError {
