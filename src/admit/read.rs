@@ -1,6 +1,8 @@
 //! The one read of a file: its bytes flow once through a tee that feeds the validator, and a
 //! second thread that hashes them and writes the private copy (holes kept), so admission costs
-//! about what validation alone does. Also `check`, the read of `hostedscan-agent validate`.
+//! about what validation alone does. A third thread makes the copy durable as it grows
+//! (`fdatasync` every [`FLUSH_EVERY`] bytes written), so the final fsync of a large copy has
+//! little left to wait for. Also `check`, the read of `hostedscan-agent validate`.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -43,22 +45,34 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
+/// Bytes written to the copy between two nudges of the flusher.
+const FLUSH_EVERY: u64 = 32 << 20;
+
 /// The copier: SHA-256 and the copy of every chunk, in order, at its offset. A chunk of zeros
 /// is not written (a hole: a sparse file stays sparse; a valid report has no NUL byte). ring's
 /// SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast as the `sha2`
-/// crate here, and ring is already in the tree for TLS). Stops at the first write error.
+/// crate here, and ring is already in the tree for TLS). Every [`FLUSH_EVERY`] bytes it nudges
+/// the flusher (never waiting for it). Stops at the first write error.
 fn copier(
     chunks: mpsc::Receiver<Vec<u8>>,
     spare: mpsc::SyncSender<Vec<u8>>,
     out: Option<&File>,
+    flush: mpsc::SyncSender<()>,
 ) -> io::Result<Sha256> {
     let mut hasher = Hasher::default();
     let mut at = 0u64;
+    let mut unflushed = 0u64;
     for chunk in chunks {
         hasher.update(&chunk);
         if let Some(out) = out {
             if chunk.iter().any(|&b| b != 0) {
                 out.write_all_at(&chunk, at)?;
+                unflushed += chunk.len() as u64;
+                if unflushed >= FLUSH_EVERY {
+                    // A nudge already waiting covers this one too.
+                    let _ = flush.try_send(());
+                    unflushed = 0;
+                }
             }
         }
         at += chunk.len() as u64;
@@ -68,6 +82,17 @@ fn copier(
         out.set_len(at)?;
     }
     Ok(hasher.finish())
+}
+
+/// The flusher: `fdatasync` of the copy at each nudge, while the copier goes on writing, so
+/// that the disk works during the read instead of after it. The first error is kept and
+/// reported (the kernel reports a write-back error once per open file: the final fsync of the
+/// same descriptor might not see it again).
+fn flusher(nudges: mpsc::Receiver<()>, out: &File) -> io::Result<()> {
+    for () in nudges {
+        out.sync_data()?;
+    }
+    Ok(())
 }
 
 /// What one read of a file gave.
@@ -93,8 +118,10 @@ pub(super) fn read_once(
 ) -> Result<ReadOnce, ReadError> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (flush_tx, flush_rx) = mpsc::sync_channel(1);
     std::thread::scope(|scope| {
-        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
+        let flushed = out.map(|out| scope.spawn(move || flusher(flush_rx, out)));
+        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out, flush_tx));
         let mut tee = Tee {
             inner: file.take(len),
             chunks: chunks_tx,
@@ -116,7 +143,15 @@ pub(super) fn read_once(
         drop(tee);
         let copied = copy
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
+            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")))
+            .and_then(|sha256| {
+                // The copier has stopped: its end of the nudges is closed, so the flusher ends.
+                flushed.map_or(Ok(()), |f| {
+                    f.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("the flusher thread panicked")))
+                })?;
+                Ok(sha256)
+            });
         match (result, copied) {
             (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
                 complete: count == len,
