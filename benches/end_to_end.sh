@@ -11,7 +11,8 @@
 # next. The agent and the peer take turns going first. Goal: agent at most 1.5x the peer (the
 # median of the rounds' ratios); agent peak RSS printed beside it.
 # Usage: benches/end_to_end.sh [MIB] [ROUNDS]   (default 1024 MiB, 3 rounds)
-# AGENT_ARGS adds arguments to the agent's command line (e.g. AGENT_ARGS=-v for its timings).
+# AGENT_ARGS adds arguments to the agent's command line; AGENT_BIN runs another build of it (a
+# before/after comparison in the same run of the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mib=${1:-1024}
@@ -40,7 +41,7 @@ max_file_size = "8GiB"'
   sync
   local t0 t1
   t0=$(now)
-  /usr/bin/time -f '%M' -o "$work/rss" "$rel/hostedscan-agent" -q ${AGENT_ARGS:-} \
+  /usr/bin/time -f '%M' -o "$work/rss" "${AGENT_BIN:-$rel/hostedscan-agent}" -q ${AGENT_ARGS:-} \
     -c "$work/home/agent.toml" --once >"$work/agent.out" 2>"$work/agent.err" || {
     echo "the agent failed:"; cat "$work/agent.err"; exit 1; }
   t1=$(now)

@@ -140,7 +140,6 @@ impl Api {
             };
         }
         let check = Arc::new(Check::default());
-        let file = file.into_std().await;
         let body = reqwest::Body::wrap_stream(Counted::new(
             Verified::new(file, len, entry.meta.file.sha256, check.clone()),
             sent,

@@ -1,32 +1,22 @@
 //! The upload body: the queued file streamed from disk and checked, as it goes, against the size
-//! and SHA-256 that admission validated. A blocking thread reads it in large chunks (positioned
-//! reads, [`CHUNK`] bytes each) and hashes them a few chunks ahead of the connection, so hashing
-//! and sending overlap instead of taking turns. The last chunk is held back until the end of the
-//! file has been read and both match, so a copy damaged in `queue/` (or unreadable) never
-//! reaches the server whole: the request fails before its last byte, and the server sees an
-//! incomplete body. The shared [`Check`] tells the uploader afterwards which it was: damaged, or
-//! sent complete (a 2xx before that is not an acceptance of the file).
+//! and SHA-256 that admission validated. The last chunk is held back until the end of the file
+//! has been read and both match, so a copy damaged in `queue/` (or unreadable) never reaches the
+//! server whole: the request fails before its last byte, and the server sees an incomplete body.
+//! The shared [`Check`] tells the uploader afterwards which it was: damaged, or sent complete
+//! (a 2xx before that is not an acceptance of the file).
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{ready, Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::mpsc;
+use tokio::fs::File;
+use tokio_util::io::ReaderStream;
 
 use crate::spool::digest::{Hasher, Sha256};
-
-/// Bytes per read and per body chunk: large enough that a 1 GiB upload is a few thousand reads
-/// and socket writes, small enough that the chunks in flight stay a few MiB.
-pub const CHUNK: usize = 512 * 1024;
-
-/// Chunks read and hashed ahead of the connection.
-const AHEAD: usize = 4;
 
 /// What the body found, for the uploader once the request is over.
 #[derive(Debug, Default)]
@@ -47,34 +37,26 @@ impl Check {
     }
 }
 
-/// What the reading thread hands the body.
-enum Read {
-    Chunk(Bytes),
-    /// The whole file was read, and its size and SHA-256 are those that were validated.
-    Matched,
-    /// It is not the file that was validated (or cannot be read): why.
-    Damaged(String),
-}
-
 pub struct Verified {
-    chunks: mpsc::Receiver<Read>,
+    inner: ReaderStream<File>,
+    hasher: Hasher,
     held: Option<Bytes>,
+    seen: u64,
+    size: u64,
+    sha256: Sha256,
     done: bool,
     check: Arc<Check>,
 }
 
 impl Verified {
-    /// The body for `file`, which must be `size` bytes with this `sha256`. Its reading thread
-    /// stops when the body is dropped. Call within a Tokio runtime.
     pub fn new(file: File, size: u64, sha256: Sha256, check: Arc<Check>) -> Verified {
-        let (tx, rx) = mpsc::channel(AHEAD);
-        tokio::task::spawn_blocking(move || {
-            let last = read_and_hash(&file, size, sha256, &tx);
-            let _ = tx.blocking_send(last);
-        });
         Verified {
-            chunks: rx,
+            inner: ReaderStream::with_capacity(file, 256 * 1024),
+            hasher: Hasher::default(),
             held: None,
+            seen: 0,
+            size,
+            sha256,
             done: false,
             check,
         }
@@ -88,65 +70,6 @@ impl Verified {
     }
 }
 
-/// The reading thread: every chunk of `file` hashed and sent on, then the verdict on the whole
-/// (returned, for the caller to send last). Stops early when the body is gone.
-fn read_and_hash(file: &File, size: u64, sha256: Sha256, tx: &mpsc::Sender<Read>) -> Read {
-    let mut hasher = Hasher::default();
-    let mut seen = 0u64;
-    loop {
-        // At the validated size one more byte is asked for: a longer copy shows there.
-        let want = usize::try_from(size.saturating_sub(seen))
-            .unwrap_or(CHUNK)
-            .clamp(1, CHUNK);
-        let mut buf = BytesMut::zeroed(want);
-        let n = match read_full(file, &mut buf, seen) {
-            Ok(n) => n,
-            // The disk, not the network: the copy cannot be sent as it is.
-            Err(e) => return Read::Damaged(format!("reading the queued copy failed: {e}")),
-        };
-        if n == 0 {
-            break;
-        }
-        seen += n as u64;
-        if seen > size {
-            return Read::Damaged(format!(
-                "the queued copy is longer than the {size} bytes that were validated"
-            ));
-        }
-        buf.truncate(n);
-        hasher.update(&buf);
-        if tx.blocking_send(Read::Chunk(buf.freeze())).is_err() {
-            return Read::Damaged("the upload stopped".into());
-        }
-    }
-    if seen != size {
-        return Read::Damaged(format!(
-            "the queued copy ended after {seen} of the {size} bytes that were validated"
-        ));
-    }
-    let got = hasher.finish();
-    if got != sha256 {
-        return Read::Damaged(format!(
-            "the queued copy's sha256 is {got}, not the {sha256} that was validated"
-        ));
-    }
-    Read::Matched
-}
-
-/// Fill `buf` from `file` at `at`, short only at the end of the file.
-fn read_full(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
 impl Stream for Verified {
     type Item = io::Result<Bytes>;
 
@@ -156,19 +79,45 @@ impl Stream for Verified {
             if this.done {
                 return Poll::Ready(this.held.take().map(Ok));
             }
-            match ready!(this.chunks.poll_recv(cx)) {
-                Some(Read::Chunk(chunk)) => {
+            match ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(chunk)) => {
+                    this.seen += chunk.len() as u64;
+                    if this.seen > this.size {
+                        let why = format!(
+                            "the queued copy is longer than the {} bytes that were validated",
+                            this.size
+                        );
+                        return this.fail(why);
+                    }
+                    this.hasher.update(&chunk);
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(previous)));
                     }
                 }
-                Some(Read::Damaged(why)) => return this.fail(why),
-                Some(Read::Matched) => {
+                Some(Err(e)) => {
+                    // The disk, not the network: the copy cannot be sent as it is.
+                    return this.fail(format!("reading the queued copy failed: {e}"));
+                }
+                None => {
+                    if this.seen != this.size {
+                        let why = format!(
+                            "the queued copy ended after {} of the {} bytes that were validated",
+                            this.seen, this.size
+                        );
+                        return this.fail(why);
+                    }
+                    let got = this.hasher.clone().finish();
+                    if got != this.sha256 {
+                        let why = format!(
+                            "the queued copy's sha256 is {got}, not the {} that was validated",
+                            this.sha256
+                        );
+                        return this.fail(why);
+                    }
                     this.done = true;
                     // Before the last chunk goes: a server cannot have the whole file earlier.
                     this.check.complete.store(true, Ordering::Release);
                 }
-                None => return this.fail("the queued copy's reader stopped".into()),
             }
         }
     }
@@ -184,7 +133,7 @@ mod tests {
         let p = d.path().join("f");
         std::fs::write(&p, content).unwrap();
         let check = Arc::new(Check::default());
-        let mut s = Verified::new(File::open(&p).unwrap(), size, *sha, check.clone());
+        let mut s = Verified::new(File::open(&p).await.unwrap(), size, *sha, check.clone());
         let (mut out, mut failed) = (Vec::new(), false);
         while let Some(c) = s.next().await {
             match c {
@@ -206,13 +155,10 @@ mod tests {
 
     #[tokio::test]
     async fn an_intact_copy_goes_through_whole() {
-        for len in [200_000, 3 * CHUNK as u32 + 7, 2 * CHUNK as u32] {
-            let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-            let (out, damage, failed) =
-                collect(&content, content.len() as u64, &sha(&content)).await;
-            assert_eq!(out, content, "{len} bytes");
-            assert!(damage.is_none() && !failed);
-        }
+        let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (out, damage, failed) = collect(&content, content.len() as u64, &sha(&content)).await;
+        assert_eq!(out, content);
+        assert!(damage.is_none() && !failed);
         let (out, damage, failed) = collect(b"", 0, &sha(b"")).await;
         assert!(out.is_empty() && damage.is_none() && !failed);
     }
