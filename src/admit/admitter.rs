@@ -1,6 +1,8 @@
-//! The [`Admitter`]: what becomes of one settled file. Valid: its private copy is committed to
-//! `queue/` (fsync, rename, fsync) and only then does the original leave the watch directory,
-//! removed through the handle it was read with. Invalid: the copy goes to `rejected/` with its
+//! The [`Admitter`]: what becomes of one settled file. Its private copy is a reflink clone where
+//! the file system can make one, the file itself for a job's own output, else a copy written
+//! during the one read (see `Making`). Valid: the copy is committed to `queue/` (fsync, rename,
+//! fsync) and only then does the original leave the watch directory, removed through the handle
+//! it was read with. Invalid: the copy goes to `rejected/` with its
 //! reason. Truncated and young: left alone (still being written). Too large: moved to
 //! `rejected/` by rename when it is on the state file system, else left where it is.
 //! Unreadable, or no room in the state file system: left where it is, with the reason, until it
