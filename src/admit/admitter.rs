@@ -1,6 +1,8 @@
-//! The [`Admitter`]: what becomes of one settled file. Valid: its private copy is committed to
-//! `queue/` (fsync, rename, fsync) and only then does the original leave the watch directory,
-//! removed through the handle it was read with. Invalid: the copy goes to `rejected/` with its
+//! The [`Admitter`]: what becomes of one settled file. Its private copy is a reflink clone where
+//! the file system can make one, the file itself for a job's own output, else a copy written
+//! during the one read (see `Making`). Valid: the copy is committed to `queue/` (fsync, rename,
+//! fsync) and only then does the original leave the watch directory, removed through the handle
+//! it was read with. Invalid: the copy goes to `rejected/` with its
 //! reason. Truncated and young: left alone (still being written). Too large: moved to
 //! `rejected/` by rename when it is on the state file system, else left where it is.
 //! Unreadable, or no room in the state file system: left where it is, with the reason, until it
@@ -12,7 +14,7 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::read::{read_once, ReadError};
 use super::settled::{Fingerprint, Settled};
@@ -282,24 +284,54 @@ impl Admitter {
             }
         }
 
-        // The private copy in tmp/; a dry run makes none.
+        // The file in custody: a clone, a copy or the agent's own file (see `Making`), under a
+        // temporary name in tmp/; a dry run makes none.
         let tmp_dir = spool.map(|s| s.layout.tmp.clone()).unwrap_or_default();
-        let copy = match spool {
-            None => None,
+        let (out, tmp, making) = match spool {
+            None => (None, None, Making::Nothing),
+            Some(spool) if s.own && spool.same_fs(&file) => {
+                (None, Some(tmp_dir.join(fsutil::temp_name())), Making::Own)
+            }
             Some(_) => match fsutil::create_temp(&tmp_dir) {
-                Ok(x) => Some(x),
+                Ok((f, p)) => {
+                    let making = if reflink(&f, file.file()) {
+                        Making::Clone
+                    } else {
+                        Making::Copy
+                    };
+                    (Some(f), Some(p), making)
+                }
                 Err(e) => return not_yet(state_dir_trouble(&tmp_dir, &e)),
             },
         };
-        let tmp = copy.as_ref().map(|(_, p)| p.clone());
         let cleanup = |r: Admitted| {
             if let Some(tmp) = &tmp {
                 let _ = fs::remove_file(tmp);
             }
             r
         };
-        let out = copy.map(|(f, _)| f);
-        let read = match read_once(file.file(), file.len(), &s.hints, out.as_ref()) {
+        // What is read: the clone itself when there is one (the bytes validated and hashed are
+        // those in the agent's own inode), else the file, teed into the copy.
+        let clone = match (&making, &tmp) {
+            (Making::Clone, Some(tmp)) => match File::open(tmp) {
+                Ok(c) if c.metadata().is_ok_and(|m| m.len() == file.len()) => Some(c),
+                Ok(_) => {
+                    return cleanup(Admitted::NotYet {
+                        reason: "it changed while it was being read".into(),
+                        still_writing: true,
+                        recheck_in: None,
+                    })
+                }
+                Err(e) => return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e))),
+            },
+            _ => None,
+        };
+        let (source, copy_to) = match &clone {
+            Some(c) => (c, None),
+            None => (file.file(), out.as_ref().filter(|_| making == Making::Copy)),
+        };
+        let started = Instant::now();
+        let read = match read_once(source, file.len(), &s.hints, copy_to) {
             Ok(x) => x,
             Err(ReadError::Write(e)) => return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e))),
             Err(ReadError::Read(e)) => {
@@ -308,6 +340,7 @@ impl Admitter {
                 )))
             }
         };
+        let read_took = started.elapsed();
         let keep_rejected = match &read.verdict {
             Err(rej) => !self.still_being_written(s, rej.kind),
             Ok(_) => false,
@@ -324,19 +357,24 @@ impl Admitter {
                 ),
             });
         }
-        if let (Some(out), true) = (&out, keep_rejected && !read.complete) {
+        if let (Some(out), true) = (copy_to, keep_rejected && !read.complete) {
             // A rejection stopped the read early: the rest of the file, holes kept, for
-            // rejected/ (it is kept whole, so `requeue --rejected` can take it back).
+            // rejected/ (it is kept whole, so `requeue --rejected` can take it back). A clone
+            // or the agent's own file is whole already.
             if let Err(e) = crate::untrusted::copy::sparse(file.file(), out, read.count, file.len())
             {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
         }
-        if let Some(out) = out {
-            if let Err(e) = sync_copy(&out) {
-                return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
-            }
+        let synced = match (&making, &out) {
+            (Making::Own, _) => sync_copy(file.file()),
+            (_, Some(out)) => sync_copy(out),
+            _ => Ok(()),
+        };
+        if let Err(e) = synced {
+            return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
         }
+        tracing::debug!(file = %escape::Shown(&s.path), how = making.as_str(), bytes = file.len(), read_ms = read_took.as_millis() as u64, sync_ms = (started.elapsed() - read_took).as_millis() as u64, "read");
         // The content check: a writer that was still going makes this read worthless. The
         // change time is compared too: it cannot be set back by whoever rewrote the file.
         match file.unchanged() {
@@ -349,6 +387,13 @@ impl Admitter {
                 })
             }
             Err(e) => return cleanup(not_yet(format!("cannot stat it: {e}"))),
+        }
+        if let (Making::Own, Some(tmp)) = (&making, &tmp) {
+            // Read, hashed and synced where its job wrote it: now moved into custody (a second
+            // name in tmp/; the run directory's name goes once it is committed).
+            if let Err(e) = link_own(&file, tmp) {
+                return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
+            }
         }
 
         match read.verdict {
@@ -554,9 +599,15 @@ impl Admitter {
     }
 
     /// The original leaves the watch directory, through the handle it was read with, unless
-    /// its name has been taken by another file meanwhile.
+    /// its name has been taken by another file meanwhile. The agent's own file (in custody
+    /// under its new name) loses its old one.
     fn remove_original(&self, s: &Settled, file: &CheckedFile) {
-        match file.remove() {
+        let removed = if s.own {
+            file.unlink_name()
+        } else {
+            file.remove()
+        };
+        match removed {
             Ok(Removal::Removed | Removal::AlreadyGone) => {}
             Ok(Removal::NotOurs) => {
                 tracing::info!(file = %escape::Shown(&s.path), "it changed, or another file took its name, since it was read; left for its own turn")
@@ -610,6 +661,55 @@ impl Admitter {
             sha256,
         }
     }
+}
+
+/// How the file in custody is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Making {
+    /// A dry run keeps nothing.
+    Nothing,
+    /// Read once, teed into a new file in tmp/ (written, flushed as it grows, fsynced).
+    Copy,
+    /// A copy-on-write clone (FICLONE: XFS, btrfs...): a new inode of the agent's, sharing the
+    /// original's blocks, made without writing the data; it is the clone that is read.
+    Clone,
+    /// The agent's own file (a job's output in its run's private directory, on the state file
+    /// system): read and fsynced where it is, then moved into tmp/.
+    Own,
+}
+
+impl Making {
+    fn as_str(self) -> &'static str {
+        match self {
+            Making::Nothing => "dry-run",
+            Making::Copy => "copy",
+            Making::Clone => "reflink",
+            Making::Own => "move",
+        }
+    }
+}
+
+/// A copy-on-write clone of `src` into the new, empty `dst`: false (and `dst` still empty)
+/// where the file system cannot (ext4, another file system than the original's).
+fn reflink(dst: &File, src: &File) -> bool {
+    match rustix::fs::ioctl_ficlone(dst, src) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::trace!(error = %e, "no reflink; copying");
+            let _ = dst.set_len(0);
+            false
+        }
+    }
+}
+
+/// The agent's own file, linked into tmp/ as `tmp` (same file system), checked to be that file.
+fn link_own(file: &CheckedFile, tmp: &Path) -> io::Result<()> {
+    let dir = tmp.parent().unwrap_or(Path::new("."));
+    let name = tmp
+        .file_name()
+        .ok_or_else(|| io::Error::other("a temporary name without a name"))?;
+    let dir = File::open(dir)?;
+    file.link_into(std::os::fd::AsFd::as_fd(&dir), name)
 }
 
 /// The moment between a file's commit to `queue/` and the removal of its original (for the

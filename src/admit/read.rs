@@ -1,6 +1,8 @@
-//! The one read of a file: its bytes flow once through a tee that feeds the validator, and a
-//! second thread that hashes them and writes the private copy (holes kept), so admission costs
-//! about what validation alone does. Also `check`, the read of `hostedscan-agent validate`.
+//! The one read of a file: its bytes flow once through a tee that feeds the validator, and
+//! from there to a thread that hashes them and one that writes the private copy (holes kept),
+//! so admission costs about what validation alone does. A fourth thread makes the copy durable
+//! as it grows (`fdatasync` every [`FLUSH_EVERY`] bytes written), so the final fsync of a large
+//! copy has little left to wait for. Also `check`, the read of `hostedscan-agent validate`.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -12,18 +14,18 @@ use crate::spool::digest::Hasher;
 use crate::spool::Sha256;
 use crate::validate::{self, Hints, Verdict};
 
-/// A reader that hands a copy of every chunk the validator pulls through it to the copier
-/// thread, which hashes it and writes it to the queue copy while validation goes on.
+/// A reader that hands a copy of every chunk the validator pulls through it to the hasher
+/// thread (and from there to the writer of the queue copy) while validation goes on.
 struct Tee<R> {
     inner: R,
     chunks: mpsc::SyncSender<Vec<u8>>,
-    /// Emptied chunks coming back from the copier, so the buffers are reused.
+    /// Emptied chunks coming back from the hasher or the writer, so the buffers are reused.
     spare: mpsc::Receiver<Vec<u8>>,
     count: u64,
 }
 
-/// Chunks in flight between the validator and the copier: enough to ride out a slow write,
-/// few enough to keep memory flat.
+/// Chunks in flight from the validator to the hasher, and from the hasher to the writer:
+/// enough to ride out a slow write, few enough to keep memory flat (256 KiB each).
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 impl<R: Read> Read for Tee<R> {
@@ -34,7 +36,7 @@ impl<R: Read> Read for Tee<R> {
             chunk.clear();
             chunk.extend_from_slice(&buf[..n]);
             if self.chunks.send(chunk).is_err() {
-                // The copier stopped on a write error; `read_once` reports it.
+                // The writer stopped on an error (and so the hasher); `read_once` reports it.
                 return Err(io::Error::other("writing the queue copy failed"));
             }
         }
@@ -43,31 +45,72 @@ impl<R: Read> Read for Tee<R> {
     }
 }
 
-/// The copier: SHA-256 and the copy of every chunk, in order, at its offset. A chunk of zeros
-/// is not written (a hole: a sparse file stays sparse; a valid report has no NUL byte). ring's
-/// SHA-256 uses the CPU's SHA extensions when it has them (about twice as fast as the `sha2`
-/// crate here, and ring is already in the tree for TLS). Stops at the first write error.
-fn copier(
+/// Bytes written to the copy between two nudges of the flusher.
+const FLUSH_EVERY: u64 = 32 << 20;
+
+/// The hasher: SHA-256 of every chunk, in order, each then handed on to the writer (when there
+/// is a copy to write) or back to the tee. ring's SHA-256 uses the CPU's SHA extensions when it
+/// has them (about twice as fast as the `sha2` crate here, and ring is already in the tree for
+/// TLS). Hashing and writing are two threads: each alone is about as fast as validation.
+fn hasher(
     chunks: mpsc::Receiver<Vec<u8>>,
+    writer: Option<mpsc::SyncSender<Vec<u8>>>,
     spare: mpsc::SyncSender<Vec<u8>>,
-    out: Option<&File>,
-) -> io::Result<Sha256> {
+) -> Sha256 {
     let mut hasher = Hasher::default();
-    let mut at = 0u64;
     for chunk in chunks {
         hasher.update(&chunk);
-        if let Some(out) = out {
-            if chunk.iter().any(|&b| b != 0) {
-                out.write_all_at(&chunk, at)?;
+        match &writer {
+            Some(w) => {
+                if w.send(chunk).is_err() {
+                    // The writer stopped on an error (`read_once` reports it); so does the tee.
+                    break;
+                }
+            }
+            None => {
+                let _ = spare.try_send(chunk);
+            }
+        }
+    }
+    hasher.finish()
+}
+
+/// The writer: every chunk at its offset in the copy. A chunk of zeros is not written (a hole:
+/// a sparse file stays sparse; a valid report has no NUL byte). Every [`FLUSH_EVERY`] bytes it
+/// nudges the flusher (never waiting for it). Stops at the first write error.
+fn writer(
+    chunks: mpsc::Receiver<Vec<u8>>,
+    spare: mpsc::SyncSender<Vec<u8>>,
+    out: &File,
+    flush: mpsc::SyncSender<()>,
+) -> io::Result<()> {
+    let mut at = 0u64;
+    let mut unflushed = 0u64;
+    for chunk in chunks {
+        if chunk.iter().any(|&b| b != 0) {
+            out.write_all_at(&chunk, at)?;
+            unflushed += chunk.len() as u64;
+            if unflushed >= FLUSH_EVERY {
+                // A nudge already waiting covers this one too.
+                let _ = flush.try_send(());
+                unflushed = 0;
             }
         }
         at += chunk.len() as u64;
         let _ = spare.try_send(chunk);
     }
-    if let Some(out) = out {
-        out.set_len(at)?;
+    out.set_len(at)
+}
+
+/// The flusher: `fdatasync` of the copy at each nudge, while the copier goes on writing, so
+/// that the disk works during the read instead of after it. The first error is kept and
+/// reported (the kernel reports a write-back error once per open file: the final fsync of the
+/// same descriptor might not see it again).
+fn flusher(nudges: mpsc::Receiver<()>, out: &File) -> io::Result<()> {
+    for () in nudges {
+        out.sync_data()?;
     }
-    Ok(hasher.finish())
+    Ok(())
 }
 
 /// What one read of a file gave.
@@ -81,8 +124,8 @@ pub(super) struct ReadOnce {
     pub complete: bool,
 }
 
-/// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on a
-/// second thread, so admission costs about what validation alone does. A valid file is read to
+/// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on
+/// other threads, so admission costs about what validation alone does. A valid file is read to
 /// its end exactly once; a rejected one only as far as the rejection (the caller copies the
 /// rest if it keeps the file).
 pub(super) fn read_once(
@@ -92,9 +135,22 @@ pub(super) fn read_once(
     out: Option<&File>,
 ) -> Result<ReadOnce, ReadError> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
-    let (spare_tx, spare_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    // Every buffer can come back: those queued for the hasher and the writer, and one each in
+    // hand.
+    let (spare_tx, spare_rx) = mpsc::sync_channel(2 * CHUNKS_IN_FLIGHT + 2);
+    let (flush_tx, flush_rx) = mpsc::sync_channel(1);
     std::thread::scope(|scope| {
-        let copy = scope.spawn(move || copier(chunks_rx, spare_tx, out));
+        let (to_writer, written) = match out {
+            Some(out) => {
+                let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+                let spare = spare_tx.clone();
+                let flushed = scope.spawn(move || flusher(flush_rx, out));
+                let written = scope.spawn(move || writer(rx, spare, out, flush_tx));
+                (Some(tx), Some((written, flushed)))
+            }
+            None => (None, None),
+        };
+        let hashed = scope.spawn(move || hasher(chunks_rx, to_writer, spare_tx));
         let mut tee = Tee {
             inner: file.take(len),
             chunks: chunks_tx,
@@ -114,9 +170,21 @@ pub(super) fn read_once(
         };
         let count = tee.count;
         drop(tee);
-        let copied = copy
+        let joined = |r: std::thread::Result<io::Result<()>>, what: &str| {
+            r.unwrap_or_else(|_| Err(io::Error::other(format!("the {what} thread panicked"))))
+        };
+        let hashed = hashed
             .join()
-            .unwrap_or_else(|_| Err(io::Error::other("the copier thread panicked")));
+            .map_err(|_| io::Error::other("the hasher thread panicked"));
+        // The hasher has stopped, and with it the writer's input; the writer's end of the
+        // nudges closes when it stops, and so the flusher ends.
+        let copied = match written {
+            Some((written, flushed)) => {
+                joined(written.join(), "writer").and_then(|()| joined(flushed.join(), "flusher"))
+            }
+            None => Ok(()),
+        }
+        .and(hashed);
         match (result, copied) {
             (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
                 complete: count == len,

@@ -67,6 +67,10 @@ pub struct Settled {
     /// Its writer is known to have finished (a job's scanner exited): a truncated file is
     /// rejected at once instead of waiting out `incomplete_grace`.
     pub finished: bool,
+    /// The agent's own file (a job's output in its run's private directory): admission moves
+    /// it into custody instead of copying it. Never so for a file from a watch directory,
+    /// whose writer could change it after it was hashed.
+    pub own: bool,
 }
 
 impl Settled {
@@ -85,10 +89,12 @@ impl Settled {
             to,
             seen,
             finished: false,
+            own: false,
         }
     }
 
-    /// The output of a job run whose process has exited.
+    /// The output of a job run whose process has exited, in the run's private directory: the
+    /// agent's own file.
     pub fn finished(
         root: Arc<Root>,
         rel: RelPath,
@@ -98,6 +104,7 @@ impl Settled {
     ) -> Settled {
         Settled {
             finished: true,
+            own: true,
             ..Settled::new(root, rel, hints, to, seen)
         }
     }

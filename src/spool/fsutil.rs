@@ -24,10 +24,15 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// A fresh temporary name (random: whoever uses it fails rather than replace what is there).
+pub fn temp_name() -> String {
+    format!("{TMP_PREFIX}{:016x}", rand::random::<u64>())
+}
+
 /// Open a new private (0600) temporary file in `dir`.
 pub fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
     for _ in 0..100 {
-        let path = dir.join(format!("{TMP_PREFIX}{:016x}", rand::random::<u64>()));
+        let path = dir.join(temp_name());
         match OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -154,6 +154,31 @@ impl CheckedFile {
         Ok(Removal::Removed)
     }
 
+    /// Give it a second name, `dest_name` in `dest_dir` (on the same file system, never
+    /// replacing anything there), checked to lead to this very file (else the new name is
+    /// removed and the error is [`Replaced`]). For the agent's own files only (a job's output
+    /// in its run's private directory): a file from a watch directory is never linked or
+    /// renamed into custody, since its writer could still change it.
+    pub fn link_into(&self, dest_dir: BorrowedFd<'_>, dest_name: &OsStr) -> io::Result<()> {
+        rustix::fs::linkat(&self.dir, &self.name, dest_dir, dest_name, AtFlags::empty())?;
+        let st = rustix::fs::statat(dest_dir, dest_name, AtFlags::SYMLINK_NOFOLLOW)?;
+        if FileId::of(&st) != self.id() {
+            let _ = rustix::fs::unlinkat(dest_dir, dest_name, AtFlags::empty());
+            return Err(io::Error::other(Replaced));
+        }
+        Ok(())
+    }
+
+    /// Remove its name from its directory if that still leads to this very file, however it
+    /// changed: for the agent's own files, whose content is in custody under another name.
+    pub fn unlink_name(&self) -> io::Result<Removal> {
+        if !self.still_named() {
+            return Ok(Removal::NotOurs);
+        }
+        rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty())?;
+        Ok(Removal::Removed)
+    }
+
     /// Move it into `dest_dir` as `dest_name`, on the same file system, never replacing what is
     /// there (`AlreadyExists`), and only if it is still this file (else it is put back and the
     /// error is [`Replaced`]). Across file systems: `EXDEV`, nothing moved.

@@ -1,7 +1,7 @@
 //! The upload body's bytes counted as the request takes them, for the progress display of
 //! `--once`: a stream adapter that adds each chunk's length to a shared counter when the
 //! connection polls it (so the count follows the socket, a chunk or two ahead of the wire). A
-//! relaxed add per 64 KiB chunk: nothing the upload waits for.
+//! relaxed add per 256 KiB chunk: nothing the upload waits for.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};

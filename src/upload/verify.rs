@@ -51,7 +51,7 @@ pub struct Verified {
 impl Verified {
     pub fn new(file: File, size: u64, sha256: Sha256, check: Arc<Check>) -> Verified {
         Verified {
-            inner: ReaderStream::with_capacity(file, 64 * 1024),
+            inner: ReaderStream::with_capacity(file, 256 * 1024),
             hasher: Hasher::default(),
             held: None,
             seen: 0,

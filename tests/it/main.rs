@@ -7,6 +7,7 @@ mod hostile;
 mod alerts;
 mod cli;
 mod crash;
+mod custody;
 mod daemon;
 #[cfg(feature = "failpoints")]
 mod failpoints;
