@@ -213,13 +213,16 @@ impl<'de> Visitor<'de> for ServersSeed<'_> {
             Some(one) => servers.add(one),
             None => return Ok(()),
         }
-        while self.1.next_object(&mut |bytes| match object_in_memory::<Server>(bytes) {
-            Ok((one, used)) => {
-                servers.add(one);
-                Take::Used(used)
-            }
-            Err(take) => take,
-        }) {}
+        while self
+            .1
+            .next_object(&mut |bytes| match object_in_memory::<Server>(bytes) {
+                Ok((one, used)) => {
+                    servers.add(one);
+                    Take::Used(used)
+                }
+                Err(take) => take,
+            })
+        {}
         while let Some(one) = seq.next_element::<Server>()? {
             servers.add(one);
         }

@@ -241,13 +241,16 @@ impl<'de> Visitor<'de> for SiteSeed<'_> {
             Some(site) => sites.add(site.name, site.alerts),
             None => return Ok(()),
         }
-        while self.1.next_object(&mut |bytes| match object_in_memory::<Site>(bytes) {
-            Ok((site, used)) => {
-                sites.add(site.name, site.alerts);
-                Take::Used(used)
-            }
-            Err(take) => take,
-        }) {}
+        while self
+            .1
+            .next_object(&mut |bytes| match object_in_memory::<Site>(bytes) {
+                Ok((site, used)) => {
+                    sites.add(site.name, site.alerts);
+                    Take::Used(used)
+                }
+                Err(take) => take,
+            })
+        {}
         while let Some(site) = seq.next_element::<Site>()? {
             sites.add(site.name, site.alerts);
         }

@@ -156,7 +156,11 @@ fn json_error(e: serde_json::Error, format: Format, jump: Option<Jump>) -> Rejec
     };
     match e.classify() {
         // `validate` replaces this with the reader's error or the UTF-8 finding.
-        Category::Io => reject(format, RejectKind::Malformed, format!("read failed: {said}")),
+        Category::Io => reject(
+            format,
+            RejectKind::Malformed,
+            format!("read failed: {said}"),
+        ),
         Category::Eof => reject(
             format,
             RejectKind::Incomplete,

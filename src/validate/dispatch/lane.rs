@@ -105,18 +105,17 @@ impl<'a, B: BufRead> Lane<'a, B> {
             self.counted -= self.pos;
             self.pos = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + CHUNK, 0);
         loop {
-            match self.input.read(&mut self.buf[old..]) {
-                Ok(n) => {
-                    self.buf.truncate(old + n);
+            match self.input.fill_buf() {
+                Ok(bytes) => {
+                    let n = bytes.len().min(CHUNK);
+                    self.buf.extend_from_slice(&bytes[..n]);
+                    self.input.consume(n);
                     self.eof = n == 0;
                     return n > 0;
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    self.buf.truncate(old);
                     self.failed = Some((e.kind(), self.input.stop.take()));
                     return false;
                 }
@@ -201,7 +200,25 @@ impl<'a, B: BufRead> Lane<'a, B> {
 pub(crate) struct Shared<'a, B>(pub Rc<RefCell<Lane<'a, B>>>);
 
 impl<B: BufRead> Read for Shared<'_, B> {
+    /// serde_json asks for one byte at a time: that case is kept short.
+    #[inline]
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        {
+            let mut lane = self.0.borrow_mut();
+            if let ([slot], Some(&b)) = (&mut *out, lane.buf.get(lane.pos)) {
+                *slot = b;
+                lane.pos += 1;
+                return Ok(1);
+            }
+        }
+        self.refill_and_read(out)
+    }
+}
+
+impl<B: BufRead> Shared<'_, B> {
+    #[cold]
+    #[inline(never)]
+    fn refill_and_read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         self.0.borrow_mut().read_parser(out)
     }
 }
@@ -214,7 +231,103 @@ impl<B: BufRead> Elements for Shared<'_, B> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::BufReader;
+
+    use serde::de::IgnoredAny;
+
     use super::{place, Jump, LineCol};
+    use crate::validate::{validate, Hints, RejectKind, Verdict};
+
+    /// A ZAP report of `sites` sites over several lines each; site `pad` (if any) carries a
+    /// long description.
+    fn zap(sites: usize, pad: Option<(usize, usize)>) -> String {
+        let mut doc = String::from("{\n\"@version\": \"2.16.1\",\n\"site\": [\n");
+        for i in 0..sites {
+            if i > 0 {
+                doc.push_str(",\n");
+            }
+            let desc = match pad {
+                Some((at, len)) if at == i => "y".repeat(len),
+                _ => "<p>x</p>".to_string(),
+            };
+            doc.push_str(&format!(
+                "{{\n  \"@name\": \"http://h{i}.example\",\n  \"alerts\": [\n    \
+                 {{\"desc\": \"{desc}\", \"n\": {i}}}\n  ]\n}}"
+            ));
+        }
+        doc.push_str("\n]\n}\n");
+        doc
+    }
+
+    /// Whole, and in reads of 1 and 7 bytes.
+    fn verdicts(doc: &[u8]) -> Vec<Verdict> {
+        let hints = Hints::default();
+        let mut all = vec![validate(doc, &hints).expect("no I/O error")];
+        for cap in [1, 7] {
+            let reader = BufReader::with_capacity(cap, doc);
+            all.push(validate(reader, &hints).expect("no I/O error"));
+        }
+        all
+    }
+
+    /// "line L column C" as serde_json says it for the whole document in memory.
+    fn place_of_error(doc: &[u8]) -> String {
+        let e = serde_json::from_slice::<IgnoredAny>(doc).expect_err("the document is broken");
+        format!("line {} column {}", e.line(), e.column())
+    }
+
+    #[test]
+    fn an_error_after_sites_read_from_memory_is_placed_where_it_is() {
+        let good = zap(40, None);
+        assert!(verdicts(good.as_bytes())
+            .iter()
+            .all(|v| v.as_ref().is_ok_and(|r| r.warnings[0].contains("40 sites"))));
+        // A missing comma between sites 30 and 31, after 29 sites read from memory.
+        let cut = good.match_indices("},\n{").nth(30).expect("31 sites").0 + 1;
+        let broken = format!("{}{}", &good[..cut], &good[cut + 1..]);
+        let at = place_of_error(broken.as_bytes());
+        for v in verdicts(broken.as_bytes()) {
+            let r = v.expect_err("a missing comma");
+            assert_eq!(r.kind, RejectKind::Malformed, "{r:?}");
+            assert!(
+                r.reason.ends_with(&format!("expected `,` or `]` at {at}")),
+                "{r:?}"
+            );
+        }
+        // Cut short in site 35.
+        let cut = good.match_indices("\"n\": 35").next().expect("site 35").0;
+        let e = serde_json::from_slice::<IgnoredAny>(&good.as_bytes()[..cut]).expect_err("cut");
+        for v in verdicts(&good.as_bytes()[..cut]) {
+            let r = v.expect_err("truncated");
+            assert_eq!(r.kind, RejectKind::Incomplete, "{r:?}");
+            let at = format!("at line {}, column {}", e.line(), e.column());
+            assert!(r.reason.contains(&at), "{r:?} {at}");
+        }
+    }
+
+    #[test]
+    fn a_bad_byte_read_ahead_does_not_hide_an_earlier_syntax_error() {
+        // Site 20 holds 300 KiB of text, so the window reads well past site 10, where the syntax
+        // error is, before the parser gets there; the invalid UTF-8 sits in site 30.
+        let good = zap(40, Some((20, 300 * 1024)));
+        let mut bad_utf8 = good.clone().into_bytes();
+        let at = good.find("h30.example").expect("site 30");
+        bad_utf8[at] = 0xFF;
+        for v in verdicts(&bad_utf8) {
+            let r = v.expect_err("bad UTF-8");
+            assert!(r.reason.starts_with("invalid UTF-8 at line "), "{r:?}");
+        }
+        let cut = good.find("\"n\": 10").expect("site 10");
+        let mut both = bad_utf8.clone();
+        both[cut] = b'!';
+        let at = place_of_error(&both);
+        for v in verdicts(&both) {
+            let r = v.expect_err("a syntax error");
+            assert_eq!(r.kind, RejectKind::Malformed, "{r:?}");
+            assert!(r.reason.starts_with("not valid JSON: "), "{r:?}");
+            assert!(r.reason.ends_with(&at), "{r:?} {at}");
+        }
+    }
 
     #[test]
     fn line_and_column_are_counted_as_serde_json_counts_them() {
