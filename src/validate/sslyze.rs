@@ -207,24 +207,20 @@ impl<'de> Visitor<'de> for ServersSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let servers = self.0;
-        // The first server through the parser (which then stands after an element), the next
-        // ones from memory while they parse there, the rest (and any error) through the parser.
-        match seq.next_element::<Server>()? {
-            Some(one) => servers.add(one),
-            None => return Ok(()),
-        }
-        while self
-            .1
-            .next_object(&mut |bytes| match object_in_memory::<Server>(bytes) {
-                Ok((one, used)) => {
-                    servers.add(one);
-                    Take::Used(used)
-                }
-                Err(take) => take,
-            })
-        {}
+        // Each server the parser reads leaves it after an element, where the next ones can be
+        // taken from memory while they parse there; the rest (and any error) is the parser's.
         while let Some(one) = seq.next_element::<Server>()? {
             servers.add(one);
+            while self
+                .1
+                .next_object(&mut |bytes| match object_in_memory::<Server>(bytes) {
+                    Ok((one, used)) => {
+                        servers.add(one);
+                        Take::Used(used)
+                    }
+                    Err(take) => take,
+                })
+            {}
         }
         Ok(())
     }

@@ -235,24 +235,20 @@ impl<'de> Visitor<'de> for SiteSeed<'_> {
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         let sites = self.0;
-        // The first site through the parser (which then stands after an element), the next
-        // ones from memory while they parse there, the rest (and any error) through the parser.
-        match seq.next_element::<Site>()? {
-            Some(site) => sites.add(site.name, site.alerts),
-            None => return Ok(()),
-        }
-        while self
-            .1
-            .next_object(&mut |bytes| match object_in_memory::<Site>(bytes) {
-                Ok((site, used)) => {
-                    sites.add(site.name, site.alerts);
-                    Take::Used(used)
-                }
-                Err(take) => take,
-            })
-        {}
+        // Each site the parser reads leaves it after an element, where the next ones can be
+        // taken from memory while they parse there; the rest (and any error) is the parser's.
         while let Some(site) = seq.next_element::<Site>()? {
             sites.add(site.name, site.alerts);
+            while self
+                .1
+                .next_object(&mut |bytes| match object_in_memory::<Site>(bytes) {
+                    Ok((site, used)) => {
+                        sites.add(site.name, site.alerts);
+                        Take::Used(used)
+                    }
+                    Err(take) => take,
+                })
+            {}
         }
         Ok(())
     }
