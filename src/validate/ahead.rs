@@ -55,6 +55,9 @@ pub(crate) struct Ahead<'scope, 'env, B: BufRead + Send + 'scope> {
     inline_limit: u64,
     /// No thread could be started: read inline to the end.
     inline_only: bool,
+    /// The reader above this one read ahead of its parser into where the input ends or fails:
+    /// that is not where the parser stopped (yet).
+    held_back: bool,
     /// The thread's last message, once it came: the end, or the error (kind and words, handed
     /// out again on every later read, as `Checked` does).
     end: Option<Option<(io::ErrorKind, String)>>,
@@ -110,6 +113,7 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
             inline_consumed: 0,
             inline_limit,
             inline_only: false,
+            held_back: false,
             end: None,
             lines: None,
         }
@@ -124,13 +128,20 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
         }
     }
 
+    /// Says whether the end or error this reader handed out was read ahead of the parser
+    /// (`true`) or reached by it (`false`): a reader above that reads ahead of its own parser
+    /// holds its findings back until the parser gets there.
+    pub(crate) fn hold_back(&mut self, held: bool) {
+        self.held_back = held;
+    }
+
     /// Stops the thread (it ends at its next hand-over) and says how far the parser read.
     pub(crate) fn finish(self) -> Finished {
         match self.state {
             // Inline, the parser's reads are the reader's: whatever it found, the parser was
             // there.
             State::Inline(mut checked) => Finished {
-                reached_end: true,
+                reached_end: !self.held_back,
                 stop: checked.stop(),
                 truncated_utf8: checked.truncated_utf8,
                 lines: checked.take_lines(),
@@ -149,7 +160,7 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
                     Err(p) => std::panic::resume_unwind(p),
                 };
                 Finished {
-                    reached_end: self.end.is_some(),
+                    reached_end: self.end.is_some() && !self.held_back,
                     stop: checked.as_ref().and_then(Checked::stop),
                     truncated_utf8: checked.and_then(|c| c.truncated_utf8),
                     lines: self.lines,

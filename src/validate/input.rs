@@ -225,7 +225,72 @@ struct JsonStrings {
 
 impl JsonStrings {
     /// Scan `bytes` (at absolute offset `abs`); `Err(start)` when the current string is too long.
+    /// Whole 64-byte blocks go through bit masks (one bit per byte, as simdjson finds string
+    /// bounds) instead of a search per quote, which costs more than the scan itself when strings
+    /// are short; the rest, and any block where that shortcut would differ from the byte rules
+    /// (a backslash outside a string, a cap shorter than a block), goes byte by byte.
     fn feed(&mut self, abs: u64, bytes: &[u8]) -> Result<(), u64> {
+        let whole = if self.cap >= 64 {
+            bytes.len() - bytes.len() % 64
+        } else {
+            0
+        };
+        let (blocks, rest) = bytes.split_at(whole);
+        let mut at = abs;
+        for block in blocks.chunks_exact(64) {
+            if !self.feed_block(at, block)? {
+                self.feed_bytes(at, block)?;
+            }
+            at += 64;
+        }
+        self.feed_bytes(at, rest)?;
+        let end = abs + bytes.len() as u64;
+        if self.in_string && end - self.start > self.cap {
+            return Err(self.start);
+        }
+        Ok(())
+    }
+
+    /// One 64-byte block at `abs` by bit masks. `Ok(false)`, with nothing changed, when the
+    /// block has a backslash outside a string: only the byte rules say what that does.
+    fn feed_block(&mut self, abs: u64, block: &[u8]) -> Result<bool, u64> {
+        let (quotes, backslashes) = block_masks(block);
+        if quotes == 0 && backslashes == 0 && !self.escaped {
+            return Ok(true);
+        }
+        let mut carry = u64::from(self.escaped);
+        let escaped = escaped_bytes(backslashes, &mut carry);
+        let quotes = quotes & !escaped;
+        // Bit i: byte i is in a string (an opening quote counts, a closing one does not).
+        let mut inside = quotes;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            inside ^= inside << shift;
+        }
+        if self.in_string {
+            inside = !inside;
+        }
+        if backslashes & !inside != 0 {
+            return Ok(false);
+        }
+        // Strings opened and closed in the block are shorter than it (and than the cap): only
+        // one open before it can be too long, and it closes at the block's first quote.
+        if self.in_string && quotes != 0 {
+            let close = abs + u64::from(quotes.trailing_zeros());
+            if close - self.start > self.cap {
+                return Err(self.start);
+            }
+        }
+        self.in_string = inside >> 63 == 1;
+        self.escaped = carry == 1;
+        if self.in_string && quotes != 0 {
+            self.start = abs + u64::from(63 - quotes.leading_zeros());
+        }
+        Ok(true)
+    }
+
+    /// The byte rules: a quote opens or closes a string, a backslash in a string escapes the
+    /// next byte; a closing quote past the cap is an error.
+    fn feed_bytes(&mut self, abs: u64, bytes: &[u8]) -> Result<(), u64> {
         let mut i = 0;
         while i < bytes.len() {
             if self.escaped {
@@ -256,12 +321,62 @@ impl JsonStrings {
                 }
             }
         }
-        let end = abs + bytes.len() as u64;
-        if self.in_string && end - self.start > self.cap {
-            return Err(self.start);
-        }
         Ok(())
     }
+}
+
+/// Bit i set where `block[i]` (64 bytes) is a quote, and where it is a backslash: SSE2 compares
+/// and byte masks, 16 bytes at a time (SSE2 is part of every x86-64 CPU).
+#[cfg(target_arch = "x86_64")]
+fn block_masks(block: &[u8]) -> (u64, u64) {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_movemask_epi8, _mm_set1_epi8, _mm_set_epi64x};
+    let word = |i: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&block[i..i + 8]);
+        i64::from_le_bytes(w)
+    };
+    let mut quotes = 0u64;
+    let mut backslashes = 0u64;
+    for lane in 0..4 {
+        let (lo, hi) = (word(lane * 16), word(lane * 16 + 8));
+        // SAFETY: these intrinsics need SSE2, which every x86-64 CPU has (the target's
+        // baseline); they work on values, no pointer is read or written.
+        let (q, b) = unsafe {
+            let v = _mm_set_epi64x(hi, lo);
+            (
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8))) as u16,
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'\\' as i8))) as u16,
+            )
+        };
+        quotes |= u64::from(q) << (lane * 16);
+        backslashes |= u64::from(b) << (lane * 16);
+    }
+    (quotes, backslashes)
+}
+
+/// Bit i set where `block[i]` (64 bytes) is a quote, and where it is a backslash.
+#[cfg(not(target_arch = "x86_64"))]
+fn block_masks(block: &[u8]) -> (u64, u64) {
+    let mut quotes = 0u64;
+    let mut backslashes = 0u64;
+    for (i, &b) in block.iter().enumerate().take(64) {
+        quotes |= u64::from(b == b'"') << i;
+        backslashes |= u64::from(b == b'\\') << i;
+    }
+    (quotes, backslashes)
+}
+
+/// The bytes escaped by a backslash (the second of each pair in a run of backslashes), given
+/// whether the block's first byte is escaped (`carry`, updated for the next block): simdjson's
+/// branch-free odd-run rule.
+fn escaped_bytes(backslashes: u64, carry: &mut u64) -> u64 {
+    const EVEN: u64 = 0x5555_5555_5555_5555;
+    let backslashes = backslashes & !*carry;
+    let follows_escape = (backslashes << 1) | *carry;
+    let odd_starts = backslashes & !EVEN & !follows_escape;
+    let (even_starts, overflow) = odd_starts.overflowing_add(backslashes);
+    *carry = u64::from(overflow);
+    (EVEN ^ (even_starts << 1)) & follows_escape
 }
 
 /// Wraps the parser's input: validates UTF-8 incrementally, tracks newlines and, for JSON,
@@ -593,6 +708,70 @@ mod json_string_tests {
             js.feed((i * chunk) as u64, c)?;
         }
         Ok(())
+    }
+
+    /// The byte rules alone, as `feed` applied them before it took 64-byte blocks.
+    fn by_bytes(js: &mut JsonStrings, abs: u64, bytes: &[u8]) -> Result<(), u64> {
+        js.feed_bytes(abs, bytes)?;
+        if js.in_string && abs + bytes.len() as u64 - js.start > js.cap {
+            return Err(js.start);
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn blocks_find_the_same_strings_as_the_byte_rules() {
+        // Dense quotes and runs of backslashes, inside strings and out (a backslash outside a
+        // string sends its block down the byte path), cut into reads of every kind.
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for round in 0..400 {
+            let len = 64 + (next() % 3000) as usize;
+            let alphabet: &[u8] = match round % 3 {
+                0 => b"\"\\\\ab",
+                1 => b"\"\\abcdefghijklmnopqrstuvwxyz  ",
+                _ => b"\"abcdefghijklmnopqrstuvwxyz01234567890123456789",
+            };
+            let doc: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            let cap = [64, 100, 200, 1000][round % 4];
+            let mut fast = JsonStrings {
+                cap,
+                ..JsonStrings::default()
+            };
+            let mut slow = JsonStrings {
+                cap,
+                ..JsonStrings::default()
+            };
+            let mut at = 0;
+            while at < doc.len() {
+                let n = (1 + next() % 300) as usize;
+                let piece = &doc[at..doc.len().min(at + n)];
+                let (a, b) = (
+                    fast.feed(at as u64, piece),
+                    by_bytes(&mut slow, at as u64, piece),
+                );
+                assert_eq!(a, b, "round {round} at {at}");
+                if a.is_err() {
+                    break;
+                }
+                assert_eq!(
+                    (fast.in_string, fast.escaped),
+                    (slow.in_string, slow.escaped),
+                    "round {round} at {at}"
+                );
+                if fast.in_string {
+                    assert_eq!(fast.start, slow.start, "round {round} at {at}");
+                }
+                at += piece.len();
+            }
+        }
     }
 
     #[test]

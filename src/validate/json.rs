@@ -1,12 +1,51 @@
 //! Small serde visitors the JSON format checkers share: the length of a list (`CountSeed`), a
 //! scalar as text (`Scalar`), the strings anywhere in a value (`Strings`) and whether a key
-//! is there (`present`). They read through serde_json without buffering what they skip.
+//! is there (`present`). They read through serde_json without buffering what they skip. Also
+//! the fast lane for long lists (`Elements`, `object_in_memory`): elements parsed from memory
+//! when they lie whole in the reader's window.
 
 use std::fmt;
 
 use serde::de::{
     Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
 };
+
+/// The streaming parser reads byte by byte; a list of thousands of objects (ZAP's sites,
+/// SSLyze's servers) is read several times faster by parsing each element from memory. The
+/// reader under the parser offers that for the list being visited, after its first element.
+pub(crate) trait Elements {
+    /// If the list's next element (after its comma) is an object, hands the bytes from its `{`
+    /// to the end of the reader's window to `take`, and consumes what `take` says it used. On
+    /// anything else (the list's end, a syntax error, an element past the window) nothing is
+    /// consumed and false returned: the streaming parser reads on from there, and words any
+    /// error exactly as it would have.
+    fn next_object(&self, take: &mut dyn FnMut(&[u8]) -> Take) -> bool;
+}
+
+/// What `Elements::next_object`'s caller made of the bytes it was offered.
+pub(crate) enum Take {
+    /// The element parsed and was counted: it is this many bytes long.
+    Used(usize),
+    /// The window ends inside the element: offer it again with more bytes.
+    NeedMore,
+    /// Leave it to the streaming parser.
+    Refuse,
+}
+
+/// Parses one object from the start of `bytes` (the window the reader offers): the value and
+/// its length, `NeedMore` when the window ends inside it, `Refuse` for anything else. The
+/// parser's nesting limit (128) cannot tell the two apart: it counts only the levels a visitor
+/// descends (skipped values are not counted), a handful in the element types used here.
+pub(crate) fn object_in_memory<'a, T: Deserialize<'a>>(
+    bytes: &'a [u8],
+) -> Result<(T, usize), Take> {
+    let mut values = serde_json::Deserializer::from_slice(bytes).into_iter::<T>();
+    match values.next() {
+        Some(Ok(v)) => Ok((v, values.byte_offset())),
+        Some(Err(e)) if e.is_eof() => Err(Take::NeedMore),
+        _ => Err(Take::Refuse),
+    }
+}
 
 /// Whether a key's value is there and not null.
 pub(crate) fn present<'de, A: MapAccess<'de>>(map: &mut A) -> Result<bool, A::Error> {

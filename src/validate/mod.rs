@@ -11,7 +11,9 @@
 //! ```text
 //! mod.rs        validate(): dispatch, then apply the configured Hints (finish)
 //! dispatch/     sniff the first bytes; XML by root element, JSON by top-level keys, text
-//!               formats refused from the prefix; parser errors worded as Rejections here
+//!               formats refused from the prefix; parser errors worded as Rejections here;
+//!               lane.rs: the reader under serde_json, which hands long lists' elements to
+//!               the checkers from memory
 //! nmap gvm zap sslyze text
 //!               the format checkers: one format's rules each -> checker::Found
 //! checker.rs    Found and the XmlChecker trait the dispatcher drives

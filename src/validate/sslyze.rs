@@ -5,10 +5,12 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use super::checker::Found;
-use super::json::{present, CountSeed, Scalar};
+use super::json::{object_in_memory, present, CountSeed, Elements, Scalar, Take};
 use super::types::{reject, Format, RejectKind, Rejection, ScanType};
 
 /// Servers and failed commands named in reasons and warnings; the rest are counted.
@@ -29,15 +31,17 @@ pub(crate) struct Sslyze {
 
 impl Sslyze {
     /// Reads the value of top-level `key` if it is one of SSLyze's; `false` leaves it unread.
+    /// `fast` reads the elements of the server list from memory.
     pub(crate) fn take<'de, A: MapAccess<'de>>(
         &mut self,
         key: &str,
         map: &mut A,
+        fast: &dyn Elements,
     ) -> Result<bool, A::Error> {
         match key {
             "server_scan_results" => {
                 let servers = self.servers.get_or_insert_with(Default::default);
-                map.next_value_seed(ServersSeed(servers))?;
+                map.next_value_seed(ServersSeed(servers, fast))?;
             }
             "sslyze_version" => self.version = present(map)?,
             "date_scans_started" => self.started = present(map)?,
@@ -187,7 +191,7 @@ fn named(names: &[String], total: usize) -> String {
     s
 }
 
-struct ServersSeed<'a>(&'a mut Servers);
+struct ServersSeed<'a>(&'a mut Servers, &'a dyn Elements);
 
 impl<'de> DeserializeSeed<'de> for ServersSeed<'_> {
     type Value = ();
@@ -202,13 +206,23 @@ impl<'de> Visitor<'de> for ServersSeed<'_> {
         f.write_str("a list of SSLyze server scan results")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        loop {
-            let mut one = Server::default();
-            if seq.next_element_seed(ServerSeed(&mut one))?.is_none() {
-                return Ok(());
-            }
-            self.0.add(one);
+        let servers = self.0;
+        // Each server the parser reads leaves it after an element, where the next ones can be
+        // taken from memory while they parse there; the rest (and any error) is the parser's.
+        while let Some(one) = seq.next_element::<Server>()? {
+            servers.add(one);
+            while self
+                .1
+                .next_object(&mut |bytes| match object_in_memory::<Server>(bytes) {
+                    Ok((one, used)) => {
+                        servers.add(one);
+                        Take::Used(used)
+                    }
+                    Err(take) => take,
+                })
+            {}
         }
+        Ok(())
     }
 }
 
@@ -270,6 +284,14 @@ impl Servers {
                 self.command_errors_named.push(format!("{name} {c}"));
             }
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for Server {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Server, D::Error> {
+        let mut one = Server::default();
+        ServerSeed(&mut one).deserialize(d)?;
+        Ok(one)
     }
 }
 

@@ -5,10 +5,12 @@
 
 use std::fmt;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{
+    Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor,
+};
 
 use super::checker::{Found, XmlChecker};
-use super::json::{present, Scalar, Strings};
+use super::json::{object_in_memory, present, Elements, Scalar, Strings, Take};
 use super::types::{reject, Format, RejectKind, Rejection, ScanType};
 use super::xml::Tag;
 
@@ -165,17 +167,19 @@ pub(crate) struct ZapJson {
 
 impl ZapJson {
     /// Reads the value of top-level `key` if it is one of ZAP's; `false` leaves it unread.
+    /// `fast` reads the elements of a site list from memory.
     pub(crate) fn take<'de, A: MapAccess<'de>>(
         &mut self,
         key: &str,
         map: &mut A,
+        fast: &dyn Elements,
     ) -> Result<bool, A::Error> {
         match key {
             "@version" => self.version = present(map)?,
             "@programName" => self.program_name = present(map)?,
             "site" => {
                 let sites = self.site.get_or_insert_with(Sites::default);
-                map.next_value_seed(SiteSeed(sites))?;
+                map.next_value_seed(SiteSeed(sites, fast))?;
             }
             "stoppingInsight" => {
                 let buf = self.insight.get_or_insert_with(String::new);
@@ -217,7 +221,7 @@ pub(crate) fn json_verdict(z: ZapJson) -> Result<Found, Rejection> {
 }
 
 /// The value of the top-level `site` key: a list of sites, or one site object (ZAP <= 2.7).
-struct SiteSeed<'a>(&'a mut Sites);
+struct SiteSeed<'a>(&'a mut Sites, &'a dyn Elements);
 
 impl<'de> DeserializeSeed<'de> for SiteSeed<'_> {
     type Value = ();
@@ -232,23 +236,49 @@ impl<'de> Visitor<'de> for SiteSeed<'_> {
         f.write_str("a list of ZAP site objects")
     }
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(OneSite(&mut *self.0))?.is_some() {}
+        let sites = self.0;
+        // Each site the parser reads leaves it after an element, where the next ones can be
+        // taken from memory while they parse there; the rest (and any error) is the parser's.
+        while let Some(site) = seq.next_element::<Site>()? {
+            sites.add(site.name, site.alerts);
+            while self
+                .1
+                .next_object(&mut |bytes| match object_in_memory::<Site>(bytes) {
+                    Ok((site, used)) => {
+                        sites.add(site.name, site.alerts);
+                        Take::Used(used)
+                    }
+                    Err(take) => take,
+                })
+            {}
+        }
         Ok(())
     }
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
         self.0.legacy_object = true;
-        OneSite(self.0).visit_map(map)
+        let mut site = Site::default();
+        OneSite(&mut site).visit_map(map)?;
+        self.0.add(site.name, site.alerts);
+        Ok(())
     }
 }
 
-struct OneSite<'a>(&'a mut Sites);
+/// What the rules read of one site object.
+#[derive(Default)]
+struct Site {
+    name: Option<String>,
+    alerts: bool,
+}
 
-impl<'de> DeserializeSeed<'de> for OneSite<'_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
+impl<'de> Deserialize<'de> for Site {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Site, D::Error> {
+        let mut site = Site::default();
+        d.deserialize_map(OneSite(&mut site))?;
+        Ok(site)
     }
 }
+
+struct OneSite<'a>(&'a mut Site);
 
 impl<'de> Visitor<'de> for OneSite<'_> {
     type Value = ();
@@ -256,21 +286,19 @@ impl<'de> Visitor<'de> for OneSite<'_> {
         f.write_str("a ZAP site object with @name and alerts")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut name = None;
-        let mut alerts = false;
+        let site = self.0;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
-                "@name" => name = map.next_value::<Scalar>()?.0,
+                "@name" => site.name = map.next_value::<Scalar>()?.0,
                 "alerts" => {
                     map.next_value::<IgnoredAny>()?;
-                    alerts = true;
+                    site.alerts = true;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        self.0.add(name, alerts);
         Ok(())
     }
 }

@@ -3,20 +3,26 @@
 //! and skipping the rest with `IgnoredAny` (which serde_json skips without buffering, strings
 //! included); then the checker whose keys are there decides. Also the one place serde_json's
 //! errors become verdicts: EOF means truncated (`Incomplete`), syntax means `Malformed`, I/O
-//! is left for `validate` to surface. A document that is not an object is refused here.
+//! is left for `validate` to surface. A document that is not an object is refused here. The
+//! parser reads through `lane.rs`, which lets the long lists be read from memory.
 
+use std::cell::RefCell;
 use std::fmt;
-use std::io::{BufRead, BufReader};
+use std::io::BufRead;
+use std::rc::Rc;
 
 use serde::de::{Deserialize, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::error::Category;
 
 use crate::validate::ahead::Ahead;
 use crate::validate::checker::Found;
+use crate::validate::json::Elements;
 use crate::validate::sniff::JsonStart;
 use crate::validate::sslyze::{self, Sslyze};
 use crate::validate::types::{reject, Format, RejectKind, Rejection};
 use crate::validate::zap::{self, ZapJson};
+
+use super::lane::{place, Jump, Lane, Shared};
 
 /// Top-level keys named when an unknown object is rejected.
 const NAMED_KEYS: usize = 8;
@@ -48,20 +54,21 @@ pub(crate) fn check<B: BufRead + Send>(
     head: &str,
     double_encoded: bool,
 ) -> Result<Found, Rejection> {
-    // serde_json reads one byte at a time: serve those from a buffer, not through the checks
-    // of `Checked` (which then sees the input in large reads, ahead of the parser).
-    let mut de =
-        serde_json::Deserializer::from_reader(BufReader::with_capacity(64 * 1024, &mut *input));
+    // serde_json reads one byte at a time: it gets them from the lane's window, not through
+    // the checks of `Checked` (which sees the input in large reads, ahead of the parser).
+    let lane = Rc::new(RefCell::new(Lane::new(input)));
+    let fast = Shared(Rc::clone(&lane));
+    let mut de = serde_json::Deserializer::from_reader(Shared(Rc::clone(&lane)));
     match start {
         JsonStart::Object => {
             let mut top = Top::default();
-            let parsed = TopSeed(&mut top)
+            let parsed = TopSeed(&mut top, &fast)
                 .deserialize(&mut de)
                 .and_then(|()| de.end());
-            if let Err(e) = parsed {
-                return Err(json_error(e, top.format()));
+            match parsed {
+                Err(e) => Err(json_error(e, top.format(), lane.borrow().jump())),
+                Ok(()) => classify(top),
             }
-            classify(top)
         }
         JsonStart::Array | JsonStart::String | JsonStart::Scalar => {
             let parsed = IgnoredAny::deserialize(&mut de).and_then(|_| de.end());
@@ -76,7 +83,7 @@ pub(crate) fn check<B: BufRead + Send>(
                         ),
                     ))
                 }
-                Err(e) => Err(json_error(e, Format::Json)),
+                Err(e) => Err(json_error(e, Format::Json, None)),
                 Ok(_) => Err(reject(
                     Format::Json,
                     RejectKind::NotAReport,
@@ -137,17 +144,29 @@ fn classify(top: Top) -> Result<Found, Rejection> {
     ))
 }
 
-fn json_error(e: serde_json::Error, format: Format) -> Rejection {
-    let at = format!("line {}, column {}", e.line(), e.column());
+fn json_error(e: serde_json::Error, format: Format, jump: Option<Jump>) -> Rejection {
+    let (line, column) = place(jump, e.line(), e.column());
+    let at = format!("line {line}, column {column}");
+    // serde_json's words with the place in the file (it counts only the bytes it read itself).
+    let text = e.to_string();
+    let own = format!(" at line {} column {}", e.line(), e.column());
+    let said = match text.strip_suffix(&own) {
+        Some(what) if e.line() != 0 => format!("{what} at line {line} column {column}"),
+        _ => text,
+    };
     match e.classify() {
         // `validate` replaces this with the reader's error or the UTF-8 finding.
-        Category::Io => reject(format, RejectKind::Malformed, format!("read failed: {e}")),
+        Category::Io => reject(
+            format,
+            RejectKind::Malformed,
+            format!("read failed: {said}"),
+        ),
         Category::Eof => reject(
             format,
             RejectKind::Incomplete,
             format!("the JSON ends early at {at}: the file is truncated (or still being written)"),
         ),
-        Category::Syntax if e.to_string().contains("recursion limit") => reject(
+        Category::Syntax if said.contains("recursion limit") => reject(
             format,
             RejectKind::Limit,
             format!("the JSON nests too deeply at {at}"),
@@ -155,13 +174,13 @@ fn json_error(e: serde_json::Error, format: Format) -> Rejection {
         Category::Syntax => reject(
             format,
             RejectKind::Malformed,
-            format!("not valid JSON: {e}"),
+            format!("not valid JSON: {said}"),
         ),
         Category::Data => reject(
             format,
             RejectKind::NotAReport,
             format!(
-                "not a {} report: {e}",
+                "not a {} report: {said}",
                 match format {
                     Format::SslyzeJson => "valid SSLyze",
                     Format::ZapJson => "valid ZAP",
@@ -172,7 +191,7 @@ fn json_error(e: serde_json::Error, format: Format) -> Rejection {
     }
 }
 
-struct TopSeed<'a>(&'a mut Top);
+struct TopSeed<'a>(&'a mut Top, &'a dyn Elements);
 
 impl<'de> DeserializeSeed<'de> for TopSeed<'_> {
     type Value = ();
@@ -194,7 +213,7 @@ impl<'de> Visitor<'de> for TopSeed<'_> {
                 top.keys.push(key.chars().take(64).collect());
             }
             // The two checkers' keys are disjoint: at most one takes a key.
-            if !top.zap.take(&key, &mut map)? && !top.ssl.take(&key, &mut map)? {
+            if !top.zap.take(&key, &mut map, self.1)? && !top.ssl.take(&key, &mut map, self.1)? {
                 map.next_value::<IgnoredAny>()?;
             }
         }

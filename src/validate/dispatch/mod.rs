@@ -6,6 +6,7 @@
 //! verdict, since such a byte explains whatever the parser said after it.
 
 mod json;
+mod lane;
 mod xml;
 
 use std::io::{self, BufRead, Read};
