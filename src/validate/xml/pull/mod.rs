@@ -271,6 +271,7 @@ impl<R: BufRead> XmlPull<R> {
 
     /// The next event; `Node::Eof` once the document is complete, and again after that.
     #[allow(clippy::should_implement_trait)] // a lending iterator: `Node` borrows the buffer
+    #[inline(always)]
     pub fn next(&mut self) -> Result<Node<'_>, XmlError> {
         if self.pending_end {
             self.pending_end = false;
