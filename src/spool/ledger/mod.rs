@@ -1,6 +1,7 @@
 //! The ledger: which content was accepted by which source, so the same bytes are never uploaded
 //! twice, and the totals `status` shows. One JSON line per accepted upload is appended to
-//! `ledger.jsonl` and fsynced after each 2xx; every [`COMPACT_AT`] lines a compaction retires
+//! `ledger.jsonl`, the lines of the uploads that finished together in one write and one fsync
+//! (group commit); every [`COMPACT_AT`] lines a compaction retires
 //! that file to `ledger-history/` (`files.rs`) and merges its digests into `ledger.index`, a
 //! sorted binary index on disk (`index.rs`). Memory holds only the lines since the last
 //! compaction, a Bloom filter and a sparse fence of the index: it stays flat however many
@@ -288,15 +289,27 @@ impl Ledger {
         })
     }
 
-    /// Record an accepted upload. The content counts as uploaded for this process even when
-    /// the line cannot be written (a full or failing disk): only a restart forgets it then.
-    /// Every [`COMPACT_AT`] lines this then compacts the ledger (see the module's comment),
-    /// which blocks the caller while the index is rewritten: after the line is written, so
-    /// that the upload just accepted is on disk before anything else is done.
+    /// Record an accepted upload: [`Ledger::record_all`] of one line.
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
-        self.recent
-            .add(&line.source_id, Some(line.sha256), Some(&line.at));
-        let appended = self.append(&line);
+        self.record_all(vec![line])
+    }
+
+    /// Record a batch of accepted uploads with one write and one fsync (group commit: the
+    /// uploads that finished while the last batch was being synced). The content counts as
+    /// uploaded for this process even when the lines cannot be written (a full or failing
+    /// disk): only a restart forgets it then. Every [`COMPACT_AT`] lines this then compacts the
+    /// ledger (see the module's comment), which blocks the caller while the index is rewritten:
+    /// after the lines are written, so that the uploads just accepted are on disk before
+    /// anything else is done.
+    pub fn record_all(&mut self, lines: Vec<LedgerLine>) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        for line in &lines {
+            self.recent
+                .add(&line.source_id, Some(line.sha256), Some(&line.at));
+        }
+        let appended = self.append(&lines);
         if self.recent.lines >= self.compact_when {
             let started = Instant::now();
             match self.compact() {
@@ -349,10 +362,14 @@ impl Ledger {
         Ok(())
     }
 
-    fn append(&mut self, line: &LedgerLine) -> io::Result<()> {
+    /// The lines in one write and one `fdatasync`.
+    fn append(&mut self, lines: &[LedgerLine]) -> io::Result<()> {
         crate::failpoint::failpoint!("ledger-record");
-        let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
-        bytes.push(b'\n');
+        let mut bytes = Vec::with_capacity(lines.len() * 256);
+        for line in lines {
+            serde_json::to_writer(&mut bytes, line).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+        }
         if self.file.is_none() {
             self.file = Some(open_jsonl(&self.dir)?);
         }
