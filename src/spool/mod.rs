@@ -459,20 +459,15 @@ impl Spool {
             }
             return out;
         }
-        let mut removed = false;
+        // Not synced: metadata whose copy is gone is an orphan that the next start removes,
+        // so a removal lost in a crash is never a file sent twice or lost.
         for (e, r) in entries.iter().zip(out.iter_mut()) {
             if r.is_ok() {
-                match fs::remove_file(&e.meta_path) {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => *r = Err(err),
-                    _ => removed = true,
+                if let Err(err) = fs::remove_file(&e.meta_path) {
+                    if err.kind() != io::ErrorKind::NotFound {
+                        *r = Err(err);
+                    }
                 }
-            }
-        }
-        if removed {
-            // Metadata whose copy is gone is an orphan to the next start: a failure here is
-            // only untidy, never a file sent twice or lost.
-            if let Err(e) = fsutil::sync_dir(&self.layout.queue) {
-                tracing::warn!(dir = %self.layout.queue.display(), error = %e, "fsync of a directory failed");
             }
         }
         out

@@ -775,7 +775,7 @@ impl Uploader {
     /// `queue/` only after its ledger line is durable, so a crash repeats at most the uploads
     /// of the batch being recorded. Returns the names and custody keys of the batch.
     fn commit_uploads(&self, batch: Vec<Accepted>) -> Vec<(String, (SourceRef, Sha256))> {
-        let lines = batch
+        let lines: Vec<LedgerLine> = batch
             .iter()
             .map(|a| {
                 let m = &a.entry.meta;
@@ -790,12 +790,19 @@ impl Uploader {
                 }
             })
             .collect();
-        if let Err(e) = self
+        // Written under the ledger's lock, synced outside it: lookups (admission's, the next
+        // uploads') and the next batch's write do not wait for this fsync.
+        let written = self
             .ledger
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .record_all(lines)
-        {
+            .write_lines(&lines);
+        let synced = written.and_then(|u| u.sync());
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .compact_if_due();
+        if let Err(e) = synced {
             // The uploads happened; at worst they are repeated after a restart (at-least-once).
             for a in &batch {
                 tracing::error!(file = %a.entry.meta.name, error = %e, "uploaded, but cannot write the ledger");

@@ -179,6 +179,16 @@ fn open_jsonl(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Lines written to the ledger and not yet synced: [`Unsynced::sync`] makes them durable (the
+/// file itself, even if a compaction has retired it meanwhile).
+pub struct Unsynced(File);
+
+impl Unsynced {
+    pub fn sync(self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
 impl Ledger {
     /// Open the ledger of `state_dir` (the caller holds the state directory's lock).
     pub fn open(state_dir: &Path) -> io::Result<Ledger> {
@@ -294,22 +304,32 @@ impl Ledger {
         self.record_all(vec![line])
     }
 
-    /// Record a batch of accepted uploads with one write and one fsync (group commit: the
-    /// uploads that finished while the last batch was being synced). The content counts as
-    /// uploaded for this process even when the lines cannot be written (a full or failing
-    /// disk): only a restart forgets it then. Every [`COMPACT_AT`] lines this then compacts the
-    /// ledger (see the module's comment), which blocks the caller while the index is rewritten:
-    /// after the lines are written, so that the uploads just accepted are on disk before
-    /// anything else is done.
+    /// Record a batch of accepted uploads with one write and one fsync: [`Ledger::write_lines`],
+    /// [`Unsynced::sync`], [`Ledger::compact_if_due`].
     pub fn record_all(&mut self, lines: Vec<LedgerLine>) -> io::Result<()> {
-        if lines.is_empty() {
-            return Ok(());
-        }
-        for line in &lines {
+        let synced = self.write_lines(&lines).and_then(Unsynced::sync);
+        self.compact_if_due();
+        synced
+    }
+
+    /// The first step of recording a batch of accepted uploads (group commit: the uploads that
+    /// finished while the last batch was being synced): the lines written in one write, not yet
+    /// synced. The fsync ([`Unsynced::sync`]) needs no `&mut self`, so a caller sharing the
+    /// ledger behind a lock syncs without holding it: lookups and the next batch's write go on
+    /// meanwhile. The content counts as uploaded for this process at once, even when the lines
+    /// cannot be written (a full or failing disk): only a restart forgets it then.
+    pub fn write_lines(&mut self, lines: &[LedgerLine]) -> io::Result<Unsynced> {
+        for line in lines {
             self.recent
                 .add(&line.source_id, Some(line.sha256), Some(&line.at));
         }
-        let appended = self.append(&lines);
+        self.append(lines)
+    }
+
+    /// Every [`COMPACT_AT`] lines, compact the ledger (see the module's comment), which blocks
+    /// the caller while the index is rewritten: call it after the lines just written are
+    /// synced, so that the uploads just accepted are on disk before anything else is done.
+    pub fn compact_if_due(&mut self) {
         if self.recent.lines >= self.compact_when {
             let started = Instant::now();
             match self.compact() {
@@ -328,7 +348,6 @@ impl Ledger {
                 }
             }
         }
-        appended
     }
 
     fn compact(&mut self) -> io::Result<()> {
@@ -362,8 +381,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// The lines in one write and one `fdatasync`.
-    fn append(&mut self, lines: &[LedgerLine]) -> io::Result<()> {
+    /// The lines in one write; the handle to sync them with.
+    fn append(&mut self, lines: &[LedgerLine]) -> io::Result<Unsynced> {
         crate::failpoint::failpoint!("ledger-record");
         let mut bytes = Vec::with_capacity(lines.len() * 256);
         for line in lines {
@@ -378,7 +397,7 @@ impl Ledger {
             .as_mut()
             .ok_or_else(|| io::Error::other("no ledger file"))?;
         file.write_all(&bytes)?;
-        file.sync_data()
+        Ok(Unsynced(file.try_clone()?))
     }
 }
 
