@@ -1,8 +1,9 @@
 //! The [`Admitter`]: what becomes of one settled file. Its private copy is a reflink clone where
 //! the file system can make one, the file itself for a job's own output, else a copy written
 //! during the one read (see `Making`). Valid: the copy is committed to `queue/` (fsync, rename,
-//! fsync) and only then does the original leave the watch directory, removed through the handle
-//! it was read with. Invalid: the copy goes to `rejected/` with its
+//! fsync; the directory fsyncs shared by the files admitted at the same time) and only then
+//! does the original leave the watch directory, removed through the handle it was read with.
+//! Invalid: the copy goes to `rejected/` with its
 //! reason. Truncated and young: left alone (still being written). Too large: moved to
 //! `rejected/` by rename when it is on the state file system, else left where it is.
 //! Unreadable, or no room in the state file system: left where it is, with the reason, until it
@@ -12,6 +13,7 @@
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -21,6 +23,7 @@ use super::settled::{Fingerprint, Settled};
 use crate::config::SharedBook;
 use crate::escape;
 use crate::spool::fsutil::{self, now_rfc3339};
+use crate::spool::group::Group;
 use crate::spool::queue::{self, Validated};
 use crate::spool::source::{Destination, SourceRef};
 use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool};
@@ -90,7 +93,16 @@ pub struct Admitter {
     /// Source and SHA-256 of what `queue/` holds (shared with the uploader, which removes
     /// what leaves).
     pub custody: Custody,
+    /// Group commit of the files admitted at the same time: one fsync of `queue/` for all
+    /// their metadata, one for all their data.
+    commits: Group<queue::CommitStep>,
+    /// Group commit of the removals of their originals: one fsync per watch directory.
+    removals: Group<OwnedFd>,
 }
+
+/// How long a batch of admitted files waits for more members at most while the batch before
+/// it is being committed (it is closed at once when none is).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// Free space in the state file system, and the least admission leaves there.
 pub struct Room {
@@ -136,6 +148,8 @@ impl Admitter {
             after_upload,
             min_free_space,
             custody: Arc::new(Mutex::new(custody)),
+            commits: Group::new(BATCH_WINDOW),
+            removals: Group::new(BATCH_WINDOW),
         })
     }
 
@@ -150,6 +164,8 @@ impl Admitter {
             after_upload: AfterUpload::Keep,
             min_free_space: None,
             custody: Arc::default(),
+            commits: Group::new(BATCH_WINDOW),
+            removals: Group::new(BATCH_WINDOW),
         }
     }
 
@@ -563,11 +579,19 @@ impl Admitter {
             return Admitted::WouldQueue(Box::new(validated));
         };
         let to = Destination::clone(&s.to);
-        let entry = match queue::commit(&spool.layout.queue, tmp, validated, to) {
+        let queue_dir = &spool.layout.queue;
+        // The entry's own part (its metadata, synced), then the commit it shares with the
+        // files admitted at the same time.
+        let committed = queue::prepare(queue_dir, tmp, validated, to).and_then(|(entry, step)| {
+            self.commits
+                .submit(step, |steps| queue::commit_all(queue_dir, steps))
+                .map(|()| entry)
+        });
+        let entry = match committed {
             Ok(e) => e,
             Err(e) => {
                 return Admitted::NotYet {
-                    reason: state_dir_trouble(&spool.layout.queue, &e),
+                    reason: state_dir_trouble(queue_dir, &e),
                     still_writing: false,
                     recheck_in: None,
                 }
@@ -599,13 +623,20 @@ impl Admitter {
     }
 
     /// The original leaves the watch directory, through the handle it was read with, unless
-    /// its name has been taken by another file meanwhile. The agent's own file (in custody
-    /// under its new name) loses its old one.
+    /// its name has been taken by another file meanwhile; the removal is made durable with
+    /// those of the other files admitted at the same time (one fsync per directory). The
+    /// agent's own file (in custody under its new name) loses its old one.
     fn remove_original(&self, s: &Settled, file: &CheckedFile) {
         let removed = if s.own {
             file.unlink_name()
         } else {
-            file.remove()
+            file.remove_unsynced().and_then(|r| {
+                if r == Removal::Removed {
+                    let dir = file.dir().try_clone_to_owned()?;
+                    self.removals.submit(dir, |dirs| sync_dirs(dirs))?;
+                }
+                Ok(r)
+            })
         };
         match removed {
             Ok(Removal::Removed | Removal::AlreadyGone) => {}
@@ -717,6 +748,27 @@ fn link_own(file: &CheckedFile, tmp: &Path) -> io::Result<()> {
 fn after_commit() -> io::Result<()> {
     crate::failpoint::failpoint!("admit-after-commit");
     Ok(())
+}
+
+/// One fsync per distinct directory among `dirs`; one result per entry.
+fn sync_dirs(dirs: &[OwnedFd]) -> Vec<io::Result<()>> {
+    let mut synced: Vec<((u64, u64), Result<(), io::ErrorKind>)> = Vec::new();
+    dirs.iter()
+        .map(|d| {
+            let st = rustix::fs::fstat(d)?;
+            #[allow(clippy::unnecessary_cast)] // not u64 on every target
+            let id = (st.st_dev as u64, st.st_ino as u64);
+            let r = match synced.iter().find(|(i, _)| *i == id) {
+                Some((_, r)) => *r,
+                None => {
+                    let r = rustix::fs::fsync(d).map_err(|e| io::Error::from(e).kind());
+                    synced.push((id, r));
+                    r
+                }
+            };
+            r.map_err(|k| io::Error::new(k, "fsync of the watch directory failed"))
+        })
+        .collect()
 }
 
 /// Make the copy in `tmp/` durable before it is committed.

@@ -32,9 +32,13 @@ pub enum Feedback {
 }
 
 /// Files read at once by admission. Small reports spend most of their admission waiting for
-/// fsync, so a few at a time overlap those waits; each read holds a few buffers of 256 KiB, so
-/// memory stays small even when all are large.
-const ADMISSIONS_AT_ONCE: usize = 4;
+/// fsync, so many at a time overlap those waits (a disk takes many fsyncs at once about as
+/// fast as one) and share the directory fsyncs of their group commit.
+const ADMISSIONS_AT_ONCE: usize = 32;
+/// Of those, files larger than [`LARGE`]: each such read holds a few buffers of 256 KiB, so
+/// memory stays small even when all of these are large.
+const LARGE_AT_ONCE: usize = 4;
+const LARGE: u64 = 1 << 20;
 
 /// Files whose last "not yet" reason admission remembers (forgotten all at once past this).
 const NOTED_MAX: usize = 100_000;
@@ -185,7 +189,9 @@ impl Admission {
                     Ok((id, a)) => (in_hand.remove(&id), Ok(a)),
                     Err(e) => (in_hand.remove(&e.id()), Err(e)),
                 },
-                s = rx.recv(), if taking && reading.len() < ADMISSIONS_AT_ONCE => {
+                s = rx.recv(), if taking
+                    && reading.len() < ADMISSIONS_AT_ONCE
+                    && in_hand.values().filter(|s| s.seen.len > LARGE).count() < LARGE_AT_ONCE => {
                     match s {
                         Some(s) => {
                             let (a, s2) = (self.admitter.clone(), s.clone());

@@ -256,6 +256,29 @@ pub fn place_unique(from: &Path, dir: &Path, wanted: &str) -> io::Result<PathBuf
     }
 }
 
+/// [`place`] without the fsyncs, for a caller that syncs the directory once for a batch of
+/// moves: a rename that never replaces `to` (across file systems, `place`'s durable copy).
+pub fn move_in(from: &Path, to: &Path) -> io::Result<()> {
+    match rename_noreplace(from, to) {
+        Err(e) if e.raw_os_error() == Some(EXDEV) => place(from, to),
+        r => r,
+    }
+}
+
+/// [`place_unique`] without the fsyncs, for a caller that syncs the directories once for a
+/// batch of moves: a rename on one file system (a copy, durable, across file systems).
+pub fn move_unique(from: &Path, dir: &Path, wanted: &str) -> io::Result<PathBuf> {
+    loop {
+        let dest = dir.join(unique_name(dir, wanted, |_| false));
+        match rename_noreplace(from, &dest) {
+            Ok(()) => return Ok(dest),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) if e.raw_os_error() == Some(EXDEV) => return place_unique(from, dir, wanted),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 use crate::untrusted::root::libc_errno::{EINVAL, EMLINK, ENOSYS, EOPNOTSUPP, EPERM, EXDEV};
 
 /// Remove a file and make the removal durable. A file already gone is fine.

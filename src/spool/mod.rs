@@ -5,6 +5,7 @@
 
 pub mod digest;
 pub mod fsutil;
+pub mod group;
 pub mod ledger;
 pub mod prune;
 pub mod queue;
@@ -411,6 +412,65 @@ impl Spool {
         };
         remove_durably(&entry.meta_path)?;
         Ok(dest)
+    }
+
+    /// After a batch of accepted uploads whose ledger lines are durable: [`Spool::finish`] for
+    /// each, with one fsync of `queue/` (and of the archive folder) for the whole batch instead
+    /// of two per file. Every copy leaves first, durably, and only then the metadata: `queue/`
+    /// never holds a copy without its metadata (an entry a crash leaves with metadata only is
+    /// an orphan that the next start removes). One result per entry, in order.
+    pub fn finish_all(
+        &self,
+        entries: &[&QueuedEntry],
+        archive: bool,
+    ) -> Vec<io::Result<Option<PathBuf>>> {
+        let day = archive.then(|| self.layout.archive.join(&now_rfc3339()[..10]));
+        let mut out: Vec<io::Result<Option<PathBuf>>> = entries
+            .iter()
+            .map(|e| {
+                (|| {
+                    crate::failpoint::failpoint!("spool-finish");
+                    match &day {
+                        Some(dir) => {
+                            ensure_dir(dir)?;
+                            fsutil::move_unique(&e.data_path, dir, &e.meta.file.file_name).map(Some)
+                        }
+                        None => match fs::remove_file(&e.data_path) {
+                            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+                            _ => Ok(None),
+                        },
+                    }
+                })()
+            })
+            .collect();
+        let synced = match (&day, out.iter().any(|r| r.is_ok())) {
+            (_, false) => Ok(()),
+            (Some(dir), true) => {
+                fsutil::sync_dir(dir).and_then(|()| fsutil::sync_dir(&self.layout.queue))
+            }
+            (None, true) => fsutil::sync_dir(&self.layout.queue),
+        };
+        if let Err(e) = synced {
+            // The copies may come back after a crash: their metadata stays with them (the
+            // ledger knows they were uploaded, so they are cleared, not sent, next time).
+            let why = e.to_string();
+            for r in out.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(io::Error::new(e.kind(), why.clone()));
+            }
+            return out;
+        }
+        // Not synced: metadata whose copy is gone is an orphan that the next start removes,
+        // so a removal lost in a crash is never a file sent twice or lost.
+        for (e, r) in entries.iter().zip(out.iter_mut()) {
+            if r.is_ok() {
+                if let Err(err) = fs::remove_file(&e.meta_path) {
+                    if err.kind() != io::ErrorKind::NotFound {
+                        *r = Err(err);
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Move `file` into today's `archive/YYYY-MM-DD/`.

@@ -1,15 +1,17 @@
 //! `queue/`: admitted files waiting for upload. Each entry is the file under its own name plus
 //! `<name>.meta.json` saying what it is. The metadata is made durable first and the data is
 //! renamed in last, so the data's arrival is the commit point: a crash before it leaves only
-//! metadata, which recovery removes (the original is still in the watch directory).
+//! metadata, which recovery removes (the original is still in the watch directory). Entries
+//! admitted together are committed together: one directory fsync for all their metadata, one
+//! for all their data ([`commit_all`]).
 
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{self, write_atomic};
+use super::fsutil;
 use super::source::{Destination, SourceRef};
 use super::Sha256;
 use crate::validate::{Format, ScanType};
@@ -83,15 +85,44 @@ pub fn damaged(why: &str) -> String {
     )
 }
 
-/// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue.
+/// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue:
+/// [`prepare`], then [`commit_all`] of that one entry.
 pub fn commit(
     queue: &Path,
     data: &Path,
     file: Validated,
     to: Destination,
 ) -> io::Result<QueuedEntry> {
+    let (entry, step) = prepare(queue, data, file, to)?;
+    match commit_all(queue, &[step]).pop() {
+        Some(Ok(())) => Ok(entry),
+        Some(Err(e)) => Err(e),
+        None => Err(io::Error::other("the queue commit did not run")),
+    }
+}
+
+/// What [`commit_all`] does for one entry made by [`prepare`]: the renames of its metadata and
+/// of its data into `queue/`.
+#[derive(Debug)]
+pub struct CommitStep {
+    meta_tmp: PathBuf,
+    meta_path: PathBuf,
+    data: PathBuf,
+    data_path: PathBuf,
+}
+
+/// The part of a commit that is each entry's own: a name reserved in `queue/`, and the
+/// metadata written and fsynced under a temporary name there. `data` (a fully written, fsynced
+/// temporary file on the same filesystem) is not moved yet: [`commit_all`] does that, for many
+/// entries at once. On failure nothing of the entry is left in `queue/`.
+pub fn prepare(
+    queue: &Path,
+    data: &Path,
+    file: Validated,
+    to: Destination,
+) -> io::Result<(QueuedEntry, CommitStep)> {
     // The metadata file is created first, exclusively: it reserves the name (no two entries,
-    // even from a concurrent `requeue`, share one) and is durable before the data arrives.
+    // even from a concurrent `requeue`, share one).
     let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
     let meta = EntryMeta {
         name: name.clone(),
@@ -102,21 +133,84 @@ pub fn commit(
     };
     let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
     let data_path = queue.join(&name);
-    let res = super::to_json(&meta)
-        .and_then(|json| write_atomic(&meta_path, &json))
-        .and_then(|()| {
-            crate::failpoint::failpoint!("queue-commit");
-            fsutil::place(data, &data_path)
-        });
-    if let Err(e) = res {
-        let _ = fs::remove_file(&meta_path);
-        return Err(e);
+    let written = super::to_json(&meta).and_then(|json| {
+        let (mut f, tmp) = fsutil::create_temp(queue)?;
+        match f.write_all(&json).and_then(|()| f.sync_all()) {
+            Ok(()) => Ok(tmp),
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    });
+    match written {
+        Ok(meta_tmp) => Ok((
+            QueuedEntry {
+                meta,
+                data_path: data_path.clone(),
+                meta_path: meta_path.clone(),
+            },
+            CommitStep {
+                meta_tmp,
+                meta_path,
+                data: data.to_path_buf(),
+                data_path,
+            },
+        )),
+        Err(e) => {
+            let _ = fs::remove_file(&meta_path);
+            Err(e)
+        }
     }
-    Ok(QueuedEntry {
-        meta,
-        data_path,
-        meta_path,
-    })
+}
+
+/// Commit prepared entries to the queue together (group commit): every metadata file is
+/// renamed into place and made durable with one fsync of `queue/`; then every data file is
+/// renamed in (each one's commit point) and made durable with one more. A crash before a data
+/// file's rename leaves only its metadata, which recovery removes (the original is still in
+/// the watch directory); after the second fsync every entry of the batch is queued. One result
+/// per step, in order; a failed entry leaves nothing in `queue/` (its data stays where it was).
+pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
+    let mut res: Vec<io::Result<()>> = steps
+        .iter()
+        .map(|s| fs::rename(&s.meta_tmp, &s.meta_path))
+        .collect();
+    let fail_all = |res: &mut Vec<io::Result<()>>, e: &io::Error| {
+        for r in res.iter_mut().filter(|r| r.is_ok()) {
+            *r = Err(io::Error::new(e.kind(), e.to_string()));
+        }
+    };
+    let synced = (|| {
+        if res.iter().any(|r| r.is_ok()) {
+            fsutil::sync_dir(queue)?;
+        }
+        crate::failpoint::failpoint!("queue-commit");
+        Ok(())
+    })();
+    if let Err(e) = synced {
+        fail_all(&mut res, &e);
+    }
+    let mut moved = false;
+    for (s, r) in steps.iter().zip(res.iter_mut()) {
+        if r.is_ok() {
+            *r = fsutil::move_in(&s.data, &s.data_path);
+            moved |= r.is_ok();
+        }
+    }
+    if moved {
+        // The files already have exactly one place each; a failing fsync (EIO) is reported
+        // but does not turn the moves into failures the callers would undo.
+        if let Err(e) = fsutil::sync_dir(queue) {
+            tracing::warn!(dir = %queue.display(), error = %e, "fsync of a directory failed");
+        }
+    }
+    for (s, r) in steps.iter().zip(res.iter()) {
+        if r.is_err() {
+            let _ = fs::remove_file(&s.meta_tmp);
+            let _ = fs::remove_file(&s.meta_path);
+        }
+    }
+    res
 }
 
 /// What `queue/` holds.

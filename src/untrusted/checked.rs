@@ -111,6 +111,16 @@ impl CheckedFile {
     /// renamed to a hidden one (atomic: whatever is there is ours now), then compared; a file
     /// that is not this one, or has changed, goes back under its name.
     pub fn remove(&self) -> io::Result<Removal> {
+        let r = self.remove_unsynced()?;
+        if r == Removal::Removed {
+            rustix::fs::fsync(&self.dir)?;
+        }
+        Ok(r)
+    }
+
+    /// [`CheckedFile::remove`] without the fsync of its directory, for a caller that syncs the
+    /// directory ([`CheckedFile::dir`]) once for many removals (group commit).
+    pub fn remove_unsynced(&self) -> io::Result<Removal> {
         if !self.unchanged()? {
             return Ok(Removal::NotOurs);
         }
@@ -136,7 +146,6 @@ impl CheckedFile {
             return Ok(Removal::NotOurs);
         }
         rustix::fs::unlinkat(&self.dir, &hidden, AtFlags::empty())?;
-        rustix::fs::fsync(&self.dir)?;
         Ok(Removal::Removed)
     }
 
@@ -150,7 +159,6 @@ impl CheckedFile {
             Err(e) => return Err(e.into()),
         }
         rustix::fs::unlinkat(&self.dir, &self.name, AtFlags::empty())?;
-        rustix::fs::fsync(&self.dir)?;
         Ok(Removal::Removed)
     }
 

@@ -115,46 +115,51 @@ impl Api {
         source_id: &str,
         sent: Option<Arc<AtomicU64>>,
     ) -> Attempt {
-        let file = match tokio::fs::File::open(&entry.data_path).await {
-            Ok(f) => f,
-            Err(e) => {
-                return Attempt::Local {
-                    message: format!("cannot open queued file {}: {e}", entry.data_path.display()),
-                }
-            }
+        let name = entry.meta.file.file_name.clone();
+        let mime = &entry.meta.file.content_type;
+        let bad_mime = |e: reqwest::Error| Attempt::Transport {
+            message: format!("bad content type {mime}: {e}"),
+            timeout: false,
+            connect: false,
         };
-        let len = match file.metadata().await {
-            Ok(m) => m.len(),
-            Err(e) => {
-                return Attempt::Local {
-                    message: format!("cannot stat queued file {}: {e}", entry.data_path.display()),
-                }
+        // A small copy is read whole and checked before anything is sent (one blocking read,
+        // the request in one write); a larger one is streamed and checked as it goes.
+        let (part, check) = if entry.meta.file.size <= SMALL_BODY {
+            let (path, size, sha256) = (
+                entry.data_path.clone(),
+                entry.meta.file.size,
+                entry.meta.file.sha256,
+            );
+            let bytes =
+                match tokio::task::spawn_blocking(move || read_checked(&path, size, &sha256)).await
+                {
+                    Ok(Ok(b)) => b,
+                    Ok(Err(a)) => return a,
+                    Err(e) => {
+                        return Attempt::Local {
+                            message: format!("reading the queued copy failed: {e}"),
+                        }
+                    }
+                };
+            if let Some(sent) = &sent {
+                sent.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
             }
-        };
-        if len != entry.meta.file.size {
-            return Attempt::Damaged {
-                reason: format!(
-                    "the queued copy is {len} bytes but {} were validated",
-                    entry.meta.file.size
-                ),
-            };
-        }
-        let check = Arc::new(Check::default());
-        let body = reqwest::Body::wrap_stream(Counted::new(
-            Verified::new(file, len, entry.meta.file.sha256, check.clone()),
-            sent,
-        ));
-        let part = match Part::stream_with_length(body, len)
-            .file_name(entry.meta.file.file_name.clone())
-            .mime_str(&entry.meta.file.content_type)
-        {
-            Ok(p) => p,
-            Err(e) => {
-                return Attempt::Transport {
-                    message: format!("bad content type {}: {e}", entry.meta.file.content_type),
-                    timeout: false,
-                    connect: false,
+            match Part::bytes(bytes).file_name(name).mime_str(mime) {
+                Ok(p) => (p, None),
+                Err(e) => return bad_mime(e),
+            }
+        } else {
+            match self.streamed(entry, sent).await {
+                Ok((body, len, check)) => {
+                    match Part::stream_with_length(body, len)
+                        .file_name(name)
+                        .mime_str(mime)
+                    {
+                        Ok(p) => (p, Some(check)),
+                        Err(e) => return bad_mime(e),
+                    }
                 }
+                Err(a) => return a,
             }
         };
         let mut form = Form::new()
@@ -169,6 +174,9 @@ impl Api {
             .post(self.settings.endpoint("results"))
             .multipart(form);
         let attempt = into_attempt(req.send().await).await;
+        let Some(check) = check else {
+            return attempt;
+        };
         // Whatever the server answered to a body that failed its check, it did not get the file.
         if let Some(reason) = check.damage() {
             return Attempt::Damaged {
@@ -190,6 +198,87 @@ impl Api {
             a => a,
         }
     }
+}
+
+impl Api {
+    /// The queued copy as a body streamed from disk, checked as it goes; its length.
+    async fn streamed(
+        &self,
+        entry: &QueuedEntry,
+        sent: Option<Arc<AtomicU64>>,
+    ) -> Result<(reqwest::Body, u64, Arc<Check>), Attempt> {
+        let file = tokio::fs::File::open(&entry.data_path)
+            .await
+            .map_err(|e| Attempt::Local {
+                message: format!("cannot open queued file {}: {e}", entry.data_path.display()),
+            })?;
+        let len = file
+            .metadata()
+            .await
+            .map(|m| m.len())
+            .map_err(|e| Attempt::Local {
+                message: format!("cannot stat queued file {}: {e}", entry.data_path.display()),
+            })?;
+        if len != entry.meta.file.size {
+            return Err(Attempt::Damaged {
+                reason: format!(
+                    "the queued copy is {len} bytes but {} were validated",
+                    entry.meta.file.size
+                ),
+            });
+        }
+        let check = Arc::new(Check::default());
+        let body = reqwest::Body::wrap_stream(Counted::new(
+            Verified::new(file, len, entry.meta.file.sha256, check.clone()),
+            sent,
+        ));
+        Ok((body, len, check))
+    }
+}
+
+/// Queued copies up to this size are read whole and checked before they are sent.
+const SMALL_BODY: u64 = 256 * 1024;
+
+/// A small queued copy, read whole and checked against what admission validated (the same
+/// reasons as the streamed body's check): a damaged copy is never sent at all.
+fn read_checked(
+    path: &std::path::Path,
+    size: u64,
+    sha256: &crate::spool::Sha256,
+) -> Result<Vec<u8>, Attempt> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| Attempt::Local {
+        message: format!("cannot open queued file {}: {e}", path.display()),
+    })?;
+    let len = file
+        .metadata()
+        .map(|m| m.len())
+        .map_err(|e| Attempt::Local {
+            message: format!("cannot stat queued file {}: {e}", path.display()),
+        })?;
+    let damaged = |reason: String| Attempt::Damaged { reason };
+    if len != size {
+        return Err(damaged(format!(
+            "the queued copy is {len} bytes but {size} were validated"
+        )));
+    }
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.take(size + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| damaged(format!("reading the queued copy failed: {e}")))?;
+    if bytes.len() as u64 != size {
+        return Err(damaged(format!(
+            "the queued copy ended after {} of the {size} bytes that were validated",
+            bytes.len()
+        )));
+    }
+    let got = crate::spool::Sha256::of(&bytes);
+    if got != *sha256 {
+        return Err(damaged(format!(
+            "the queued copy's sha256 is {got}, not the {sha256} that was validated"
+        )));
+    }
+    Ok(bytes)
 }
 
 async fn into_attempt(res: reqwest::Result<reqwest::Response>) -> Attempt {

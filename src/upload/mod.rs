@@ -84,9 +84,24 @@ pub struct Uploader {
     pub sources_changed: tokio::sync::Notify,
 }
 
+/// How long a batch of accepted uploads waits for more members at most, while the batch
+/// before it is being committed (one ledger fsync and one `queue/` fsync a batch).
+pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
+
+/// An upload HostedScan accepted (2xx), waiting for its batch's ledger fsync; only then does
+/// its queued copy leave `queue/`.
+struct Accepted {
+    entry: QueuedEntry,
+    source_id: String,
+    result_id: Option<String>,
+    at: String,
+}
+
 /// How one upload attempt of an entry ended.
 enum Settled {
     Done,
+    /// Accepted: to be recorded in the ledger with the others of its batch, then cleared.
+    Uploaded(Box<Accepted>),
     /// Not accepted yet: back to the end of the queue, held as [`Hold`] says. One file that
     /// keeps failing cannot hold an upload slot while others wait.
     Retry(QueuedEntry, Hold),
@@ -164,7 +179,22 @@ impl Uploader {
         let mut spilled: HashSet<String> = HashSet::new();
         let mut rx_open = true;
         let mut auth_stopped = false;
+        // Group commit: uploads accepted since the last batch was sealed, when the first of them
+        // came, and the batches being recorded. A batch is sealed at once when none is being
+        // recorded, else when that one is done or `BATCH_WINDOW` after its first member,
+        // whichever comes first. Their content stays in `sending` until its line is durable.
+        let mut accepted: Vec<Accepted> = Vec::new();
+        let mut opened: Option<Instant> = None;
+        let mut committing: JoinSet<Vec<(String, (SourceRef, Sha256))>> = JoinSet::new();
         loop {
+            if !accepted.is_empty()
+                && (committing.is_empty() || opened.is_some_and(|o| o.elapsed() >= BATCH_WINDOW))
+            {
+                let batch = std::mem::take(&mut accepted);
+                opened = None;
+                let me = self.clone();
+                committing.spawn_blocking(move || me.commit_uploads(batch));
+            }
             let now = Instant::now();
             // The outage state admits each start: all slots while the API is up, one while it is
             // down (a probe) or not heard from yet, none during its pause. Asked at each start,
@@ -198,6 +228,8 @@ impl Uploader {
                 });
             }
             if inflight.is_empty()
+                && accepted.is_empty()
+                && committing.is_empty()
                 && (shutdown.is_stopping() || auth_stopped || (!rx_open && pending.is_empty()))
             {
                 break;
@@ -210,10 +242,29 @@ impl Uploader {
             };
             tokio::select! {
                 biased;
+                Some(res) = committing.join_next(), if !committing.is_empty() => match res {
+                    Ok(done) => {
+                        let mut custody = self.custody.lock().unwrap_or_else(|p| p.into_inner());
+                        for (name, key) in done {
+                            sending.remove(&key.1);
+                            known.remove(&name);
+                            custody.remove(&key);
+                        }
+                    }
+                    // Their files are still in queue/ (and their content in `sending`, so no
+                    // copy of it goes again in this process); the next start settles them.
+                    Err(e) => tracing::error!(error = %e, "recording a batch of uploads failed unexpectedly"),
+                },
                 Some(res) = inflight.join_next(), if !inflight.is_empty() => match res {
                     Ok((name, key, own_failures, settled)) => {
-                        sending.remove(&key.1);
+                        if !matches!(settled, Settled::Uploaded(_)) {
+                            sending.remove(&key.1);
+                        }
                         match settled {
+                            Settled::Uploaded(a) => {
+                                opened.get_or_insert_with(Instant::now);
+                                accepted.push(*a);
+                            }
                             Settled::Done => {
                                 known.remove(&name);
                                 self.custody.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
@@ -273,6 +324,7 @@ impl Uploader {
                     self.release_held(&mut held, &mut pending, &mut spilled, &mut known);
                 },
                 _ = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
+                _ = tokio::time::sleep_until(opened.unwrap_or(now) + BATCH_WINDOW), if opened.is_some() => {}
                 _ = shutdown.stopping(), if !shutdown.is_stopping() => {}
             }
         }
@@ -364,8 +416,12 @@ impl Uploader {
         match classify(&attempt, SystemTime::now()) {
             Decision::Success { result_id } => {
                 self.api_answered(ticket);
-                self.settle_success(&entry, &source_id, result_id);
-                Settled::Done
+                Settled::Uploaded(Box::new(Accepted {
+                    entry,
+                    source_id,
+                    result_id,
+                    at: now_rfc3339(),
+                }))
             }
             Decision::Retry {
                 after,
@@ -714,56 +770,85 @@ impl Uploader {
             .contains(source_id, sha256)
     }
 
-    fn settle_success(&self, entry: &QueuedEntry, source_id: &str, result_id: Option<String>) {
-        let m = &entry.meta;
-        let line = LedgerLine {
-            sha256: m.file.sha256,
-            source_id: source_id.to_string(),
-            at: now_rfc3339(),
-            file: m.file.file_name.clone(),
-            scan_type: m.file.scan_type,
-            size: m.file.size,
-            result_id: result_id.clone(),
-        };
-        if let Err(e) = self
+    /// Record a batch of accepted uploads in the ledger (one write, one fsync), then clear
+    /// their queued copies (archived or deleted, one fsync of `queue/` for all): a copy leaves
+    /// `queue/` only after its ledger line is durable, so a crash repeats at most the uploads
+    /// of the batch being recorded. Returns the names and custody keys of the batch.
+    fn commit_uploads(&self, batch: Vec<Accepted>) -> Vec<(String, (SourceRef, Sha256))> {
+        let lines: Vec<LedgerLine> = batch
+            .iter()
+            .map(|a| {
+                let m = &a.entry.meta;
+                LedgerLine {
+                    sha256: m.file.sha256,
+                    source_id: a.source_id.clone(),
+                    at: a.at.clone(),
+                    file: m.file.file_name.clone(),
+                    scan_type: m.file.scan_type,
+                    size: m.file.size,
+                    result_id: a.result_id.clone(),
+                }
+            })
+            .collect();
+        // Written under the ledger's lock, synced outside it: lookups (admission's, the next
+        // uploads') and the next batch's write do not wait for this fsync.
+        let written = self
             .ledger
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .record(line)
-        {
-            // The upload happened; at worst it is repeated after a restart (at-least-once).
-            tracing::error!(file = %m.name, error = %e, "uploaded, but cannot write the ledger");
+            .write_lines(&lines);
+        let synced = written.and_then(|u| u.sync());
+        self.ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .compact_if_due();
+        if let Err(e) = synced {
+            // The uploads happened; at worst they are repeated after a restart (at-least-once).
+            for a in &batch {
+                tracing::error!(file = %a.entry.meta.name, error = %e, "uploaded, but cannot write the ledger");
+            }
         }
-        let r = self.source_ref_of(entry, source_id);
-        let source = self
-            .sources
-            .book()
-            .spec(&r)
-            .map_or_else(|| source_id.to_string(), |s| s.name);
-        self.report.uploaded_to(&source);
+        let entries: Vec<&QueuedEntry> = batch.iter().map(|a| &a.entry).collect();
         let moved = self
             .spool
-            .finish(entry, self.after_upload == AfterUpload::Archive);
-        if let Err(e) = &moved {
-            tracing::error!(file = %m.name, error = %e, "uploaded, but cannot clear the queued copy");
+            .finish_all(&entries, self.after_upload == AfterUpload::Archive);
+        let mut done = Vec::with_capacity(batch.len());
+        for (a, moved) in batch.into_iter().zip(moved) {
+            let (entry, source_id, result_id) = (a.entry, a.source_id, a.result_id);
+            let m = &entry.meta;
+            if let Err(e) = &moved {
+                tracing::error!(file = %m.name, error = %e, "uploaded, but cannot clear the queued copy");
+            }
+            let r = self.source_ref_of(&entry, &source_id);
+            let source = self
+                .sources
+                .book()
+                .spec(&r)
+                .map_or_else(|| source_id.clone(), |s| s.name);
+            self.report.uploaded_to(&source);
+            tracing::info!(
+                file = %m.file.file_name,
+                source = %crate::escape::text(&source),
+                scan_type = %m.file.scan_type.as_str(),
+                target = %m.file.target.as_deref().unwrap_or("-"),
+                bytes = m.file.size,
+                result_id = %result_id.as_deref().unwrap_or("-"),
+                "uploaded"
+            );
+            self.report.push(Outcome::Uploaded {
+                file: m.file.file_name.clone(),
+                scan_type: m.file.scan_type,
+                target: m.file.target.clone(),
+                size: m.file.size,
+                sha256: m.file.sha256,
+                result_id,
+            });
+            done.push((
+                entry.meta.name.clone(),
+                (entry.meta.to.source.clone(), entry.meta.file.sha256),
+            ));
         }
-        tracing::info!(
-            file = %m.file.file_name,
-            source = %crate::escape::text(&source),
-            scan_type = %m.file.scan_type.as_str(),
-            target = %m.file.target.as_deref().unwrap_or("-"),
-            bytes = m.file.size,
-            result_id = %result_id.as_deref().unwrap_or("-"),
-            "uploaded"
-        );
-        self.report.push(Outcome::Uploaded {
-            file: m.file.file_name.clone(),
-            scan_type: m.file.scan_type,
-            target: m.file.target.clone(),
-            size: m.file.size,
-            sha256: m.file.sha256,
-            result_id,
-        });
+        done
     }
 }
 

@@ -48,18 +48,23 @@ async fn a_crash_between_the_2xx_and_the_ledger_repeats_that_one_upload_only() {
     home.drop_file("b.xml", &b);
     let (out, home) = once_with(home, "ledger-record=return(kill)").await;
     assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
-    assert_eq!(api.uploads().len(), 1, "it died after the first 2xx");
-    let first = api.uploads()[0].sha256.clone();
+    // It died as the first 2xx's ledger line was written (the first upload is alone: the API
+    // is not proven up yet). The next upload may have gone out meanwhile (its 2xx would have
+    // been the next batch's): that one is repeated too.
+    let before: Vec<String> = api.uploads().into_iter().map(|u| u.sha256).collect();
+    assert!(!before.is_empty() && before.len() <= 2, "{before:?}");
     assert_eq!(ledger_lines(&home), 0, "the ledger never saw it");
 
     let (out, home) = once(home).await;
     assert_eq!(out.code, 0, "{out:?}");
     let counts = upload_counts(&api);
     assert!(counts.contains_key(&sha256_hex(&a)) && counts.contains_key(&sha256_hex(&b)));
-    assert_eq!(counts[&first], 2, "the unrecorded upload is repeated once");
+    for d in &before {
+        assert_eq!(counts[d], 2, "an unrecorded upload is repeated once");
+    }
     assert_eq!(
         counts.values().sum::<usize>(),
-        3,
+        2 + before.len(),
         "and nothing else: {counts:?}"
     );
     assert_eq!(ledger_lines(&home), 2);
@@ -69,6 +74,151 @@ async fn a_crash_between_the_2xx_and_the_ledger_repeats_that_one_upload_only() {
         home.names_in("queue")
     );
     assert!(home.inbox_names().is_empty());
+}
+
+/// The contents the ledger holds (`ledger.jsonl`), as hex SHA-256.
+fn ledger_digests(home: &Home) -> std::collections::HashSet<String> {
+    std::fs::read_to_string(home.state.join("ledger.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["sha256"].as_str().map(String::from))
+        .collect()
+}
+
+/// Hex SHA-256 of the queued copies in `queue/` (not their metadata), and the names of the
+/// metadata files whose copy is not there.
+fn queue_contents(home: &Home) -> (Vec<String>, Vec<String>) {
+    let names = home.names_in("queue");
+    let data: Vec<String> = names
+        .iter()
+        .filter(|n| !n.ends_with(".meta.json"))
+        .map(|n| sha256_hex(&std::fs::read(home.state.join("queue").join(n)).unwrap()))
+        .collect();
+    let orphans = names
+        .iter()
+        .filter_map(|n| n.strip_suffix(".meta.json"))
+        .filter(|d| !names.iter().any(|n| n == d))
+        .map(String::from)
+        .collect();
+    for n in names.iter().filter(|n| !n.ends_with(".meta.json")) {
+        assert!(
+            names.contains(&format!("{n}.meta.json")),
+            "{n} in queue/ without its metadata: {names:?}"
+        );
+    }
+    (data, orphans)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_inside_a_batch_of_uploads_repeats_only_the_uploads_of_that_batch() {
+    // The first upload is a batch alone (the API is not proven up yet: one request at a time);
+    // the agent dies as the second batch's ledger lines are written.
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "upload_concurrency = 4", "");
+    const N: usize = 40;
+    let reports: Vec<Vec<u8>> = (0..N).map(|n| report(100 + n)).collect();
+    for (n, r) in reports.iter().enumerate() {
+        home.drop_file(&format!("r{n}.xml"), r);
+    }
+    let (out, home) = once_with(home, "ledger-record=1*off->return(kill)").await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    let sent_before: std::collections::HashSet<String> =
+        api.uploads().into_iter().map(|u| u.sha256).collect();
+    let recorded = ledger_digests(&home);
+    assert_eq!(recorded.len(), 1, "the first batch was recorded");
+    assert!(sent_before.is_superset(&recorded));
+    let unrecorded: std::collections::HashSet<String> =
+        sent_before.difference(&recorded).cloned().collect();
+    assert!(!unrecorded.is_empty(), "the second batch was uploaded");
+
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let counts = upload_counts(&api);
+    for r in &reports {
+        let c = counts.get(&sha256_hex(r)).copied().unwrap_or(0);
+        assert!(c >= 1, "every file is uploaded: {counts:?}");
+    }
+    let twice: std::collections::HashSet<String> = counts
+        .iter()
+        .filter(|(_, c)| **c > 1)
+        .map(|(d, _)| d.clone())
+        .collect();
+    assert!(counts.values().all(|c| *c <= 2), "{counts:?}");
+    assert_eq!(
+        twice, unrecorded,
+        "repeated: exactly the uploads whose batch the ledger never saw"
+    );
+    assert_eq!(ledger_digests(&home).len(), N);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert!(home.inbox_names().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_inside_a_batch_of_admissions_loses_nothing_and_each_file_goes_once() {
+    // The agent dies in the second admission batch's commit: its metadata is durable, no copy
+    // of it is in queue/ yet.
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    const N: usize = 40;
+    let reports: Vec<Vec<u8>> = (0..N).map(|n| report(200 + n)).collect();
+    for (n, r) in reports.iter().enumerate() {
+        home.drop_file(&format!("r{n}.xml"), r);
+    }
+    let (out, home) = once_with(home, "queue-commit=1*off->return(kill)").await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    // Nothing lost: each file is still in the watch directory, in queue/ whole, or uploaded
+    // and recorded.
+    let inbox: std::collections::HashSet<String> = home
+        .inbox_names()
+        .iter()
+        .map(|n| sha256_hex(&std::fs::read(home.inbox.join(n)).unwrap()))
+        .collect();
+    let (queued, orphans) = queue_contents(&home);
+    let recorded = ledger_digests(&home);
+    for r in &reports {
+        let d = sha256_hex(r);
+        assert!(
+            inbox.contains(&d) || queued.contains(&d) || recorded.contains(&d),
+            "a file is nowhere after the crash"
+        );
+    }
+    assert!(!orphans.is_empty(), "the second batch's metadata only");
+    let sent_before: std::collections::HashSet<String> =
+        api.uploads().into_iter().map(|u| u.sha256).collect();
+
+    let (out, home) = once(home).await;
+    assert_eq!(out.code, 0, "{out:?}");
+    let counts = upload_counts(&api);
+    for r in &reports {
+        let d = sha256_hex(r);
+        let c = counts.get(&d).copied().unwrap_or(0);
+        assert!(c >= 1, "every file is uploaded: {counts:?}");
+        assert!(
+            c == 1 || (c == 2 && sent_before.contains(&d) && !recorded.contains(&d)),
+            "only an upload the ledger never saw is repeated: {counts:?}"
+        );
+    }
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert!(
+        home.names_in("tmp").is_empty(),
+        "{:?}",
+        home.names_in("tmp")
+    );
+    assert!(
+        home.names_in("rejected").is_empty(),
+        "{:?}",
+        home.names_in("rejected")
+    );
+    assert!(home.inbox_names().is_empty(), "{:?}", home.inbox_names());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,13 +471,17 @@ async fn a_crash_in_each_step_of_a_ledger_compaction_forgets_no_upload_and_count
         home.drop_file("r3.xml", &reports[3]);
         let (out, home) = once_compacting(home, &format!("{point}=return(kill)")).await;
         assert_eq!(out.signal, Some(SIGKILL), "{point}: {out:?}");
-        assert_eq!(api.uploads().len(), 3, "{point}");
+        // The other new file may have gone out while the first one's batch was recorded: its
+        // line never was, so it is the one upload the next run repeats.
+        let extra = api.uploads().len() - 3;
+        assert!(extra <= 1, "{point}: {} uploads", api.uploads().len());
 
-        // The next run sends the fourth, and nothing it sent before: the third's line was
-        // written before the compaction started.
+        // The next run sends the fourth (again, if it went out before the kill), and nothing
+        // else it sent before: the third's line was written before the compaction started.
         let (out, home) = once_compacting(home, "").await;
         assert_eq!(out.code, 0, "{point}: {out:?}");
-        assert_eq!(api.uploads().len(), 4, "{point}");
+        let total = 4 + extra;
+        assert_eq!(api.uploads().len(), total, "{point}");
         // Every content dropped again under a new name: all known, none sent.
         for (i, r) in reports.iter().enumerate() {
             home.drop_file(&format!("again-{i}.xml"), r);
@@ -336,9 +490,13 @@ async fn a_crash_in_each_step_of_a_ledger_compaction_forgets_no_upload_and_count
         assert_eq!(out.code, 0, "{point}: {out:?}");
         let counts = upload_counts(&api);
         for (i, r) in reports.iter().enumerate() {
-            assert_eq!(counts[&sha256_hex(r)], 1, "{point}: report {i}: {counts:?}");
+            let n = counts[&sha256_hex(r)];
+            assert!(
+                n == 1 || (i >= 2 && n == 2),
+                "{point}: report {i}: {counts:?}"
+            );
         }
-        assert_eq!(api.uploads().len(), 4, "{point}");
+        assert_eq!(api.uploads().len(), total, "{point}");
         assert!(home.inbox_names().is_empty(), "{point}");
         assert!(
             home.state.join("ledger.index").exists(),

@@ -243,10 +243,12 @@ async fn metrics_count_what_the_daemon_did() {
     )
     .await;
     // The stand-in has the file before the agent has read its answer and counted it, and the
-    // rejected file is in `rejected/` before its outcome is counted: wait for both counts.
+    // rejected file is in `rejected/` before its outcome is counted: wait for both counts (the
+    // upload's bytes are a second counter, added just after its count).
     let mut text = scrape(port).await;
     for _ in 0..100 {
         if value(&text, "hostedscan_agent_uploads_total{result=\"uploaded\"}").is_some()
+            && value(&text, "hostedscan_agent_uploaded_bytes_total") == Some(report.len() as f64)
             && value(
                 &text,
                 "hostedscan_agent_files_rejected_total{kind=\"not_a_report\"}",

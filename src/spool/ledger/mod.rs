@@ -1,6 +1,7 @@
 //! The ledger: which content was accepted by which source, so the same bytes are never uploaded
 //! twice, and the totals `status` shows. One JSON line per accepted upload is appended to
-//! `ledger.jsonl` and fsynced after each 2xx; every [`COMPACT_AT`] lines a compaction retires
+//! `ledger.jsonl`, the lines of the uploads that finished together in one write and one fsync
+//! (group commit); every [`COMPACT_AT`] lines a compaction retires
 //! that file to `ledger-history/` (`files.rs`) and merges its digests into `ledger.index`, a
 //! sorted binary index on disk (`index.rs`). Memory holds only the lines since the last
 //! compaction, a Bloom filter and a sparse fence of the index: it stays flat however many
@@ -178,6 +179,16 @@ fn open_jsonl(dir: &Path) -> io::Result<File> {
     Ok(file)
 }
 
+/// Lines written to the ledger and not yet synced: [`Unsynced::sync`] makes them durable (the
+/// file itself, even if a compaction has retired it meanwhile).
+pub struct Unsynced(File);
+
+impl Unsynced {
+    pub fn sync(self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
 impl Ledger {
     /// Open the ledger of `state_dir` (the caller holds the state directory's lock).
     pub fn open(state_dir: &Path) -> io::Result<Ledger> {
@@ -288,15 +299,37 @@ impl Ledger {
         })
     }
 
-    /// Record an accepted upload. The content counts as uploaded for this process even when
-    /// the line cannot be written (a full or failing disk): only a restart forgets it then.
-    /// Every [`COMPACT_AT`] lines this then compacts the ledger (see the module's comment),
-    /// which blocks the caller while the index is rewritten: after the line is written, so
-    /// that the upload just accepted is on disk before anything else is done.
+    /// Record an accepted upload: [`Ledger::record_all`] of one line.
     pub fn record(&mut self, line: LedgerLine) -> io::Result<()> {
-        self.recent
-            .add(&line.source_id, Some(line.sha256), Some(&line.at));
-        let appended = self.append(&line);
+        self.record_all(vec![line])
+    }
+
+    /// Record a batch of accepted uploads with one write and one fsync: [`Ledger::write_lines`],
+    /// [`Unsynced::sync`], [`Ledger::compact_if_due`].
+    pub fn record_all(&mut self, lines: Vec<LedgerLine>) -> io::Result<()> {
+        let synced = self.write_lines(&lines).and_then(Unsynced::sync);
+        self.compact_if_due();
+        synced
+    }
+
+    /// The first step of recording a batch of accepted uploads (group commit: the uploads that
+    /// finished while the last batch was being synced): the lines written in one write, not yet
+    /// synced. The fsync ([`Unsynced::sync`]) needs no `&mut self`, so a caller sharing the
+    /// ledger behind a lock syncs without holding it: lookups and the next batch's write go on
+    /// meanwhile. The content counts as uploaded for this process at once, even when the lines
+    /// cannot be written (a full or failing disk): only a restart forgets it then.
+    pub fn write_lines(&mut self, lines: &[LedgerLine]) -> io::Result<Unsynced> {
+        for line in lines {
+            self.recent
+                .add(&line.source_id, Some(line.sha256), Some(&line.at));
+        }
+        self.append(lines)
+    }
+
+    /// Every [`COMPACT_AT`] lines, compact the ledger (see the module's comment), which blocks
+    /// the caller while the index is rewritten: call it after the lines just written are
+    /// synced, so that the uploads just accepted are on disk before anything else is done.
+    pub fn compact_if_due(&mut self) {
         if self.recent.lines >= self.compact_when {
             let started = Instant::now();
             match self.compact() {
@@ -315,7 +348,6 @@ impl Ledger {
                 }
             }
         }
-        appended
     }
 
     fn compact(&mut self) -> io::Result<()> {
@@ -349,10 +381,14 @@ impl Ledger {
         Ok(())
     }
 
-    fn append(&mut self, line: &LedgerLine) -> io::Result<()> {
+    /// The lines in one write; the handle to sync them with.
+    fn append(&mut self, lines: &[LedgerLine]) -> io::Result<Unsynced> {
         crate::failpoint::failpoint!("ledger-record");
-        let mut bytes = serde_json::to_vec(line).map_err(io::Error::other)?;
-        bytes.push(b'\n');
+        let mut bytes = Vec::with_capacity(lines.len() * 256);
+        for line in lines {
+            serde_json::to_writer(&mut bytes, line).map_err(io::Error::other)?;
+            bytes.push(b'\n');
+        }
         if self.file.is_none() {
             self.file = Some(open_jsonl(&self.dir)?);
         }
@@ -361,7 +397,7 @@ impl Ledger {
             .as_mut()
             .ok_or_else(|| io::Error::other("no ledger file"))?;
         file.write_all(&bytes)?;
-        file.sync_data()
+        Ok(Unsynced(file.try_clone()?))
     }
 }
 
