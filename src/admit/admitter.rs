@@ -192,6 +192,32 @@ impl Admitter {
         {
             return true;
         }
+        self.uploaded_already(source, sha256)
+    }
+
+    /// Takes `sha256` into custody for `source`, in one step with the check: false when it is
+    /// there already (queued, or being admitted from another file at this moment: up to
+    /// `ADMISSIONS_AT_ONCE` files are admitted at once, each waiting for its batch) or was
+    /// uploaded. A claim whose commit fails is given back with [`Admitter::release`].
+    fn claim(&self, source: &SourceRef, sha256: &Sha256) -> bool {
+        if self.uploaded_already(source, sha256) {
+            return false;
+        }
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((source.clone(), *sha256))
+    }
+
+    fn release(&self, source: &SourceRef, sha256: &Sha256) {
+        self.custody
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&(source.clone(), *sha256));
+    }
+
+    /// Whether the ledger says `sha256` was uploaded to `source`.
+    fn uploaded_already(&self, source: &SourceRef, sha256: &Sha256) -> bool {
         let Some(keep) = &self.keep else {
             return false;
         };
@@ -305,7 +331,9 @@ impl Admitter {
         let tmp_dir = spool.map(|s| s.layout.tmp.clone()).unwrap_or_default();
         let (out, tmp, making) = match spool {
             None => (None, None, Making::Nothing),
-            Some(spool) if s.own && spool.same_fs(&file) => {
+            // Only a file with no other name is moved: a hard link planted under the output's
+            // name (to anything else) is copied like any other file.
+            Some(spool) if s.own && spool.same_fs(&file) && file.single_link() => {
                 (None, Some(tmp_dir.join(fsutil::temp_name())), Making::Own)
             }
             Some(_) => match fsutil::create_temp(&tmp_dir) {
@@ -553,7 +581,11 @@ impl Admitter {
         sha256: Sha256,
         size: u64,
     ) -> Admitted {
-        if self.in_custody(&s.to.source, &sha256) {
+        let known = match (self.spool(), tmp) {
+            (Some(_), Some(_)) => !self.claim(&s.to.source, &sha256),
+            _ => self.in_custody(&s.to.source, &sha256),
+        };
+        if known {
             if let Some(tmp) = tmp {
                 self.dispose_duplicate(s, file, tmp);
             }
@@ -590,17 +622,14 @@ impl Admitter {
         let entry = match committed {
             Ok(e) => e,
             Err(e) => {
+                self.release(&s.to.source, &sha256);
                 return Admitted::NotYet {
                     reason: state_dir_trouble(queue_dir, &e),
                     still_writing: false,
                     recheck_in: None,
-                }
+                };
             }
         };
-        self.custody
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert((s.to.source.clone(), sha256));
         let _ = after_commit();
         for w in &report.warnings {
             tracing::warn!(file = %escape::Shown(&s.path), "{w}");

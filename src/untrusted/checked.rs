@@ -162,6 +162,12 @@ impl CheckedFile {
         Ok(Removal::Removed)
     }
 
+    /// Whether it has exactly one name now (a file with another name elsewhere could be
+    /// something else the agent keeps, linked there by whoever can write its directory).
+    pub fn single_link(&self) -> bool {
+        rustix::fs::fstat(self.file()).is_ok_and(|st| st.st_nlink == 1)
+    }
+
     /// Give it a second name, `dest_name` in `dest_dir` (on the same file system, never
     /// replacing anything there), checked to lead to this very file (else the new name is
     /// removed and the error is [`Replaced`]). For the agent's own files only (a job's output

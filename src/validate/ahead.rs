@@ -18,9 +18,8 @@ use super::input::{Checked, Lines, Stop};
 /// Bytes read inline before the thread is started: a thread costs more than it saves on the
 /// small reports that are most files.
 pub(crate) const INLINE_LIMIT: u64 = 4 * 1024 * 1024;
-/// The size of one chunk handed over, and how many may wait: enough to ride out a slow read,
-/// few enough to keep memory flat.
-const CHUNK: usize = 256 * 1024;
+/// How many chunks (reads of the caller's reader, 256 KiB in the agent) may wait: enough to
+/// ride out a slow read, few enough to keep memory flat.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// What the thread hands over: checked bytes, or where the input ends (`None`) or why it
@@ -222,41 +221,31 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
     }
 }
 
-/// The thread: chunks of checked bytes until the end, an error, or the parser hangs up.
+/// The thread: chunks of checked bytes until the end, an error, or the parser hangs up. Each
+/// chunk is one read of `Checked`, whole: the parser then gets its bytes in the same pieces as
+/// reading inline, so lines are counted to the same places and every "line L, column C" is
+/// the same.
 fn read_ahead<B: BufRead>(
     checked: &mut Checked<B>,
     chunks: &mpsc::SyncSender<Msg>,
     spares: &mpsc::Receiver<Vec<u8>>,
 ) {
     loop {
-        let mut chunk = spares
-            .try_recv()
-            .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-        chunk.clear();
-        let mut end = None;
-        while chunk.len() < CHUNK {
-            match checked.fill_buf() {
-                Ok([]) => {
-                    end = Some(None);
-                    break;
-                }
-                Ok(buf) => {
-                    let n = buf.len().min(CHUNK - chunk.len());
-                    chunk.extend_from_slice(&buf[..n]);
-                    checked.consume(n);
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    end = Some(Some(e));
-                    break;
-                }
+        let msg = match checked.fill_buf() {
+            Ok([]) => Msg::End(None),
+            Ok(buf) => {
+                let mut chunk = spares.try_recv().unwrap_or_default();
+                chunk.clear();
+                chunk.extend_from_slice(buf);
+                let n = buf.len();
+                checked.consume(n);
+                Msg::Data(chunk)
             }
-        }
-        if !chunk.is_empty() && chunks.send(Msg::Data(chunk)).is_err() {
-            return;
-        }
-        if let Some(end) = end {
-            let _ = chunks.send(Msg::End(end));
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Msg::End(Some(e)),
+        };
+        let last = matches!(msg, Msg::End(_));
+        if chunks.send(msg).is_err() || last {
             return;
         }
     }

@@ -1182,11 +1182,17 @@ fn a_big_report_read_ahead_gets_the_verdict_reason_and_line_of_reading_inline() 
     assert_kind(&v, RejectKind::Malformed, "line ");
     assert!(rejected(&v).reason.contains("hoss"), "{v:?}");
     let far = broken.clone();
-    // Bad UTF-8 within the parser's own read-ahead explains what the parser says before it,
-    // as it always did.
+    // Bad UTF-8 within the parser's own read-ahead is beyond the tag too: the tag's error,
+    // whatever the read sizes (bad bytes used to win when the parser happened to read them).
     broken[at + 300] = 0xFF;
-    let v = check(&broken, "mismatched end tag then bad UTF-8 soon after");
-    assert_kind(&v, RejectKind::Malformed, "invalid UTF-8 at line ");
+    for cap in [8 * 1024, 64 * 1024, 256 * 1024] {
+        let v = validate(
+            BufReader::with_capacity(cap, &broken[..]),
+            &Hints::default(),
+        )
+        .expect("no I/O error");
+        assert_kind(&v, RejectKind::Malformed, "hoss");
+    }
     let mut bad = doc.clone().into_bytes();
     bad[at + 300] = 0xFF;
     let v = check(&bad, "bad UTF-8");
@@ -1214,4 +1220,231 @@ fn a_big_report_read_ahead_gets_the_verdict_reason_and_line_of_reading_inline() 
     assert_kind(&v, RejectKind::Malformed, "hoss");
     let e = fails(doc.as_bytes(), at).expect_err("a read error of a good file");
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
+}
+
+/// An independent review's sweeps: read ahead from several points vs inline, at the read size
+/// `REVIEW_CAP` (64 KiB by default).
+mod review {
+    use super::*;
+
+    fn cap() -> usize {
+        std::env::var("REVIEW_CAP")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(64 * 1024)
+    }
+
+    fn ahead(bytes: &[u8], cap: usize, after: u64) -> io::Result<Verdict> {
+        tuned(bytes, cap, after)
+    }
+
+    fn show(v: &io::Result<Verdict>) -> String {
+        match v {
+            Ok(Ok(r)) => format!("OK {:?}", r.scan_type),
+            Ok(Err(r)) => format!("{:?}: {}", r.kind, r.reason),
+            Err(e) => format!("IO {:?}", e.kind()),
+        }
+    }
+
+    /// A broken end tag at P and bad UTF-8 at P + d: inline and ahead, 64 KiB reads
+    /// (REVIEW_CAP=262144 for the reads admission makes: those agree).
+    #[test]
+    fn review_xml_broken_tag_then_bad_byte_sweep() {
+        let doc = big_nmap(3 << 19);
+        let hosts: Vec<usize> = doc.match_indices("</host>").map(|(i, _)| i).collect();
+        let mut diffs = Vec::new();
+        let mut tried = 0;
+        for (k, &p) in hosts.iter().enumerate().skip(40).step_by(97) {
+            for d in (500usize..80_000).step_by(7_919) {
+                if p + d >= doc.len() - 100 {
+                    continue;
+                }
+                let mut b = doc.clone().into_bytes();
+                b[p + 2..p + 6].copy_from_slice(b"hoss");
+                b[p + d] = 0xFF;
+                tried += 1;
+                let inline = ahead(&b, cap(), u64::MAX);
+                for after in [0u64, 300_000, 777_777] {
+                    let a = ahead(&b, cap(), after);
+                    let (x, y) = (show(&inline), show(&a));
+                    if x != y {
+                        diffs.push(format!(
+                            "host {k} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{} of {tried} differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+
+    /// Many short lines after an error: line and column in both modes.
+    #[test]
+    fn review_xml_dense_lines_locate_the_same() {
+        let mut doc = String::from("<?xml version=\"1.0\"?>\n<nmaprun scanner=\"nmap\">\n");
+        while doc.len() < 1_500_000 {
+            doc.push_str("<a/>\n");
+        }
+        doc.push_str("</nmaprun>\n");
+        let mut diffs = Vec::new();
+        let mut tried = 0;
+        for p in (300_000..1_200_000).step_by(9_973) {
+            // The tag at or after p: make it a bad end tag.
+            let at = doc[p..].find("<a/>").unwrap() + p;
+            let mut b = doc.clone().into_bytes();
+            b[at..at + 4].copy_from_slice(b"</b>");
+            tried += 1;
+            let inline = ahead(&b, cap(), u64::MAX);
+            for after in [0u64, 200_000] {
+                let a = ahead(&b, cap(), after);
+                let (x, y) = (show(&inline), show(&a));
+                if x != y {
+                    diffs.push(format!(
+                        "at {at}, after {after}:\n  inline {x}\n  ahead  {y}"
+                    ));
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{} of {tried} differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+
+    /// A reader whose reads fill the caller's whole buffer, failing at `fail_at`.
+    struct Fails {
+        data: Vec<u8>,
+        pos: usize,
+        fail_at: usize,
+    }
+
+    impl Read for Fails {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            if self.pos >= self.fail_at {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "disk on fire",
+                ));
+            }
+            let end = (self.pos + out.len())
+                .min(self.fail_at)
+                .min(self.data.len());
+            let n = end - self.pos;
+            out[..n].copy_from_slice(&self.data[self.pos..end]);
+            self.pos = end;
+            Ok(n)
+        }
+    }
+
+    fn fails(data: &[u8], fail_at: usize, after: u64) -> io::Result<Verdict> {
+        validate_tuned(
+            BufReader::with_capacity(
+                cap(),
+                Fails {
+                    data: data.to_vec(),
+                    pos: 0,
+                    fail_at,
+                },
+            ),
+            &Hints::default(),
+            xml::MAX_MARKUP,
+            after,
+        )
+    }
+
+    /// A broken tag at P and a read error at P + d: I/O error or verdict, the same both ways.
+    #[test]
+    fn review_xml_broken_tag_then_read_error_sweep() {
+        let doc = big_nmap(3 << 19);
+        let hosts: Vec<usize> = doc.match_indices("</host>").map(|(i, _)| i).collect();
+        let mut diffs = Vec::new();
+        let mut tried = 0;
+        for (k, &p) in hosts.iter().enumerate().skip(40).step_by(97) {
+            for d in (500usize..80_000).step_by(7_919) {
+                if p + d >= doc.len() - 100 {
+                    continue;
+                }
+                let mut b = doc.clone().into_bytes();
+                b[p + 2..p + 6].copy_from_slice(b"hoss");
+                tried += 1;
+                let inline = fails(&b, p + d, u64::MAX);
+                for after in [0u64, 300_000, 777_777] {
+                    let a = fails(&b, p + d, after);
+                    let (x, y) = (show(&inline), show(&a));
+                    if x != y {
+                        diffs.push(format!(
+                            "host {k} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{} of {tried} differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+
+    /// A ZAP JSON report with a syntax error at P and bad UTF-8 or a read error at P + d.
+    #[test]
+    fn review_json_syntax_error_then_bad_byte_or_read_error_sweep() {
+        let mut doc = String::from("{\n\"@version\": \"2.16.1\",\n\"site\": [\n");
+        let mut i = 0;
+        while doc.len() < 1_600_000 {
+            if i > 0 {
+                doc.push_str(",\n");
+            }
+            doc.push_str(&format!(
+                "{{\"@name\": \"http://h{i}.example\", \"alerts\": [{{\"desc\": \"{}\", \"n\": {i}}}]}}",
+                "x".repeat(i % 700)
+            ));
+            i += 1;
+        }
+        doc.push_str("\n]\n}\n");
+        assert!(ahead(doc.as_bytes(), cap(), 0).unwrap().is_ok());
+        let marks: Vec<usize> = doc.match_indices("\"n\": ").map(|(i, _)| i).collect();
+        let mut diffs = Vec::new();
+        let mut tried = 0;
+        for &p in marks.iter().skip(30).step_by(53) {
+            for d in [100usize, 30_000, 70_000, 300_000, 1_100_000] {
+                if p + d >= doc.len() - 10 {
+                    continue;
+                }
+                let mut b = doc.clone().into_bytes();
+                b[p] = b'!';
+                let mut u = b.clone();
+                u[p + d] = 0xFF;
+                tried += 1;
+                let i1 = ahead(&u, cap(), u64::MAX);
+                let i2 = fails(&b, p + d, u64::MAX);
+                for after in [0u64, 300_000, 777_777] {
+                    for (x, y, what) in [
+                        (show(&i1), show(&ahead(&u, cap(), after)), "bad byte"),
+                        (show(&i2), show(&fails(&b, p + d, after)), "read error"),
+                    ] {
+                        if x != y {
+                            diffs.push(format!(
+                                "{what} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        assert!(
+            diffs.is_empty(),
+            "{} of {tried} differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
 }

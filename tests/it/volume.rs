@@ -90,3 +90,29 @@ async fn thousands_of_files_at_once_are_all_uploaded_once() {
     // Memory is bounded by the pipeline, not the backlog: a debug build stays well under this.
     assert!(peak < 128 * 1024, "peak RSS {peak} KiB");
 }
+
+/// The same report under 32 names, admitted at once (admissions run side by side, each waiting
+/// for its batch's commit): one copy is queued and uploaded, the others are known duplicates
+/// from the start, and only one copy is kept in `archive/`. (From a review: the check and the
+/// take into custody were two steps, and 15 copies were queued and archived.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_content_dropped_32_times_at_once_is_queued_and_archived_once() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let r = distinct_report(7, 0);
+    for n in 0..32 {
+        home.drop_file(&format!("same-{n}.xml"), &r);
+    }
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1, "one upload");
+    let archived = home.archived();
+    assert_eq!(archived.len(), 1, "one copy kept: {archived:?}");
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+}

@@ -47,11 +47,23 @@ pub(crate) fn check<B: BufRead + Send>(
         .with_offsets(base, doc_start);
     // What the document is known to be so far: parser errors are reported under it.
     let mut format = Format::Xml;
-    match route(&mut pull, &mut format) {
-        Ok(found) => Ok(found),
-        Err(Stop::Rejected(r)) => Err(r),
-        Err(Stop::Xml(e)) => Err(rejection(e, format, |at| pull.get_ref().locate(at))),
+    // When the parser (or a checker) stops on its own, before the reader's end or error,
+    // whatever the reader found in the bytes the parser had read ahead comes later in the file
+    // and is not the verdict: the first problem in the file wins, whatever the read sizes.
+    let (verdict, stopped_first) = match route(&mut pull, &mut format) {
+        Ok(found) => (Ok(found), false),
+        Err(Stop::Rejected(r)) => (Err(r), true),
+        Err(Stop::Xml(e)) => {
+            let by_reader = matches!(*e.kind, ErrorKind::Read(_));
+            let r = rejection(e, format, |at| pull.get_ref().locate(at));
+            (Err(r), !by_reader)
+        }
+    };
+    drop(pull);
+    if stopped_first {
+        input.hold_back(true);
     }
+    verdict
 }
 
 fn route<R: BufRead>(pull: &mut XmlPull<R>, format: &mut Format) -> Result<Found, Stop> {
