@@ -3,11 +3,13 @@
 //! JSON string cap) and hands its checked bytes to the parser in chunks over a bounded
 //! channel, so reading and checking overlap parsing. Small files never start a thread.
 //!
-//! The parser sees exactly what it would see from `Checked` itself: the same bytes, then the
-//! same end or error at the same offset. What the reader found is only taken into account
-//! when the parser got that far (`Finished::reached_end`), so the first problem in the file
-//! still wins however far ahead the thread read. Lines are counted here, as bytes reach the
-//! parser, so "line L, column C" stays exact near the parser's position.
+//! The parser sees exactly what it would see from `Checked` itself: the same bytes in the
+//! same pieces (each of the caller's reads whole), then the same end or error at the same
+//! offset. What the reader found is only taken into account when the parser got that far
+//! (`Finished::reached_end`): a parser that stopped on its own, or a reader above that read
+//! ahead of its parser, holds it back (`hold_back`), so the first problem in the file wins
+//! however far ahead anything read. Lines are counted here as each piece is handed over, at
+//! the places reading inline counts them, so "line L, column C" is the same.
 
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc;
