@@ -4,7 +4,8 @@
 # instead, a loop of `curl -F` (one process and one connection per file, no validation), both
 # to the local HostedScan stand-in in the same run. Three rounds (each with a fresh state
 # directory), each ratio printed, then their median: the machine's noise shows in the spread.
-# Goal (issue 19): at least 15x. Usage: benches/small_reports.sh [N] [ROUNDS]
+# Goal (issue 19): at least 15x. Usage: benches/small_reports.sh [N] [ROUNDS]; EXTRA_AGENT adds
+# lines to the agent's [agent] section (e.g. EXTRA_AGENT='upload_concurrency = 8').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
@@ -23,7 +24,8 @@ for r in $(seq 1 "$rounds"); do
   mkdir -p "$work/inbox"
   cp "$work/copy/"*.xml "$work/inbox/"
   touch -d '1 minute ago' "$work/inbox/"*.xml
-  agent_config "$work/agent.toml" "$work/inbox" 'after_upload = "delete"'
+  agent_config "$work/agent.toml" "$work/inbox" "after_upload = \"delete\"
+${EXTRA_AGENT:-}"
   sync
   t0=$(date +%s.%N)
   "$rel/hostedscan-agent" -q -c "$work/agent.toml" --once >/dev/null
