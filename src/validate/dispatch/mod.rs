@@ -78,7 +78,8 @@ pub(crate) fn check<R: BufRead + Send>(
                     (verdict, input.finish())
                 }
             });
-            // A read error the parser never got to (the reader was ahead) is not this file's.
+            // A read error the parser never got to (something read ahead of it) comes after the
+            // problem the parser stopped at: that problem is the verdict.
             if !finished.reached_end {
                 trap.take_error();
             }
