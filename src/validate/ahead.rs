@@ -15,7 +15,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::mpsc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::input::{Checked, Lines, Stop};
+use super::input::{read_through, Checked, Lines, Stop};
 
 /// Bytes read inline before the thread is started: a thread costs more than it saves on the
 /// small reports that are most files.
@@ -306,13 +306,6 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
 
 impl<'scope, 'env, B: BufRead + Send + 'scope> Read for Ahead<'scope, 'env, B> {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let buf = self.fill_buf()?;
-            let n = buf.len().min(out.len());
-            out[..n].copy_from_slice(&buf[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
+        read_through(self, out)
     }
 }

@@ -684,7 +684,7 @@ impl<B: BufRead> Read for Checked<B> {
 }
 
 /// `Read` for a `BufRead` layer: copy from its buffer, so every byte passes its checks.
-fn read_through<B: BufRead>(b: &mut B, out: &mut [u8]) -> io::Result<usize> {
+pub(crate) fn read_through<B: BufRead>(b: &mut B, out: &mut [u8]) -> io::Result<usize> {
     let n = {
         let buf = b.fill_buf()?;
         let n = buf.len().min(out.len());

@@ -1238,6 +1238,34 @@ mod review {
         tuned(bytes, cap, after)
     }
 
+    /// Compares `run` reading inline with `run` reading ahead after each of `afters` bytes,
+    /// noting every difference under `what`.
+    fn compare(
+        diffs: &mut Vec<String>,
+        what: &str,
+        afters: &[u64],
+        run: impl Fn(u64) -> io::Result<Verdict>,
+    ) {
+        let inline = show(&run(u64::MAX));
+        for &after in afters {
+            let a = show(&run(after));
+            if inline != a {
+                diffs.push(format!(
+                    "{what}, after {after}:\n  inline {inline}\n  ahead  {a}"
+                ));
+            }
+        }
+    }
+
+    fn assert_none(diffs: &[String], tried: usize) {
+        assert!(
+            diffs.is_empty(),
+            "{} of {tried} differ:\n{}",
+            diffs.len(),
+            diffs.join("\n")
+        );
+    }
+
     fn show(v: &io::Result<Verdict>) -> String {
         match v {
             Ok(Ok(r)) => format!("OK {:?}", r.scan_type),
@@ -1263,24 +1291,13 @@ mod review {
                 b[p + 2..p + 6].copy_from_slice(b"hoss");
                 b[p + d] = 0xFF;
                 tried += 1;
-                let inline = ahead(&b, cap(), u64::MAX);
-                for after in [0u64, 300_000, 777_777] {
-                    let a = ahead(&b, cap(), after);
-                    let (x, y) = (show(&inline), show(&a));
-                    if x != y {
-                        diffs.push(format!(
-                            "host {k} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
-                        ));
-                    }
-                }
+                let what = format!("host {k} at {p}, d {d}");
+                compare(&mut diffs, &what, &[0, 300_000, 777_777], |after| {
+                    ahead(&b, cap(), after)
+                });
             }
         }
-        assert!(
-            diffs.is_empty(),
-            "{} of {tried} differ:\n{}",
-            diffs.len(),
-            diffs.join("\n")
-        );
+        assert_none(&diffs, tried);
     }
 
     /// Many short lines after an error: line and column in both modes.
@@ -1299,23 +1316,12 @@ mod review {
             let mut b = doc.clone().into_bytes();
             b[at..at + 4].copy_from_slice(b"</b>");
             tried += 1;
-            let inline = ahead(&b, cap(), u64::MAX);
-            for after in [0u64, 200_000] {
-                let a = ahead(&b, cap(), after);
-                let (x, y) = (show(&inline), show(&a));
-                if x != y {
-                    diffs.push(format!(
-                        "at {at}, after {after}:\n  inline {x}\n  ahead  {y}"
-                    ));
-                }
-            }
+            let what = format!("at {at}");
+            compare(&mut diffs, &what, &[0, 200_000], |after| {
+                ahead(&b, cap(), after)
+            });
         }
-        assert!(
-            diffs.is_empty(),
-            "{} of {tried} differ:\n{}",
-            diffs.len(),
-            diffs.join("\n")
-        );
+        assert_none(&diffs, tried);
     }
 
     /// A reader whose reads fill the caller's whole buffer, failing at `fail_at`.
@@ -1374,24 +1380,13 @@ mod review {
                 let mut b = doc.clone().into_bytes();
                 b[p + 2..p + 6].copy_from_slice(b"hoss");
                 tried += 1;
-                let inline = fails(&b, p + d, u64::MAX);
-                for after in [0u64, 300_000, 777_777] {
-                    let a = fails(&b, p + d, after);
-                    let (x, y) = (show(&inline), show(&a));
-                    if x != y {
-                        diffs.push(format!(
-                            "host {k} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
-                        ));
-                    }
-                }
+                let what = format!("host {k} at {p}, d {d}");
+                compare(&mut diffs, &what, &[0, 300_000, 777_777], |after| {
+                    fails(&b, p + d, after)
+                });
             }
         }
-        assert!(
-            diffs.is_empty(),
-            "{} of {tried} differ:\n{}",
-            diffs.len(),
-            diffs.join("\n")
-        );
+        assert_none(&diffs, tried);
     }
 
     /// A ZAP JSON report with a syntax error at P and bad UTF-8 or a read error at P + d.
@@ -1424,27 +1419,16 @@ mod review {
                 let mut u = b.clone();
                 u[p + d] = 0xFF;
                 tried += 1;
-                let i1 = ahead(&u, cap(), u64::MAX);
-                let i2 = fails(&b, p + d, u64::MAX);
-                for after in [0u64, 300_000, 777_777] {
-                    for (x, y, what) in [
-                        (show(&i1), show(&ahead(&u, cap(), after)), "bad byte"),
-                        (show(&i2), show(&fails(&b, p + d, after)), "read error"),
-                    ] {
-                        if x != y {
-                            diffs.push(format!(
-                                "{what} at {p}, d {d}, after {after}:\n  inline {x}\n  ahead  {y}"
-                            ));
-                        }
-                    }
-                }
+                let what = format!("bad byte at {p}, d {d}");
+                compare(&mut diffs, &what, &[0, 300_000, 777_777], |after| {
+                    ahead(&u, cap(), after)
+                });
+                let what = format!("read error at {p}, d {d}");
+                compare(&mut diffs, &what, &[0, 300_000, 777_777], |after| {
+                    fails(&b, p + d, after)
+                });
             }
         }
-        assert!(
-            diffs.is_empty(),
-            "{} of {tried} differ:\n{}",
-            diffs.len(),
-            diffs.join("\n")
-        );
+        assert_none(&diffs, tried);
     }
 }
