@@ -2,7 +2,9 @@
 //! from there to a thread that hashes them and one that writes the private copy (holes kept),
 //! so admission costs about what validation alone does. A fourth thread makes the copy durable
 //! as it grows (`fdatasync` every [`FLUSH_EVERY`] bytes written), so the final fsync of a large
-//! copy has little left to wait for. Also `check`, the read of `hostedscan-agent validate`.
+//! copy has little left to wait for. A small file (up to [`IN_HAND`]) is read whole instead and
+//! the same work done on the admitting thread. Also `check`, the read of `hostedscan-agent
+//! validate`.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
@@ -134,6 +136,20 @@ pub(super) fn read_once(
     hints: &Hints,
     out: Option<&File>,
 ) -> Result<ReadOnce, ReadError> {
+    if len <= IN_HAND {
+        read_in_hand(file, len, hints, out)
+    } else {
+        read_streamed(file, len, hints, out)
+    }
+}
+
+/// [`read_once`] for a larger file: validated as it streams, hashed and copied on other threads.
+fn read_streamed(
+    file: &File,
+    len: u64,
+    hints: &Hints,
+    out: Option<&File>,
+) -> Result<ReadOnce, ReadError> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     // Every buffer can come back: those queued for the hasher and the writer, and one each in
     // hand.
@@ -200,6 +216,39 @@ pub(super) fn read_once(
     })
 }
 
+/// Files up to this size are read whole into memory and validated, hashed and copied on the
+/// admitting thread: for a small report, starting the three threads of the streamed read (and
+/// handing its chunks between them) costs more than the work itself. At most
+/// `ADMISSIONS_AT_ONCE` such buffers exist at once (8 MiB in all).
+const IN_HAND: u64 = 256 * 1024;
+
+/// [`read_once`] for a small file: one read of the whole file (up to `len` bytes), then the
+/// same validation, hash and copy, one after the other.
+fn read_in_hand(
+    file: &File,
+    len: u64,
+    hints: &Hints,
+    out: Option<&File>,
+) -> Result<ReadOnce, ReadError> {
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(len)
+        .read_to_end(&mut bytes)
+        .map_err(ReadError::Read)?;
+    let verdict = validate::validate(bytes.as_slice(), hints).map_err(ReadError::Read)?;
+    let mut hasher = Hasher::default();
+    hasher.update(&bytes);
+    if let Some(out) = out {
+        out.write_all_at(&bytes, 0).map_err(ReadError::Write)?;
+    }
+    let count = bytes.len() as u64;
+    Ok(ReadOnce {
+        complete: count == len,
+        verdict,
+        sha256: hasher.finish(),
+        count,
+    })
+}
+
 pub(super) enum ReadError {
     Read(io::Error),
     Write(io::Error),
@@ -226,4 +275,112 @@ fn open_named(path: &Path) -> io::Result<File> {
 pub fn check(path: &Path, hints: &Hints) -> io::Result<Verdict> {
     let f = open_named(path)?;
     validate::validate(BufReader::with_capacity(256 * 1024, f), hints)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file_with(bytes: &[u8]) -> (tempfile::TempDir, File) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in");
+        fs::File::create(&path).unwrap().write_all(bytes).unwrap();
+        (dir, File::open(&path).unwrap())
+    }
+
+    /// What a read gave and what it copied, for comparing the two ways of reading.
+    fn read_with(
+        how: fn(&File, u64, &Hints, Option<&File>) -> Result<ReadOnce, ReadError>,
+        bytes: &[u8],
+    ) -> (Verdict, Option<(Sha256, Vec<u8>)>, u64) {
+        let (dir, input) = file_with(bytes);
+        let copy_path = dir.path().join("copy");
+        let copy = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&copy_path)
+            .unwrap();
+        let Ok(read) = how(&input, bytes.len() as u64, &Hints::default(), Some(&copy)) else {
+            panic!("the read failed");
+        };
+        let copied = fs::read(&copy_path).unwrap();
+        assert!(
+            copied.len() as u64 <= read.count && bytes.starts_with(&copied),
+            "the copy is not a prefix of what was read"
+        );
+        let whole = read.complete.then_some((read.sha256, copied));
+        (read.verdict, whole, read.count)
+    }
+
+    fn nmap(ports: usize) -> Vec<u8> {
+        let port = r#"<port protocol="tcp" portid="22"><state state="open" reason="syn-ack" reason_ttl="64"/><service name="ssh" method="table" conf="3"/></port>"#;
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<nmaprun scanner="nmap" args="nmap 127.0.0.1" start="1700000000" version="7.94" xmloutputversion="1.05">
+<host><status state="up" reason="localhost-response" reason_ttl="0"/><address addr="127.0.0.1" addrtype="ipv4"/><ports>{}</ports></host>
+<runstats><finished time="1700000001" timestr="x" summary="x" elapsed="1.00" exit="success"/><hosts up="1" down="0" total="1"/></runstats>
+</nmaprun>
+"#,
+            port.repeat(ports)
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn a_small_file_read_whole_gives_what_the_streamed_read_gives() {
+        let valid = nmap(10);
+        let mut broken = nmap(10);
+        broken.truncate(broken.len() / 2);
+        let mut bad_byte = nmap(10);
+        bad_byte[300] = 0;
+        for (what, bytes) in [
+            ("valid", valid),
+            ("truncated", broken),
+            ("a NUL byte", bad_byte),
+            ("empty", Vec::new()),
+            ("not a report", b"hello\n".to_vec()),
+        ] {
+            let (v1, whole1, n1) = read_with(read_in_hand, &bytes);
+            let (v2, whole2, _) = read_with(read_streamed, &bytes);
+            assert_eq!(v1, v2, "{what}: the verdicts differ");
+            assert_eq!(n1, bytes.len() as u64, "{what}: not read whole");
+            let (sha, copy) = whole1.unwrap_or_else(|| panic!("{what}: not read to its end"));
+            assert_eq!(sha, Sha256::of(&bytes), "{what}: wrong hash");
+            assert_eq!(copy, bytes, "{what}: wrong copy");
+            if let Some((sha2, copy2)) = whole2 {
+                assert_eq!((sha, copy), (sha2, copy2), "{what}");
+            }
+        }
+        assert!(
+            read_with(read_in_hand, &nmap(10)).0.is_ok(),
+            "the fixture is a valid report"
+        );
+    }
+
+    #[test]
+    fn a_large_rejected_file_is_read_only_as_far_as_its_problem() {
+        // Past the limit the streamed read runs (a rejected file is read only as far as its
+        // problem, so memory stays flat); at the limit the file is read whole.
+        let mut big = nmap(IN_HAND as usize / 130 + 10);
+        assert!(big.len() as u64 > IN_HAND);
+        big[1000] = 0;
+        let (dir, input) = file_with(&big);
+        let _ = dir;
+        let Ok(read) = read_once(&input, big.len() as u64, &Hints::default(), None) else {
+            panic!("the read failed");
+        };
+        assert!(
+            read.verdict.is_err() && !read.complete,
+            "a large file was read whole"
+        );
+        let small = &big[..IN_HAND as usize];
+        let (dir, input) = file_with(small);
+        let _ = dir;
+        let Ok(read) = read_once(&input, small.len() as u64, &Hints::default(), None) else {
+            panic!("the read failed");
+        };
+        assert!(read.verdict.is_err() && read.complete && read.count == IN_HAND);
+    }
 }
