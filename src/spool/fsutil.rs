@@ -169,6 +169,21 @@ pub fn reserve(dir: &Path, wanted: &str, sidecar: &str) -> io::Result<String> {
 /// `to`. renameat2(RENAME_NOREPLACE) where the filesystem has it; else a hard link and unlink;
 /// else (no hard links, or protected_hardlinks on another user's file) a checked rename.
 fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    match rename_exclusive(from, to) {
+        Err(e) if e.kind() == io::ErrorKind::Unsupported => {}
+        r => return r,
+    }
+    if fs::symlink_metadata(to).is_ok() {
+        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
+    }
+    fs::rename(from, to)
+}
+
+/// Rename `from` to `to` on one filesystem in one atomic step that fails with `AlreadyExists`
+/// when `to` exists, so two writers racing for one name never both get it:
+/// renameat2(RENAME_NOREPLACE), else a hard link and unlink. `Unsupported` where the file
+/// system has neither (the caller reserves the name another way).
+pub fn rename_exclusive(from: &Path, to: &Path) -> io::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
     let unsupported = |e: &io::Error| {
         matches!(
@@ -186,20 +201,12 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
         }
     }
     match fs::hard_link(from, to) {
-        Ok(()) => {
-            if let Err(e) = fs::remove_file(from) {
-                let _ = fs::remove_file(to);
-                return Err(e);
-            }
-            return Ok(());
-        }
-        Err(e) if !unsupported(&e) => return Err(e),
-        Err(_) => {}
+        Ok(()) => fs::remove_file(from).inspect_err(|_| {
+            let _ = fs::remove_file(to);
+        }),
+        Err(e) if !unsupported(&e) => Err(e),
+        Err(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
     }
-    if fs::symlink_metadata(to).is_ok() {
-        return Err(io::Error::from(io::ErrorKind::AlreadyExists));
-    }
-    fs::rename(from, to)
 }
 
 /// Move `from` to `to` without ever replacing an existing `to`, durably. Across filesystems the

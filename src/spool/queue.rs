@@ -6,7 +6,7 @@
 //! for all their data ([`commit_all`]).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -101,71 +101,109 @@ pub fn commit(
     }
 }
 
-/// What [`commit_all`] does for one entry made by [`prepare`]: the renames of its metadata and
-/// of its data into `queue/`.
+/// What [`commit_all`] does for one entry made by [`prepare`]: the rename of its data into
+/// `queue/` (and of its metadata, where the file system could not name it at once).
 #[derive(Debug)]
 pub struct CommitStep {
-    meta_tmp: PathBuf,
+    /// The metadata's temporary name, when it still has one.
+    meta_tmp: Option<PathBuf>,
     meta_path: PathBuf,
     data: PathBuf,
     data_path: PathBuf,
 }
 
-/// The part of a commit that is each entry's own: a name reserved in `queue/`, and the
-/// metadata written and fsynced under a temporary name there. `data` (a fully written, fsynced
-/// temporary file on the same filesystem) is not moved yet: [`commit_all`] does that, for many
-/// entries at once. On failure nothing of the entry is left in `queue/`.
+/// The part of a commit that is each entry's own: the metadata written and fsynced under a
+/// temporary name in `queue/`, then given a name no other entry has, in one atomic step that
+/// never replaces a file (so no two entries, even from a concurrent `requeue`, share a name).
+/// `data` (a fully written, fsynced temporary file on the same filesystem) is not moved yet:
+/// [`commit_all`] does that, for many entries at once. On failure nothing of the entry is left
+/// in `queue/`.
 pub fn prepare(
     queue: &Path,
     data: &Path,
     file: Validated,
     to: Destination,
 ) -> io::Result<(QueuedEntry, CommitStep)> {
-    // The metadata file is created first, exclusively: it reserves the name (no two entries,
-    // even from a concurrent `requeue`, share one).
-    let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
-    let meta = EntryMeta {
-        name: name.clone(),
-        // Microseconds, so the queue keeps admission order within a second.
-        admitted_at: humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string(),
-        file,
-        to,
-    };
-    let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
-    let data_path = queue.join(&name);
-    let written = super::to_json(&meta).and_then(|json| {
-        let (mut f, tmp) = fsutil::create_temp(queue)?;
-        match f.write_all(&json).and_then(|()| f.sync_all()) {
-            Ok(()) => Ok(tmp),
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                Err(e)
+    // Microseconds, so the queue keeps admission order within a second.
+    let admitted_at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+    let (mut f, tmp) = fsutil::create_temp(queue)?;
+    let named = (|| {
+        let mut written = false;
+        loop {
+            let name = fsutil::unique_name(queue, &file.file_name, |n| {
+                n.ends_with(META_SUFFIX) || fs::symlink_metadata(meta_path(queue, n)).is_ok()
+            });
+            let meta = EntryMeta {
+                name: name.clone(),
+                admitted_at: admitted_at.clone(),
+                file: file.clone(),
+                to: to.clone(),
+            };
+            let json = super::to_json(&meta)?;
+            if written {
+                // Another entry took the name since it was found free (rare): the record says
+                // the next one.
+                f.set_len(0)?;
+                f.seek(io::SeekFrom::Start(0))?;
+            }
+            f.write_all(&json)?;
+            f.sync_all()?;
+            written = true;
+            match fsutil::rename_exclusive(&tmp, &meta_path(queue, &name)) {
+                Ok(()) => return Ok((meta, None)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    // No atomic rename here: an empty file created exclusively reserves the
+                    // name instead, and the record is renamed over it at the commit.
+                    let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
+                    let meta = EntryMeta { name, ..meta };
+                    f.set_len(0)?;
+                    f.seek(io::SeekFrom::Start(0))?;
+                    let written = super::to_json(&meta)
+                        .and_then(|json| f.write_all(&json))
+                        .and_then(|()| f.sync_all());
+                    if let Err(e) = written {
+                        let _ = fs::remove_file(meta_path(queue, &meta.name));
+                        return Err(e);
+                    }
+                    return Ok((meta, Some(tmp.clone())));
+                }
+                Err(e) => return Err(e),
             }
         }
-    });
-    match written {
-        Ok(meta_tmp) => Ok((
-            QueuedEntry {
-                meta,
-                data_path: data_path.clone(),
-                meta_path: meta_path.clone(),
-            },
-            CommitStep {
-                meta_tmp,
-                meta_path,
-                data: data.to_path_buf(),
-                data_path,
-            },
-        )),
+    })();
+    let (meta, meta_tmp) = match named {
+        Ok(x) => x,
         Err(e) => {
-            let _ = fs::remove_file(&meta_path);
-            Err(e)
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
-    }
+    };
+    let meta_path = meta_path(queue, &meta.name);
+    let data_path = queue.join(&meta.name);
+    Ok((
+        QueuedEntry {
+            meta,
+            data_path: data_path.clone(),
+            meta_path: meta_path.clone(),
+        },
+        CommitStep {
+            meta_tmp,
+            meta_path,
+            data: data.to_path_buf(),
+            data_path,
+        },
+    ))
 }
 
-/// Commit prepared entries to the queue together (group commit): every metadata file is
-/// renamed into place and made durable with one fsync of `queue/`; then every data file is
+/// Where the metadata of the entry named `name` is.
+fn meta_path(queue: &Path, name: &str) -> PathBuf {
+    queue.join(format!("{name}{META_SUFFIX}"))
+}
+
+/// Commit prepared entries to the queue together (group commit): every metadata file (named
+/// by [`prepare`], or renamed over its reserved name here) is made durable in place with one
+/// fsync of `queue/`; then every data file is
 /// renamed in (each one's commit point) and made durable with one more. A crash before a data
 /// file's rename leaves only its metadata, which recovery removes (the original is still in
 /// the watch directory); after the second fsync every entry of the batch is queued. One result
@@ -173,7 +211,10 @@ pub fn prepare(
 pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
     let mut res: Vec<io::Result<()>> = steps
         .iter()
-        .map(|s| fs::rename(&s.meta_tmp, &s.meta_path))
+        .map(|s| match &s.meta_tmp {
+            Some(tmp) => fs::rename(tmp, &s.meta_path),
+            None => Ok(()),
+        })
         .collect();
     let fail_all = |res: &mut Vec<io::Result<()>>, e: &io::Error| {
         for r in res.iter_mut().filter(|r| r.is_ok()) {
@@ -206,7 +247,9 @@ pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
     }
     for (s, r) in steps.iter().zip(res.iter()) {
         if r.is_err() {
-            let _ = fs::remove_file(&s.meta_tmp);
+            if let Some(tmp) = &s.meta_tmp {
+                let _ = fs::remove_file(tmp);
+            }
             let _ = fs::remove_file(&s.meta_path);
         }
     }
@@ -326,6 +369,56 @@ mod tests {
             },
             to: Destination::default(),
         }
+    }
+
+    #[test]
+    fn entries_prepared_at_once_under_one_name_each_get_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        fs::create_dir(&queue).unwrap();
+        let names: Vec<String> = std::thread::scope(|s| {
+            let workers: Vec<_> = (0..16)
+                .map(|i| {
+                    let (queue, root) = (&queue, dir.path());
+                    s.spawn(move || {
+                        let data = root.join(format!("data{i}"));
+                        let content = format!("copy {i:02}");
+                        fs::write(&data, &content).unwrap();
+                        let file = Validated {
+                            size: content.len() as u64,
+                            ..meta().file
+                        };
+                        let (entry, step) =
+                            prepare(queue, &data, file, Destination::default()).unwrap();
+                        commit_all(queue, &[step]).pop().unwrap().unwrap();
+                        entry.meta.name
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let mut unique = names.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 16, "a name was handed out twice: {names:?}");
+        let loaded = load_all(&queue).unwrap();
+        let reasons: Vec<_> = loaded.unreadable.iter().map(|u| &u.reason).collect();
+        assert!(reasons.is_empty(), "{reasons:?}");
+        assert_eq!(loaded.entries.len(), 16);
+        for e in &loaded.entries {
+            // The record names its own entry (a record rewritten after losing a race included).
+            let on_disk: EntryMeta =
+                serde_json::from_slice(&fs::read(&e.meta_path).unwrap()).unwrap();
+            assert_eq!(on_disk.name, e.meta.name);
+            let i: String = fs::read_to_string(&e.data_path).unwrap();
+            assert!(i.starts_with("copy "), "{i}");
+        }
+        let left: Vec<_> = fs::read_dir(&queue)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
     }
 
     #[test]
