@@ -352,6 +352,65 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     assert!(home.inbox_names().contains(&"flipped.xml".to_string()));
 }
 
+/// A valid Nmap report of `len` bytes: a fixture padded with a comment of `x`.
+fn padded_report(len: usize) -> Vec<u8> {
+    let mut b = fixture_bytes("nmap-tcp-localhost.xml");
+    b.extend_from_slice(b"<!-- ");
+    b.resize(len - 5, b'x');
+    b.extend_from_slice(b" -->\n");
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_queued_copy_damaged_in_the_middle_or_at_its_end_never_reaches_the_api_whole() {
+    // Large copies are streamed, read and hashed ahead of the socket: the check still decides
+    // before their last chunk goes. The damage keeps them valid XML (an `x` of the comment made
+    // `X`): only the hash can tell.
+    let api = StandIn::start().await;
+    api.go_down().await;
+    let home = Home::new(&api.url(), "", "");
+    let len = 3 << 20;
+    let (middle, end, fine) = (
+        padded_report(len),
+        padded_report(len + 1),
+        padded_report(len + 2),
+    );
+    home.drop_file("middle.xml", &middle);
+    home.drop_file("end.xml", &end);
+    home.drop_file("fine.xml", &fine);
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 75, "{out:?}");
+    let q = home.state.join("queue");
+    let mut b = middle.clone();
+    b[len / 2] = b'X';
+    std::fs::write(q.join("middle.xml"), &b).unwrap();
+    let mut b = end.clone();
+    let at = end.len() - 6;
+    assert_eq!(b[at], b'x');
+    b[at] = b'X';
+    std::fs::write(q.join("end.xml"), &b).unwrap();
+
+    api.come_back().await;
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "only the intact file goes");
+    assert!(ups[0].bytes == fine, "the intact file went whole");
+    for n in ["middle.xml", "end.xml"] {
+        let r =
+            std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap();
+        assert!(
+            r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
+            "{n}: {r}"
+        );
+    }
+    assert!(home.names_in("queue").is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_put_into_queue_by_hand_while_running_is_set_aside_not_ignored() {
     let api = StandIn::start().await;
