@@ -1,10 +1,12 @@
 # Sourced by the benchmark scripts that run the agent against a local API: the release build,
 # a scratch directory removed on exit (with every background process), a free port, the
 # HostedScan stand-in, and the agent's config. The binaries are in $rel (CARGO_TARGET_DIR is
-# honoured). A script with more to undo calls bench_cleanup from its own EXIT trap.
+# honoured). The scratch directory (and so the agent's state directory and watch directories) is
+# made under $BENCH_DIR when it is set (default /tmp): point it at a mount of the file system to
+# measure. A script with more to undo calls bench_cleanup from its own EXIT trap.
 cargo build --release --quiet --bins --examples
 rel=${CARGO_TARGET_DIR:-target}/release
-work=$(mktemp -d)
+work=$(mktemp -d -p "${BENCH_DIR:-/tmp}")
 bench_cleanup() {
   kill $(jobs -p) 2>/dev/null || true
   rm -rf "$work"

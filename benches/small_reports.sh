@@ -5,7 +5,8 @@
 # to the local HostedScan stand-in in the same run. Three rounds (each with a fresh state
 # directory), each ratio printed, then their median: the machine's noise shows in the spread.
 # Goal (issue 19): at least 15x. Usage: benches/small_reports.sh [N] [ROUNDS]; EXTRA_AGENT adds
-# lines to the agent's [agent] section (e.g. EXTRA_AGENT='upload_concurrency = 8').
+# lines to the agent's [agent] section (e.g. EXTRA_AGENT='upload_concurrency = 8'); BENCH_DIR
+# puts the agent's state and watch directories on another file system (see benches/common.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-1000}
