@@ -3,7 +3,9 @@
 //! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
 //! Each says what is wrong with a typed problem; the parser adds where.
 
-use super::chars::{is_name_start, is_value_stop, is_ws, name_len, reference, splat, Ref};
+use super::chars::{
+    first_value_stop, is_name_start, is_value_stop, is_ws, name_len, reference, Ref,
+};
 use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
 
 /// More attributes than this on one tag are checked for repeats with a hash set.
@@ -248,24 +250,14 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
 }
 
 /// The index of the first quote, `<` or `&` at or after `i` (or `buf.len()`). Values are
-/// short, so memchr's set-up costs more than it saves; sixteen bytes at a time with a
-/// branch-free word test (SWAR) beats a byte loop, whose exit branch mispredicts on every
-/// value of a new length.
+/// short, so memchr's set-up costs more than it saves; sixteen bytes at a time with one vector
+/// test beats a byte loop, whose exit branch mispredicts on every value of a new length.
 #[inline(always)]
 fn value_stop(buf: &[u8], mut i: usize) -> usize {
-    const LO: u128 = splat(0x01);
-    const HI: u128 = splat(0x80);
-    // High bit set in each byte of `x` equal to `b`; the lowest one set is exact (bits above
-    // a match may be spurious, which never matters for finding the first).
-    let eq = |x: u128, b: u8| {
-        let y = x ^ splat(b);
-        y.wrapping_sub(LO) & !y & HI
-    };
     while let Some(w) = buf.get(i..i + 16) {
-        let x = u128::from_le_bytes(w.try_into().unwrap_or_default());
-        let m = eq(x, b'"') | eq(x, b'\'') | eq(x, b'<') | eq(x, b'&');
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
+        let k = first_value_stop(w.try_into().unwrap_or(&[0; 16]));
+        if k < 16 {
+            return i + k;
         }
         i += 16;
     }
