@@ -93,6 +93,47 @@ pub(crate) fn first_value_stop(w: &[u8; 16]) -> usize {
     return swar::first_value_stop(w);
 }
 
+/// Where the bytes of one ` key="value"` stand in a 32-byte window, one bit per byte: what
+/// the tag scanner needs to check a whole short attribute from one load, instead of a chain
+/// of loads each waiting for the length found before it.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) struct AttrMasks {
+    pub not_name: u64,
+    pub eq: u64,
+    pub dquote: u64,
+    pub squote: u64,
+    /// `<` or `&`: a value with one goes the long way.
+    pub lt_amp: u64,
+}
+
+#[inline(always)]
+pub(crate) fn attr_masks(w: &[u8; 32]) -> AttrMasks {
+    #[cfg(target_arch = "x86_64")]
+    return sse2::attr_masks(w);
+    #[cfg(not(target_arch = "x86_64"))]
+    return bytewise_attr_masks(w);
+}
+
+/// `attr_masks` a byte at a time, from the byte classes (other targets, and the tests).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn bytewise_attr_masks(w: &[u8; 32]) -> AttrMasks {
+    let mut m = AttrMasks {
+        not_name: 0,
+        eq: 0,
+        dquote: 0,
+        squote: 0,
+        lt_amp: 0,
+    };
+    for (i, &b) in w.iter().enumerate() {
+        m.not_name |= u64::from(!is_name(b)) << i;
+        m.eq |= u64::from(b == b'=') << i;
+        m.dquote |= u64::from(b == b'"') << i;
+        m.squote |= u64::from(b == b'\'') << i;
+        m.lt_amp |= u64::from(b == b'<' || b == b'&') << i;
+    }
+    m
+}
+
 /// The byte-class tests on sixteen bytes with SSE2 compares (part of every x86-64 CPU): a
 /// handful of instructions where the word tests below take forty.
 #[cfg(target_arch = "x86_64")]
@@ -120,9 +161,14 @@ mod sse2 {
 
     #[inline(always)]
     pub(super) fn first_not_name(w: &[u8; 16]) -> usize {
-        let v = load(w);
+        first(!name_bits(load(w)) & 0xFFFF)
+    }
+
+    /// Bit i set where byte i of `v` is a name character.
+    #[inline(always)]
+    fn name_bits(v: __m128i) -> i32 {
         // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
-        let name = unsafe {
+        unsafe {
             let c = |b: u8| _mm_set1_epi8(b as i8);
             // Signed compares: bytes >= 0x80 are negative, so they fail every range test
             // here and count through the sign bit the movemask reads (they are name bytes).
@@ -142,8 +188,37 @@ mod sse2 {
             );
             let slash = _mm_movemask_epi8(_mm_cmpeq_epi8(v, c(b'/')));
             _mm_movemask_epi8(ok) & !slash
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn attr_masks(w: &[u8; 32]) -> super::AttrMasks {
+        let mut lo = [0u8; 16];
+        let mut hi = [0u8; 16];
+        lo.copy_from_slice(&w[..16]);
+        hi.copy_from_slice(&w[16..]);
+        let (lo, hi) = (load(&lo), load(&hi));
+        let join =
+            |f: &dyn Fn(__m128i) -> i32| u64::from(f(lo) as u16) | u64::from(f(hi) as u16) << 16;
+        // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
+        let eq = |b: u8| {
+            move |v: __m128i| unsafe {
+                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)))
+            }
         };
-        first(!name & 0xFFFF)
+        super::AttrMasks {
+            not_name: !join(&name_bits) & 0xFFFF_FFFF,
+            eq: join(&eq(b'=')),
+            dquote: join(&eq(b'"')),
+            squote: join(&eq(b'\'')),
+            // SAFETY: as above.
+            lt_amp: join(&|v| unsafe {
+                _mm_movemask_epi8(_mm_or_si128(
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'<' as i8)),
+                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'&' as i8)),
+                ))
+            }),
+        }
     }
 
     #[inline(always)]
@@ -401,6 +476,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn attribute_masks_agree_with_the_byte_classes_for_every_byte_at_every_position() {
+        for stop in 0..=255u8 {
+            for at in 0..32 {
+                for fill in [b'a', b'0', b'-', b' ', b'=', b'"', 0xC3] {
+                    let mut w = [fill; 32];
+                    w[at] = stop;
+                    assert_eq!(attr_masks(&w), bytewise_attr_masks(&w), "{stop:#x} at {at}");
+                }
+            }
+        }
+        let w = *b" key=\"v'a\" k2='<&' x   \t=\"\"\">   ";
+        let m = attr_masks(&w);
+        assert_eq!(m.eq.count_ones(), 3);
+        assert_eq!(m.lt_amp, 0b11 << 15);
+        assert_eq!(m.not_name & 0b11111, 0b10001);
     }
 
     #[test]

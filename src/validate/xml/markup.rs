@@ -4,7 +4,7 @@
 //! Each says what is wrong with a typed problem; the parser adds where.
 
 use super::chars::{
-    first_value_stop, is_name_start, is_value_stop, is_ws, name_len, reference, Ref,
+    attr_masks, first_value_stop, is_name_start, is_value_stop, is_ws, name_len, reference, Ref,
 };
 use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
 
@@ -127,9 +127,41 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
     let mut i = start + 1 + name;
     keys.n = 0;
     let mut many: Option<std::collections::HashSet<&[u8]>> = None;
-    // One bit per key seen: a key whose bit is clear is new without comparing it to any.
     let mut bloom = 0u64;
     loop {
+        // The usual attribute, ` key="value"` with one space, no space around `=` and nothing
+        // to read twice in the value, checked whole from one 32-byte window; anything else
+        // (and an attribute that does not fit) takes the steps below, which decide the same.
+        if let Some(w) = buf.get(i..i + 32) {
+            let w: &[u8; 32] = w.try_into().unwrap_or(&[0; 32]);
+            if is_ws(w[0]) && is_name_start(w[1]) {
+                let m = attr_masks(w);
+                // Where the key ends (bit 0, the space, is not a name byte).
+                let eq = (m.not_name & !1).trailing_zeros() as usize;
+                if eq < 30 && m.eq >> eq & 1 != 0 {
+                    let open = eq + 1;
+                    let quotes = if m.dquote >> open & 1 != 0 {
+                        m.dquote
+                    } else if m.squote >> open & 1 != 0 {
+                        m.squote
+                    } else {
+                        0
+                    };
+                    // The first closing quote, `<` or `&` in the value.
+                    let stop = ((quotes | m.lt_amp) >> (open + 1)).trailing_zeros() as usize;
+                    let close = open + 1 + stop;
+                    if quotes != 0 && close < 32 && quotes >> close & 1 != 0 {
+                        let key = &buf[i + 1..i + eq];
+                        if repeated(buf, i + 1, key, keys, &mut bloom, &mut many) {
+                            let key = String::from_utf8_lossy(key).into_owned();
+                            return Scan::Bad(AttrProblem::Repeated { key });
+                        }
+                        i += close + 1;
+                        continue;
+                    }
+                }
+            }
+        }
         let Some(&b) = buf.get(i) else {
             return Scan::More;
         };
@@ -226,25 +258,39 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
                 _ => i += 1,
             }
         }
-        let repeated = match many.as_mut() {
-            Some(set) => !set.insert(key),
-            None => {
-                let head = key_head(buf, key_at, key.len());
-                let bit = 1u64 << (head.wrapping_add(key.len() as u64).wrapping_mul(K) >> 58);
-                let seen = bloom & bit != 0 && keys.seen(head, key, buf);
-                bloom |= bit;
-                if keys.n < FEW_ATTRS {
-                    keys.push(head, key_at, key.len());
-                } else {
-                    let mut set = keys.to_set(buf);
-                    set.insert(key);
-                    many = Some(set);
-                }
-                seen
-            }
-        };
-        if repeated {
+        if repeated(buf, key_at, key, keys, &mut bloom, &mut many) {
             return Scan::Bad(AttrProblem::Repeated { key: shown() });
+        }
+    }
+}
+
+/// Notes the key `key` (at `buf[key_at..]`) of the tag being scanned; `true` if the tag had
+/// it already. `bloom` holds one bit per key seen, so a key whose bit is clear is new without
+/// comparing it to any; past `FEW_ATTRS` keys, `many` holds them all.
+#[inline(always)]
+fn repeated<'b>(
+    buf: &'b [u8],
+    key_at: usize,
+    key: &'b [u8],
+    keys: &mut Keys,
+    bloom: &mut u64,
+    many: &mut Option<std::collections::HashSet<&'b [u8]>>,
+) -> bool {
+    match many.as_mut() {
+        Some(set) => !set.insert(key),
+        None => {
+            let head = key_head(buf, key_at, key.len());
+            let bit = 1u64 << (head.wrapping_add(key.len() as u64).wrapping_mul(K) >> 58);
+            let seen = *bloom & bit != 0 && keys.seen(head, key, buf);
+            *bloom |= bit;
+            if keys.n < FEW_ATTRS {
+                keys.push(head, key_at, key.len());
+            } else {
+                let mut set = keys.to_set(buf);
+                set.insert(key);
+                *many = Some(set);
+            }
+            seen
         }
     }
 }
