@@ -98,6 +98,7 @@ pub(crate) fn first_value_stop(w: &[u8; 16]) -> usize {
 /// of loads each waiting for the length found before it.
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 pub(crate) struct AttrMasks {
+    /// Also set for every bit past the window.
     pub not_name: u64,
     pub eq: u64,
     pub dquote: u64,
@@ -106,19 +107,46 @@ pub(crate) struct AttrMasks {
     pub lt_amp: u64,
 }
 
+/// The masks of a 32-byte window.
 #[inline(always)]
 pub(crate) fn attr_masks(w: &[u8; 32]) -> AttrMasks {
+    let mut lo = [0u8; 16];
+    let mut hi = [0u8; 16];
+    lo.copy_from_slice(&w[..16]);
+    hi.copy_from_slice(&w[16..]);
+    attr_masks16(&lo).join(attr_masks16(&hi))
+}
+
+/// The masks of a 16-byte window (most attributes fit).
+#[inline(always)]
+pub(crate) fn attr_masks16(w: &[u8; 16]) -> AttrMasks {
     #[cfg(target_arch = "x86_64")]
-    return sse2::attr_masks(w);
+    let m = sse2::attr_masks16(w);
     #[cfg(not(target_arch = "x86_64"))]
-    return bytewise_attr_masks(w);
+    let m = bytewise_attr_masks(w);
+    m
+}
+
+impl AttrMasks {
+    /// The masks of this window followed by the 16-byte window `hi`.
+    #[inline(always)]
+    fn join(self, hi: AttrMasks) -> AttrMasks {
+        let low = |m: u64| m & 0xFFFF;
+        AttrMasks {
+            not_name: low(self.not_name) | low(hi.not_name) << 16 | !0 << 32,
+            eq: self.eq | hi.eq << 16,
+            dquote: self.dquote | hi.dquote << 16,
+            squote: self.squote | hi.squote << 16,
+            lt_amp: self.lt_amp | hi.lt_amp << 16,
+        }
+    }
 }
 
 /// `attr_masks` a byte at a time, from the byte classes (other targets, and the tests).
 #[cfg(any(test, not(target_arch = "x86_64")))]
-fn bytewise_attr_masks(w: &[u8; 32]) -> AttrMasks {
+fn bytewise_attr_masks(w: &[u8]) -> AttrMasks {
     let mut m = AttrMasks {
-        not_name: 0,
+        not_name: !0 << w.len(),
         eq: 0,
         dquote: 0,
         squote: 0,
@@ -192,32 +220,25 @@ mod sse2 {
     }
 
     #[inline(always)]
-    pub(super) fn attr_masks(w: &[u8; 32]) -> super::AttrMasks {
-        let mut lo = [0u8; 16];
-        let mut hi = [0u8; 16];
-        lo.copy_from_slice(&w[..16]);
-        hi.copy_from_slice(&w[16..]);
-        let (lo, hi) = (load(&lo), load(&hi));
-        let join =
-            |f: &dyn Fn(__m128i) -> i32| u64::from(f(lo) as u16) | u64::from(f(hi) as u16) << 16;
+    pub(super) fn attr_masks16(w: &[u8; 16]) -> super::AttrMasks {
+        let v = load(w);
+        let bits = |m: i32| u64::from(m as u16);
         // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
-        let eq = |b: u8| {
-            move |v: __m128i| unsafe {
-                _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8)))
-            }
+        let eq =
+            |b: u8| bits(unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))) });
+        // SAFETY: as above.
+        let lt_amp = unsafe {
+            _mm_movemask_epi8(_mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'<' as i8)),
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'&' as i8)),
+            ))
         };
         super::AttrMasks {
-            not_name: !join(&name_bits) & 0xFFFF_FFFF,
-            eq: join(&eq(b'=')),
-            dquote: join(&eq(b'"')),
-            squote: join(&eq(b'\'')),
-            // SAFETY: as above.
-            lt_amp: join(&|v| unsafe {
-                _mm_movemask_epi8(_mm_or_si128(
-                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'<' as i8)),
-                    _mm_cmpeq_epi8(v, _mm_set1_epi8(b'&' as i8)),
-                ))
-            }),
+            not_name: !bits(name_bits(v)),
+            eq: eq(b'='),
+            dquote: eq(b'"'),
+            squote: eq(b'\''),
+            lt_amp: bits(lt_amp),
         }
     }
 
@@ -486,6 +507,13 @@ mod tests {
                     let mut w = [fill; 32];
                     w[at] = stop;
                     assert_eq!(attr_masks(&w), bytewise_attr_masks(&w), "{stop:#x} at {at}");
+                    let mut half = [0; 16];
+                    half.copy_from_slice(&w[at / 2..at / 2 + 16]);
+                    assert_eq!(
+                        attr_masks16(&half),
+                        bytewise_attr_masks(&half),
+                        "{stop:#x} at {at}"
+                    );
                 }
             }
         }

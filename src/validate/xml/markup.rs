@@ -3,8 +3,10 @@
 //! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
 //! Each says what is wrong with a typed problem; the parser adds where.
 
+use super::chars::AttrMasks;
 use super::chars::{
-    attr_masks, first_value_stop, is_name_start, is_value_stop, is_ws, name_len, reference, Ref,
+    attr_masks, attr_masks16, first_value_stop, is_name_start, is_value_stop, is_ws, name_len,
+    reference, Ref,
 };
 use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
 
@@ -130,35 +132,23 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
     let mut bloom = 0u64;
     loop {
         // The usual attribute, ` key="value"` with one space, no space around `=` and nothing
-        // to read twice in the value, checked whole from one 32-byte window; anything else
-        // (and an attribute that does not fit) takes the steps below, which decide the same.
+        // to read twice in the value, checked whole from the masks of the first 16 bytes, or
+        // of 32; anything else (and an attribute that does not fit) takes the steps below,
+        // which decide the same.
         if let Some(w) = buf.get(i..i + 32) {
-            let w: &[u8; 32] = w.try_into().unwrap_or(&[0; 32]);
             if is_ws(w[0]) && is_name_start(w[1]) {
-                let m = attr_masks(w);
-                // Where the key ends (bit 0, the space, is not a name byte).
-                let eq = (m.not_name & !1).trailing_zeros() as usize;
-                if eq < 30 && m.eq >> eq & 1 != 0 {
-                    let open = eq + 1;
-                    let quotes = if m.dquote >> open & 1 != 0 {
-                        m.dquote
-                    } else if m.squote >> open & 1 != 0 {
-                        m.squote
-                    } else {
-                        0
-                    };
-                    // The first closing quote, `<` or `&` in the value.
-                    let stop = ((quotes | m.lt_amp) >> (open + 1)).trailing_zeros() as usize;
-                    let close = open + 1 + stop;
-                    if quotes != 0 && close < 32 && quotes >> close & 1 != 0 {
-                        let key = &buf[i + 1..i + eq];
-                        if repeated(buf, i + 1, key, keys, &mut bloom, &mut many) {
-                            let key = String::from_utf8_lossy(key).into_owned();
-                            return Scan::Bad(AttrProblem::Repeated { key });
-                        }
-                        i += close + 1;
-                        continue;
+                let mut lo = [0u8; 16];
+                lo.copy_from_slice(&w[..16]);
+                let found = whole_attr(&attr_masks16(&lo), 16)
+                    .or_else(|| whole_attr(&attr_masks(w.try_into().unwrap_or(&[0; 32])), 32));
+                if let Some((eq, close)) = found {
+                    let key = &buf[i + 1..i + eq];
+                    if repeated(buf, i + 1, key, keys, &mut bloom, &mut many) {
+                        let key = String::from_utf8_lossy(key).into_owned();
+                        return Scan::Bad(AttrProblem::Repeated { key });
                     }
+                    i += close + 1;
+                    continue;
                 }
             }
         }
@@ -262,6 +252,28 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
             return Scan::Bad(AttrProblem::Repeated { key: shown() });
         }
     }
+}
+
+/// Where `=` and the closing quote stand when the window (of `limit` bytes, whose masks are
+/// `m`) holds a whole ` key="value"` whose value has no `<` or `&`.
+#[inline(always)]
+fn whole_attr(m: &AttrMasks, limit: usize) -> Option<(usize, usize)> {
+    // Where the key ends (bit 0, the space, is not a name byte).
+    let eq = (m.not_name & !1).trailing_zeros() as usize;
+    if eq + 2 >= limit || m.eq >> eq & 1 == 0 {
+        return None;
+    }
+    let open = eq + 1;
+    let quotes = if m.dquote >> open & 1 != 0 {
+        m.dquote
+    } else if m.squote >> open & 1 != 0 {
+        m.squote
+    } else {
+        return None;
+    };
+    // The first closing quote, `<` or `&` in the value.
+    let close = open + 1 + ((quotes | m.lt_amp) >> (open + 1)).trailing_zeros() as usize;
+    (close < limit && quotes >> close & 1 != 0).then_some((eq, close))
 }
 
 /// Notes the key `key` (at `buf[key_at..]`) of the tag being scanned; `true` if the tag had
