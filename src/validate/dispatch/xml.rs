@@ -123,13 +123,18 @@ fn route<R: BufRead>(pull: &mut XmlPull<R>, format: &mut Format) -> Result<Found
 
 /// Hands the rest of the document to `checker`, then asks for its verdict.
 fn feed<R: BufRead, C: XmlChecker>(pull: &mut XmlPull<R>, mut checker: C) -> Result<Found, Stop> {
+    // Matched in place rather than through `?`: moving the node out of the result first
+    // copied it through memory on every event, and the copy stalled on its own stores.
     loop {
-        match pull.next()? {
-            Node::Start { tag, depth } => checker.start(&tag, depth),
-            Node::End { depth } => checker.end(depth),
-            Node::Text { text, depth } if C::READS_TEXT => checker.text(&text.to_str(), depth)?,
-            Node::Text { .. } => {}
-            Node::Eof => return Ok(checker.verdict()?),
+        match pull.next() {
+            Ok(Node::Start { ref tag, depth }) => checker.start(tag, depth),
+            Ok(Node::End { depth }) => checker.end(depth),
+            Ok(Node::Text { text, depth }) if C::READS_TEXT => {
+                checker.text(&text.to_str(), depth)?
+            }
+            Ok(Node::Text { .. }) => {}
+            Ok(Node::Eof) => return Ok(checker.verdict()?),
+            Err(e) => return Err(e.into()),
         }
     }
 }

@@ -60,47 +60,251 @@ pub(crate) fn is_ws(b: u8) -> bool {
 }
 
 /// How many bytes at the start of `bytes` are name characters (`is_name`). Sixteen bytes at a
-/// time with a branch-free word test (SWAR): names are short and of every length, so a byte
-/// loop's exit branch mispredicts on nearly every name, and one word holds nearly all names.
+/// time with one vector test: names are short and of every length, so a byte loop's exit
+/// branch mispredicts on nearly every name, and one word holds nearly all names.
 #[inline(always)]
 pub(crate) fn name_len(bytes: &[u8]) -> usize {
     let mut i = 0;
     while let Some(w) = bytes.get(i..i + 16) {
-        let x = u128::from_le_bytes(w.try_into().unwrap_or_default());
-        let stop = not_name_mask(x);
-        if stop != 0 {
-            return i + (stop.trailing_zeros() / 8) as usize;
+        let k = first_not_name(w.try_into().unwrap_or(&[0; 16]));
+        if k < 16 {
+            return i + k;
         }
         i += 16;
     }
     i + bytes[i..].iter().take_while(|b| is_name(**b)).count()
 }
 
-/// `b` in every byte of a 128-bit word.
-pub(crate) const fn splat(b: u8) -> u128 {
-    u128::from_le_bytes([b; 16])
+/// The index of the first byte of `w` that is not a name character, 16 if none.
+#[inline(always)]
+pub(crate) fn first_not_name(w: &[u8; 16]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return sse2::first_not_name(w);
+    #[cfg(not(target_arch = "x86_64"))]
+    return swar::first_not_name(w);
 }
 
-/// The high bit of each byte of `x` that is not a name character (every byte is tested
-/// exactly: no carry crosses a byte, since the ASCII tests work on seven-bit values).
+/// The index of the first quote, `<` or `&` in `w` (`is_value_stop`), 16 if none.
 #[inline(always)]
-fn not_name_mask(x: u128) -> u128 {
+pub(crate) fn first_value_stop(w: &[u8; 16]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    return sse2::first_value_stop(w);
+    #[cfg(not(target_arch = "x86_64"))]
+    return swar::first_value_stop(w);
+}
+
+/// Where the bytes of one ` key="value"` stand in a 32-byte window, one bit per byte: what
+/// the tag scanner needs to check a whole short attribute from one load, instead of a chain
+/// of loads each waiting for the length found before it.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub(crate) struct AttrMasks {
+    /// Also set for every bit past the window.
+    pub not_name: u64,
+    pub eq: u64,
+    pub dquote: u64,
+    pub squote: u64,
+    /// `<` or `&`: a value with one goes the long way.
+    pub lt_amp: u64,
+}
+
+/// The masks of a 32-byte window.
+#[inline(always)]
+pub(crate) fn attr_masks(w: &[u8; 32]) -> AttrMasks {
+    let mut lo = [0u8; 16];
+    let mut hi = [0u8; 16];
+    lo.copy_from_slice(&w[..16]);
+    hi.copy_from_slice(&w[16..]);
+    attr_masks16(&lo).join(attr_masks16(&hi))
+}
+
+/// The masks of a 16-byte window (most attributes fit).
+#[inline(always)]
+pub(crate) fn attr_masks16(w: &[u8; 16]) -> AttrMasks {
+    #[cfg(target_arch = "x86_64")]
+    let m = sse2::attr_masks16(w);
+    #[cfg(not(target_arch = "x86_64"))]
+    let m = bytewise_attr_masks(w);
+    m
+}
+
+impl AttrMasks {
+    /// The masks of this window followed by the 16-byte window `hi`.
+    #[inline(always)]
+    fn join(self, hi: AttrMasks) -> AttrMasks {
+        let low = |m: u64| m & 0xFFFF;
+        AttrMasks {
+            not_name: low(self.not_name) | low(hi.not_name) << 16 | !0 << 32,
+            eq: self.eq | hi.eq << 16,
+            dquote: self.dquote | hi.dquote << 16,
+            squote: self.squote | hi.squote << 16,
+            lt_amp: self.lt_amp | hi.lt_amp << 16,
+        }
+    }
+}
+
+/// `attr_masks` a byte at a time, from the byte classes (other targets, and the tests).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn bytewise_attr_masks(w: &[u8]) -> AttrMasks {
+    let mut m = AttrMasks {
+        not_name: !0 << w.len(),
+        eq: 0,
+        dquote: 0,
+        squote: 0,
+        lt_amp: 0,
+    };
+    for (i, &b) in w.iter().enumerate() {
+        m.not_name |= u64::from(!is_name(b)) << i;
+        m.eq |= u64::from(b == b'=') << i;
+        m.dquote |= u64::from(b == b'"') << i;
+        m.squote |= u64::from(b == b'\'') << i;
+        m.lt_amp |= u64::from(b == b'<' || b == b'&') << i;
+    }
+    m
+}
+
+/// The byte-class tests on sixteen bytes with SSE2 compares (part of every x86-64 CPU): a
+/// handful of instructions where the word tests below take forty.
+#[cfg(target_arch = "x86_64")]
+mod sse2 {
+    use std::arch::x86_64::{
+        __m128i, _mm_and_si128, _mm_cmpeq_epi8, _mm_cmpgt_epi8, _mm_cmplt_epi8, _mm_movemask_epi8,
+        _mm_or_si128, _mm_set1_epi8, _mm_set_epi64x,
+    };
+
+    #[inline(always)]
+    fn load(w: &[u8; 16]) -> __m128i {
+        let mut lo = [0u8; 8];
+        let mut hi = [0u8; 8];
+        lo.copy_from_slice(&w[..8]);
+        hi.copy_from_slice(&w[8..]);
+        // SAFETY: SSE2 is the x86-64 baseline; a value-only intrinsic, nothing is dereferenced.
+        unsafe { _mm_set_epi64x(i64::from_le_bytes(hi), i64::from_le_bytes(lo)) }
+    }
+
+    /// The index of the lowest set bit of a 16-bit byte mask, 16 if none.
+    #[inline(always)]
+    fn first(mask: i32) -> usize {
+        ((mask as u32) | 0x1_0000).trailing_zeros() as usize
+    }
+
+    #[inline(always)]
+    pub(super) fn first_not_name(w: &[u8; 16]) -> usize {
+        first(!name_bits(load(w)) & 0xFFFF)
+    }
+
+    /// Bit i set where byte i of `v` is a name character.
+    #[inline(always)]
+    fn name_bits(v: __m128i) -> i32 {
+        // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
+        unsafe {
+            let c = |b: u8| _mm_set1_epi8(b as i8);
+            // Signed compares: bytes >= 0x80 are negative, so they fail every range test
+            // here and count through the sign bit the movemask reads (they are name bytes).
+            let lower = _mm_or_si128(v, c(0x20));
+            let letter = _mm_and_si128(
+                _mm_cmpgt_epi8(lower, c(b'a' - 1)),
+                _mm_cmplt_epi8(lower, c(b'z' + 1)),
+            );
+            // '-', '.', '/', the digits and ':' are 0x2D..=0x3A; '/' is taken out below.
+            let punct = _mm_and_si128(
+                _mm_cmpgt_epi8(v, c(b'-' - 1)),
+                _mm_cmplt_epi8(v, c(b':' + 1)),
+            );
+            let ok = _mm_or_si128(
+                _mm_or_si128(letter, punct),
+                _mm_or_si128(v, _mm_cmpeq_epi8(v, c(b'_'))),
+            );
+            let slash = _mm_movemask_epi8(_mm_cmpeq_epi8(v, c(b'/')));
+            _mm_movemask_epi8(ok) & !slash
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn attr_masks16(w: &[u8; 16]) -> super::AttrMasks {
+        let v = load(w);
+        let bits = |m: i32| u64::from(m as u16);
+        // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
+        let eq =
+            |b: u8| bits(unsafe { _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8))) });
+        // SAFETY: as above.
+        let lt_amp = unsafe {
+            _mm_movemask_epi8(_mm_or_si128(
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'<' as i8)),
+                _mm_cmpeq_epi8(v, _mm_set1_epi8(b'&' as i8)),
+            ))
+        };
+        super::AttrMasks {
+            not_name: !bits(name_bits(v)),
+            eq: eq(b'='),
+            dquote: eq(b'"'),
+            squote: eq(b'\''),
+            lt_amp: bits(lt_amp),
+        }
+    }
+
+    #[inline(always)]
+    pub(super) fn first_value_stop(w: &[u8; 16]) -> usize {
+        let v = load(w);
+        // SAFETY: SSE2 is the x86-64 baseline; these intrinsics work on values only.
+        let stop = unsafe {
+            let eq = |b: u8| _mm_cmpeq_epi8(v, _mm_set1_epi8(b as i8));
+            _mm_movemask_epi8(_mm_or_si128(
+                _mm_or_si128(eq(b'"'), eq(b'\'')),
+                _mm_or_si128(eq(b'<'), eq(b'&')),
+            ))
+        };
+        first(stop)
+    }
+}
+
+/// The same tests with branch-free word arithmetic (SWAR), for other targets (and compared
+/// with the SSE2 ones in the tests).
+#[cfg(any(test, not(target_arch = "x86_64")))]
+mod swar {
+    /// `b` in every byte of a 128-bit word.
+    const fn splat(b: u8) -> u128 {
+        u128::from_le_bytes([b; 16])
+    }
+
     const HI: u128 = splat(0x80);
     const LOW7: u128 = splat(0x7F);
-    let high = x & HI; // bytes >= 0x80 are name characters
-    let a = x & LOW7;
-    // High bit set where the seven-bit byte is >= `b` (no carry: a + 0x80 - b <= 0xFF).
-    let ge = |v: u128, b: u8| (v + splat(0x80 - b)) & HI;
-    let eq = |b: u8| {
-        let y = a ^ splat(b);
-        !((y + LOW7) | y) & HI
-    };
-    let lower = a | splat(0x20);
-    let letter = ge(lower, b'a') & !ge(lower, b'z' + 1);
-    // '-', '.', the digits and ':' are 0x2D..=0x3A, all but '/'.
-    let punct = ge(a, b'-') & !ge(a, b':' + 1) & !eq(b'/');
-    let name = high | letter | punct | eq(b'_');
-    !name & HI
+
+    /// The index of the lowest byte whose high bit is set in `mask`, 16 if none.
+    fn first(mask: u128) -> usize {
+        (mask.trailing_zeros() / 8) as usize
+    }
+
+    /// Every byte is tested exactly: no carry crosses a byte, since the ASCII tests work on
+    /// seven-bit values.
+    pub(super) fn first_not_name(w: &[u8; 16]) -> usize {
+        let x = u128::from_le_bytes(*w);
+        let high = x & HI; // bytes >= 0x80 are name characters
+        let a = x & LOW7;
+        // High bit set where the seven-bit byte is >= `b` (no carry: a + 0x80 - b <= 0xFF).
+        let ge = |v: u128, b: u8| (v + splat(0x80 - b)) & HI;
+        let eq = |b: u8| {
+            let y = a ^ splat(b);
+            !((y + LOW7) | y) & HI
+        };
+        let lower = a | splat(0x20);
+        let letter = ge(lower, b'a') & !ge(lower, b'z' + 1);
+        // '-', '.', the digits and ':' are 0x2D..=0x3A, all but '/'.
+        let punct = ge(a, b'-') & !ge(a, b':' + 1) & !eq(b'/');
+        let name = high | letter | punct | eq(b'_');
+        first(!name & HI)
+    }
+
+    /// The lowest match is exact (bits above a match may be spurious, which never matters for
+    /// finding the first).
+    pub(super) fn first_value_stop(w: &[u8; 16]) -> usize {
+        const LO: u128 = splat(0x01);
+        let x = u128::from_le_bytes(*w);
+        let eq = |b: u8| {
+            let y = x ^ splat(b);
+            y.wrapping_sub(LO) & !y & HI
+        };
+        first(eq(b'"') | eq(b'\'') | eq(b'<') | eq(b'&'))
+    }
 }
 
 /// A byte that ends a run of plain attribute-value characters: a quote, `<` or `&`.
@@ -272,6 +476,52 @@ mod tests {
         }
         assert_eq!(name_len(b""), 0);
         assert_eq!(name_len(b"nmaprun scanner"), 7);
+    }
+
+    #[test]
+    fn sse2_and_word_tests_agree_with_the_byte_class_for_every_byte_at_every_position() {
+        for stop in 0..=255u8 {
+            for at in 0..16 {
+                for fill in [
+                    b'a', b'Z', b'0', b'_', b':', b'-', b'.', b' ', 0xC3, 0xA9, b'/',
+                ] {
+                    let mut w = [fill; 16];
+                    w[at] = stop;
+                    let name = w.iter().position(|b| !is_name(*b)).unwrap_or(16);
+                    let value = w.iter().position(|b| is_value_stop(*b)).unwrap_or(16);
+                    let shown = format!("{stop:#x} at {at} in {fill:#x}");
+                    assert_eq!(first_not_name(&w), name, "{shown}");
+                    assert_eq!(swar::first_not_name(&w), name, "{shown}");
+                    assert_eq!(first_value_stop(&w), value, "{shown}");
+                    assert_eq!(swar::first_value_stop(&w), value, "{shown}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attribute_masks_agree_with_the_byte_classes_for_every_byte_at_every_position() {
+        for stop in 0..=255u8 {
+            for at in 0..32 {
+                for fill in [b'a', b'0', b'-', b' ', b'=', b'"', 0xC3] {
+                    let mut w = [fill; 32];
+                    w[at] = stop;
+                    assert_eq!(attr_masks(&w), bytewise_attr_masks(&w), "{stop:#x} at {at}");
+                    let mut half = [0; 16];
+                    half.copy_from_slice(&w[at / 2..at / 2 + 16]);
+                    assert_eq!(
+                        attr_masks16(&half),
+                        bytewise_attr_masks(&half),
+                        "{stop:#x} at {at}"
+                    );
+                }
+            }
+        }
+        let w = *b" key=\"v'a\" k2='<&' x   \t=\"\"\">   ";
+        let m = attr_masks(&w);
+        assert_eq!(m.eq.count_ones(), 3);
+        assert_eq!(m.lt_amp, 0b11 << 15);
+        assert_eq!(m.not_name & 0b11111, 0b10001);
     }
 
     #[test]

@@ -3,7 +3,11 @@
 //! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
 //! Each says what is wrong with a typed problem; the parser adds where.
 
-use super::chars::{is_name_start, is_value_stop, is_ws, name_len, reference, splat, Ref};
+use super::chars::AttrMasks;
+use super::chars::{
+    attr_masks, attr_masks16, first_value_stop, is_name_start, is_value_stop, is_ws, name_len,
+    reference, Ref,
+};
 use super::error::{AttrProblem, DeclProblem, DoctypeProblem};
 
 /// More attributes than this on one tag are checked for repeats with a hash set.
@@ -125,9 +129,29 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
     let mut i = start + 1 + name;
     keys.n = 0;
     let mut many: Option<std::collections::HashSet<&[u8]>> = None;
-    // One bit per key seen: a key whose bit is clear is new without comparing it to any.
     let mut bloom = 0u64;
     loop {
+        // The usual attribute, ` key="value"` with one space, no space around `=` and nothing
+        // to read twice in the value, checked whole from the masks of the first 16 bytes, or
+        // of 32; anything else (and an attribute that does not fit) takes the steps below,
+        // which decide the same.
+        if let Some(w) = buf.get(i..i + 32) {
+            if is_ws(w[0]) && is_name_start(w[1]) {
+                let mut lo = [0u8; 16];
+                lo.copy_from_slice(&w[..16]);
+                let found = whole_attr(&attr_masks16(&lo), 16)
+                    .or_else(|| whole_attr(&attr_masks(w.try_into().unwrap_or(&[0; 32])), 32));
+                if let Some((eq, close)) = found {
+                    let key = &buf[i + 1..i + eq];
+                    if repeated(buf, i + 1, key, keys, &mut bloom, &mut many) {
+                        let key = String::from_utf8_lossy(key).into_owned();
+                        return Scan::Bad(AttrProblem::Repeated { key });
+                    }
+                    i += close + 1;
+                    continue;
+                }
+            }
+        }
         let Some(&b) = buf.get(i) else {
             return Scan::More;
         };
@@ -224,48 +248,74 @@ pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan 
                 _ => i += 1,
             }
         }
-        let repeated = match many.as_mut() {
-            Some(set) => !set.insert(key),
-            None => {
-                let head = key_head(buf, key_at, key.len());
-                let bit = 1u64 << (head.wrapping_add(key.len() as u64).wrapping_mul(K) >> 58);
-                let seen = bloom & bit != 0 && keys.seen(head, key, buf);
-                bloom |= bit;
-                if keys.n < FEW_ATTRS {
-                    keys.push(head, key_at, key.len());
-                } else {
-                    let mut set = keys.to_set(buf);
-                    set.insert(key);
-                    many = Some(set);
-                }
-                seen
-            }
-        };
-        if repeated {
+        if repeated(buf, key_at, key, keys, &mut bloom, &mut many) {
             return Scan::Bad(AttrProblem::Repeated { key: shown() });
         }
     }
 }
 
+/// Where `=` and the closing quote stand when the window (of `limit` bytes, whose masks are
+/// `m`) holds a whole ` key="value"` whose value has no `<` or `&`.
+#[inline(always)]
+fn whole_attr(m: &AttrMasks, limit: usize) -> Option<(usize, usize)> {
+    // Where the key ends (bit 0, the space, is not a name byte).
+    let eq = (m.not_name & !1).trailing_zeros() as usize;
+    if eq + 2 >= limit || m.eq >> eq & 1 == 0 {
+        return None;
+    }
+    let open = eq + 1;
+    let quotes = if m.dquote >> open & 1 != 0 {
+        m.dquote
+    } else if m.squote >> open & 1 != 0 {
+        m.squote
+    } else {
+        return None;
+    };
+    // The first closing quote, `<` or `&` in the value.
+    let close = open + 1 + ((quotes | m.lt_amp) >> (open + 1)).trailing_zeros() as usize;
+    (close < limit && quotes >> close & 1 != 0).then_some((eq, close))
+}
+
+/// Notes the key `key` (at `buf[key_at..]`) of the tag being scanned; `true` if the tag had
+/// it already. `bloom` holds one bit per key seen, so a key whose bit is clear is new without
+/// comparing it to any; past `FEW_ATTRS` keys, `many` holds them all.
+#[inline(always)]
+fn repeated<'b>(
+    buf: &'b [u8],
+    key_at: usize,
+    key: &'b [u8],
+    keys: &mut Keys,
+    bloom: &mut u64,
+    many: &mut Option<std::collections::HashSet<&'b [u8]>>,
+) -> bool {
+    match many.as_mut() {
+        Some(set) => !set.insert(key),
+        None => {
+            let head = key_head(buf, key_at, key.len());
+            let bit = 1u64 << (head.wrapping_add(key.len() as u64).wrapping_mul(K) >> 58);
+            let seen = *bloom & bit != 0 && keys.seen(head, key, buf);
+            *bloom |= bit;
+            if keys.n < FEW_ATTRS {
+                keys.push(head, key_at, key.len());
+            } else {
+                let mut set = keys.to_set(buf);
+                set.insert(key);
+                *many = Some(set);
+            }
+            seen
+        }
+    }
+}
+
 /// The index of the first quote, `<` or `&` at or after `i` (or `buf.len()`). Values are
-/// short, so memchr's set-up costs more than it saves; sixteen bytes at a time with a
-/// branch-free word test (SWAR) beats a byte loop, whose exit branch mispredicts on every
-/// value of a new length.
+/// short, so memchr's set-up costs more than it saves; sixteen bytes at a time with one vector
+/// test beats a byte loop, whose exit branch mispredicts on every value of a new length.
 #[inline(always)]
 fn value_stop(buf: &[u8], mut i: usize) -> usize {
-    const LO: u128 = splat(0x01);
-    const HI: u128 = splat(0x80);
-    // High bit set in each byte of `x` equal to `b`; the lowest one set is exact (bits above
-    // a match may be spurious, which never matters for finding the first).
-    let eq = |x: u128, b: u8| {
-        let y = x ^ splat(b);
-        y.wrapping_sub(LO) & !y & HI
-    };
     while let Some(w) = buf.get(i..i + 16) {
-        let x = u128::from_le_bytes(w.try_into().unwrap_or_default());
-        let m = eq(x, b'"') | eq(x, b'\'') | eq(x, b'<') | eq(x, b'&');
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
+        let k = first_value_stop(w.try_into().unwrap_or(&[0; 16]));
+        if k < 16 {
+            return i + k;
         }
         i += 16;
     }

@@ -500,3 +500,89 @@ fn cutting_the_input_changes_nothing() {
         }
     }
 }
+
+/// The attribute checked whole from one 32-byte window: at every length of key and value
+/// (inside the window, at its edge and past it), with each quote, the other quote or `>`
+/// inside, a `<` or `&` at every place in the value, a repeated key, and a tag cut short.
+#[test]
+fn attributes_of_every_length_decide_as_the_rules_say() {
+    let problem = |doc: &str| match &*error(doc.as_bytes()).kind {
+        ErrorKind::BadAttribute { problem, .. } => problem.clone(),
+        other => panic!("{doc:?}: {other:?}"),
+    };
+    for klen in 1..34 {
+        let key: String = "k".repeat(klen);
+        for vlen in 0..34 {
+            for (q, other) in [('"', '\''), ('\'', '"')] {
+                let value: String = "v>".repeat(vlen).chars().take(vlen).collect();
+                let value = value.replacen('v', &other.to_string(), usize::from(vlen % 3 == 1));
+                let tag = format!("a x=\"1\"\t{key}={q}{value}{q} z=\"2\"\r\n");
+                let doc = format!("<{tag}/>");
+                assert_eq!(
+                    events(&doc),
+                    [format!("<a@1 [{tag}]"), "/@1".into(), "EOF".into()]
+                );
+                assert_eq!(
+                    problem(&format!("<a {key}={q}{value}{q} {key}='' />")),
+                    AttrProblem::Repeated { key: key.clone() },
+                );
+                let cut = format!("<a {key}={q}{value}{q}");
+                assert!(matches!(
+                    *error(cut.as_bytes()).kind,
+                    ErrorKind::Truncated(Construct::Tag)
+                ));
+                for at in 0..=vlen {
+                    let (head, tail) = value.split_at(at);
+                    let lt = format!("<a {key}={q}{head}<{tail}{q}/>");
+                    assert_eq!(problem(&lt), AttrProblem::Lt { key: key.clone() }, "{lt:?}");
+                    let amp = format!("<a {key}={q}{head}&amp;{tail}{q} b=\"&quot;\"/>");
+                    assert_eq!(events(&amp).len(), 3, "{amp:?}");
+                    let bare = format!("<a {key}={q}{head}& {tail}{q}/>");
+                    assert_eq!(problem(&bare), AttrProblem::BareAmp { key: key.clone() });
+                }
+            }
+        }
+    }
+}
+
+/// The shortcuts of the pull parser (whitespace between tags, `</name>` of the open element,
+/// the attribute window) decide as the long way when the buffer ends at every place of what
+/// they read: the parser's first read ends at byte 65536 (a quarter block), and a prefix of
+/// each length moves the documents' tails across it.
+#[test]
+fn shortcuts_cut_by_the_buffer_end_decide_as_the_whole() {
+    // Each tail, and what its document comes to.
+    let tails = [
+        (
+            "\n<a k=\"v\" k2='w' k3=\"x>y\" k4=\"a'b\" k5=\"&amp;\">\r\n\t<b x=\"1\"/>\t</a>\r\n<c></c >\
+             <d e=\"fffffffffffffffffffffffffffffffffff\"></d></r>\n",
+            "EOF",
+        ),
+        ("\n<ab k=\"v\"></a></r>", "MismatchedEnd"),
+        ("\n<a></ab></r>", "MismatchedEnd"),
+        ("\n<a></a\n></r>", "EOF"),
+        ("\n<a k=\"1\" k=\"2\"/></r>", "Repeated"),
+        ("\n<a k=\"<\"/></r>", "Lt"),
+        ("\n<a k=\"1\"k=\"2\"/></r>", "NotSeparated"),
+        ("\n<a\tk\r=\n\"1\"\n/></r>", "EOF"),
+        (" \t\r\n </r>\r\n \t", "EOF"),
+    ];
+    const FIRST_READ: usize = 65536;
+    for (tail, want) in tails {
+        for shift in 0..tail.len() {
+            let pad = FIRST_READ - shift - "<r><!---->".len();
+            let doc = format!("<r><!--{}-->{tail}", " ".repeat(pad));
+            let whole = outcome(doc.as_bytes());
+            assert!(
+                whole.ends_with(want) || whole.contains(want),
+                "{tail:?}: {whole}"
+            );
+            let split = Split {
+                data: doc.as_bytes(),
+                cut: FIRST_READ,
+                pos: 0,
+            };
+            assert_eq!(outcome(split), whole, "{tail:?} cut at {shift}");
+        }
+    }
+}

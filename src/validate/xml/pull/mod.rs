@@ -299,6 +299,19 @@ impl<R: BufRead> XmlPull<R> {
                 },
             }
             if self.buf[self.pos] != b'<' {
+                // Whitespace between two tags (the newline after most of them): skipped as
+                // `text` would skip it, without its search.
+                let ws = self.buf[self.pos..self.end]
+                    .iter()
+                    .take_while(|b| is_ws(**b))
+                    .count();
+                if ws > 0 && self.buf.get(self.pos + ws) == Some(&b'<') && self.pos + ws < self.end
+                {
+                    self.pos += ws;
+                    self.tokens += 1;
+                    self.note_first(Prior::Whitespace);
+                    continue;
+                }
                 match self.text()? {
                     Some((from, to)) => return Ok(self.text_node(from, to)),
                     None => continue,
@@ -311,6 +324,20 @@ impl<R: BufRead> XmlPull<R> {
             self.tokens += 1;
             match self.buf[self.pos + 1] {
                 b'/' => {
+                    // `</name>` of the open element, the common case, compared in one go.
+                    let open = self.open_name();
+                    let len = open.len();
+                    let at = self.pos + 2;
+                    if len > 0
+                        && self.buf.get(at + len) == Some(&b'>')
+                        && at + len < self.end
+                        && &self.buf[at..at + len] == open
+                    {
+                        self.pos = at + len + 1;
+                        let depth = self.depth();
+                        self.pop();
+                        return Ok(Node::End { depth });
+                    }
                     if let Some(depth) = self.end_tag()? {
                         return Ok(Node::End { depth });
                     }
