@@ -26,7 +26,9 @@ use crate::spool::fsutil::{self, now_rfc3339};
 use crate::spool::group::Group;
 use crate::spool::queue::{self, Validated};
 use crate::spool::source::{Destination, SourceRef};
-use crate::spool::{AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool};
+use crate::spool::{
+    AfterUpload, Ledger, QueuedEntry, RejectRecord, RejectedFor, Sha256, Spool, Xxh3,
+};
 use crate::untrusted::{CheckedFile, OpenError, RelPath, Removal, Root};
 use crate::validate::{Format, RejectKind, Report};
 
@@ -442,7 +444,14 @@ impl Admitter {
 
         match read.verdict {
             Ok(report) => {
-                match self.accept(s, &file, tmp.as_deref(), report, read.sha256, file.len()) {
+                match self.accept(
+                    s,
+                    &file,
+                    tmp.as_deref(),
+                    report,
+                    (read.sha256, read.xxh3),
+                    file.len(),
+                ) {
                     a @ Admitted::NotYet { .. } => cleanup(a),
                     a => a,
                 }
@@ -578,7 +587,7 @@ impl Admitter {
         file: &CheckedFile,
         tmp: Option<&Path>,
         report: Report,
-        sha256: Sha256,
+        (sha256, xxh3): (Sha256, Xxh3),
         size: u64,
     ) -> Admitted {
         let known = match (self.spool(), tmp) {
@@ -604,6 +613,7 @@ impl Admitter {
             scan_type: report.scan_type,
             target,
             sha256,
+            xxh3: Some(xxh3),
             size,
             warnings: report.warnings.clone(),
         };

@@ -12,8 +12,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc;
 
-use crate::spool::digest::Hasher;
-use crate::spool::Sha256;
+use crate::spool::digest::{Hasher, Xxh3Hasher};
+use crate::spool::{Sha256, Xxh3};
 use crate::validate::{self, Hints, Verdict};
 
 /// A reader that hands a copy of every chunk the validator pulls through it to the hasher
@@ -58,10 +58,12 @@ fn hasher(
     chunks: mpsc::Receiver<Vec<u8>>,
     writer: Option<mpsc::SyncSender<Vec<u8>>>,
     spare: mpsc::SyncSender<Vec<u8>>,
-) -> Sha256 {
+) -> (Sha256, Xxh3) {
     let mut hasher = Hasher::default();
+    let mut check = Xxh3Hasher::default();
     for chunk in chunks {
         hasher.update(&chunk);
+        check.update(&chunk);
         match &writer {
             Some(w) => {
                 if w.send(chunk).is_err() {
@@ -74,7 +76,7 @@ fn hasher(
             }
         }
     }
-    hasher.finish()
+    (hasher.finish(), check.finish())
 }
 
 /// The writer: every chunk at its offset in the copy. A chunk of zeros is not written (a hole:
@@ -120,6 +122,8 @@ pub(super) struct ReadOnce {
     pub verdict: Verdict,
     /// SHA-256 of everything read; the whole file's only when `complete`.
     pub sha256: Sha256,
+    /// XXH3-128 of the same bytes (the check made while the copy is sent).
+    pub xxh3: Xxh3,
     /// Bytes read (and copied).
     pub count: u64,
     /// The read went to the end: a rejection stops it where the problem is.
@@ -202,10 +206,11 @@ fn read_streamed(
         }
         .and(hashed);
         match (result, copied) {
-            (Ok(verdict), Ok(sha256)) => Ok(ReadOnce {
+            (Ok(verdict), Ok((sha256, xxh3))) => Ok(ReadOnce {
                 complete: count == len,
                 verdict,
                 sha256,
+                xxh3,
                 count,
             }),
             // A failed copy explains a failed read (the Tee stopped because of it), so a full
@@ -245,6 +250,7 @@ fn read_in_hand(
         complete: count == len,
         verdict,
         sha256: hasher.finish(),
+        xxh3: Xxh3::of(&bytes),
         count,
     })
 }

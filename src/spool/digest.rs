@@ -1,7 +1,8 @@
 //! `Sha256`: the identity of a file's content in the agent's custody. Admission computes it
 //! once while it reads a file; from there it is the same 32-byte value in the queue's
-//! metadata, the ledger, a `rejected/` record, the duplicate check and the check made while
-//! the file is sent, and it is only ever written as lowercase hex (JSON, logs, `status`).
+//! metadata, the ledger, a `rejected/` record and the duplicate check, and it is only ever
+//! written as lowercase hex (JSON, logs, `status`). `Xxh3`, computed in the same read, is what
+//! a queued copy is checked against while it is sent ([`Expected`]).
 
 use std::fmt;
 use std::str::FromStr;
@@ -104,6 +105,144 @@ impl<'de> serde::Deserialize<'de> for Sha256 {
     }
 }
 
+/// XXH3-128 of a file's content: the check of a queued copy while it is sent. Not an identity
+/// (that is the SHA-256) and no proof against a forger (who could rewrite the metadata beside
+/// it): it catches a copy damaged or edited in `queue/`, at tens of GB/s, so that a file's
+/// content goes through SHA-256 once, at admission, and not again on each attempt to send it.
+/// Stored and shown as 32 lowercase hex digits.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Xxh3(u128);
+
+/// Computes an [`Xxh3`] from bytes fed in any number of pieces.
+#[derive(Clone, Default)]
+pub struct Xxh3Hasher(xxhash_rust::xxh3::Xxh3Default);
+
+impl Xxh3Hasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    pub fn finish(&self) -> Xxh3 {
+        Xxh3(self.0.digest128())
+    }
+}
+
+impl Xxh3 {
+    /// The checksum of `bytes`, all in memory.
+    pub fn of(bytes: &[u8]) -> Xxh3 {
+        Xxh3(xxhash_rust::xxh3::xxh3_128(bytes))
+    }
+}
+
+/// Not 32 hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an XXH3-128 (32 hex digits): {0:?}")]
+pub struct NotAnXxh3(pub String);
+
+impl FromStr for Xxh3 {
+    type Err = NotAnXxh3;
+
+    fn from_str(s: &str) -> Result<Xxh3, NotAnXxh3> {
+        if s.len() != 32 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(NotAnXxh3(s.chars().take(80).collect()));
+        }
+        u128::from_str_radix(s, 16)
+            .map(Xxh3)
+            .map_err(|_| NotAnXxh3(s.to_string()))
+    }
+}
+
+impl fmt::Display for Xxh3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for Xxh3 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Xxh3({self})")
+    }
+}
+
+impl serde::Serialize for Xxh3 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Xxh3 {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Xxh3, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a queued copy must hash to when it is sent: its [`Xxh3`] where admission recorded one
+/// (every entry queued since it does), else its [`Sha256`] (an entry an older version queued).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expected {
+    Xxh3(Xxh3),
+    Sha256(Sha256),
+}
+
+impl Expected {
+    pub fn new(xxh3: Option<Xxh3>, sha256: Sha256) -> Expected {
+        match xxh3 {
+            Some(x) => Expected::Xxh3(x),
+            None => Expected::Sha256(sha256),
+        }
+    }
+
+    /// A hasher for the bytes to check against this.
+    pub fn hasher(&self) -> ExpectedHasher {
+        match self {
+            Expected::Xxh3(_) => ExpectedHasher::Xxh3(Xxh3Hasher::default()),
+            Expected::Sha256(_) => ExpectedHasher::Sha256(Hasher::default()),
+        }
+    }
+
+    /// Why the bytes `hasher` saw are not the content admission validated, if they are not.
+    pub fn mismatch(&self, hasher: &ExpectedHasher) -> Option<String> {
+        let why = |what: &str, got: &dyn fmt::Display, want: &dyn fmt::Display| {
+            format!("the queued copy's {what} is {got}, not the {want} that was validated")
+        };
+        match (self, hasher) {
+            (Expected::Xxh3(want), ExpectedHasher::Xxh3(h)) => {
+                let got = h.finish();
+                (got != *want).then(|| why("xxh3", &got, want))
+            }
+            (Expected::Sha256(want), ExpectedHasher::Sha256(h)) => {
+                let got = h.clone().finish();
+                (got != *want).then(|| why("sha256", &got, want))
+            }
+            _ => Some("the queued copy was checked with the wrong hash".to_string()),
+        }
+    }
+
+    /// [`Expected::mismatch`] for bytes all in memory.
+    pub fn check(&self, bytes: &[u8]) -> Option<String> {
+        let mut h = self.hasher();
+        h.update(bytes);
+        self.mismatch(&h)
+    }
+}
+
+/// The hasher an [`Expected`] calls for.
+#[derive(Clone)]
+pub enum ExpectedHasher {
+    Xxh3(Xxh3Hasher),
+    Sha256(Hasher),
+}
+
+impl ExpectedHasher {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            ExpectedHasher::Xxh3(h) => h.update(bytes),
+            ExpectedHasher::Sha256(h) => h.update(bytes),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +280,59 @@ mod tests {
             assert!(bad.parse::<Sha256>().is_err(), "{bad:?} accepted");
         }
         assert!(serde_json::from_str::<Sha256>("\"00\"").is_err());
+    }
+
+    #[test]
+    fn xxh3_is_the_same_however_the_bytes_are_fed_and_reads_back_from_its_hex() {
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut h = Xxh3Hasher::default();
+        for piece in bytes.chunks(977) {
+            h.update(piece);
+        }
+        let x = h.finish();
+        assert_eq!(x, Xxh3::of(&bytes));
+        assert_ne!(x, Xxh3::of(&bytes[1..]));
+        let hex = x.to_string();
+        assert_eq!(hex.len(), 32);
+        assert_eq!(hex.parse::<Xxh3>().unwrap(), x);
+        assert_eq!(hex.to_uppercase().parse::<Xxh3>().unwrap(), x);
+        let json = serde_json::to_string(&x).unwrap();
+        assert_eq!(serde_json::from_str::<Xxh3>(&json).unwrap(), x);
+        for bad in [
+            "",
+            "00",
+            &hex[1..],
+            &format!("{hex}0"),
+            &format!("+{}", &hex[1..]),
+        ] {
+            assert!(bad.parse::<Xxh3>().is_err(), "{bad:?}");
+        }
+        // The algorithm's own test vector: XXH3-128 of nothing.
+        assert_eq!(
+            Xxh3::of(b"").to_string(),
+            "99aa06d3014798d86001c324468d497f"
+        );
+    }
+
+    #[test]
+    fn the_check_uses_xxh3_when_admission_recorded_it_and_sha256_otherwise() {
+        let (good, bad) = (b"the report".as_slice(), b"the rep0rt".as_slice());
+        let new = Expected::new(Some(Xxh3::of(good)), Sha256::of(good));
+        let old = Expected::new(None, Sha256::of(good));
+        assert_eq!(new.check(good), None);
+        assert_eq!(old.check(good), None);
+        let why = new.check(bad).unwrap();
+        assert!(
+            why.contains("xxh3 is") && why.contains(&Xxh3::of(good).to_string()),
+            "{why}"
+        );
+        let why = old.check(bad).unwrap();
+        assert!(
+            why.contains("sha256 is") && why.contains(&Sha256::of(good).to_string()),
+            "{why}"
+        );
+        // A wrong checksum recorded is a mismatch too, not a pass.
+        let wrong = Expected::new(Some(Xxh3::of(bad)), Sha256::of(good));
+        assert!(wrong.check(good).is_some());
     }
 }

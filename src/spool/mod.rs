@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::validate::Format;
 
-pub use digest::Sha256;
+pub use digest::{Sha256, Xxh3};
 pub use ledger::Ledger;
 pub use queue::{EntryMeta, QueuedEntry};
 pub use rejected_for::RejectedFor;

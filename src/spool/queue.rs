@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::fsutil;
 use super::source::{Destination, SourceRef};
-use super::Sha256;
+use super::{Sha256, Xxh3};
 use crate::validate::{Format, ScanType};
 
 pub const META_SUFFIX: &str = ".meta.json";
@@ -48,9 +48,20 @@ pub struct Validated {
     /// Sent as the `target` field when present.
     pub target: Option<String>,
     pub sha256: Sha256,
+    /// What the copy is checked against while it is sent (absent in entries older versions
+    /// queued: those are checked against `sha256`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xxh3: Option<Xxh3>,
     pub size: u64,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+impl Validated {
+    /// What the copy must hash to when it is sent.
+    pub fn expected(&self) -> super::digest::Expected {
+        super::digest::Expected::new(self.xxh3, self.sha256)
+    }
 }
 
 /// A file in the queue. Only made by [`commit`] (admission) and [`load_all`] (recovery of what
@@ -364,6 +375,7 @@ mod tests {
                 scan_type: ScanType::Nmap,
                 target: None,
                 sha256: Sha256::of(b"a"),
+                xxh3: None,
                 size: 1,
                 warnings: vec![],
             },

@@ -125,13 +125,14 @@ impl Api {
         // A small copy is read whole and checked before anything is sent (one blocking read,
         // the request in one write); a larger one is streamed and checked as it goes.
         let (part, check) = if entry.meta.file.size <= SMALL_BODY {
-            let (path, size, sha256) = (
+            let (path, size, expected) = (
                 entry.data_path.clone(),
                 entry.meta.file.size,
-                entry.meta.file.sha256,
+                entry.meta.file.expected(),
             );
             let bytes =
-                match tokio::task::spawn_blocking(move || read_checked(&path, size, &sha256)).await
+                match tokio::task::spawn_blocking(move || read_checked(&path, size, &expected))
+                    .await
                 {
                     Ok(Ok(b)) => b,
                     Ok(Err(a)) => return a,
@@ -229,7 +230,7 @@ impl Api {
         }
         let check = Arc::new(Check::default());
         let body = reqwest::Body::wrap_stream(Counted::new(
-            Verified::new(file, len, entry.meta.file.sha256, check.clone()),
+            Verified::new(file, len, entry.meta.file.expected(), check.clone()),
             sent,
         ));
         Ok((body, len, check))
@@ -244,7 +245,7 @@ const SMALL_BODY: u64 = 256 * 1024;
 fn read_checked(
     path: &std::path::Path,
     size: u64,
-    sha256: &crate::spool::Sha256,
+    expected: &crate::spool::digest::Expected,
 ) -> Result<Vec<u8>, Attempt> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| Attempt::Local {
@@ -272,11 +273,8 @@ fn read_checked(
             bytes.len()
         )));
     }
-    let got = crate::spool::Sha256::of(&bytes);
-    if got != *sha256 {
-        return Err(damaged(format!(
-            "the queued copy's sha256 is {got}, not the {sha256} that was validated"
-        )));
+    if let Some(why) = expected.check(&bytes) {
+        return Err(damaged(why));
     }
     Ok(bytes)
 }

@@ -1,5 +1,6 @@
 //! The upload body: the queued file streamed from disk and checked, as it goes, against the size
-//! and SHA-256 that admission validated. The last chunk is held back until the end of the file
+//! and checksum that admission validated (its XXH3-128, or the SHA-256 of an entry an older
+//! version queued: [`Expected`]). The last chunk is held back until the end of the file
 //! has been read and both match, so a copy damaged in `queue/` (or unreadable) never reaches the
 //! server whole: the request fails before its last byte, and the server sees an incomplete body.
 //! The shared [`Check`] tells the uploader afterwards which it was: damaged, or sent complete
@@ -16,7 +17,7 @@ use futures_util::Stream;
 use tokio::fs::File;
 use tokio_util::io::ReaderStream;
 
-use crate::spool::digest::{Hasher, Sha256};
+use crate::spool::digest::{Expected, ExpectedHasher};
 
 /// What the body found, for the uploader once the request is over.
 #[derive(Debug, Default)]
@@ -39,24 +40,24 @@ impl Check {
 
 pub struct Verified {
     inner: ReaderStream<File>,
-    hasher: Hasher,
+    hasher: ExpectedHasher,
     held: Option<Bytes>,
     seen: u64,
     size: u64,
-    sha256: Sha256,
+    expected: Expected,
     done: bool,
     check: Arc<Check>,
 }
 
 impl Verified {
-    pub fn new(file: File, size: u64, sha256: Sha256, check: Arc<Check>) -> Verified {
+    pub fn new(file: File, size: u64, expected: Expected, check: Arc<Check>) -> Verified {
         Verified {
             inner: ReaderStream::with_capacity(file, 256 * 1024),
-            hasher: Hasher::default(),
+            hasher: expected.hasher(),
             held: None,
             seen: 0,
             size,
-            sha256,
+            expected,
             done: false,
             check,
         }
@@ -106,12 +107,7 @@ impl Stream for Verified {
                         );
                         return this.fail(why);
                     }
-                    let got = this.hasher.clone().finish();
-                    if got != this.sha256 {
-                        let why = format!(
-                            "the queued copy's sha256 is {got}, not the {} that was validated",
-                            this.sha256
-                        );
+                    if let Some(why) = this.expected.mismatch(&this.hasher) {
                         return this.fail(why);
                     }
                     this.done = true;
@@ -126,14 +122,19 @@ impl Stream for Verified {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spool::{Sha256, Xxh3};
     use futures_util::StreamExt;
 
-    async fn collect(content: &[u8], size: u64, sha: &Sha256) -> (Vec<u8>, Option<String>, bool) {
+    async fn collect(
+        content: &[u8],
+        size: u64,
+        expected: Expected,
+    ) -> (Vec<u8>, Option<String>, bool) {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f");
         std::fs::write(&p, content).unwrap();
         let check = Arc::new(Check::default());
-        let mut s = Verified::new(File::open(&p).await.unwrap(), size, *sha, check.clone());
+        let mut s = Verified::new(File::open(&p).await.unwrap(), size, expected, check.clone());
         let (mut out, mut failed) = (Vec::new(), false);
         while let Some(c) = s.next().await {
             match c {
@@ -149,39 +150,54 @@ mod tests {
         (out, check.damage().map(String::from), failed)
     }
 
-    fn sha(b: &[u8]) -> Sha256 {
-        Sha256::of(b)
+    /// What admission records for `b` (XXH3), and what an entry of an older version has (only
+    /// the SHA-256).
+    fn both(b: &[u8]) -> [(Expected, &'static str); 2] {
+        [
+            (Expected::new(Some(Xxh3::of(b)), Sha256::of(b)), "xxh3 is"),
+            (Expected::new(None, Sha256::of(b)), "sha256 is"),
+        ]
     }
 
     #[tokio::test]
     async fn an_intact_copy_goes_through_whole() {
         let content: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let (out, damage, failed) = collect(&content, content.len() as u64, &sha(&content)).await;
-        assert_eq!(out, content);
-        assert!(damage.is_none() && !failed);
-        let (out, damage, failed) = collect(b"", 0, &sha(b"")).await;
-        assert!(out.is_empty() && damage.is_none() && !failed);
+        for (expected, _) in both(&content) {
+            let (out, damage, failed) = collect(&content, content.len() as u64, expected).await;
+            assert_eq!(out, content);
+            assert!(damage.is_none() && !failed);
+        }
+        for (expected, _) in both(b"") {
+            let (out, damage, failed) = collect(b"", 0, expected).await;
+            assert!(out.is_empty() && damage.is_none() && !failed);
+        }
     }
 
     #[tokio::test]
     async fn a_damaged_copy_never_yields_its_last_chunk() {
-        let good: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let mut flipped = good.clone();
-        flipped[150_000] ^= 1;
-        let (out, damage, failed) = collect(&flipped, good.len() as u64, &sha(&good)).await;
-        assert!(failed, "the body must fail");
-        assert!(damage.unwrap().contains("sha256"), "named as damage");
-        assert!(
-            out.len() < good.len(),
-            "the whole body was sent: {}",
-            out.len()
-        );
+        let good: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        for (expected, named) in both(&good) {
+            for at in [0, 150_000, good.len() - 1] {
+                let mut flipped = good.clone();
+                flipped[at] ^= 1;
+                let (out, damage, failed) = collect(&flipped, good.len() as u64, expected).await;
+                assert!(failed, "the body must fail ({named}, byte {at})");
+                let damage = damage.unwrap();
+                assert!(damage.contains(named), "named as damage: {damage}");
+                assert!(
+                    out.len() < good.len(),
+                    "the whole body was sent: {}",
+                    out.len()
+                );
+            }
 
-        let (out, damage, failed) = collect(&good[..100], good.len() as u64, &sha(&good)).await;
-        assert!(failed && out.is_empty());
-        assert!(damage.unwrap().contains("ended after 100 of"));
-
-        let (_, damage, failed) = collect(&good, 100, &sha(&good[..100])).await;
-        assert!(failed && damage.unwrap().contains("longer than"));
+            let (out, damage, failed) = collect(&good[..100], good.len() as u64, expected).await;
+            assert!(failed && out.is_empty());
+            assert!(damage.unwrap().contains("ended after 100 of"));
+        }
+        for (expected, _) in both(&good[..100]) {
+            let (_, damage, failed) = collect(&good, 100, expected).await;
+            assert!(failed && damage.unwrap().contains("longer than"));
+        }
     }
 }

@@ -330,7 +330,7 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     );
     let r = reason("flipped.xml");
     assert!(
-        r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
+        r.contains("damaged or changed in queue/") && r.contains("xxh3 is"),
         "{r}"
     );
     assert_eq!(
@@ -359,6 +359,59 @@ fn padded_report(len: usize) -> Vec<u8> {
     b.resize(len - 5, b'x');
     b.extend_from_slice(b" -->\n");
     b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() {
+    // Entries queued since the copy's check became XXH3 record it beside the SHA-256; entries
+    // queued before (their metadata has no `xxh3`) are checked against the SHA-256, as then.
+    let api = StandIn::start().await;
+    api.go_down().await;
+    let home = Home::new(&api.url(), "", "");
+    let small = fixture_bytes("nmap-tcp-localhost.xml");
+    let large = padded_report(600 << 10);
+    home.drop_file("small.xml", &small);
+    home.drop_file("large.xml", &large);
+    home.drop_file("intact.xml", &padded_report(700 << 10));
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 75, "{out:?}");
+    let q = home.state.join("queue");
+    for n in ["small.xml", "large.xml", "intact.xml"] {
+        let meta_path = q.join(format!("{n}.meta.json"));
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        let x = meta["xxh3"].as_str().unwrap_or_default().to_string();
+        assert!(
+            x.len() == 32 && x.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{n}: {meta}"
+        );
+        meta.as_object_mut().unwrap().remove("xxh3");
+        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+    }
+    for (n, content) in [("small.xml", &small), ("large.xml", &large)] {
+        let mut b = content.clone();
+        let at = b.len() - 30;
+        b[at] ^= 0x20;
+        std::fs::write(q.join(n), &b).unwrap();
+    }
+    api.come_back().await;
+    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
+        .await
+        .unwrap();
+    assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
+    let ups = api.uploads();
+    assert_eq!(ups.len(), 1, "only the intact old entry goes: {out:?}");
+    assert!(ups[0].bytes == padded_report(700 << 10));
+    for n in ["small.xml", "large.xml"] {
+        let r =
+            std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap();
+        assert!(
+            r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
+            "{n}: {r}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -404,7 +457,7 @@ async fn a_large_queued_copy_damaged_in_the_middle_or_at_its_end_never_reaches_t
         let r =
             std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap();
         assert!(
-            r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
+            r.contains("damaged or changed in queue/") && r.contains("xxh3 is"),
             "{n}: {r}"
         );
     }
