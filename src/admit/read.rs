@@ -50,8 +50,8 @@ impl<R: Read> Read for Tee<R> {
 /// Bytes written to the copy between two nudges of the flusher.
 const FLUSH_EVERY: u64 = 32 << 20;
 
-/// The hasher: SHA-256 of every chunk, in order, each then handed on to the writer (when there
-/// is a copy to write) or back to the tee. ring's SHA-256 uses the CPU's SHA extensions when it
+/// The hasher: SHA-256 and XXH3-128 (the copy's check when it is sent) of every chunk, in
+/// order, each then handed on to the writer (when there is a copy to write) or back to the tee. ring's SHA-256 uses the CPU's SHA extensions when it
 /// has them (about twice as fast as the `sha2` crate here, and ring is already in the tree for
 /// TLS). Hashing and writing are two threads: each alone is about as fast as validation.
 fn hasher(
@@ -299,7 +299,7 @@ mod tests {
     fn read_with(
         how: fn(&File, u64, &Hints, Option<&File>) -> Result<ReadOnce, ReadError>,
         bytes: &[u8],
-    ) -> (Verdict, Option<(Sha256, Vec<u8>)>, u64) {
+    ) -> (Verdict, Option<(Sha256, Xxh3, Vec<u8>)>, u64) {
         let (dir, input) = file_with(bytes);
         let copy_path = dir.path().join("copy");
         let copy = File::options()
@@ -316,7 +316,7 @@ mod tests {
             copied.len() as u64 <= read.count && bytes.starts_with(&copied),
             "the copy is not a prefix of what was read"
         );
-        let whole = read.complete.then_some((read.sha256, copied));
+        let whole = read.complete.then_some((read.sha256, read.xxh3, copied));
         (read.verdict, whole, read.count)
     }
 
@@ -352,11 +352,12 @@ mod tests {
             let (v2, whole2, _) = read_with(read_streamed, &bytes);
             assert_eq!(v1, v2, "{what}: the verdicts differ");
             assert_eq!(n1, bytes.len() as u64, "{what}: not read whole");
-            let (sha, copy) = whole1.unwrap_or_else(|| panic!("{what}: not read to its end"));
+            let (sha, xxh3, copy) = whole1.unwrap_or_else(|| panic!("{what}: not read to its end"));
             assert_eq!(sha, Sha256::of(&bytes), "{what}: wrong hash");
+            assert_eq!(xxh3, Xxh3::of(&bytes), "{what}: wrong check");
             assert_eq!(copy, bytes, "{what}: wrong copy");
-            if let Some((sha2, copy2)) = whole2 {
-                assert_eq!((sha, copy), (sha2, copy2), "{what}");
+            if let Some(streamed) = whole2 {
+                assert_eq!((sha, xxh3, copy), streamed, "{what}");
             }
         }
         assert!(

@@ -107,7 +107,8 @@ impl<'de> serde::Deserialize<'de> for Sha256 {
 
 /// XXH3-128 of a file's content: the check of a queued copy while it is sent. Not an identity
 /// (that is the SHA-256) and no proof against a forger (who could rewrite the metadata beside
-/// it): it catches a copy damaged or edited in `queue/`, at tens of GB/s, so that a file's
+/// it): it catches a copy damaged or edited in `queue/`, at several GB/s (about 0.15 CPU-s a
+/// GiB here, where SHA-256 takes 0.6), so that a file's
 /// content goes through SHA-256 once, at admission, and not again on each attempt to send it.
 /// Stored and shown as 32 lowercase hex digits.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

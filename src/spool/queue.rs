@@ -49,12 +49,24 @@ pub struct Validated {
     pub target: Option<String>,
     pub sha256: Sha256,
     /// What the copy is checked against while it is sent (absent in entries older versions
-    /// queued: those are checked against `sha256`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// queued: those are checked against `sha256`). Read leniently: a value that is not an
+    /// XXH3 reads as none, and the entry is checked against its SHA-256 (the stronger check)
+    /// rather than losing its whole record over a field that only makes the check faster.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "xxh3_or_none"
+    )]
     pub xxh3: Option<Xxh3>,
     pub size: u64,
     #[serde(default)]
     pub warnings: Vec<String>,
+}
+
+/// `xxh3` of a record: an XXH3, else none (absent, null, or not 32 hex digits).
+fn xxh3_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Xxh3>, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(v.as_str().and_then(|s| s.parse().ok()))
 }
 
 impl Validated {
@@ -76,7 +88,8 @@ pub struct QueuedEntry {
 impl QueuedEntry {
     /// Why the file in `queue/` is no longer the one admission validated, when its size says
     /// so (a disk or filesystem fault, or a hand that edited it): it must not be uploaded.
-    /// The content itself is checked against `sha256` while it is sent.
+    /// The content itself is checked while it is sent ([`Validated::expected`]: its XXH3, or
+    /// the SHA-256 of an entry an older version queued).
     pub fn damage(&self) -> Option<String> {
         match fs::metadata(&self.data_path) {
             Ok(m) if m.len() != self.meta.file.size => Some(damaged(&format!(
@@ -431,6 +444,43 @@ mod tests {
             .filter(|n| n.starts_with('.'))
             .collect();
         assert!(left.is_empty(), "temporary files left: {left:?}");
+    }
+
+    #[test]
+    fn a_record_whose_xxh3_is_not_one_is_read_without_it() {
+        use super::super::digest::Expected;
+        let m = EntryMeta {
+            file: Validated {
+                xxh3: Some(Xxh3::of(b"a")),
+                ..meta().file
+            },
+            ..meta()
+        };
+        let mut v = serde_json::to_value(&m).unwrap();
+        assert_eq!(v["xxh3"].as_str().map(str::len), Some(32));
+        let back: EntryMeta = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
+        assert_eq!(back, m);
+        assert_eq!(back.file.expected(), Expected::Xxh3(Xxh3::of(b"a")));
+        for bad in [
+            serde_json::json!("zz"),
+            serde_json::json!(12),
+            serde_json::json!("0".repeat(33)),
+            serde_json::json!(null),
+            serde_json::json!({"x": 1}),
+        ] {
+            v["xxh3"] = bad.clone();
+            let back: EntryMeta = serde_json::from_slice(&serde_json::to_vec(&v).unwrap()).unwrap();
+            assert_eq!(back.file.xxh3, None, "{bad}");
+            assert_eq!(
+                back.file.expected(),
+                Expected::Sha256(m.file.sha256),
+                "{bad}"
+            );
+            assert_eq!(back.file.original, m.file.original, "{bad}");
+        }
+        v.as_object_mut().unwrap().remove("xxh3");
+        let back: EntryMeta = serde_json::from_value(v).unwrap();
+        assert_eq!(back.file.xxh3, None);
     }
 
     #[test]

@@ -387,7 +387,13 @@ async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() 
             x.len() == 32 && x.bytes().all(|b| b.is_ascii_hexdigit()),
             "{n}: {meta}"
         );
-        meta.as_object_mut().unwrap().remove("xxh3");
+        if n == "intact.xml" {
+            // Not an XXH3 (damaged, or written by something else): read as none, not as a
+            // reason to set the entry aside.
+            meta["xxh3"] = serde_json::json!("not a checksum");
+        } else {
+            meta.as_object_mut().unwrap().remove("xxh3");
+        }
         std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
     }
     for (n, content) in [("small.xml", &small), ("large.xml", &large)] {
