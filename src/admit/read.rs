@@ -295,11 +295,14 @@ mod tests {
         (dir, File::open(&path).unwrap())
     }
 
+    /// A read's hash, check and copy, when it went to the end of the file.
+    type Whole = Option<(Sha256, Xxh3, Vec<u8>)>;
+
     /// What a read gave and what it copied, for comparing the two ways of reading.
     fn read_with(
         how: fn(&File, u64, &Hints, Option<&File>) -> Result<ReadOnce, ReadError>,
         bytes: &[u8],
-    ) -> (Verdict, Option<(Sha256, Xxh3, Vec<u8>)>, u64) {
+    ) -> (Verdict, Whole, u64) {
         let (dir, input) = file_with(bytes);
         let copy_path = dir.path().join("copy");
         let copy = File::options()

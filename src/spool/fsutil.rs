@@ -185,12 +185,6 @@ fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 /// system has neither (the caller reserves the name another way).
 pub fn rename_exclusive(from: &Path, to: &Path) -> io::Result<()> {
     use rustix::fs::{renameat_with, RenameFlags, CWD};
-    let unsupported = |e: &io::Error| {
-        matches!(
-            e.raw_os_error(),
-            Some(code) if code == EINVAL || code == ENOSYS || code == EOPNOTSUPP || code == EPERM || code == EMLINK
-        )
-    };
     match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
         Ok(()) => return Ok(()),
         Err(e) => {
@@ -200,13 +194,43 @@ pub fn rename_exclusive(from: &Path, to: &Path) -> io::Result<()> {
             }
         }
     }
-    match fs::hard_link(from, to) {
-        Ok(()) => fs::remove_file(from).inspect_err(|_| {
+    link_exclusive(from, to)
+}
+
+/// An error that says the file system cannot do the operation (rather than that it failed).
+fn unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(code) if code == EINVAL || code == ENOSYS || code == EOPNOTSUPP || code == EPERM || code == EMLINK
+    )
+}
+
+/// [`rename_exclusive`] by a hard link and an unlink. A link that "already exists" because it
+/// is `from` itself counts as made: over NFS a retried link whose first reply was lost fails
+/// with EEXIST although it was made, and taking that for a lost race would leave the file
+/// under two names.
+fn link_exclusive(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let linked = match fs::hard_link(from, to) {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let same = match (fs::symlink_metadata(from), fs::symlink_metadata(to)) {
+                (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+                _ => false,
+            };
+            if same {
+                Ok(())
+            } else {
+                Err(e)
+            }
+        }
+        Err(e) if unsupported(&e) => return Err(io::Error::from(io::ErrorKind::Unsupported)),
+        r => r,
+    };
+    linked.and_then(|()| {
+        fs::remove_file(from).inspect_err(|_| {
             let _ = fs::remove_file(to);
-        }),
-        Err(e) if !unsupported(&e) => Err(e),
-        Err(_) => Err(io::Error::from(io::ErrorKind::Unsupported)),
-    }
+        })
+    })
 }
 
 /// Move `from` to `to` without ever replacing an existing `to`, durably. Across filesystems the
@@ -398,6 +422,29 @@ mod place_tests {
         let dest = place_unique(&a, d.path(), "b").unwrap();
         assert_eq!(dest, d.path().join("b-1"));
         assert!(!a.exists());
+    }
+
+    #[test]
+    fn a_link_that_exists_already_as_the_file_itself_counts_as_made() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to, other) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        fs::write(&from, "record").unwrap();
+        // The link was made (a retried NFS link whose first reply was lost says EEXIST).
+        fs::hard_link(&from, &to).unwrap();
+        link_exclusive(&from, &to).unwrap();
+        assert!(!from.exists(), "left under two names");
+        assert_eq!(fs::read_to_string(&to).unwrap(), "record");
+        // Another file under the name: a lost race, both kept.
+        fs::write(&other, "mine").unwrap();
+        let e = link_exclusive(&other, &to).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read_to_string(&to).unwrap(), "record");
+        assert_eq!(fs::read_to_string(&other).unwrap(), "mine");
+        // A free name: linked, and the old name gone.
+        let free = d.path().join("d");
+        link_exclusive(&other, &free).unwrap();
+        assert!(!other.exists());
+        assert_eq!(fs::read_to_string(&free).unwrap(), "mine");
     }
 
     #[test]

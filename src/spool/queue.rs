@@ -181,9 +181,10 @@ pub fn prepare(
                     // name instead, and the record is renamed over it at the commit.
                     let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
                     let meta = EntryMeta { name, ..meta };
-                    f.set_len(0)?;
-                    f.seek(io::SeekFrom::Start(0))?;
-                    let written = super::to_json(&meta)
+                    let written = f
+                        .set_len(0)
+                        .and_then(|()| f.seek(io::SeekFrom::Start(0)))
+                        .and_then(|_| super::to_json(&meta))
                         .and_then(|json| f.write_all(&json))
                         .and_then(|()| f.sync_all());
                     if let Err(e) = written {
