@@ -75,9 +75,7 @@ async fn status_json_reports_the_state_directory() {
     home.drop_file("refused.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
     home.drop_file("bad.json", b"[]");
     home.drop_file("ok.xml", &fixture_bytes("nmap-udp-localhost.xml"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "{out:?}");
     let out = home.cli(&["status", "--format", "json"]);
     assert_eq!(out.code, 0, "{out:?}");
@@ -188,17 +186,13 @@ async fn requeue_rejected_sends_a_file_back_through_validation() {
     let cfg = std::fs::read_to_string(&home.config).unwrap();
     std::fs::write(&home.config, format!("{cfg}scan_type = \"SSLYZE\"\n")).unwrap();
     home.drop_file("zap.json", &fixture_bytes("zap-intranet.json"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "{out:?}");
     std::fs::write(&home.config, &cfg).unwrap();
     let out = home.cli(&["requeue", "--rejected", "zap.json"]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(home.inbox_names(), vec!["zap.json".to_string()]);
-    let (out, _home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, _home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads()[0].scan_type, "OWASP_ZAP");
 }

@@ -94,9 +94,7 @@ async fn kill_9_at_random_moments_loses_nothing_and_repeats_little() {
 
     // The restart: one pass takes everything left (queue, watch directory).
     api.set_default_fault(Endpoint::Results, None);
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "seed {seed}: {out:?}");
 
     // Conservation: every file handed over is uploaded (all are valid), none is left behind.

@@ -26,12 +26,6 @@ async fn once_with(home: Home, failpoints: &str) -> (Output, Home) {
     .unwrap()
 }
 
-async fn once(home: Home) -> (Output, Home) {
-    tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap()
-}
-
 fn ledger_lines(home: &Home) -> usize {
     std::fs::read_to_string(home.state.join("ledger.jsonl"))
         .unwrap_or_default()
@@ -55,7 +49,7 @@ async fn a_crash_between_the_2xx_and_the_ledger_repeats_that_one_upload_only() {
     assert!(!before.is_empty() && before.len() <= 2, "{before:?}");
     assert_eq!(ledger_lines(&home), 0, "the ledger never saw it");
 
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let counts = upload_counts(&api);
     assert!(counts.contains_key(&sha256_hex(&a)) && counts.contains_key(&sha256_hex(&b)));
@@ -132,7 +126,7 @@ async fn a_crash_inside_a_batch_of_uploads_repeats_only_the_uploads_of_that_batc
         sent_before.difference(&recorded).cloned().collect();
     assert!(!unrecorded.is_empty(), "the second batch was uploaded");
 
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let counts = upload_counts(&api);
     for r in &reports {
@@ -191,7 +185,7 @@ async fn a_crash_inside_a_batch_of_admissions_loses_nothing_and_each_file_goes_o
     let sent_before: std::collections::HashSet<String> =
         api.uploads().into_iter().map(|u| u.sha256).collect();
 
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let counts = upload_counts(&api);
     for r in &reports {
@@ -281,7 +275,7 @@ async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
     assert_eq!(home.names_in("queue"), ["a.xml.meta.json"], "metadata only");
     assert!(api.uploads().is_empty());
 
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(upload_counts(&api)[&sha256_hex(&a)], 1);
     assert_eq!(api.uploads().len(), 1);
@@ -310,7 +304,7 @@ async fn a_crash_after_the_commit_before_the_original_goes_uploads_once() {
     assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
 
     // The same content twice in the agent's hands: queued, and still in the watch directory.
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1, "uploaded exactly once");
     assert_eq!(api.uploads()[0].bytes, a);
@@ -350,7 +344,7 @@ async fn a_full_or_failing_state_directory_keeps_the_original_until_it_recovers(
         );
         assert!(api.uploads().is_empty());
 
-        let (out, home) = once(home).await;
+        let (out, home) = home.once_async().await;
         assert_eq!(out.code, 0, "{failpoint}: {out:?}");
         assert_eq!(api.uploads().len(), 1, "{failpoint}");
         assert_eq!(api.uploads()[0].bytes, a);
@@ -395,7 +389,7 @@ async fn a_queued_copy_that_cannot_be_cleared_is_never_sent_twice() {
         out.stderr
     );
     assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
-    let (out, home) = once(home).await;
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1, "the ledger knows it was uploaded");
     assert!(

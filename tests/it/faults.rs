@@ -408,9 +408,7 @@ async fn a_2xx_before_the_whole_file_was_sent_is_not_an_acceptance() {
     big.resize(24 << 20, b'x');
     big.extend_from_slice(b" -->\n");
     home.drop_file("big.xml", &big);
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert!(answered.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     assert_eq!(out.code, 75, "not uploaded, still to do: {out:?}");
     assert!(

@@ -233,6 +233,19 @@ path = "{inbox}"
         out
     }
 
+    /// `--once`, run off the async runtime (the stand-in answers on it meanwhile); the home is
+    /// handed back for the checks that follow.
+    pub async fn once_async(self) -> (Output, Home) {
+        tokio::task::spawn_blocking(move || (self.cli(&["--once"]), self))
+            .await
+            .unwrap()
+    }
+
+    /// The reason record of `name` in `rejected/`.
+    pub fn rejected_reason(&self, name: &str) -> String {
+        std::fs::read_to_string(self.state.join(format!("rejected/{name}.reason.json"))).unwrap()
+    }
+
     /// Run the built binary with this home's config.
     pub fn cli(&self, args: &[&str]) -> Output {
         self.cli_env(args, &[])

@@ -43,9 +43,7 @@ async fn a_rejected_file_makes_once_exit_65() {
     let home = Home::new(&api.url(), "", "");
     home.drop_file("good.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
     home.drop_file("bad.xml", &fixture_bytes("nmap-error-localhost.xml"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "{out:?}");
     assert!(
         out.stdout
@@ -63,9 +61,7 @@ async fn a_permanent_refusal_makes_once_exit_65() {
     api.push_fault(Endpoint::Results, Fault::Status(413));
     let home = Home::new(&api.url(), "", "");
     home.drop_file("big.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "{out:?}");
     assert!(out.stdout.contains("HTTP 413"), "{}", out.stdout);
     assert!(home.names_in("failed").contains(&"big.xml".to_string()));
@@ -82,16 +78,12 @@ async fn an_unreachable_api_makes_once_exit_75_and_keeps_the_file_queued() {
         .unwrap()
         .replace("once_deadline = \"5s\"", "once_deadline = \"2s\"");
     std::fs::write(&home.config, cfg).unwrap();
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "75 wins over 65: {out:?}");
     assert!(home.names_in("queue").contains(&"a.xml".to_string()));
     // The next run, with the API back, finishes the job.
     api.set_default_fault(Endpoint::Any, None);
-    let (out, _home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, _home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1);
 }
@@ -118,9 +110,7 @@ async fn a_file_still_being_written_makes_once_exit_75() {
     let home = Home::new(&api.url(), "", "");
     let report = fixture_bytes("nmap-tcp-localhost.xml");
     std::fs::write(home.inbox.join("growing.xml"), &report[..report.len() / 2]).unwrap();
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
     assert_eq!(home.inbox_names(), vec!["growing.xml".to_string()]);
     assert!(api.uploads().is_empty());
@@ -227,9 +217,7 @@ async fn the_same_content_under_many_names_at_once_is_uploaded_once() {
         home.drop_file(&format!("copy-{i:02}.xml"), &report);
     }
     home.drop_file("other.xml", &fixture_bytes("nmap-udp-localhost.xml"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let ups = api.uploads();
     assert_eq!(

@@ -66,9 +66,7 @@ async fn the_samples_dropped_into_a_watch_directory_end_uploaded_or_rejected() {
             rejected += 1
         }
     }
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "{out:?}");
     assert_eq!(api.uploads().len(), accepted, "{}", out.stdout);
     assert_eq!(

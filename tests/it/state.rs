@@ -12,9 +12,7 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
     let api = StandIn::start().await;
     let home = Home::new(&api.url(), "", "");
     // A first run creates the layout.
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let q = home.state.join("queue");
     // An admission cut before its commit point: metadata without data.
@@ -42,9 +40,7 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
     std::fs::write(home.state.join("ledger.jsonl"), ledger).unwrap();
 
     home.drop_file("new.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(
         out.code, 65,
         "set-aside entries are reported as rejected: {out:?}"
@@ -112,9 +108,7 @@ async fn two_agents_never_share_a_state_directory() {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
     assert!(
         out.stderr.contains("in use by another hostedscan-agent"),
@@ -181,9 +175,7 @@ async fn the_configured_proxy_carries_the_uploads() {
         .replace("[api]\n", &format!("[api]\nproxy = \"{proxy}\"\n"));
     std::fs::write(&home.config, cfg).unwrap();
     home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
-    let (out, _home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, _home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1);
 }
@@ -265,9 +257,7 @@ async fn kill_9_while_uploading_loses_nothing() {
         "both files are in the queue with their metadata"
     );
     api.set_default_fault(Endpoint::Results, None);
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     let mut names: Vec<_> = api
         .uploads()
@@ -293,9 +283,7 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     home.drop_file("flipped.xml", &flipped);
     home.drop_file("fine.xml", &fine);
     // The API is down: all three wait in queue/.
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
     assert_eq!(home.names_in("queue").len(), 6);
     // Damage two of them behind the agent's back: one cut short (a half-written file), one
@@ -308,9 +296,7 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     std::fs::write(q.join("flipped.xml"), &b).unwrap();
 
     api.come_back().await;
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
     let ups = api.uploads();
     assert_eq!(ups.len(), 1, "only the intact file goes");
@@ -320,15 +306,12 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
         "{:?}",
         home.names_in("queue")
     );
-    let reason = |n: &str| {
-        std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap()
-    };
-    let r = reason("cut.xml");
+    let r = home.rejected_reason("cut.xml");
     assert!(
         r.contains("damaged or changed in queue/") && r.contains("bytes but"),
         "{r}"
     );
-    let r = reason("flipped.xml");
+    let r = home.rejected_reason("flipped.xml");
     assert!(
         r.contains("damaged or changed in queue/") && r.contains("xxh3 is"),
         "{r}"
@@ -340,7 +323,8 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     );
     // The set-aside copy remembers where it came from and what was validated, so it can be
     // sent back through validation.
-    let rec: serde_json::Value = serde_json::from_str(&reason("flipped.xml")).unwrap();
+    let rec: serde_json::Value =
+        serde_json::from_str(&home.rejected_reason("flipped.xml")).unwrap();
     assert_eq!(
         rec["file"],
         home.inbox.join("flipped.xml").display().to_string()
@@ -373,9 +357,7 @@ async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() 
     home.drop_file("small.xml", &small);
     home.drop_file("large.xml", &large);
     home.drop_file("intact.xml", &padded_report(700 << 10));
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
     let q = home.state.join("queue");
     for n in ["small.xml", "large.xml", "intact.xml"] {
@@ -403,16 +385,13 @@ async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() 
         std::fs::write(q.join(n), &b).unwrap();
     }
     api.come_back().await;
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
     let ups = api.uploads();
     assert_eq!(ups.len(), 1, "only the intact old entry goes: {out:?}");
     assert!(ups[0].bytes == padded_report(700 << 10));
     for n in ["small.xml", "large.xml"] {
-        let r =
-            std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap();
+        let r = home.rejected_reason(n);
         assert!(
             r.contains("damaged or changed in queue/") && r.contains("sha256 is"),
             "{n}: {r}"
@@ -437,9 +416,7 @@ async fn a_large_queued_copy_damaged_in_the_middle_or_at_its_end_never_reaches_t
     home.drop_file("middle.xml", &middle);
     home.drop_file("end.xml", &end);
     home.drop_file("fine.xml", &fine);
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
     let q = home.state.join("queue");
     let mut b = middle.clone();
@@ -452,16 +429,13 @@ async fn a_large_queued_copy_damaged_in_the_middle_or_at_its_end_never_reaches_t
     std::fs::write(q.join("end.xml"), &b).unwrap();
 
     api.come_back().await;
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 65, "set-aside entries count as rejected: {out:?}");
     let ups = api.uploads();
     assert_eq!(ups.len(), 1, "only the intact file goes");
     assert!(ups[0].bytes == fine, "the intact file went whole");
     for n in ["middle.xml", "end.xml"] {
-        let r =
-            std::fs::read_to_string(home.state.join(format!("rejected/{n}.reason.json"))).unwrap();
+        let r = home.rejected_reason(n);
         assert!(
             r.contains("damaged or changed in queue/") && r.contains("xxh3 is"),
             "{n}: {r}"

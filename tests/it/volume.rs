@@ -103,9 +103,7 @@ async fn the_same_content_dropped_32_times_at_once_is_queued_and_archived_once()
     for n in 0..32 {
         home.drop_file(&format!("same-{n}.xml"), &r);
     }
-    let (out, home) = tokio::task::spawn_blocking(move || (home.cli(&["--once"]), home))
-        .await
-        .unwrap();
+    let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1, "one upload");
     let archived = home.archived();
