@@ -194,52 +194,51 @@ impl Expected {
         }
     }
 
-    /// A hasher for the bytes to check against this.
-    pub fn hasher(&self) -> ExpectedHasher {
-        match self {
-            Expected::Xxh3(_) => ExpectedHasher::Xxh3(Xxh3Hasher::default()),
-            Expected::Sha256(_) => ExpectedHasher::Sha256(Hasher::default()),
+    /// A check of bytes fed in pieces against this.
+    pub fn checker(&self) -> Checker {
+        match *self {
+            Expected::Xxh3(want) => Checker::Xxh3(Xxh3Hasher::default(), want),
+            Expected::Sha256(want) => Checker::Sha256(Hasher::default(), want),
         }
     }
 
-    /// Why the bytes `hasher` saw are not the content admission validated, if they are not.
-    pub fn mismatch(&self, hasher: &ExpectedHasher) -> Option<String> {
+    /// Why `bytes` (all in memory) are not the content admission validated, if they are not.
+    pub fn check(&self, bytes: &[u8]) -> Option<String> {
+        let mut c = self.checker();
+        c.update(bytes);
+        c.mismatch()
+    }
+}
+
+/// The hash an [`Expected`] calls for, fed as the bytes come, with the value they must reach.
+#[derive(Clone)]
+pub enum Checker {
+    Xxh3(Xxh3Hasher, Xxh3),
+    Sha256(Hasher, Sha256),
+}
+
+impl Checker {
+    pub fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Checker::Xxh3(h, _) => h.update(bytes),
+            Checker::Sha256(h, _) => h.update(bytes),
+        }
+    }
+
+    /// Why the bytes fed so far are not the content admission validated, if they are not.
+    pub fn mismatch(&self) -> Option<String> {
         let why = |what: &str, got: &dyn fmt::Display, want: &dyn fmt::Display| {
             format!("the queued copy's {what} is {got}, not the {want} that was validated")
         };
-        match (self, hasher) {
-            (Expected::Xxh3(want), ExpectedHasher::Xxh3(h)) => {
+        match self {
+            Checker::Xxh3(h, want) => {
                 let got = h.finish();
                 (got != *want).then(|| why("xxh3", &got, want))
             }
-            (Expected::Sha256(want), ExpectedHasher::Sha256(h)) => {
+            Checker::Sha256(h, want) => {
                 let got = h.clone().finish();
                 (got != *want).then(|| why("sha256", &got, want))
             }
-            _ => Some("the queued copy was checked with the wrong hash".to_string()),
-        }
-    }
-
-    /// [`Expected::mismatch`] for bytes all in memory.
-    pub fn check(&self, bytes: &[u8]) -> Option<String> {
-        let mut h = self.hasher();
-        h.update(bytes);
-        self.mismatch(&h)
-    }
-}
-
-/// The hasher an [`Expected`] calls for.
-#[derive(Clone)]
-pub enum ExpectedHasher {
-    Xxh3(Xxh3Hasher),
-    Sha256(Hasher),
-}
-
-impl ExpectedHasher {
-    pub fn update(&mut self, bytes: &[u8]) {
-        match self {
-            ExpectedHasher::Xxh3(h) => h.update(bytes),
-            ExpectedHasher::Sha256(h) => h.update(bytes),
         }
     }
 }

@@ -17,7 +17,7 @@ use futures_util::Stream;
 use tokio::fs::File;
 use tokio_util::io::ReaderStream;
 
-use crate::spool::digest::{Expected, ExpectedHasher};
+use crate::spool::digest::{Checker, Expected};
 
 /// What the body found, for the uploader once the request is over.
 #[derive(Debug, Default)]
@@ -40,11 +40,10 @@ impl Check {
 
 pub struct Verified {
     inner: ReaderStream<File>,
-    hasher: ExpectedHasher,
+    checker: Checker,
     held: Option<Bytes>,
     seen: u64,
     size: u64,
-    expected: Expected,
     done: bool,
     check: Arc<Check>,
 }
@@ -53,11 +52,10 @@ impl Verified {
     pub fn new(file: File, size: u64, expected: Expected, check: Arc<Check>) -> Verified {
         Verified {
             inner: ReaderStream::with_capacity(file, 256 * 1024),
-            hasher: expected.hasher(),
+            checker: expected.checker(),
             held: None,
             seen: 0,
             size,
-            expected,
             done: false,
             check,
         }
@@ -90,7 +88,7 @@ impl Stream for Verified {
                         );
                         return this.fail(why);
                     }
-                    this.hasher.update(&chunk);
+                    this.checker.update(&chunk);
                     if let Some(previous) = this.held.replace(chunk) {
                         return Poll::Ready(Some(Ok(previous)));
                     }
@@ -107,7 +105,7 @@ impl Stream for Verified {
                         );
                         return this.fail(why);
                     }
-                    if let Some(why) = this.expected.mismatch(&this.hasher) {
+                    if let Some(why) = this.checker.mismatch() {
                         return this.fail(why);
                     }
                     this.done = true;
