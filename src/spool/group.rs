@@ -9,13 +9,14 @@ use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-pub struct Group<T> {
-    state: Mutex<State<T>>,
+/// A group of callers handing in items of type `T`, each getting back an `io::Result<R>`.
+pub struct Group<T, R = ()> {
+    state: Mutex<State<T, R>>,
     cv: Condvar,
     max_wait: Duration,
 }
 
-struct State<T> {
+struct State<T, R> {
     next: u64,
     /// The batch being gathered: tickets and items.
     open: Vec<(u64, T)>,
@@ -24,12 +25,12 @@ struct State<T> {
     /// Batches being committed now.
     running: usize,
     /// Results not yet collected by their caller.
-    done: HashMap<u64, io::Result<()>>,
+    done: HashMap<u64, io::Result<R>>,
 }
 
-impl<T> Group<T> {
+impl<T, R> Group<T, R> {
     /// A group whose batches wait at most `max_wait` for more members.
-    pub fn new(max_wait: Duration) -> Group<T> {
+    pub fn new(max_wait: Duration) -> Group<T, R> {
         Group {
             state: Mutex::new(State {
                 next: 0,
@@ -43,7 +44,7 @@ impl<T> Group<T> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
+    fn lock(&self) -> MutexGuard<'_, State<T, R>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -53,8 +54,8 @@ impl<T> Group<T> {
     pub fn submit(
         &self,
         item: T,
-        commit: impl Fn(&mut Vec<T>) -> Vec<io::Result<()>>,
-    ) -> io::Result<()> {
+        commit: impl Fn(&mut Vec<T>) -> Vec<io::Result<R>>,
+    ) -> io::Result<R> {
         let mut st = self.lock();
         let ticket = st.next;
         st.next += 1;
@@ -99,13 +100,13 @@ impl<T> Group<T> {
 
 /// The leader's batch: its results go to their callers however the commit ends (a panic
 /// fails the batch rather than leave its callers waiting for ever).
-struct Lead<'a, T> {
-    group: &'a Group<T>,
+struct Lead<'a, T, R> {
+    group: &'a Group<T, R>,
     tickets: Vec<u64>,
-    results: Option<Vec<io::Result<()>>>,
+    results: Option<Vec<io::Result<R>>>,
 }
 
-impl<T> Drop for Lead<'_, T> {
+impl<T, R> Drop for Lead<'_, T, R> {
     fn drop(&mut self) {
         let mut results = self.results.take().unwrap_or_default().into_iter();
         let mut st = self.group.lock();
