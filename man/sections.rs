@@ -199,7 +199,11 @@ fn files(r: &mut Roff) {
     );
     r.control("RS", []);
     let state: [(&str, &str); 13] = [
-        ("queue/", "admitted files waiting for upload, each with its .meta.json"),
+        (
+            "queue/",
+            "admitted files waiting for upload, each with its record (the extended attribute \
+             user.hostedscan.entry, or <name>.meta.json where the file system keeps none)",
+        ),
         (
             "failed/",
             "refused by the API: <name> and <name>.error.json (status, the server's message); \

@@ -9,8 +9,9 @@
 //!
 //! | point | where |
 //! |---|---|
-//! | `admit-sync` | fsync of an admitted file's copy in `tmp/` |
-//! | `queue-commit` | between the durable metadata and the data's rename into `queue/` (the commit point) |
+//! | `admit-sync` | fsync of an admitted file's copy in `tmp/` (with its record, for a valid one) |
+//! | `queue-record-attach` | an admitted file's record is put on its copy (an error: the file system keeps no such attribute, so the record gets a file of its own) |
+//! | `queue-commit` | between the durable copy and record and the copy's rename into `queue/` (the commit point) |
 //! | `admit-after-commit` | a file is committed to `queue/`, its original not yet removed |
 //! | `ledger-record` | a 2xx has arrived, the ledger line is not yet written |
 //! | `spool-finish` | uploaded and in the ledger, the queued copy not yet cleared |

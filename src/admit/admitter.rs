@@ -96,8 +96,9 @@ pub struct Admitter {
     /// what leaves).
     pub custody: Custody,
     /// Group commit of the files admitted at the same time: one fsync of `queue/` for all
-    /// their metadata, one for all their data.
-    commits: Group<queue::CommitStep>,
+    /// their copies (and one before for the metadata files of those whose record could not go
+    /// onto the copy).
+    commits: Group<queue::CommitStep, queue::QueuedEntry>,
     /// Group commit of the removals of their originals: one fsync per watch directory.
     removals: Group<OwnedFd>,
 }
@@ -412,15 +413,19 @@ impl Admitter {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
         }
-        let synced = match (&making, &out) {
-            (Making::Own, _) => sync_copy(file.file()),
-            (_, Some(out)) => sync_copy(out),
-            _ => Ok(()),
+        // The file in custody: what is fsynced, with its record when it is valid (in
+        // `accept`, so a duplicate costs no fsync), before its commit.
+        let copy = match (&making, &out) {
+            (Making::Own, _) => Some(file.file()),
+            (_, Some(out)) => Some(out),
+            _ => None,
         };
-        if let Err(e) = synced {
-            return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
+        if read.verdict.is_err() && keep_rejected {
+            if let Err(e) = copy.map_or(Ok(()), sync_copy) {
+                return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
+            }
         }
-        tracing::debug!(file = %escape::Shown(&s.path), how = making.as_str(), bytes = file.len(), read_ms = read_took.as_millis() as u64, sync_ms = (started.elapsed() - read_took).as_millis() as u64, "read");
+        tracing::debug!(file = %escape::Shown(&s.path), how = making.as_str(), bytes = file.len(), read_ms = read_took.as_millis() as u64, "read");
         // The content check: a writer that was still going makes this read worthless. The
         // change time is compared too: it cannot be set back by whoever rewrote the file.
         match file.unchanged() {
@@ -447,7 +452,7 @@ impl Admitter {
                 match self.accept(
                     s,
                     &file,
-                    tmp.as_deref(),
+                    tmp.as_deref().zip(copy),
                     report,
                     (read.sha256, read.xxh3),
                     file.len(),
@@ -579,13 +584,14 @@ impl Admitter {
         }
     }
 
-    /// Commit a valid file (or recognise it as a duplicate). A `NotYet` answer leaves `tmp` for
-    /// the caller to remove. Without `tmp` (a dry run), say what would be queued.
+    /// Commit a valid file (or recognise it as a duplicate). `tmp` is the file in custody: its
+    /// temporary name in tmp/ and its handle, written but not yet fsynced. A `NotYet` answer
+    /// leaves it for the caller to remove. Without `tmp` (a dry run), say what would be queued.
     fn accept(
         &self,
         s: &Settled,
         file: &CheckedFile,
-        tmp: Option<&Path>,
+        tmp: Option<(&Path, &File)>,
         report: Report,
         (sha256, xxh3): (Sha256, Xxh3),
         size: u64,
@@ -595,7 +601,7 @@ impl Admitter {
             _ => self.in_custody(&s.to.source, &sha256),
         };
         if known {
-            if let Some(tmp) = tmp {
+            if let Some((tmp, _)) = tmp {
                 self.dispose_duplicate(s, file, tmp);
             }
             return Admitted::Duplicate { sha256 };
@@ -617,18 +623,23 @@ impl Admitter {
             size,
             warnings: report.warnings.clone(),
         };
-        let (Some(spool), Some(tmp)) = (self.spool(), tmp) else {
+        let (Some(spool), Some((tmp, copy))) = (self.spool(), tmp) else {
             return Admitted::WouldQueue(Box::new(validated));
         };
         let to = Destination::clone(&s.to);
         let queue_dir = &spool.layout.queue;
-        // The entry's own part (its metadata, synced), then the commit it shares with the
-        // files admitted at the same time.
-        let committed = queue::prepare(queue_dir, tmp, validated, to).and_then(|(entry, step)| {
-            self.commits
-                .submit(step, |steps| queue::commit_all(queue_dir, steps))
-                .map(|()| entry)
-        });
+        // The record goes onto the copy where the file system keeps it, so one fsync makes
+        // both durable; then the entry's own part (a metadata file, where the record could
+        // not go onto the copy) and the commit it shares with the files admitted at the same
+        // time.
+        let mut record = queue::Record::new(validated, to);
+        record.attach(copy);
+        let committed = sync_copy(copy)
+            .and_then(|()| queue::prepare(queue_dir, tmp, record))
+            .and_then(|step| {
+                self.commits
+                    .submit(step, |steps| queue::commit_all(queue_dir, steps))
+            });
         let entry = match committed {
             Ok(e) => e,
             Err(e) => {

@@ -1,9 +1,11 @@
-//! `queue/`: admitted files waiting for upload. Each entry is the file under its own name plus
-//! `<name>.meta.json` saying what it is. The metadata is made durable first and the data is
-//! renamed in last, so the data's arrival is the commit point: a crash before it leaves only
-//! metadata, which recovery removes (the original is still in the watch directory). Entries
-//! admitted together are committed together: one directory fsync for all their metadata, one
-//! for all their data ([`commit_all`]).
+//! `queue/`: admitted files waiting for upload. Each entry is the file under its own name and a
+//! record saying what it is: on the file itself as an extended attribute ([`META_XATTR`]) where
+//! the file system keeps one, else `<name>.meta.json` beside it. The record is made durable
+//! first (with the copy's own fsync, or its file's) and the data is renamed in last, so the
+//! data's arrival is the commit point: a crash before it leaves at most a metadata file, which
+//! recovery removes (the original is still in the watch directory). Entries admitted together
+//! are committed together: one directory fsync for all their data, one before it for the
+//! metadata files of those that have one ([`commit_all`]).
 
 use std::fs;
 use std::io::{self, Seek, Write};
@@ -109,59 +111,129 @@ pub fn damaged(why: &str) -> String {
     )
 }
 
-/// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue:
-/// [`prepare`], then [`commit_all`] of that one entry.
+/// The extended attribute of a queued copy that holds its record ([`EntryMeta`], JSON), where
+/// the file system can keep one: the record then lives in the copy's own inode and is made
+/// durable by the copy's fsync, so an entry costs one file, one fsync and one rename instead
+/// of two of each. Where it cannot (no user attributes, a record too large for one), the record
+/// is `<name>.meta.json` beside the copy, as every entry was before.
+pub const META_XATTR: &str = "user.hostedscan.entry";
+
+/// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue
+/// with its record in a file beside it: [`prepare`], then [`commit_all`] of that one entry.
 pub fn commit(
     queue: &Path,
     data: &Path,
     file: Validated,
     to: Destination,
 ) -> io::Result<QueuedEntry> {
-    let (entry, step) = prepare(queue, data, file, to)?;
-    match commit_all(queue, &[step]).pop() {
-        Some(Ok(())) => Ok(entry),
-        Some(Err(e)) => Err(e),
+    let step = prepare(queue, data, Record::new(file, to))?;
+    match commit_all(queue, &mut [step]).pop() {
+        Some(r) => r,
         None => Err(io::Error::other("the queue commit did not run")),
     }
 }
 
-/// What [`commit_all`] does for one entry made by [`prepare`]: the rename of its data into
-/// `queue/` (and of its metadata, where the file system could not name it at once).
-#[derive(Debug)]
-pub struct CommitStep {
-    /// The metadata's temporary name, when it still has one.
-    meta_tmp: Option<PathBuf>,
-    meta_path: PathBuf,
-    data: PathBuf,
-    data_path: PathBuf,
+/// An entry's record before the entry has a place in `queue/`.
+pub struct Record {
+    meta: EntryMeta,
+    /// Written onto the copy ([`Record::attach`]).
+    in_copy: bool,
 }
 
-/// The part of a commit that is each entry's own: the metadata written and fsynced under a
-/// temporary name in `queue/`, then given a name no other entry has, in one atomic step that
-/// never replaces a file (so no two entries, even from a concurrent `requeue`, share a name).
-/// `data` (a fully written, fsynced temporary file on the same filesystem) is not moved yet:
-/// [`commit_all`] does that, for many entries at once. On failure nothing of the entry is left
-/// in `queue/`.
-pub fn prepare(
-    queue: &Path,
-    data: &Path,
-    file: Validated,
-    to: Destination,
-) -> io::Result<(QueuedEntry, CommitStep)> {
-    // Microseconds, so the queue keeps admission order within a second.
-    let admitted_at = humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+impl Record {
+    /// The record of a file admitted now. Its `name` is the one it is meant to have; the name
+    /// it gets in `queue/` (made unique at the commit) is what counts when it is read back.
+    pub fn new(file: Validated, to: Destination) -> Record {
+        // Microseconds, so the queue keeps admission order within a second.
+        let admitted_at =
+            humantime::format_rfc3339_micros(std::time::SystemTime::now()).to_string();
+        Record {
+            meta: EntryMeta {
+                name: fsutil::sanitize(&file.file_name),
+                admitted_at,
+                file,
+                to,
+            },
+            in_copy: false,
+        }
+    }
+
+    /// Writes the record onto `copy` (the file to be committed, not yet fsynced: its fsync
+    /// then makes the record durable with the data). False where the file system cannot keep
+    /// it there: [`prepare`] then writes it to a file of its own.
+    pub fn attach(&mut self, copy: &fs::File) -> bool {
+        let set: io::Result<()> = (|| {
+            crate::failpoint::failpoint!("queue-record-attach");
+            let json = serde_json::to_vec(&self.meta).map_err(io::Error::other)?;
+            rustix::fs::fsetxattr(copy, META_XATTR, &json, rustix::fs::XattrFlags::empty())?;
+            Ok(())
+        })();
+        if let Err(e) = &set {
+            tracing::debug!(error = %e, "the record cannot go onto the copy; it gets a file of its own");
+        }
+        self.in_copy = set.is_ok();
+        self.in_copy
+    }
+}
+
+/// What [`commit_all`] does for one entry made by [`prepare`]: the rename of its data into
+/// `queue/` (and of its metadata file, where the file system could not name it at once).
+#[derive(Debug)]
+pub struct CommitStep {
+    meta: EntryMeta,
+    how: Kept,
+    data: PathBuf,
+}
+
+/// Where a prepared entry's record is.
+#[derive(Debug)]
+enum Kept {
+    /// On the copy itself: the entry takes its name when the copy is renamed in.
+    InCopy,
+    /// In `<name>.meta.json`, durable under that name (or under `tmp`, renamed over the
+    /// reserved name at the commit): the name is the entry's.
+    File {
+        tmp: Option<PathBuf>,
+        meta_path: PathBuf,
+    },
+}
+
+/// The part of a commit that is each entry's own. A record attached to the copy needs nothing
+/// more here. Otherwise the record is written and fsynced under a temporary name in `queue/`,
+/// then given a name no other entry has, in one atomic step that never replaces a file (so no
+/// two entries, even from a concurrent `requeue`, share a name); a stale record attribute on
+/// `data` (one it carried out of `queue/` into `failed/`, say) is removed first, so the file is
+/// the one record there is. `data` (a fully written temporary file on the same filesystem,
+/// fsynced before [`commit_all`] runs) is not moved yet: [`commit_all`] does that, for many
+/// entries at once. On failure nothing of the entry is left in `queue/`.
+pub fn prepare(queue: &Path, data: &Path, record: Record) -> io::Result<CommitStep> {
+    let Record { meta, in_copy } = record;
+    if in_copy {
+        return Ok(CommitStep {
+            meta,
+            how: Kept::InCopy,
+            data: data.to_path_buf(),
+        });
+    }
+    match rustix::fs::lremovexattr(data, META_XATTR) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => {}
+        Err(e) => return Err(e.into()),
+    }
     let (mut f, tmp) = fsutil::create_temp(queue)?;
+    let mut held = None;
     let named = (|| {
         let mut written = false;
         loop {
-            let name = fsutil::unique_name(queue, &file.file_name, |n| {
-                n.ends_with(META_SUFFIX) || fs::symlink_metadata(meta_path(queue, n)).is_ok()
+            // The name lost a race, if any: let it go before choosing again.
+            drop(held.take());
+            let name = free_name(queue, &meta.file.file_name, |name, names| {
+                names.push(queue.join(name));
+                held = Some(Held(queue.join(name)));
             });
             let meta = EntryMeta {
                 name: name.clone(),
-                admitted_at: admitted_at.clone(),
-                file: file.clone(),
-                to: to.clone(),
+                ..meta.clone()
             };
             let json = super::to_json(&meta)?;
             if written {
@@ -179,7 +251,7 @@ pub fn prepare(
                 Err(e) if e.kind() == io::ErrorKind::Unsupported => {
                     // No atomic rename here: an empty file created exclusively reserves the
                     // name instead, and the record is renamed over it at the commit.
-                    let name = fsutil::reserve(queue, &file.file_name, META_SUFFIX)?;
+                    let name = fsutil::reserve(queue, &meta.file.file_name, META_SUFFIX)?;
                     let meta = EntryMeta { name, ..meta };
                     let written = f
                         .set_len(0)
@@ -197,7 +269,9 @@ pub fn prepare(
             }
         }
     })();
-    let (meta, meta_tmp) = match named {
+    // The record file holds the name now (or failed to): no longer held here.
+    drop(held);
+    let (meta, tmp) = match named {
         Ok(x) => x,
         Err(e) => {
             let _ = fs::remove_file(&tmp);
@@ -205,20 +279,11 @@ pub fn prepare(
         }
     };
     let meta_path = meta_path(queue, &meta.name);
-    let data_path = queue.join(&meta.name);
-    Ok((
-        QueuedEntry {
-            meta,
-            data_path: data_path.clone(),
-            meta_path: meta_path.clone(),
-        },
-        CommitStep {
-            meta_tmp,
-            meta_path,
-            data: data.to_path_buf(),
-            data_path,
-        },
-    ))
+    Ok(CommitStep {
+        meta,
+        how: Kept::File { tmp, meta_path },
+        data: data.to_path_buf(),
+    })
 }
 
 /// Where the metadata of the entry named `name` is.
@@ -228,17 +293,21 @@ fn meta_path(queue: &Path, name: &str) -> PathBuf {
 
 /// Commit prepared entries to the queue together (group commit): every metadata file (named
 /// by [`prepare`], or renamed over its reserved name here) is made durable in place with one
-/// fsync of `queue/`; then every data file is
-/// renamed in (each one's commit point) and made durable with one more. A crash before a data
-/// file's rename leaves only its metadata, which recovery removes (the original is still in
-/// the watch directory); after the second fsync every entry of the batch is queued. One result
-/// per step, in order; a failed entry leaves nothing in `queue/` (its data stays where it was).
-pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
+/// fsync of `queue/`; then every data file is renamed in (each one's commit point; a copy that
+/// carries its record takes the first free name here) and made durable with one more (the only
+/// one when every record is in its copy). A crash before a data file's rename leaves at most
+/// its metadata, which recovery removes (the original is still in the watch directory); after
+/// the last fsync every entry of the batch is queued. One result per step, in order: the
+/// entry; a failed entry leaves nothing in `queue/` (its data stays where it was).
+pub fn commit_all(queue: &Path, steps: &mut [CommitStep]) -> Vec<io::Result<QueuedEntry>> {
     let mut res: Vec<io::Result<()>> = steps
         .iter()
-        .map(|s| match &s.meta_tmp {
-            Some(tmp) => fs::rename(tmp, &s.meta_path),
-            None => Ok(()),
+        .map(|s| match &s.how {
+            Kept::File {
+                tmp: Some(tmp),
+                meta_path,
+            } => fs::rename(tmp, meta_path),
+            _ => Ok(()),
         })
         .collect();
     let fail_all = |res: &mut Vec<io::Result<()>>, e: &io::Error| {
@@ -247,7 +316,12 @@ pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
         }
     };
     let synced = (|| {
-        if res.iter().any(|r| r.is_ok()) {
+        let files = steps.iter().zip(&res);
+        if files
+            .filter(|(s, r)| r.is_ok() && matches!(s.how, Kept::File { .. }))
+            .count()
+            > 0
+        {
             fsutil::sync_dir(queue)?;
         }
         crate::failpoint::failpoint!("queue-commit");
@@ -257,9 +331,14 @@ pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
         fail_all(&mut res, &e);
     }
     let mut moved = false;
-    for (s, r) in steps.iter().zip(res.iter_mut()) {
+    for (s, r) in steps.iter_mut().zip(res.iter_mut()) {
         if r.is_ok() {
-            *r = fsutil::move_in(&s.data, &s.data_path);
+            *r = match &s.how {
+                Kept::File { .. } => fsutil::move_in(&s.data, &queue.join(&s.meta.name)),
+                Kept::InCopy => {
+                    move_in_named(queue, &s.data, &s.meta.name).map(|name| s.meta.name = name)
+                }
+            };
             moved |= r.is_ok();
         }
     }
@@ -270,15 +349,80 @@ pub fn commit_all(queue: &Path, steps: &[CommitStep]) -> Vec<io::Result<()>> {
             tracing::warn!(dir = %queue.display(), error = %e, "fsync of a directory failed");
         }
     }
-    for (s, r) in steps.iter().zip(res.iter()) {
-        if r.is_err() {
-            if let Some(tmp) = &s.meta_tmp {
-                let _ = fs::remove_file(tmp);
+    steps
+        .iter()
+        .zip(res)
+        .map(|(s, r)| match r {
+            Ok(()) => Ok(QueuedEntry {
+                meta: s.meta.clone(),
+                data_path: queue.join(&s.meta.name),
+                meta_path: meta_path(queue, &s.meta.name),
+            }),
+            Err(e) => {
+                if let Kept::File { tmp, meta_path } = &s.how {
+                    if let Some(tmp) = tmp {
+                        let _ = fs::remove_file(tmp);
+                    }
+                    let _ = fs::remove_file(meta_path);
+                }
+                Err(e)
             }
-            let _ = fs::remove_file(&s.meta_path);
+        })
+        .collect()
+}
+
+/// Renames `data`, a copy that carries its record, into `queue/` under the first free name
+/// after `wanted`, the one its record asks for; the name it got.
+fn move_in_named(queue: &Path, data: &Path, wanted: &str) -> io::Result<String> {
+    loop {
+        let mut moved = None;
+        let name = free_name(queue, wanted, |name, _| {
+            moved = Some(fsutil::move_in(data, &queue.join(name)));
+        });
+        match moved {
+            Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Some(r) => return r.map(|()| name),
+            None => return Err(io::Error::other("no name was tried")),
         }
     }
-    res
+}
+
+/// Names in `queue/` that an entry of this process is about to take with a record file
+/// (between choosing the name and renaming its record in), so that a copy carrying its record
+/// does not take them in that moment. Full paths: one process may serve several queues (the
+/// tests do).
+static HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn held_names() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The first free name in `queue/` after `wanted`: no file has it, no metadata file has it
+/// (an orphan's, say) and no other entry of this process holds it. `take(name, held)` runs
+/// before any other entry of this process can choose: to take the name, or to hold it (push
+/// it to `held`, and let a [`Held`] give it back).
+fn free_name(queue: &Path, wanted: &str, take: impl FnOnce(&str, &mut Vec<PathBuf>)) -> String {
+    let mut held = held_names();
+    let name = fsutil::unique_name(queue, wanted, |n| {
+        n.ends_with(META_SUFFIX)
+            || fs::symlink_metadata(meta_path(queue, n)).is_ok()
+            || held.iter().any(|h| *h == queue.join(n))
+    });
+    take(&name, &mut held);
+    name
+}
+
+/// A name held for an entry until its record file is renamed in (or it gives up): given back
+/// when dropped.
+struct Held(PathBuf);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = held_names();
+        if let Some(i) = held.iter().position(|h| *h == self.0) {
+            held.swap_remove(i);
+        }
+    }
 }
 
 /// What `queue/` holds.
@@ -304,39 +448,27 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
     for name in super::list_payloads(queue, META_SUFFIX)? {
         let data_path = queue.join(&name);
         let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
-        match fs::read(&meta_path) {
-            Ok(bytes) => match serde_json::from_slice::<EntryMeta>(&bytes) {
-                Ok(mut meta) => {
-                    meta.name = name;
-                    let entry = QueuedEntry {
-                        meta,
-                        data_path,
-                        meta_path,
-                    };
-                    match entry.damage() {
-                        None => good.push(entry),
-                        Some(reason) => bad.push(Unusable {
-                            data_path: entry.data_path,
-                            meta: Some(entry.meta),
-                            reason,
-                        }),
-                    }
-                }
-                Err(e) => bad.push(Unusable {
+        match read_record(&data_path, &meta_path) {
+            Ok(mut meta) => {
+                meta.name = name;
+                let entry = QueuedEntry {
+                    meta,
                     data_path,
-                    meta: None,
-                    reason: format!("its metadata {} is unreadable: {e}", meta_path.display()),
-                }),
-            },
-            Err(e) if e.kind() == io::ErrorKind::NotFound => bad.push(Unusable {
+                    meta_path,
+                };
+                match entry.damage() {
+                    None => good.push(entry),
+                    Some(reason) => bad.push(Unusable {
+                        data_path: entry.data_path,
+                        meta: Some(entry.meta),
+                        reason,
+                    }),
+                }
+            }
+            Err(reason) => bad.push(Unusable {
                 data_path,
                 meta: None,
-                reason: "found in queue/ without its metadata (copied in by hand?)".to_string(),
-            }),
-            Err(e) => bad.push(Unusable {
-                data_path,
-                meta: None,
-                reason: format!("its metadata {} cannot be read: {e}", meta_path.display()),
+                reason,
             }),
         }
     }
@@ -348,6 +480,64 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
         entries: good,
         unreadable: bad,
     })
+}
+
+/// The record of the copy at `data_path`: the one it carries, else its metadata file (an
+/// entry whose file system keeps no record on the copy, or one an older version queued). A
+/// metadata file beside a copy that carries its record is a leftover, not the entry's: the
+/// attribute belongs to the copy's inode and cannot describe another file. `Err` says why there
+/// is no record to use.
+fn read_record(data_path: &Path, meta_path: &Path) -> Result<EntryMeta, String> {
+    let (bytes, from) = match record_attribute(data_path) {
+        Ok(Some(bytes)) => (
+            bytes,
+            format!("(attribute {META_XATTR} of {})", data_path.display()),
+        ),
+        Ok(None) => match fs::read(meta_path) {
+            Ok(bytes) => (bytes, meta_path.display().to_string()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(
+                    "found in queue/ without its metadata (copied in by hand, or by a \
+                            copy that dropped extended attributes?)"
+                        .to_string(),
+                )
+            }
+            Err(e) => {
+                return Err(format!(
+                    "its metadata {} cannot be read: {e}",
+                    meta_path.display()
+                ))
+            }
+        },
+        Err(e) => {
+            return Err(format!(
+                "its metadata (attribute {META_XATTR}) cannot be read: {e}"
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|e| format!("its metadata {from} is unreadable: {e}"))
+}
+
+/// The record attribute of the file at `path` (not followed if it is a symlink); `None` where
+/// it has none, or its file system keeps no such attributes.
+fn record_attribute(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    use rustix::io::Errno;
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match rustix::fs::lgetxattr(path, META_XATTR, &mut buf[..]) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(Some(buf));
+            }
+            Err(Errno::NODATA | Errno::NOTSUP) => return Ok(None),
+            // Larger than the buffer: ask its size (it may change in between: ask again).
+            Err(Errno::RANGE) => {
+                let n = rustix::fs::lgetxattr_query(path, META_XATTR)?;
+                buf.resize(n.max(buf.len() + 1), 0);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Metadata whose data never arrived: an admission interrupted before its commit point.
@@ -397,54 +587,156 @@ mod tests {
         }
     }
 
+    /// Prepares and commits `data` (holding `content`), its record on the copy when `in_copy`.
+    fn queue_one(queue: &Path, data: &Path, content: &str, in_copy: bool) -> QueuedEntry {
+        fs::write(data, content).unwrap();
+        let file = Validated {
+            size: content.len() as u64,
+            ..meta().file
+        };
+        let mut record = Record::new(file, Destination::default());
+        if in_copy {
+            let f = fs::OpenOptions::new().write(true).open(data).unwrap();
+            assert!(record.attach(&f), "this file system keeps user attributes");
+        }
+        let step = prepare(queue, data, record).unwrap();
+        commit_all(queue, &mut [step]).pop().unwrap().unwrap()
+    }
+
     #[test]
     fn entries_prepared_at_once_under_one_name_each_get_their_own() {
+        // Records in files, on the copies, and both mixed: no name is handed out twice.
+        for mode in ["file", "copy", "mixed"] {
+            let dir = tempfile::tempdir().unwrap();
+            let queue = dir.path().join("queue");
+            fs::create_dir(&queue).unwrap();
+            let names: Vec<String> = std::thread::scope(|s| {
+                let workers: Vec<_> = (0..16)
+                    .map(|i| {
+                        let (queue, root) = (&queue, dir.path());
+                        let in_copy = mode == "copy" || (mode == "mixed" && i % 2 == 0);
+                        s.spawn(move || {
+                            let data = root.join(format!("data{i}"));
+                            queue_one(queue, &data, &format!("copy {i:02}"), in_copy)
+                                .meta
+                                .name
+                        })
+                    })
+                    .collect();
+                workers.into_iter().map(|w| w.join().unwrap()).collect()
+            });
+            let mut unique = names.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(
+                unique.len(),
+                16,
+                "{mode}: a name was handed out twice: {names:?}"
+            );
+            let loaded = load_all(&queue).unwrap();
+            let reasons: Vec<_> = loaded.unreadable.iter().map(|u| &u.reason).collect();
+            assert!(reasons.is_empty(), "{mode}: {reasons:?}");
+            assert_eq!(loaded.entries.len(), 16, "{mode}");
+            for e in &loaded.entries {
+                let i: String = fs::read_to_string(&e.data_path).unwrap();
+                assert!(i.starts_with("copy "), "{mode}: {i}");
+                assert_eq!(e.meta.file.size, i.len() as u64, "{mode}: its own record");
+                match fs::read(&e.meta_path) {
+                    // A record in a file names its own entry (one rewritten after losing a
+                    // race included).
+                    Ok(json) => {
+                        let on_disk: EntryMeta = serde_json::from_slice(&json).unwrap();
+                        assert_eq!(on_disk.name, e.meta.name, "{mode}");
+                        assert_ne!(mode, "copy");
+                    }
+                    Err(_) => {
+                        assert!(record_attribute(&e.data_path).unwrap().is_some(), "{mode}");
+                        assert_ne!(mode, "file");
+                    }
+                }
+            }
+            let left: Vec<_> = fs::read_dir(&queue)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with('.'))
+                .collect();
+            assert!(left.is_empty(), "{mode}: temporary files left: {left:?}");
+        }
+    }
+
+    #[test]
+    fn a_record_on_the_copy_is_one_file_and_outranks_a_leftover_metadata_file() {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("queue");
         fs::create_dir(&queue).unwrap();
-        let names: Vec<String> = std::thread::scope(|s| {
-            let workers: Vec<_> = (0..16)
-                .map(|i| {
-                    let (queue, root) = (&queue, dir.path());
-                    s.spawn(move || {
-                        let data = root.join(format!("data{i}"));
-                        let content = format!("copy {i:02}");
-                        fs::write(&data, &content).unwrap();
-                        let file = Validated {
-                            size: content.len() as u64,
-                            ..meta().file
-                        };
-                        let (entry, step) =
-                            prepare(queue, &data, file, Destination::default()).unwrap();
-                        commit_all(queue, &[step]).pop().unwrap().unwrap();
-                        entry.meta.name
-                    })
-                })
-                .collect();
-            workers.into_iter().map(|w| w.join().unwrap()).collect()
-        });
-        let mut unique = names.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), 16, "a name was handed out twice: {names:?}");
-        let loaded = load_all(&queue).unwrap();
-        let reasons: Vec<_> = loaded.unreadable.iter().map(|u| &u.reason).collect();
-        assert!(reasons.is_empty(), "{reasons:?}");
-        assert_eq!(loaded.entries.len(), 16);
-        for e in &loaded.entries {
-            // The record names its own entry (a record rewritten after losing a race included).
-            let on_disk: EntryMeta =
-                serde_json::from_slice(&fs::read(&e.meta_path).unwrap()).unwrap();
-            assert_eq!(on_disk.name, e.meta.name);
-            let i: String = fs::read_to_string(&e.data_path).unwrap();
-            assert!(i.starts_with("copy "), "{i}");
-        }
-        let left: Vec<_> = fs::read_dir(&queue)
+        let e = queue_one(&queue, &dir.path().join("d"), "copy", true);
+        let names: Vec<_> = fs::read_dir(&queue)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with('.'))
             .collect();
-        assert!(left.is_empty(), "temporary files left: {left:?}");
+        assert_eq!(names, ["a.xml"], "one file per entry");
+        // A metadata file saying something else beside it (left by a crash in a race for the
+        // name): the copy's own record wins.
+        let other = EntryMeta {
+            file: Validated {
+                size: 99,
+                ..meta().file
+            },
+            ..meta()
+        };
+        fs::write(&e.meta_path, serde_json::to_vec(&other).unwrap()).unwrap();
+        let loaded = load_all(&queue).unwrap();
+        assert_eq!(loaded.entries.len(), 1, "{:?}", loaded.unreadable.len());
+        assert_eq!(loaded.entries[0].meta.file.size, 4);
+        // A copy whose attribute is garbage is set aside, not read through its neighbour.
+        rustix::fs::setxattr(
+            &e.data_path,
+            META_XATTR,
+            b"not a record",
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let loaded = load_all(&queue).unwrap();
+        assert!(loaded.entries.is_empty());
+        assert!(
+            loaded.unreadable[0].reason.contains("is unreadable"),
+            "{}",
+            loaded.unreadable[0].reason
+        );
+    }
+
+    #[test]
+    fn a_record_in_a_file_replaces_one_the_copy_carried_before() {
+        // A copy that was queued with its record on it, then refused (moved to failed/ as it
+        // is), is queued again with a record file: the old attribute must not speak for it.
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        fs::create_dir(&queue).unwrap();
+        let data = dir.path().join("d");
+        fs::write(&data, "copy").unwrap();
+        let stale = EntryMeta {
+            file: Validated {
+                size: 99,
+                ..meta().file
+            },
+            ..meta()
+        };
+        rustix::fs::setxattr(
+            &data,
+            META_XATTR,
+            &serde_json::to_vec(&stale).unwrap(),
+            rustix::fs::XattrFlags::empty(),
+        )
+        .unwrap();
+        let file = Validated {
+            size: 4,
+            ..meta().file
+        };
+        let e = commit(&queue, &data, file, Destination::default()).unwrap();
+        assert!(record_attribute(&e.data_path).unwrap().is_none());
+        let loaded = load_all(&queue).unwrap();
+        assert_eq!(loaded.entries.len(), 1);
+        assert_eq!(loaded.entries[0].meta.file.size, 4);
     }
 
     #[test]

@@ -81,12 +81,12 @@ fn ledger_digests(home: &Home) -> std::collections::HashSet<String> {
 }
 
 /// Hex SHA-256 of the queued copies in `queue/` (not their metadata), and the names of the
-/// metadata files whose copy is not there.
+/// metadata files whose copy is not there. Every copy has its record (on it or beside it).
 fn queue_contents(home: &Home) -> (Vec<String>, Vec<String>) {
     let names = home.names_in("queue");
-    let data: Vec<String> = names
+    let data: Vec<String> = home
+        .queued()
         .iter()
-        .filter(|n| !n.ends_with(".meta.json"))
         .map(|n| sha256_hex(&std::fs::read(home.state.join("queue").join(n)).unwrap()))
         .collect();
     let orphans = names
@@ -95,10 +95,10 @@ fn queue_contents(home: &Home) -> (Vec<String>, Vec<String>) {
         .filter(|d| !names.iter().any(|n| n == d))
         .map(String::from)
         .collect();
-    for n in names.iter().filter(|n| !n.ends_with(".meta.json")) {
+    for n in home.queued() {
         assert!(
-            names.contains(&format!("{n}.meta.json")),
-            "{n} in queue/ without its metadata: {names:?}"
+            home.queued_record(&n)["sha256"].is_string(),
+            "{n} in queue/ without its record: {names:?}"
         );
     }
     (data, orphans)
@@ -181,7 +181,10 @@ async fn a_crash_inside_a_batch_of_admissions_loses_nothing_and_each_file_goes_o
             "a file is nowhere after the crash"
         );
     }
-    assert!(!orphans.is_empty(), "the second batch's metadata only");
+    // The second batch: its copies, records on them, are still in tmp/ (which the next start
+    // clears); nothing of it reached queue/.
+    assert!(orphans.is_empty(), "{orphans:?}");
+    assert!(!home.tmp_files().is_empty(), "the second batch's copies");
     let sent_before: std::collections::HashSet<String> =
         api.uploads().into_iter().map(|u| u.sha256).collect();
 
@@ -202,11 +205,7 @@ async fn a_crash_inside_a_batch_of_admissions_loses_nothing_and_each_file_goes_o
         "{:?}",
         home.names_in("queue")
     );
-    assert!(
-        home.names_in("tmp").is_empty(),
-        "{:?}",
-        home.names_in("tmp")
-    );
+    assert!(home.tmp_files().is_empty(), "{:?}", home.tmp_files());
     assert!(
         home.names_in("rejected").is_empty(),
         "{:?}",
@@ -268,11 +267,16 @@ async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
     let home = Home::new(&api.url(), "", "");
     let a = report(1);
     home.drop_file("a.xml", &a);
-    // Dies after the metadata is durable, before the data's rename into queue/.
+    // Dies after the copy and its record are durable, before the copy's rename into queue/.
     let (out, home) = once_with(home, "queue-commit=return(kill)").await;
     assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
     assert_eq!(home.inbox_names(), ["a.xml"], "the original is still there");
-    assert_eq!(home.names_in("queue"), ["a.xml.meta.json"], "metadata only");
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
+    assert_eq!(home.tmp_files().len(), 1, "the copy, not committed");
     assert!(api.uploads().is_empty());
 
     let (out, home) = home.once_async().await;
@@ -284,12 +288,44 @@ async fn a_crash_at_the_commit_point_keeps_the_original_and_it_goes_once() {
         "{:?}",
         home.names_in("queue")
     );
-    assert!(
-        home.names_in("tmp").is_empty(),
-        "{:?}",
-        home.names_in("tmp")
-    );
+    assert!(home.tmp_files().is_empty(), "{:?}", home.tmp_files());
     assert!(home.inbox_names().is_empty());
+}
+
+/// Where the file system keeps no attribute for a copy's record (or not one that large), the
+/// record is a file of its own beside the copy: made durable before the copy is renamed in, so
+/// a crash at the commit point leaves only it (removed at the next start); the entry it makes
+/// is read like any other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_that_cannot_carry_its_record_gets_a_record_file_and_loses_nothing() {
+    let api = StandIn::start().await;
+    let home = Home::new(&api.url(), "", "");
+    let a = report(1);
+    home.drop_file("a.xml", &a);
+    let no_attribute = "queue-record-attach=return(enotsup)";
+    let (out, home) = once_with(home, &format!("{no_attribute};queue-commit=return(kill)")).await;
+    assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
+    assert_eq!(home.inbox_names(), ["a.xml"], "the original is still there");
+    assert_eq!(home.names_in("queue"), ["a.xml.meta.json"], "metadata only");
+
+    api.go_down().await;
+    let (out, home) = once_with(home, no_attribute).await;
+    assert_eq!(out.code, 75, "queued, the API down: {out:?}");
+    assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
+    assert!(queued_attribute(&home.state.join("queue/a.xml")).is_none());
+    assert_eq!(home.queued_record("a.xml")["sha256"], sha256_hex(&a));
+    assert!(home.inbox_names().is_empty());
+
+    api.come_back().await;
+    let (out, home) = home.once_async().await;
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(api.uploads().len(), 1);
+    assert_eq!(api.uploads()[0].bytes, a);
+    assert!(
+        home.names_in("queue").is_empty(),
+        "{:?}",
+        home.names_in("queue")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -301,7 +337,12 @@ async fn a_crash_after_the_commit_before_the_original_goes_uploads_once() {
     let (out, home) = once_with(home, "admit-after-commit=return(kill)").await;
     assert_eq!(out.signal, Some(SIGKILL), "{out:?}");
     assert_eq!(home.inbox_names(), ["a.xml"], "not removed yet");
-    assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
+    assert_eq!(
+        home.names_in("queue"),
+        ["a.xml"],
+        "one file: the copy with its record"
+    );
+    assert_eq!(home.queued_record("a.xml")["sha256"], sha256_hex(&a));
 
     // The same content twice in the agent's hands: queued, and still in the watch directory.
     let (out, home) = home.once_async().await;
@@ -337,7 +378,7 @@ async fn a_full_or_failing_state_directory_keeps_the_original_until_it_recovers(
             home.names_in("queue").is_empty(),
             "{failpoint}: no half entry"
         );
-        assert!(home.names_in("tmp").is_empty(), "{failpoint}: no copy left");
+        assert!(home.tmp_files().is_empty(), "{failpoint}: no copy left");
         assert!(
             home.names_in("rejected").is_empty(),
             "{failpoint}: not the file's fault"
@@ -388,7 +429,7 @@ async fn a_queued_copy_that_cannot_be_cleared_is_never_sent_twice() {
         "{}",
         out.stderr
     );
-    assert_eq!(home.names_in("queue"), ["a.xml", "a.xml.meta.json"]);
+    assert_eq!(home.queued(), ["a.xml"]);
     let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
     assert_eq!(api.uploads().len(), 1, "the ledger knows it was uploaded");

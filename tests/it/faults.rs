@@ -123,7 +123,7 @@ async fn an_outage_pauses_the_queue_instead_of_multiplying_requests() {
             .as_bytes(),
         );
     }
-    eventually("all 20 queued", WAIT, || home.names_in("queue").len() == 40).await;
+    eventually("all 20 queued", WAIT, || home.queued().len() == 20).await;
     let start = Instant::now();
     let before = results_requests(&api);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -193,7 +193,7 @@ async fn a_server_down_at_start_and_back_later_gets_everything() {
     home.drop_file("a.xml", &fixture_bytes("nmap-tcp-localhost.xml"));
     home.drop_file("b.xml", &fixture_bytes("nmap-udp-localhost.xml"));
     eventually("both queued while the API is down", WAIT, || {
-        home.names_in("queue").len() == 4
+        home.queued().len() == 2
     })
     .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -418,7 +418,7 @@ async fn a_2xx_before_the_whole_file_was_sent_is_not_an_acceptance() {
     );
     let ledger = std::fs::read_to_string(home.state.join("ledger.jsonl")).unwrap_or_default();
     assert!(ledger.is_empty(), "not recorded as uploaded: {ledger}");
-    assert_eq!(home.names_in("queue"), ["big.xml", "big.xml.meta.json"]);
+    assert_eq!(home.queued(), ["big.xml"]);
     assert!(home.archived().is_empty());
 }
 

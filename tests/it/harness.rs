@@ -14,6 +14,22 @@ use tokio_util::sync::CancellationToken;
 
 pub use hostedscan_standins::api::{Endpoint, Fault, Outage, RandomFaults, StandIn};
 
+/// The attribute a queued copy keeps its record in.
+pub const QUEUE_XATTR: &str = hostedscan_agent::spool::queue::META_XATTR;
+
+/// The record attribute of a queued copy, if it has one.
+pub fn queued_attribute(copy: &Path) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    match rustix::fs::getxattr(copy, QUEUE_XATTR, &mut buf[..]) {
+        Ok(n) => {
+            buf.truncate(n);
+            Some(buf)
+        }
+        Err(rustix::io::Errno::NODATA) => None,
+        Err(e) => panic!("{}: {e}", copy.display()),
+    }
+}
+
 pub const KEY: &str = "test-key";
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -207,6 +223,54 @@ path = "{inbox}"
         };
         v.sort();
         v
+    }
+
+    /// Everything in tmp/ (copies being made there have hidden names).
+    pub fn tmp_files(&self) -> Vec<String> {
+        let mut v: Vec<String> = match std::fs::read_dir(self.state.join("tmp")) {
+            Ok(rd) => rd
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => vec![],
+        };
+        v.sort();
+        v
+    }
+
+    /// The entries in queue/: each copy's name (a record kept in a file beside it, as where
+    /// the file system keeps no record on the copy, is not an entry).
+    pub fn queued(&self) -> Vec<String> {
+        self.names_in("queue")
+            .into_iter()
+            .filter(|n| !n.ends_with(".meta.json"))
+            .collect()
+    }
+
+    /// The record of the queued entry `name`: the one its copy carries, else its metadata file.
+    pub fn queued_record(&self, name: &str) -> serde_json::Value {
+        let copy = self.state.join("queue").join(name);
+        let bytes = match queued_attribute(&copy) {
+            Some(b) => b,
+            None => std::fs::read(self.state.join("queue").join(format!("{name}.meta.json")))
+                .unwrap_or_else(|e| panic!("{name} has no record: {e}")),
+        };
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
+    /// Rewrites the record of the queued entry `name` as an older version kept it: in
+    /// `<name>.meta.json`, the copy without one of its own.
+    pub fn record_to_file(&self, name: &str, record: &serde_json::Value) {
+        let q = self.state.join("queue");
+        std::fs::write(
+            q.join(format!("{name}.meta.json")),
+            serde_json::to_vec_pretty(record).unwrap(),
+        )
+        .unwrap();
+        match rustix::fs::removexattr(q.join(name), QUEUE_XATTR) {
+            Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+            Err(e) => panic!("{e}"),
+        }
     }
 
     pub fn inbox_names(&self) -> Vec<String> {

@@ -96,11 +96,8 @@ async fn one_failure_among_successes_retries_that_file_alone_and_the_rest_go_on(
     api.reset_max_in_flight();
     // The 503'd file waits; the ten others after it go without waiting for it.
     api.wait_for_uploads(11, WAIT).await;
-    eventually("the eleven are settled", WAIT, || {
-        home.names_in("queue").len() == 2
-    })
-    .await;
-    let waiting = home.names_in("queue");
+    eventually("the eleven are settled", WAIT, || home.queued().len() == 1).await;
+    let waiting = home.queued();
     assert_eq!(
         results(&api).len(),
         12,
@@ -240,7 +237,7 @@ async fn during_a_total_outage_one_request_at_a_time_probes_spaced_by_the_backof
     // From a cold start: not heard from yet, the agent sends one request at a time.
     let home = home(&api, 20, "200ms", "800ms");
     let d = Daemon::start(home.load());
-    eventually("all 20 queued", WAIT, || home.names_in("queue").len() == 40).await;
+    eventually("all 20 queued", WAIT, || home.queued().len() == 20).await;
     eventually("the API is probed a few times", WAIT, || {
         results(&api).iter().filter(|r| r.status == 503).count() >= 8
     })
@@ -291,7 +288,7 @@ async fn after_connections_were_refused_the_first_request_goes_alone() {
     api.go_down().await;
     let home = home(&api, 12, "100ms", "400ms");
     let d = Daemon::start(home.load());
-    eventually("all 12 queued", WAIT, || home.names_in("queue").len() == 24).await;
+    eventually("all 12 queued", WAIT, || home.queued().len() == 12).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     // Answers slow enough that uploads at full concurrency overlap (fast ones may not).
     api.set_latency(Endpoint::Results, Some(Duration::from_millis(50)));

@@ -289,11 +289,7 @@ async fn a_deleted_source_holds_its_files_until_it_is_fixed_and_the_others_go_on
         "both DMZ files are refused once and wait in queue/",
         WAIT,
         || {
-            home.names_in("queue")
-                .iter()
-                .filter(|n| !n.ends_with(".meta.json"))
-                .count()
-                == 2
+            home.queued().len() == 2
                 && status_json(&home)["sources"]
                     .as_array()
                     .unwrap()
@@ -418,7 +414,7 @@ async fn held_files_survive_a_restart_and_follow_a_reloaded_pin() {
     eventually("b.xml is held", WAIT, || unusable(&home)).await;
     d.stop().await;
     assert!(home.names_in("failed").is_empty());
-    assert_eq!(home.names_in("queue").len(), 2, "b.xml and its record");
+    assert_eq!(home.queued(), ["b.xml"]);
 
     let daemon = Daemon::start_reloading(home.load());
     eventually("b.xml is held again after the restart", WAIT, || {
@@ -471,7 +467,7 @@ async fn once_keeps_the_files_of_a_deleted_source_and_a_pinned_id_sends_them() {
         out.stderr
     );
     assert!(home.names_in("failed").is_empty());
-    assert_eq!(home.names_in("queue").len(), 2, "b.xml and its record");
+    assert_eq!(home.queued(), ["b.xml"]);
 
     let replacement = api.add_source("DMZ replacement");
     let cfg = std::fs::read_to_string(&home.config).unwrap().replace(
@@ -487,10 +483,7 @@ async fn once_keeps_the_files_of_a_deleted_source_and_a_pinned_id_sends_them() {
 }
 
 fn queued_reports(home: &Home) -> usize {
-    home.names_in("queue")
-        .iter()
-        .filter(|n| !n.ends_with(".meta.json"))
-        .count()
+    home.queued().len()
 }
 
 fn uploaded_named(api: &StandIn, prefix: &str) -> Vec<String> {

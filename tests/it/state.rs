@@ -56,7 +56,7 @@ async fn leftovers_of_a_crash_are_cleaned_and_damaged_entries_set_aside() {
         "{:?}",
         home.names_in("queue")
     );
-    assert!(home.names_in("tmp").is_empty());
+    assert!(home.tmp_files().is_empty());
     let rejected = home.names_in("rejected");
     for n in [
         "by-hand.xml",
@@ -252,10 +252,13 @@ async fn kill_9_while_uploading_loses_nothing() {
     child.wait().unwrap();
     assert!(home.inbox_names().is_empty());
     assert_eq!(
-        home.names_in("queue").len(),
-        4,
-        "both files are in the queue with their metadata"
+        home.queued(),
+        ["a.xml", "b.xml"],
+        "both files are in the queue"
     );
+    for n in ["a.xml", "b.xml"] {
+        assert_eq!(home.queued_record(n)["file_name"], n, "with its record");
+    }
     api.set_default_fault(Endpoint::Results, None);
     let (out, home) = home.once_async().await;
     assert_eq!(out.code, 0, "{out:?}");
@@ -285,7 +288,7 @@ async fn a_queued_copy_damaged_on_disk_is_set_aside_and_never_uploaded() {
     // The API is down: all three wait in queue/.
     let (out, home) = home.once_async().await;
     assert_eq!(out.code, 75, "{out:?}");
-    assert_eq!(home.names_in("queue").len(), 6);
+    assert_eq!(home.queued().len(), 3);
     // Damage two of them behind the agent's back: one cut short (a half-written file), one
     // with a byte changed (same size: only its content says so).
     let q = home.state.join("queue");
@@ -361,9 +364,7 @@ async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() 
     assert_eq!(out.code, 75, "{out:?}");
     let q = home.state.join("queue");
     for n in ["small.xml", "large.xml", "intact.xml"] {
-        let meta_path = q.join(format!("{n}.meta.json"));
-        let mut meta: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        let mut meta = home.queued_record(n);
         let x = meta["xxh3"].as_str().unwrap_or_default().to_string();
         assert!(
             x.len() == 32 && x.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -376,7 +377,8 @@ async fn an_entry_an_older_version_queued_is_still_checked_against_its_sha256() 
         } else {
             meta.as_object_mut().unwrap().remove("xxh3");
         }
-        std::fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+        // As an older version kept it: in a file beside the copy.
+        home.record_to_file(n, &meta);
     }
     for (n, content) in [("small.xml", &small), ("large.xml", &large)] {
         let mut b = content.clone();
