@@ -414,13 +414,15 @@ impl Admitter {
             }
         }
         // The file in custody: what is fsynced, with its record when it is valid (in
-        // `accept`, so a duplicate costs no fsync), before its commit.
+        // `accept`, so a duplicate costs no fsync), before its commit. A job's own output is
+        // fsynced here whatever becomes of it (a run's output that cannot be admitted is kept
+        // in rejected/ by the caller), and again with its record.
         let copy = match (&making, &out) {
             (Making::Own, _) => Some(file.file()),
             (_, Some(out)) => Some(out),
             _ => None,
         };
-        if read.verdict.is_err() && keep_rejected {
+        if (read.verdict.is_err() && keep_rejected) || making == Making::Own {
             if let Err(e) = copy.map_or(Ok(()), sync_copy) {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }

@@ -197,6 +197,11 @@ pub fn rename_exclusive(from: &Path, to: &Path) -> io::Result<()> {
     link_exclusive(from, to)
 }
 
+/// An error that says the two paths are on different file systems.
+pub fn cross_device(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(EXDEV)
+}
+
 /// An error that says the file system cannot do the operation (rather than that it failed).
 fn unsupported(e: &io::Error) -> bool {
     matches!(

@@ -120,16 +120,22 @@ pub const META_XATTR: &str = "user.hostedscan.entry";
 
 /// Commit `data` (a fully written, fsynced temporary file on the same filesystem) to the queue
 /// with its record in a file beside it: [`prepare`], then [`commit_all`] of that one entry.
+/// Another process (the daemon, while `requeue` runs) may take the name between the two: the
+/// entry is then prepared again, under another name.
 pub fn commit(
     queue: &Path,
     data: &Path,
     file: Validated,
     to: Destination,
 ) -> io::Result<QueuedEntry> {
-    let step = prepare(queue, data, Record::new(file, to))?;
-    match commit_all(queue, &mut [step]).pop() {
-        Some(r) => r,
-        None => Err(io::Error::other("the queue commit did not run")),
+    let mut tries = 0;
+    loop {
+        let step = prepare(queue, data, Record::new(file.clone(), to.clone()))?;
+        match commit_all(queue, &mut [step]).pop() {
+            Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists && tries < 8 => tries += 1,
+            Some(r) => return r,
+            None => return Err(io::Error::other("the queue commit did not run")),
+        }
     }
 }
 
@@ -163,6 +169,9 @@ impl Record {
     /// it there: [`prepare`] then writes it to a file of its own.
     pub fn attach(&mut self, copy: &fs::File) -> bool {
         let set: io::Result<()> = (|| {
+            if RECORDS_IN_FILES.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::from(io::ErrorKind::Unsupported));
+            }
             crate::failpoint::failpoint!("queue-record-attach");
             let json = serde_json::to_vec(&self.meta).map_err(io::Error::other)?;
             rustix::fs::fsetxattr(copy, META_XATTR, &json, rustix::fs::XattrFlags::empty())?;
@@ -215,10 +224,16 @@ pub fn prepare(queue: &Path, data: &Path, record: Record) -> io::Result<CommitSt
             data: data.to_path_buf(),
         });
     }
-    match rustix::fs::lremovexattr(data, META_XATTR) {
-        Ok(()) => {}
-        Err(e) if e == rustix::io::Errno::NODATA || e == rustix::io::Errno::NOTSUP => {}
-        Err(e) => return Err(e.into()),
+    if record_attribute(data)?.is_some() {
+        // Removed durably before the record file exists: a crash must not leave the old
+        // attribute (which outranks a file) on the copy that the new record describes.
+        rustix::fs::lremovexattr(data, META_XATTR).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!("it carries an old record that cannot be removed ({e})"),
+            )
+        })?;
+        fs::File::open(data)?.sync_all()?;
     }
     let (mut f, tmp) = fsutil::create_temp(queue)?;
     let mut held = None;
@@ -373,19 +388,35 @@ pub fn commit_all(queue: &Path, steps: &mut [CommitStep]) -> Vec<io::Result<Queu
 
 /// Renames `data`, a copy that carries its record, into `queue/` under the first free name
 /// after `wanted`, the one its record asks for; the name it got.
+/// Only an atomic rename that never replaces a file will do: a copy that carries its record
+/// reserves no name beforehand, and a copy between file systems would lose the attribute. Where
+/// the queue's file system cannot (no `RENAME_NOREPLACE` nor hard links, or `queue/` mounted
+/// apart from `tmp/`), that entry fails (its admission is retried) and records go in files
+/// from then on ([`Record::attach`] declines).
 fn move_in_named(queue: &Path, data: &Path, wanted: &str) -> io::Result<String> {
     loop {
         let mut moved = None;
         let name = free_name(queue, wanted, |name, _| {
-            moved = Some(fsutil::move_in(data, &queue.join(name)));
+            moved = Some(fsutil::rename_exclusive(data, &queue.join(name)));
         });
         match moved {
             Some(Err(e)) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Some(Err(e)) if e.kind() == io::ErrorKind::Unsupported || fsutil::cross_device(&e) => {
+                RECORDS_IN_FILES.store(true, std::sync::atomic::Ordering::Relaxed);
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("queue/ cannot take a copy that carries its record ({e}); records go in files from now on"),
+                ));
+            }
             Some(r) => return r.map(|()| name),
             None => return Err(io::Error::other("no name was tried")),
         }
     }
 }
+
+/// Set once `queue/` has shown it cannot take a copy that carries its record
+/// ([`move_in_named`]): every record of this process goes in a file of its own from then on.
+static RECORDS_IN_FILES: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Names in `queue/` that an entry of this process is about to take with a record file
 /// (between choosing the name and renaming its record in), so that a copy carrying its record
@@ -592,6 +623,7 @@ mod tests {
         fs::write(data, content).unwrap();
         let file = Validated {
             size: content.len() as u64,
+            sha256: Sha256::of(content.as_bytes()),
             ..meta().file
         };
         let mut record = Record::new(file, Destination::default());
@@ -617,9 +649,10 @@ mod tests {
                         let in_copy = mode == "copy" || (mode == "mixed" && i % 2 == 0);
                         s.spawn(move || {
                             let data = root.join(format!("data{i}"));
-                            queue_one(queue, &data, &format!("copy {i:02}"), in_copy)
-                                .meta
-                                .name
+                            // Each its own content and length, so a record paired with another
+                            // entry's copy shows.
+                            let content = format!("copy {i:02} {}", "x".repeat(i));
+                            queue_one(queue, &data, &content, in_copy).meta.name
                         })
                     })
                     .collect();
@@ -641,6 +674,11 @@ mod tests {
                 let i: String = fs::read_to_string(&e.data_path).unwrap();
                 assert!(i.starts_with("copy "), "{mode}: {i}");
                 assert_eq!(e.meta.file.size, i.len() as u64, "{mode}: its own record");
+                assert_eq!(
+                    e.meta.file.sha256,
+                    Sha256::of(i.as_bytes()),
+                    "{mode}: its own"
+                );
                 match fs::read(&e.meta_path) {
                     // A record in a file names its own entry (one rewritten after losing a
                     // race included).
@@ -703,6 +741,33 @@ mod tests {
             "{}",
             loaded.unreadable[0].reason
         );
+    }
+
+    #[test]
+    fn a_copy_without_a_record_is_not_changed_to_get_a_record_file() {
+        // A job's output the agent may not change (read-only for a user that is not root;
+        // immutable here, which stops root too) gets its record in a file: nothing is asked
+        // of the copy itself.
+        let dir = tempfile::tempdir().unwrap();
+        let queue = dir.path().join("queue");
+        fs::create_dir(&queue).unwrap();
+        let data = dir.path().join("d");
+        fs::write(&data, "copy").unwrap();
+        let f = fs::File::open(&data).unwrap();
+        let flags = rustix::fs::ioctl_getflags(&f).unwrap();
+        if let Err(e) = rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::IMMUTABLE) {
+            eprintln!("skipping: cannot make a file immutable here: {e}");
+            return;
+        }
+        let file = Validated {
+            size: 4,
+            ..meta().file
+        };
+        let prepared = prepare(&queue, &data, Record::new(file, Destination::default()));
+        rustix::fs::ioctl_setflags(&f, flags).unwrap();
+        let step = prepared.unwrap();
+        let e = commit_all(&queue, &mut [step]).pop().unwrap().unwrap();
+        assert_eq!(load_all(&queue).unwrap().entries[0].meta.name, e.meta.name);
     }
 
     #[test]

@@ -25,7 +25,8 @@ pub fn queued_attribute(copy: &Path) -> Option<Vec<u8>> {
             buf.truncate(n);
             Some(buf)
         }
-        Err(rustix::io::Errno::NODATA) => None,
+        // None there; or a file system that keeps no user attributes (the record is a file).
+        Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => None,
         Err(e) => panic!("{}: {e}", copy.display()),
     }
 }
@@ -268,7 +269,7 @@ path = "{inbox}"
         )
         .unwrap();
         match rustix::fs::removexattr(q.join(name), QUEUE_XATTR) {
-            Ok(()) | Err(rustix::io::Errno::NODATA) => {}
+            Ok(()) | Err(rustix::io::Errno::NODATA | rustix::io::Errno::NOTSUP) => {}
             Err(e) => panic!("{e}"),
         }
     }
