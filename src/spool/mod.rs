@@ -397,7 +397,9 @@ impl Spool {
             ERROR_SUFFIX,
             &to_json(&record)?,
         )?;
-        remove_durably(&entry.meta_path)?;
+        if let Some(meta) = &entry.meta_path {
+            remove_durably(meta)?;
+        }
         Ok(dest)
     }
 
@@ -410,15 +412,18 @@ impl Spool {
             remove_durably(&entry.data_path)?;
             None
         };
-        remove_durably(&entry.meta_path)?;
+        if let Some(meta) = &entry.meta_path {
+            remove_durably(meta)?;
+        }
         Ok(dest)
     }
 
     /// After a batch of accepted uploads whose ledger lines are durable: [`Spool::finish`] for
     /// each, with one fsync of `queue/` (and of the archive folder) for the whole batch instead
-    /// of two per file. Every copy leaves first, durably, and only then the metadata: `queue/`
-    /// never holds a copy without its metadata (an entry a crash leaves with metadata only is
-    /// an orphan that the next start removes). One result per entry, in order.
+    /// of two per file. Every copy leaves first, durably, and only then its metadata file, if
+    /// it has one: `queue/` never holds a copy without its record (an entry a crash leaves
+    /// with metadata only is an orphan that the next start removes). One result per entry, in
+    /// order.
     pub fn finish_all(
         &self,
         entries: &[&QueuedEntry],
@@ -443,11 +448,18 @@ impl Spool {
                 })()
             })
             .collect();
+        // Deleted copies whose records were on them need no fsync: one a crash brings back is
+        // whole with its record, and the ledger clears it unsent.
+        let record_files = entries
+            .iter()
+            .zip(&out)
+            .any(|(e, r)| r.is_ok() && e.meta_path.is_some());
         let synced = match (&day, out.iter().any(|r| r.is_ok())) {
             (_, false) => Ok(()),
             (Some(dir), true) => {
                 fsutil::sync_dir(dir).and_then(|()| fsutil::sync_dir(&self.layout.queue))
             }
+            (None, true) if !record_files => Ok(()),
             (None, true) => fsutil::sync_dir(&self.layout.queue),
         };
         if let Err(e) = synced {
@@ -463,7 +475,8 @@ impl Spool {
         // so a removal lost in a crash is never a file sent twice or lost.
         for (e, r) in entries.iter().zip(out.iter_mut()) {
             if r.is_ok() {
-                if let Err(err) = fs::remove_file(&e.meta_path) {
+                let Some(meta) = &e.meta_path else { continue };
+                if let Err(err) = fs::remove_file(meta) {
                     if err.kind() != io::ErrorKind::NotFound {
                         *r = Err(err);
                     }

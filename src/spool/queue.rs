@@ -84,7 +84,8 @@ impl Validated {
 pub struct QueuedEntry {
     pub meta: EntryMeta,
     pub data_path: PathBuf,
-    pub meta_path: PathBuf,
+    /// Its record's file, when the record is not on the copy: removed with the entry.
+    pub meta_path: Option<PathBuf>,
 }
 
 impl QueuedEntry {
@@ -371,7 +372,8 @@ pub fn commit_all(queue: &Path, steps: &mut [CommitStep]) -> Vec<io::Result<Queu
             Ok(()) => Ok(QueuedEntry {
                 meta: s.meta.clone(),
                 data_path: queue.join(&s.meta.name),
-                meta_path: meta_path(queue, &s.meta.name),
+                meta_path: matches!(s.how, Kept::File { .. })
+                    .then(|| meta_path(queue, &s.meta.name)),
             }),
             Err(e) => {
                 if let Kept::File { tmp, meta_path } = &s.how {
@@ -480,12 +482,12 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
         let data_path = queue.join(&name);
         let meta_path = queue.join(format!("{name}{META_SUFFIX}"));
         match read_record(&data_path, &meta_path) {
-            Ok(mut meta) => {
+            Ok((mut meta, in_file)) => {
                 meta.name = name;
                 let entry = QueuedEntry {
                     meta,
                     data_path,
-                    meta_path,
+                    meta_path: in_file.then_some(meta_path),
                 };
                 match entry.damage() {
                     None => good.push(entry),
@@ -517,8 +519,8 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
 /// entry whose file system keeps no record on the copy, or one an older version queued). A
 /// metadata file beside a copy that carries its record is a leftover, not the entry's: the
 /// attribute belongs to the copy's inode and cannot describe another file. `Err` says why there
-/// is no record to use.
-fn read_record(data_path: &Path, meta_path: &Path) -> Result<EntryMeta, String> {
+/// is no record to use; `true` beside the record when it came from the file.
+fn read_record(data_path: &Path, meta_path: &Path) -> Result<(EntryMeta, bool), String> {
     let (bytes, from) = match record_attribute(data_path) {
         Ok(Some(bytes)) => (
             bytes,
@@ -546,7 +548,10 @@ fn read_record(data_path: &Path, meta_path: &Path) -> Result<EntryMeta, String> 
             ))
         }
     };
-    serde_json::from_slice(&bytes).map_err(|e| format!("its metadata {from} is unreadable: {e}"))
+    let in_file = !from.starts_with("(attribute");
+    serde_json::from_slice(&bytes)
+        .map(|meta| (meta, in_file))
+        .map_err(|e| format!("its metadata {from} is unreadable: {e}"))
 }
 
 /// The record attribute of the file at `path` (not followed if it is a symlink); `None` where
@@ -679,7 +684,12 @@ mod tests {
                     Sha256::of(i.as_bytes()),
                     "{mode}: its own"
                 );
-                match fs::read(&e.meta_path) {
+                match e
+                    .meta_path
+                    .as_ref()
+                    .map(fs::read)
+                    .unwrap_or(Err(io::ErrorKind::NotFound.into()))
+                {
                     // A record in a file names its own entry (one rewritten after losing a
                     // race included).
                     Ok(json) => {
@@ -722,7 +732,12 @@ mod tests {
             },
             ..meta()
         };
-        fs::write(&e.meta_path, serde_json::to_vec(&other).unwrap()).unwrap();
+        assert_eq!(e.meta_path, None);
+        fs::write(
+            meta_path(&queue, &e.meta.name),
+            serde_json::to_vec(&other).unwrap(),
+        )
+        .unwrap();
         let loaded = load_all(&queue).unwrap();
         assert_eq!(loaded.entries.len(), 1, "{:?}", loaded.unreadable.len());
         assert_eq!(loaded.entries[0].meta.file.size, 4);

@@ -345,7 +345,9 @@ impl Uploader {
             // Removed by hand from queue/: nothing left to send, and retrying it forever would
             // be noise.
             tracing::warn!(file = %name, "the queued file disappeared from queue/; dropping its metadata");
-            let _ = crate::spool::fsutil::remove_durably(&entry.meta_path);
+            if let Some(meta) = &entry.meta_path {
+                let _ = crate::spool::fsutil::remove_durably(meta);
+            }
             return Settled::Done;
         }
         let api = self.api();
