@@ -8,14 +8,15 @@
 //! offset. What the reader found is only taken into account when the parser got that far
 //! (`Finished::reached_end`): a parser that stopped on its own, or a reader above that read
 //! ahead of its parser, holds it back (`hold_back`), so the first problem in the file wins
-//! however far ahead anything read. Lines are counted here as each piece is handed over, at
-//! the places reading inline counts them, so "line L, column C" is the same.
+//! however far ahead anything read. The thread finds the newlines of each piece; they are
+//! counted here as the piece is handed over, at the places reading inline counts them, so
+//! "line L, column C" is the same.
 
 use std::io::{self, BufRead, Read};
 use std::sync::mpsc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::input::{read_through, Checked, Lines, Stop};
+use super::input::{read_through, Checked, Lines, Newlines, Stop};
 
 /// Bytes read inline before the thread is started: a thread costs more than it saves on the
 /// small reports that are most files.
@@ -24,10 +25,10 @@ pub(crate) const INLINE_LIMIT: u64 = 4 * 1024 * 1024;
 /// ride out a slow read, few enough to keep memory flat.
 const CHUNKS_IN_FLIGHT: usize = 4;
 
-/// What the thread hands over: checked bytes, or where the input ends (`None`) or why it
-/// stops (the error the checking reader returned at that point).
+/// What the thread hands over: checked bytes and their newlines, or where the input ends
+/// (`None`) or why it stops (the error the checking reader returned at that point).
 enum Msg {
-    Data(Vec<u8>),
+    Data(Vec<u8>, Newlines),
     End(Option<io::Error>),
 }
 
@@ -176,11 +177,12 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
         let (give, take) = mpsc::sync_channel::<Checked<B>>(1);
         let (tx, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
         let (spare, spares) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        let at = self.received_to;
         let started = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn_scoped(self.scope, move || {
                 let mut checked = take.recv().ok()?;
-                read_ahead(&mut checked, &tx, &spares);
+                read_ahead(&mut checked, at, &tx, &spares);
                 Some(checked)
             });
         let Ok(thread) = started else {
@@ -223,12 +225,13 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
     }
 }
 
-/// The thread: chunks of checked bytes until the end, an error, or the parser hangs up. Each
-/// chunk is one read of `Checked`, whole: the parser then gets its bytes in the same pieces as
-/// reading inline, so lines are counted to the same places and every "line L, column C" is
-/// the same.
+/// The thread: chunks of checked bytes (the first at absolute offset `at`) until the end, an
+/// error, or the parser hangs up. Each chunk is one read of `Checked`, whole: the parser then
+/// gets its bytes in the same pieces as reading inline, so lines are counted to the same
+/// places and every "line L, column C" is the same.
 fn read_ahead<B: BufRead>(
     checked: &mut Checked<B>,
+    mut at: u64,
     chunks: &mpsc::SyncSender<Msg>,
     spares: &mpsc::Receiver<Vec<u8>>,
 ) {
@@ -240,8 +243,10 @@ fn read_ahead<B: BufRead>(
                 chunk.clear();
                 chunk.extend_from_slice(buf);
                 let n = buf.len();
+                let newlines = Newlines::find(at, buf);
                 checked.consume(n);
-                Msg::Data(chunk)
+                at += n as u64;
+                Msg::Data(chunk, newlines)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Msg::End(Some(e)),
@@ -274,12 +279,12 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
                 return Ok(&[]);
             };
             match chunks.recv() {
-                Ok(Msg::Data(next)) => {
+                Ok(Msg::Data(next, newlines)) => {
                     let old = std::mem::replace(&mut self.chunk, next);
                     let _ = spare.try_send(old);
                     self.pos = 0;
                     if let Some(lines) = self.lines.as_mut() {
-                        lines.feed(self.received_to, &self.chunk);
+                        lines.add(newlines);
                     }
                     self.received_to += self.chunk.len() as u64;
                 }
