@@ -123,6 +123,8 @@ fn route<R: BufRead>(pull: &mut XmlPull<R>, format: &mut Format) -> Result<Found
 
 /// Hands the rest of the document to `checker`, then asks for its verdict.
 fn feed<R: BufRead, C: XmlChecker>(pull: &mut XmlPull<R>, mut checker: C) -> Result<Found, Stop> {
+    // A checker that reads no text spares the parser a return per piece of it.
+    pull.hand_text(C::READS_TEXT);
     // Matched in place rather than through `?`: moving the node out of the result first
     // copied it through memory on every event, and the copy stalled on its own stores.
     loop {

@@ -501,6 +501,59 @@ fn cutting_the_input_changes_nothing() {
     }
 }
 
+/// A parser told not to hand out text checks it all the same: the same events but the text,
+/// and the same error at the same offset, however the input is cut into reads.
+#[test]
+fn text_not_handed_out_is_checked_all_the_same() {
+    let mut docs: Vec<&[u8]> = vec![DOC.as_bytes()];
+    docs.extend((0..DOC.len()).step_by(5).map(|n| &DOC.as_bytes()[..n]));
+    docs.extend(
+        [
+            "<a>1 < 2</a>",
+            "<a>x]]>y</a>",
+            "<a>x]]</a>",
+            "<a>&lol;</a>",
+            "<a>t &#0;</a>",
+            "<a>x & y</a>",
+            "<a>&amp</a>",
+            "<a>&lt;&#x10FFFF;&#1114112;</a>",
+            "x<a/>",
+            "&amp;<a/>",
+            "<a/>x",
+            "<a/>&lt;",
+            "<a/><![CDATA[x]]>",
+            "<a><![CDATA[x]]></a>y",
+            "<a>&#233;</b>",
+        ]
+        .map(str::as_bytes),
+    );
+    let without_text = |r: Split| {
+        let mut pull = XmlPull::new(r);
+        pull.hand_text(false);
+        match events_of(&mut pull) {
+            Ok(ev) => ev.join("\n"),
+            Err(e) => format!("{:?} at {}", e.kind, e.at),
+        }
+    };
+    for doc in docs {
+        let whole = outcome(doc);
+        let expected: Vec<&str> = whole.lines().filter(|l| !l.starts_with("T@")).collect();
+        for cut in 0..=doc.len() {
+            let split = Split {
+                data: doc,
+                cut,
+                pos: 0,
+            };
+            assert_eq!(
+                without_text(split),
+                expected.join("\n"),
+                "{:?} cut at {cut}",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+}
+
 /// The attribute checked whole from one 32-byte window: at every length of key and value
 /// (inside the window, at its edge and past it), with each quote, the other quote or `>`
 /// inside, a `<` or `&` at every place in the value, a repeated key, and a tag cut short.

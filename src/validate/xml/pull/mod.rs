@@ -115,6 +115,8 @@ pub struct XmlPull<R: BufRead> {
     pending: Option<XmlError>,
     /// What the reference in text being handed out stands for.
     lossy: String,
+    /// Text is handed out (`Node::Text`); when not, it is checked all the same, and skipped.
+    hand_text: bool,
 }
 
 impl<R: BufRead> XmlPull<R> {
@@ -143,6 +145,7 @@ impl<R: BufRead> XmlPull<R> {
             ascii_only: false,
             pending: None,
             lossy: String::new(),
+            hand_text: true,
         }
     }
 
@@ -160,6 +163,13 @@ impl<R: BufRead> XmlPull<R> {
         self.base = base;
         self.doc_start = doc_start;
         self
+    }
+
+    /// Whether text is handed out (it is unless told otherwise): a user that never looks at
+    /// text gets no `Node::Text`, and what a reference stands for is not worked out. The text
+    /// is checked all the same, so the same errors come at the same places.
+    pub fn hand_text(&mut self, hand: bool) {
+        self.hand_text = hand;
     }
 
     /// The reader, e.g. to ask it where a line starts.
@@ -294,8 +304,8 @@ impl<R: BufRead> XmlPull<R> {
                     continue;
                 }
                 Mode::Cdata(start) => match self.cdata(start)? {
-                    Some((from, to)) => return Ok(self.text_node(from, to)),
-                    None => continue,
+                    Some((from, to)) if self.hand_text => return Ok(self.text_node(from, to)),
+                    _ => continue,
                 },
             }
             if self.buf[self.pos] != b'<' {
@@ -313,8 +323,8 @@ impl<R: BufRead> XmlPull<R> {
                     continue;
                 }
                 match self.text()? {
-                    Some((from, to)) => return Ok(self.text_node(from, to)),
-                    None => continue,
+                    Some((from, to)) if self.hand_text => return Ok(self.text_node(from, to)),
+                    _ => continue,
                 }
             }
             // Markup: at least the two bytes that say which kind.
@@ -479,6 +489,9 @@ impl<R: BufRead> XmlPull<R> {
         match reference(&self.buf[start + 1..self.end]) {
             Ref::Ok { len, text } => {
                 self.pos = start + 1 + len;
+                if !self.hand_text {
+                    return Ok(None);
+                }
                 self.lossy.clear();
                 match text {
                     RefText::Static(s) => self.lossy.push_str(s),
