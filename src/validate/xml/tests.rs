@@ -5,12 +5,12 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::error::{AttrProblem, Construct, DeclProblem, DoctypeProblem, ErrorKind, Prior};
-use super::pull::{Node, XmlPull, MAX_DEPTH};
+use super::pull::{Node, Source, XmlPull, MAX_DEPTH};
 use super::XmlError;
 
 /// The events as strings: `<name@depth [raw tag]`, `/@depth`, `T@depth text` (consecutive
 /// pieces at one depth joined, since where text is cut depends on the reads), `EOF`.
-fn events_of<R: BufRead>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError> {
+fn events_of<R: Source>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError> {
     let mut out: Vec<String> = Vec::new();
     loop {
         match pull.next()? {
@@ -66,6 +66,8 @@ impl Read for Split<'_> {
     }
 }
 
+impl Source for Split<'_> {}
+
 impl BufRead for Split<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         let end = if self.pos < self.cut {
@@ -82,7 +84,7 @@ impl BufRead for Split<'_> {
 }
 
 /// The outcome (events or error, with its offset) as one comparable string.
-fn outcome<R: BufRead>(r: R) -> String {
+fn outcome<R: Source>(r: R) -> String {
     match events_of(&mut XmlPull::new(r)) {
         Ok(ev) => ev.join("\n"),
         Err(e) => format!("{:?} at {}", e.kind, e.at),
