@@ -1,21 +1,25 @@
 //! Reading ahead of the parser on a second core: once a file has proved large, a scoped thread
 //! takes over the checking reader (`Checked`: the read itself, UTF-8, control characters, the
 //! JSON string cap) and hands its checked bytes to the parser in chunks over a bounded
-//! channel, so reading and checking overlap parsing. Small files never start a thread.
+//! channel, so reading and checking overlap parsing; the XML parser takes a chunk whole as its
+//! buffer rather than copying it (`Source`). Small files never start a thread.
 //!
 //! The parser sees exactly what it would see from `Checked` itself: the same bytes in the
 //! same pieces (each of the caller's reads whole), then the same end or error at the same
 //! offset. What the reader found is only taken into account when the parser got that far
 //! (`Finished::reached_end`): a parser that stopped on its own, or a reader above that read
 //! ahead of its parser, holds it back (`hold_back`), so the first problem in the file wins
-//! however far ahead anything read. Lines are counted here as each piece is handed over, at
-//! the places reading inline counts them, so "line L, column C" is the same.
+//! however far ahead anything read. The thread finds the newlines of each piece; they are
+//! counted here as the piece is handed over, at the places reading inline counts them, so
+//! "line L, column C" is the same.
 
 use std::io::{self, BufRead, Read};
+use std::ops::Range;
 use std::sync::mpsc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::input::{read_through, Checked, Lines, Stop};
+use super::input::{read_through, Checked, Lines, Newlines, Stop};
+use super::xml::Source;
 
 /// Bytes read inline before the thread is started: a thread costs more than it saves on the
 /// small reports that are most files.
@@ -23,18 +27,26 @@ pub(crate) const INLINE_LIMIT: u64 = 4 * 1024 * 1024;
 /// How many chunks (reads of the caller's reader, 256 KiB in the agent) may wait: enough to
 /// ride out a slow read, few enough to keep memory flat.
 const CHUNKS_IN_FLIGHT: usize = 4;
+/// Room left before the bytes of each chunk, so the parser can take the chunk as its buffer
+/// with the unread end of its old one (a tag cut by the chunk's start) moved in front,
+/// instead of copying the chunk (`Source::swap_block`). The part of a chunk already consumed
+/// is room too.
+const ROOM: usize = 8 * 1024;
+/// Smaller chunks (short reads) are copied: taking them whole would leave the parser scanning
+/// a long tag again after every few bytes.
+const SWAP_AT_LEAST: usize = 2 * ROOM;
 
-/// What the thread hands over: checked bytes, or where the input ends (`None`) or why it
-/// stops (the error the checking reader returned at that point).
+/// What the thread hands over: checked bytes and their newlines, or where the input ends
+/// (`None`) or why it stops (the error the checking reader returned at that point).
 enum Msg {
-    Data(Vec<u8>),
+    Data(Vec<u8>, Newlines),
     End(Option<io::Error>),
 }
 
 enum State<'scope, B: BufRead + Send + 'scope> {
     /// Reading on the parser's thread, through `Checked` as it is.
     Inline(Checked<B>),
-    /// The thread reads; the parser takes chunks. The thread gives `Checked` back when it
+    /// The thread reads; the parser takes chunks (their bytes start at `ROOM`). The thread gives `Checked` back when it
     /// ends (`None` only if it never got it).
     Ahead {
         chunks: mpsc::Receiver<Msg>,
@@ -176,11 +188,12 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
         let (give, take) = mpsc::sync_channel::<Checked<B>>(1);
         let (tx, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
         let (spare, spares) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
+        let at = self.received_to;
         let started = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn_scoped(self.scope, move || {
                 let mut checked = take.recv().ok()?;
-                read_ahead(&mut checked, &tx, &spares);
+                read_ahead(&mut checked, at, &tx, &spares);
                 Some(checked)
             });
         let Ok(thread) = started else {
@@ -223,12 +236,13 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
     }
 }
 
-/// The thread: chunks of checked bytes until the end, an error, or the parser hangs up. Each
-/// chunk is one read of `Checked`, whole: the parser then gets its bytes in the same pieces as
-/// reading inline, so lines are counted to the same places and every "line L, column C" is
-/// the same.
+/// The thread: chunks of checked bytes (the first at absolute offset `at`) until the end, an
+/// error, or the parser hangs up. Each chunk is one read of `Checked`, whole: the parser then
+/// gets its bytes in the same pieces as reading inline, so lines are counted to the same
+/// places and every "line L, column C" is the same.
 fn read_ahead<B: BufRead>(
     checked: &mut Checked<B>,
+    mut at: u64,
     chunks: &mpsc::SyncSender<Msg>,
     spares: &mpsc::Receiver<Vec<u8>>,
 ) {
@@ -236,12 +250,25 @@ fn read_ahead<B: BufRead>(
         let msg = match checked.fill_buf() {
             Ok([]) => Msg::End(None),
             Ok(buf) => {
-                let mut chunk = spares.try_recv().unwrap_or_default();
-                chunk.clear();
+                // A buffer the parser grew for a large tag is not kept.
+                let mut chunk = spares
+                    .try_recv()
+                    .ok()
+                    .filter(|c| c.capacity() <= 4 * (ROOM + buf.len()))
+                    .unwrap_or_default();
+                // The room's bytes are overwritten before they are read: no need to clear them.
+                if chunk.len() >= ROOM {
+                    chunk.truncate(ROOM);
+                } else {
+                    chunk.clear();
+                    chunk.resize(ROOM, 0);
+                }
                 chunk.extend_from_slice(buf);
                 let n = buf.len();
+                let newlines = Newlines::find(at, buf);
                 checked.consume(n);
-                Msg::Data(chunk)
+                at += n as u64;
+                Msg::Data(chunk, newlines)
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Msg::End(Some(e)),
@@ -274,14 +301,14 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
                 return Ok(&[]);
             };
             match chunks.recv() {
-                Ok(Msg::Data(next)) => {
+                Ok(Msg::Data(next, newlines)) => {
                     let old = std::mem::replace(&mut self.chunk, next);
                     let _ = spare.try_send(old);
-                    self.pos = 0;
+                    self.pos = ROOM;
                     if let Some(lines) = self.lines.as_mut() {
-                        lines.feed(self.received_to, &self.chunk);
+                        lines.add(newlines);
                     }
-                    self.received_to += self.chunk.len() as u64;
+                    self.received_to += (self.chunk.len() - ROOM) as u64;
                 }
                 Ok(Msg::End(e)) => {
                     self.end = Some(e.map(|e| (e.kind(), e.to_string())));
@@ -301,6 +328,29 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
             }
             _ => self.pos = (self.pos + amt).min(self.chunk.len()),
         }
+    }
+}
+
+impl<'scope, 'env, B: BufRead + Send + 'scope> Source for Ahead<'scope, 'env, B> {
+    /// A whole chunk of the thread's, once it reads ahead: the parser's buffer comes back as a
+    /// spare for the thread.
+    fn swap_block(&mut self, buf: &mut Vec<u8>, keep: Range<usize>) -> Option<usize> {
+        if !matches!(self.state, State::Ahead { .. }) {
+            return None;
+        }
+        // The end or an error: `fill_buf` says it again when the parser asks.
+        if self.fill_buf().ok()?.is_empty() || self.chunk.len() - ROOM < SWAP_AT_LEAST {
+            return None;
+        }
+        // What was consumed of the chunk is room too.
+        let start = self.pos.checked_sub(keep.len())?;
+        self.chunk[start..self.pos].copy_from_slice(&buf[keep]);
+        std::mem::swap(&mut self.chunk, buf);
+        // All of the chunk is consumed: the next read takes the next one (and hands this
+        // buffer to the thread).
+        self.chunk.clear();
+        self.pos = 0;
+        Some(start)
     }
 }
 

@@ -415,12 +415,52 @@ struct Scan {
 }
 
 /// Where the recent lines start, so an offset near the read head can be shown as "line L,
-/// column C". Fed every byte once, in order, as it is handed to the parser.
+/// column C". Fed every byte once, in order, as it is handed to the parser: as bytes
+/// (`feed`), or as the newlines a reader ahead of the parser found in them (`add`), so the
+/// parser's thread does not search its bytes for newlines.
 pub(crate) struct Lines {
-    newlines: VecDeque<u64>,
+    /// The newlines of the pieces fed, oldest first: only as many pieces as hold the last
+    /// `NEWLINE_HISTORY` newlines (pieces without a newline are not kept).
+    pieces: VecDeque<Newlines>,
+    /// Newline offsets held in `pieces`.
+    kept: usize,
+    /// Newlines fed (those of the dropped leading whitespace not included).
+    fed: u64,
     newline_total: u64,
     /// Bytes before this absolute offset have been fed.
     fed_to: u64,
+}
+
+/// The newlines of one piece of input: how many, and where the last `NEWLINE_HISTORY` of them
+/// are (older ones could never be shown as a line start).
+pub(crate) struct Newlines {
+    /// Absolute offsets, in order.
+    at: Vec<u64>,
+    count: u64,
+    /// The absolute offset just past the piece.
+    end: u64,
+}
+
+impl Newlines {
+    /// The newlines of `bytes`, which start at absolute offset `abs`.
+    pub(crate) fn find(abs: u64, bytes: &[u8]) -> Self {
+        // From the end, so a piece of nothing but newlines is not held whole; memchr skips the
+        // bytes between newlines with SIMD instead of testing each one.
+        let mut at: Vec<u64> = memchr::memrchr_iter(b'\n', bytes)
+            .take(NEWLINE_HISTORY)
+            .map(|i| abs + i as u64)
+            .collect();
+        let mut count = at.len() as u64;
+        if let Some(&first) = at.last().filter(|_| at.len() == NEWLINE_HISTORY) {
+            count += memchr::memchr_iter(b'\n', &bytes[..(first - abs) as usize]).count() as u64;
+        }
+        at.reverse();
+        Newlines {
+            at,
+            count,
+            end: abs + bytes.len() as u64,
+        }
+    }
 }
 
 impl<B: BufRead> Checked<B> {
@@ -436,7 +476,9 @@ impl<B: BufRead> Checked<B> {
                 carry_at: 0,
             },
             lines: Some(Lines {
-                newlines: VecDeque::new(),
+                pieces: VecDeque::new(),
+                kept: 0,
+                fed: 0,
                 newline_total: base_newlines,
                 fed_to: base,
             }),
@@ -493,37 +535,51 @@ impl Lines {
     /// are skipped, so a piece may be fed twice).
     pub(crate) fn feed(&mut self, abs: u64, bytes: &[u8]) {
         let skip = self.fed_to.saturating_sub(abs).min(bytes.len() as u64) as usize;
-        let from = abs + skip as u64;
-        // memchr skips the bytes between newlines with SIMD instead of testing each one.
-        for i in memchr::memchr_iter(b'\n', &bytes[skip..]) {
-            if self.newlines.len() == NEWLINE_HISTORY {
-                self.newlines.pop_front();
-            }
-            self.newlines.push_back(from + i as u64);
-            self.newline_total += 1;
+        self.add(Newlines::find(abs + skip as u64, &bytes[skip..]));
+    }
+
+    /// Notes the newlines found in the next piece (the bytes from `fed_to` on).
+    pub(crate) fn add(&mut self, piece: Newlines) {
+        self.fed += piece.count;
+        self.newline_total += piece.count;
+        self.fed_to = self.fed_to.max(piece.end);
+        if piece.at.is_empty() {
+            return;
         }
-        self.fed_to = self.fed_to.max(abs + bytes.len() as u64);
+        self.kept += piece.at.len();
+        self.pieces.push_back(piece);
+        // Drop the oldest piece while the newer ones hold the whole history.
+        while let Some(old) = self.pieces.front() {
+            if self.kept - old.at.len() < NEWLINE_HISTORY {
+                break;
+            }
+            self.kept -= old.at.len();
+            self.pieces.pop_front();
+        }
+    }
+
+    /// The last `NEWLINE_HISTORY` newlines fed (or all, if fewer), newest first.
+    fn history(&self) -> impl Iterator<Item = u64> + '_ {
+        self.pieces
+            .iter()
+            .rev()
+            .flat_map(|p| p.at.iter().rev().copied())
+            .take(NEWLINE_HISTORY)
     }
 
     /// "line L, column C (byte N)" for an absolute offset at or before what was fed.
     pub(crate) fn locate(&self, offset: u64) -> String {
-        let after = self
-            .newlines
-            .iter()
-            .rev()
-            .take_while(|p| **p >= offset)
-            .count() as u64;
-        let known_all = self.newlines.len() < NEWLINE_HISTORY;
-        let before_in_history = self.newlines.len() as u64 - after;
+        let held = self.fed.min(NEWLINE_HISTORY as u64);
+        let after = self.history().take_while(|p| *p >= offset).count() as u64;
+        let known_all = self.fed < NEWLINE_HISTORY as u64;
+        let before_in_history = held - after;
         if !known_all && before_in_history == 0 {
             return format!("byte {offset}");
         }
         let line = self.newline_total - after + 1;
         let line_start = self
-            .newlines
-            .iter()
-            .rev()
-            .find(|p| **p < offset)
+            .history()
+            .find(|p| *p < offset)
             .map(|p| p + 1)
             .unwrap_or(0);
         let col = offset.saturating_sub(line_start) + 1;
@@ -785,6 +841,78 @@ mod json_string_tests {
                 Ok(()),
                 "escaped quotes end nothing: chunk {chunk}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod lines_tests {
+    use super::{Lines, Newlines, NEWLINE_HISTORY};
+    use std::collections::VecDeque;
+
+    /// What `locate` says, worked out from the whole text: the line and column, or the bare
+    /// offset when the line's start is older than the last `NEWLINE_HISTORY` newlines.
+    fn expected(text: &[u8], fed_to: usize, base_newlines: u64, offset: usize) -> String {
+        let newlines: Vec<usize> = (0..fed_to).filter(|i| text[*i] == b'\n').collect();
+        let before = newlines.iter().filter(|p| **p < offset).count();
+        let history = newlines.len().min(NEWLINE_HISTORY);
+        let in_history = before.saturating_sub(newlines.len() - history);
+        if newlines.len() >= NEWLINE_HISTORY && in_history == 0 {
+            return format!("byte {offset}");
+        }
+        let start = if before > 0 {
+            newlines[before - 1] + 1
+        } else {
+            0
+        };
+        let line = base_newlines + before as u64 + 1;
+        format!("line {line}, column {} (byte {offset})", offset - start + 1)
+    }
+
+    #[test]
+    fn newlines_found_ahead_locate_as_bytes_fed_do() {
+        // Runs of short and long lines, and pieces holding more newlines than the history.
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mut text = Vec::new();
+        while text.len() < 200_000 {
+            let (lines, longest) = if next(2) == 0 { (20, 300) } else { (20_000, 3) };
+            for _ in 0..lines {
+                text.extend(std::iter::repeat_n(b'a', next(longest) as usize));
+                text.push(b'\n');
+            }
+        }
+        let fresh = || Lines {
+            pieces: VecDeque::new(),
+            kept: 0,
+            fed: 0,
+            newline_total: 7,
+            fed_to: 0,
+        };
+        let (mut fed, mut added) = (fresh(), fresh());
+        let mut at = 0;
+        while at < text.len() {
+            let most = if next(3) == 0 { 40_000 } else { 900 };
+            let n = (1 + next(most)) as usize;
+            let end = text.len().min(at + n);
+            // Fed twice in part, as `Checked` may: what was fed before is skipped.
+            fed.feed(
+                at.saturating_sub(5) as u64,
+                &text[at.saturating_sub(5)..end],
+            );
+            added.add(Newlines::find(at as u64, &text[at..end]));
+            at = end;
+            for _ in 0..5 {
+                let offset = at - next(at.min(60_000) as u64 + 1) as usize;
+                let want = expected(&text, at, 7, offset);
+                assert_eq!(fed.locate(offset as u64), want, "fed, to {at}");
+                assert_eq!(added.locate(offset as u64), want, "added, to {at}");
+            }
         }
     }
 }

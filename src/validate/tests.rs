@@ -1222,6 +1222,52 @@ fn a_big_report_read_ahead_gets_the_verdict_reason_and_line_of_reading_inline() 
     assert_eq!(e.kind(), io::ErrorKind::ConnectionReset);
 }
 
+/// Read ahead, the parser takes whole chunks as its buffer, with the unread end of its old
+/// buffer moved in front: tags longer than that room, cut by a chunk's start at every few
+/// bytes, a non-ASCII byte in a document declared US-ASCII, and errors after them, decide as
+/// reading inline does.
+#[test]
+fn chunks_taken_whole_decide_as_reading_inline() {
+    let doc = big_nmap(1 << 20);
+    let at = doc.find("<host ").expect("a host") + (600 << 10);
+    let at = doc[at..].find("<host ").expect("a host") + at;
+    let long = format!("<x a=\"{}\"/>", "y".repeat(20_000));
+    let cap = 64 * 1024;
+    for shift in (0..30_000).step_by(997) {
+        // The long tag where a read of 64 KiB ends inside it, at a different place each time.
+        let mut d = doc.clone();
+        d.insert_str(at, &" ".repeat(shift));
+        d.insert_str(at + shift, &long);
+        same_ahead_and_inline(d.as_bytes(), cap, &format!("long tag at {shift}"));
+        let mut bad = d.clone().into_bytes();
+        let end = at + shift + long.len() + 100;
+        let gt = end + bad[end..].iter().position(|b| *b == b'>').expect("a tag");
+        bad[gt] = b'<';
+        same_ahead_and_inline(&bad, cap, &format!("long tag at {shift}, bad tag after"));
+    }
+    let ascii: String = doc
+        .replacen("encoding=\"UTF-8\"", "encoding=\"US-ASCII\"", 1)
+        .chars()
+        .map(|c| if c.is_ascii() { c } else { '?' })
+        .collect();
+    assert!(
+        ascii.contains("US-ASCII"),
+        "the fixture declares its encoding"
+    );
+    for k in [300_000, 700_000, 900_001] {
+        let mut d = ascii.clone();
+        let i = d[k..].find('>').expect("a tag") + k + 1;
+        d.insert(i, 'é');
+        same_ahead_and_inline(d.as_bytes(), cap, &format!("not ASCII at {i}"));
+        let v = tuned(d.as_bytes(), cap, 0).expect("no I/O error");
+        assert_kind(
+            &v,
+            RejectKind::Malformed,
+            &format!("(byte {i}) is not ASCII"),
+        );
+    }
+}
+
 /// An independent review's sweeps: read ahead from several points vs inline, at the read size
 /// `REVIEW_CAP` (64 KiB by default).
 mod review {

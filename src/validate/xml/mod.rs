@@ -1,4 +1,5 @@
-//! A standalone, streaming XML pull parser: `XmlPull` turns a `BufRead` into `Node` events
+//! A standalone, streaming XML pull parser: `XmlPull` turns a `BufRead` (a `Source`, which
+//! may hand its blocks over whole instead of having them copied) into `Node` events
 //! (start tag, end, text, end of document) and stops at the first well-formedness problem or
 //! hardening refusal with an `XmlError` (a byte offset and a typed `ErrorKind`). It imports
 //! nothing of the crate, not even the validator above it, which reads the events and words
@@ -17,5 +18,5 @@ mod tag;
 mod tests;
 
 pub(crate) use error::{AttrProblem, ErrorKind, XmlError};
-pub(crate) use pull::{Node, XmlPull, MAX_MARKUP};
+pub(crate) use pull::{Node, Source, XmlPull, MAX_MARKUP};
 pub(crate) use tag::Tag;

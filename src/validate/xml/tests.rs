@@ -5,12 +5,12 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::error::{AttrProblem, Construct, DeclProblem, DoctypeProblem, ErrorKind, Prior};
-use super::pull::{Node, XmlPull, MAX_DEPTH};
+use super::pull::{Node, Source, XmlPull, MAX_DEPTH};
 use super::XmlError;
 
 /// The events as strings: `<name@depth [raw tag]`, `/@depth`, `T@depth text` (consecutive
 /// pieces at one depth joined, since where text is cut depends on the reads), `EOF`.
-fn events_of<R: BufRead>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError> {
+fn events_of<R: Source>(pull: &mut XmlPull<R>) -> Result<Vec<String>, XmlError> {
     let mut out: Vec<String> = Vec::new();
     loop {
         match pull.next()? {
@@ -66,6 +66,8 @@ impl Read for Split<'_> {
     }
 }
 
+impl Source for Split<'_> {}
+
 impl BufRead for Split<'_> {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
         let end = if self.pos < self.cut {
@@ -82,7 +84,7 @@ impl BufRead for Split<'_> {
 }
 
 /// The outcome (events or error, with its offset) as one comparable string.
-fn outcome<R: BufRead>(r: R) -> String {
+fn outcome<R: Source>(r: R) -> String {
     match events_of(&mut XmlPull::new(r)) {
         Ok(ev) => ev.join("\n"),
         Err(e) => format!("{:?} at {}", e.kind, e.at),
@@ -495,6 +497,59 @@ fn cutting_the_input_changes_nothing() {
                 outcome(BufReader::with_capacity(cap, &doc[..])),
                 whole,
                 "{:?} read {cap} bytes at a time",
+                String::from_utf8_lossy(doc)
+            );
+        }
+    }
+}
+
+/// A parser told not to hand out text checks it all the same: the same events but the text,
+/// and the same error at the same offset, however the input is cut into reads.
+#[test]
+fn text_not_handed_out_is_checked_all_the_same() {
+    let mut docs: Vec<&[u8]> = vec![DOC.as_bytes()];
+    docs.extend((0..DOC.len()).step_by(5).map(|n| &DOC.as_bytes()[..n]));
+    docs.extend(
+        [
+            "<a>1 < 2</a>",
+            "<a>x]]>y</a>",
+            "<a>x]]</a>",
+            "<a>&lol;</a>",
+            "<a>t &#0;</a>",
+            "<a>x & y</a>",
+            "<a>&amp</a>",
+            "<a>&lt;&#x10FFFF;&#1114112;</a>",
+            "x<a/>",
+            "&amp;<a/>",
+            "<a/>x",
+            "<a/>&lt;",
+            "<a/><![CDATA[x]]>",
+            "<a><![CDATA[x]]></a>y",
+            "<a>&#233;</b>",
+        ]
+        .map(str::as_bytes),
+    );
+    let without_text = |r: Split| {
+        let mut pull = XmlPull::new(r);
+        pull.hand_text(false);
+        match events_of(&mut pull) {
+            Ok(ev) => ev.join("\n"),
+            Err(e) => format!("{:?} at {}", e.kind, e.at),
+        }
+    };
+    for doc in docs {
+        let whole = outcome(doc);
+        let expected: Vec<&str> = whole.lines().filter(|l| !l.starts_with("T@")).collect();
+        for cut in 0..=doc.len() {
+            let split = Split {
+                data: doc,
+                cut,
+                pos: 0,
+            };
+            assert_eq!(
+                without_text(split),
+                expected.join("\n"),
+                "{:?} cut at {cut}",
                 String::from_utf8_lossy(doc)
             );
         }

@@ -19,6 +19,7 @@ mod prolog;
 
 use std::borrow::Cow;
 use std::io::{self, BufRead};
+use std::ops::Range;
 
 use super::chars::{is_name_start, is_ws, reference, Ref, RefText};
 use super::error::{Construct, ErrorKind, Prior, XmlError};
@@ -34,6 +35,29 @@ pub const MAX_DEPTH: usize = 4096;
 pub const MAX_MARKUP: usize = 8 * 1024 * 1024;
 /// The buffer's usual size, and what one refill tries to read.
 const BLOCK: usize = 256 * 1024;
+
+/// What the parser reads: any `BufRead`. A reader whose bytes come in owned blocks with room
+/// before them can hand a block over whole (`swap_block`) instead of having it copied.
+pub trait Source: BufRead {
+    /// Hands over the bytes `fill_buf` would return next by swapping buffers, if this reader
+    /// can: it moves `buf[keep]` into the room before those bytes, swaps its block with `buf`
+    /// (keeping the old buffer to reuse), counts the block consumed, and says where the kept
+    /// bytes start now (`buf` ends with the block's last byte). `None`, with nothing changed,
+    /// when it cannot; the bytes (or the end, or an error) are then read with `fill_buf`.
+    fn swap_block(&mut self, _buf: &mut Vec<u8>, _keep: Range<usize>) -> Option<usize> {
+        None
+    }
+}
+
+impl Source for &[u8] {}
+
+impl<R: io::Read> Source for io::BufReader<R> {}
+
+impl<S: Source + ?Sized> Source for &mut S {
+    fn swap_block(&mut self, buf: &mut Vec<u8>, keep: Range<usize>) -> Option<usize> {
+        (**self).swap_block(buf, keep)
+    }
+}
 
 /// One event of the document.
 pub enum Node<'b> {
@@ -84,7 +108,7 @@ enum Mode {
 }
 
 /// The parser over a reader `R` (pass `&mut reader` to keep the reader).
-pub struct XmlPull<R: BufRead> {
+pub struct XmlPull<R: Source> {
     input: R,
     /// Unread input is `buf[pos..end]`; `buf.len()` is the capacity in use.
     buf: Vec<u8>,
@@ -115,9 +139,11 @@ pub struct XmlPull<R: BufRead> {
     pending: Option<XmlError>,
     /// What the reference in text being handed out stands for.
     lossy: String,
+    /// Text is handed out (`Node::Text`); when not, it is checked all the same, and skipped.
+    hand_text: bool,
 }
 
-impl<R: BufRead> XmlPull<R> {
+impl<R: Source> XmlPull<R> {
     /// A parser for the document `input` holds from its first byte, with the `MAX_MARKUP` and
     /// `MAX_DEPTH` limits.
     pub fn new(input: R) -> Self {
@@ -143,6 +169,7 @@ impl<R: BufRead> XmlPull<R> {
             ascii_only: false,
             pending: None,
             lossy: String::new(),
+            hand_text: true,
         }
     }
 
@@ -160,6 +187,13 @@ impl<R: BufRead> XmlPull<R> {
         self.base = base;
         self.doc_start = doc_start;
         self
+    }
+
+    /// Whether text is handed out (it is unless told otherwise): a user that never looks at
+    /// text gets no `Node::Text`, and what a reference stands for is not worked out. The text
+    /// is checked all the same, so the same errors come at the same places.
+    pub fn hand_text(&mut self, hand: bool) {
+        self.hand_text = hand;
     }
 
     /// The reader, e.g. to ask it where a line starts.
@@ -217,6 +251,19 @@ impl<R: BufRead> XmlPull<R> {
             };
         }
         let unread = self.end - self.pos;
+        // A reader that can hand its next block over whole spares copying it.
+        if let Some(start) = self.input.swap_block(&mut self.buf, self.pos..self.end) {
+            self.base = self.base + self.pos as u64 - start as u64;
+            let from = start + unread;
+            self.pos = start;
+            self.end = self.buf.len();
+            if self.ascii_only {
+                if let Some(i) = self.buf[from..self.end].iter().position(|b| !b.is_ascii()) {
+                    self.not_ascii(from + i);
+                }
+            }
+            return Ok(true);
+        }
         let need = want.max(unread + BLOCK / 2);
         // A large tag is behind us: give its memory back.
         let shrink = self.buf.len() > 4 * BLOCK && need <= 2 * BLOCK;
@@ -294,8 +341,8 @@ impl<R: BufRead> XmlPull<R> {
                     continue;
                 }
                 Mode::Cdata(start) => match self.cdata(start)? {
-                    Some((from, to)) => return Ok(self.text_node(from, to)),
-                    None => continue,
+                    Some((from, to)) if self.hand_text => return Ok(self.text_node(from, to)),
+                    _ => continue,
                 },
             }
             if self.buf[self.pos] != b'<' {
@@ -313,8 +360,8 @@ impl<R: BufRead> XmlPull<R> {
                     continue;
                 }
                 match self.text()? {
-                    Some((from, to)) => return Ok(self.text_node(from, to)),
-                    None => continue,
+                    Some((from, to)) if self.hand_text => return Ok(self.text_node(from, to)),
+                    _ => continue,
                 }
             }
             // Markup: at least the two bytes that say which kind.
@@ -479,6 +526,9 @@ impl<R: BufRead> XmlPull<R> {
         match reference(&self.buf[start + 1..self.end]) {
             Ref::Ok { len, text } => {
                 self.pos = start + 1 + len;
+                if !self.hand_text {
+                    return Ok(None);
+                }
                 self.lossy.clear();
                 match text {
                     RefText::Static(s) => self.lossy.push_str(s),

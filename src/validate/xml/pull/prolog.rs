@@ -2,15 +2,13 @@
 //! streamed by the parser), the DOCTYPE (checked, never read: an internal subset is refused),
 //! processing instructions and the XML declaration, with the rules on where each may stand.
 
-use std::io::BufRead;
-
 // Through the parent's imports: the parser's own parts, nothing from outside `xml`.
 use super::{
-    doctype_body, is_ws, name_at, pseudo_attrs, Construct, ErrorKind, Mode, Prior, XmlError,
-    XmlPull,
+    doctype_body, is_ws, name_at, pseudo_attrs, Construct, ErrorKind, Mode, Prior, Source,
+    XmlError, XmlPull,
 };
 
-impl<R: BufRead> XmlPull<R> {
+impl<R: Source> XmlPull<R> {
     /// `<!`: a comment, a CDATA section or a DOCTYPE.
     pub(super) fn bang(&mut self) -> Result<(), XmlError> {
         let start = self.pos;
