@@ -355,11 +355,13 @@ impl Admission {
     }
 
     /// Paused for room until the state file system says otherwise (not until some file
-    /// happens to be decided without needing any).
+    /// happens to be decided without needing any). A file that could not be admitted for now
+    /// says nothing about room: its copy failing for want of space has just given back what it
+    /// took, which would end the pause for a moment only to start it again.
     fn room_again(&self, result: &Admitted) {
         let mut said = self.said();
         if said.room_paused
-            && !matches!(result, Admitted::NoRoom { .. })
+            && !matches!(result, Admitted::NoRoom { .. } | Admitted::NotYet { .. })
             && self.admitter.has_room()
         {
             said.room_paused = false;

@@ -423,11 +423,12 @@ impl Spool {
     /// of two per file. Every copy leaves first, durably, and only then its metadata file, if
     /// it has one: `queue/` never holds a copy without its record (an entry a crash leaves
     /// with metadata only is an orphan that the next start removes). One result per entry, in
-    /// order.
+    /// order. `recorded`: the batch's ledger lines are durable.
     pub fn finish_all(
         &self,
         entries: &[&QueuedEntry],
         archive: bool,
+        recorded: bool,
     ) -> Vec<io::Result<Option<PathBuf>>> {
         let day = archive.then(|| self.layout.archive.join(&now_rfc3339()[..10]));
         let mut out: Vec<io::Result<Option<PathBuf>>> = entries
@@ -448,12 +449,14 @@ impl Spool {
                 })()
             })
             .collect();
-        // Deleted copies whose records were on them need no fsync: one a crash brings back is
-        // whole with its record, and the ledger clears it unsent.
-        let record_files = entries
-            .iter()
-            .zip(&out)
-            .any(|(e, r)| r.is_ok() && e.meta_path.is_some());
+        // Deleted copies whose records were on them need no fsync when the ledger has the
+        // batch: one a crash brings back is whole with its record, and the ledger clears it
+        // unsent. Without the ledger's lines the deletion itself must hold.
+        let record_files = !recorded
+            || entries
+                .iter()
+                .zip(&out)
+                .any(|(e, r)| r.is_ok() && e.meta_path.is_some());
         let synced = match (&day, out.iter().any(|r| r.is_ok())) {
             (_, false) => Ok(()),
             (Some(dir), true) => {

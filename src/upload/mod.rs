@@ -804,6 +804,7 @@ impl Uploader {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .compact_if_due();
+        let recorded = synced.is_ok();
         if let Err(e) = synced {
             // The uploads happened; at worst they are repeated after a restart (at-least-once).
             for a in &batch {
@@ -811,9 +812,11 @@ impl Uploader {
             }
         }
         let entries: Vec<&QueuedEntry> = batch.iter().map(|a| &a.entry).collect();
-        let moved = self
-            .spool
-            .finish_all(&entries, self.after_upload == AfterUpload::Archive);
+        let moved = self.spool.finish_all(
+            &entries,
+            self.after_upload == AfterUpload::Archive,
+            recorded,
+        );
         let mut done = Vec::with_capacity(batch.len());
         for (a, moved) in batch.into_iter().zip(moved) {
             let (entry, source_id, result_id) = (a.entry, a.source_id, a.result_id);

@@ -306,7 +306,7 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
                     let _ = spare.try_send(old);
                     self.pos = ROOM;
                     if let Some(lines) = self.lines.as_mut() {
-                        lines.add(newlines);
+                        lines.add_found(self.received_to, &self.chunk[ROOM..], newlines);
                     }
                     self.received_to += (self.chunk.len() - ROOM) as u64;
                 }
@@ -344,6 +344,12 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Source for Ahead<'scope, 'env, B>
         }
         // What was consumed of the chunk is room too.
         let start = self.pos.checked_sub(keep.len())?;
+        // The chunk's first byte must lie at or after the file's (the parser's offsets are
+        // counted from there): not so only for a thread started near the start of a file.
+        let at_pos = self.received_to - (self.chunk.len() - self.pos) as u64;
+        if at_pos < self.pos as u64 {
+            return None;
+        }
         self.chunk[start..self.pos].copy_from_slice(&buf[keep]);
         std::mem::swap(&mut self.chunk, buf);
         // All of the chunk is consumed: the next read takes the next one (and hands this

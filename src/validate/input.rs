@@ -538,6 +538,18 @@ impl Lines {
         self.add(Newlines::find(abs + skip as u64, &bytes[skip..]));
     }
 
+    /// Notes the newlines of `bytes` (at absolute offset `abs`), found already as `piece`.
+    /// A piece that starts before what was fed (the first chunk read ahead is the rest of a read
+    /// the parser had taken in part, inline, whose newlines were all counted then) has its new
+    /// part searched again instead, so no newline is counted twice.
+    pub(crate) fn add_found(&mut self, abs: u64, bytes: &[u8], piece: Newlines) {
+        if abs < self.fed_to {
+            self.feed(abs, bytes);
+        } else {
+            self.add(piece);
+        }
+    }
+
     /// Notes the newlines found in the next piece (the bytes from `fed_to` on).
     pub(crate) fn add(&mut self, piece: Newlines) {
         self.fed += piece.count;
