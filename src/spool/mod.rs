@@ -452,7 +452,7 @@ impl Spool {
         // Deleted copies whose records were on them need no fsync when the ledger has the
         // batch: one a crash brings back is whole with its record, and the ledger clears it
         // unsent. Without the ledger's lines the deletion itself must hold.
-        let record_files = !recorded
+        let sync_queue = !recorded
             || entries
                 .iter()
                 .zip(&out)
@@ -462,7 +462,7 @@ impl Spool {
             (Some(dir), true) => {
                 fsutil::sync_dir(dir).and_then(|()| fsutil::sync_dir(&self.layout.queue))
             }
-            (None, true) if !record_files => Ok(()),
+            (None, true) if !sync_queue => Ok(()),
             (None, true) => fsutil::sync_dir(&self.layout.queue),
         };
         if let Err(e) = synced {

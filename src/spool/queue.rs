@@ -521,13 +521,14 @@ pub fn load_all(queue: &Path) -> io::Result<Loaded> {
 /// attribute belongs to the copy's inode and cannot describe another file. `Err` says why there
 /// is no record to use; `true` beside the record when it came from the file.
 fn read_record(data_path: &Path, meta_path: &Path) -> Result<(EntryMeta, bool), String> {
-    let (bytes, from) = match record_attribute(data_path) {
+    let (bytes, from, in_file) = match record_attribute(data_path) {
         Ok(Some(bytes)) => (
             bytes,
             format!("(attribute {META_XATTR} of {})", data_path.display()),
+            false,
         ),
         Ok(None) => match fs::read(meta_path) {
-            Ok(bytes) => (bytes, meta_path.display().to_string()),
+            Ok(bytes) => (bytes, meta_path.display().to_string(), true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(
                     "found in queue/ without its metadata (copied in by hand, or by a \
@@ -548,7 +549,6 @@ fn read_record(data_path: &Path, meta_path: &Path) -> Result<(EntryMeta, bool), 
             ))
         }
     };
-    let in_file = !from.starts_with("(attribute");
     serde_json::from_slice(&bytes)
         .map(|meta| (meta, in_file))
         .map_err(|e| format!("its metadata {from} is unreadable: {e}"))
@@ -714,10 +714,8 @@ mod tests {
 
     #[test]
     fn a_record_on_the_copy_is_one_file_and_outranks_a_leftover_metadata_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("queue");
-        fs::create_dir(&queue).unwrap();
-        let e = queue_one(&queue, &dir.path().join("d"), "copy", true);
+        let (_dir, queue, data) = scratch();
+        let e = queue_one(&queue, &data, "copy", true);
         let names: Vec<_> = fs::read_dir(&queue)
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -758,16 +756,22 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_copy_without_a_record_is_not_changed_to_get_a_record_file() {
-        // A job's output the agent may not change (read-only for a user that is not root;
-        // immutable here, which stops root too) gets its record in a file: nothing is asked
-        // of the copy itself.
+    /// A scratch directory with an empty `queue/` and a copy `d` holding "copy".
+    fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let queue = dir.path().join("queue");
         fs::create_dir(&queue).unwrap();
         let data = dir.path().join("d");
         fs::write(&data, "copy").unwrap();
+        (dir, queue, data)
+    }
+
+    #[test]
+    fn a_copy_without_a_record_is_not_changed_to_get_a_record_file() {
+        // A job's output the agent may not change (read-only for a user that is not root;
+        // immutable here, which stops root too) gets its record in a file: nothing is asked
+        // of the copy itself.
+        let (_dir, queue, data) = scratch();
         let f = fs::File::open(&data).unwrap();
         let flags = rustix::fs::ioctl_getflags(&f).unwrap();
         if let Err(e) = rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::IMMUTABLE) {
@@ -789,11 +793,7 @@ mod tests {
     fn a_record_in_a_file_replaces_one_the_copy_carried_before() {
         // A copy that was queued with its record on it, then refused (moved to failed/ as it
         // is), is queued again with a record file: the old attribute must not speak for it.
-        let dir = tempfile::tempdir().unwrap();
-        let queue = dir.path().join("queue");
-        fs::create_dir(&queue).unwrap();
-        let data = dir.path().join("d");
-        fs::write(&data, "copy").unwrap();
+        let (_dir, queue, data) = scratch();
         let stale = EntryMeta {
             file: Validated {
                 size: 99,
