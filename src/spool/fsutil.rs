@@ -31,6 +31,9 @@ pub fn temp_name() -> String {
 
 /// Open a new private (0600) temporary file in `dir`.
 pub fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
+    if let Some(made) = create_unnamed_then_link(dir) {
+        return Ok(made);
+    }
     for _ in 0..100 {
         let path = dir.join(temp_name());
         match OpenOptions::new()
@@ -45,6 +48,57 @@ pub fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
         }
     }
     Err(io::Error::other("could not create a temporary file"))
+}
+
+/// Whether `O_TMPFILE` and a link through `/proc/self/fd` can work in this process (until
+/// either is refused as unsupported); then [`create_temp`] creates by name only.
+static UNNAMED_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// [`create_temp`] by an unnamed file (`O_TMPFILE`) linked into `dir` under a temporary name:
+/// the file system allocates the inode without holding `dir`'s lock, which creating it by
+/// name holds throughout. Where that allocation is slow (ext4 without a journal steps over
+/// every inode freed in the last 30 s) creations by name queue behind each other on the lock;
+/// unnamed, they proceed side by side and only the link takes the lock, briefly. `None` where
+/// it cannot be done (the caller creates by name, and reports that one's error): where the
+/// file system or kernel has no `O_TMPFILE`, or `/proc` is not there, never again in this
+/// process.
+fn create_unnamed_then_link(dir: &Path) -> Option<(File, PathBuf)> {
+    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+    use rustix::io::Errno;
+    use std::sync::atomic::Ordering;
+    if !UNNAMED_WORKS.load(Ordering::Relaxed) {
+        return None;
+    }
+    let unsupported = |e: Errno| {
+        if matches!(
+            e,
+            Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT | Errno::NOSYS
+        ) {
+            UNNAMED_WORKS.store(false, Ordering::Relaxed);
+        }
+        None
+    };
+    let fd = match rustix::fs::open(
+        dir,
+        OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) {
+        Ok(fd) => fd,
+        // No such directory is the caller's error to report, not a missing feature.
+        Err(Errno::NOENT) => return None,
+        Err(e) => return unsupported(e),
+    };
+    let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+    for _ in 0..100 {
+        let path = dir.join(temp_name());
+        match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, &path, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => return Some((File::from(fd), path)),
+            Err(Errno::EXIST) => continue,
+            // ENOENT here: /proc/self/fd is not there.
+            Err(e) => return unsupported(e),
+        }
+    }
+    None
 }
 
 /// Atomically replace `path` with `bytes` (temp file, fsync, rename, fsync directory).
@@ -357,6 +411,37 @@ pub fn now_rfc3339() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unnamed_temporary_file_gets_one_private_name_and_is_written_through_its_handle() {
+        use std::io::Write;
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        // The test directory's file system (ext4 or tmpfs here and in CI) has O_TMPFILE.
+        let (mut f, path) = create_unnamed_then_link(d.path()).expect("made unnamed, then linked");
+        assert_eq!(path.parent(), Some(d.path()));
+        assert!(path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(TMP_PREFIX));
+        f.write_all(b"report").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"report");
+        let m = fs::metadata(&path).unwrap();
+        assert_eq!(m.nlink(), 1, "one name, no other link left behind");
+        assert_eq!(m.mode() & 0o077, 0, "private: {:o}", m.mode());
+        // A second one gets its own name; the directory holds exactly the two.
+        let (_, other) = create_temp(d.path()).unwrap();
+        assert_ne!(other, path);
+        assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
+        // Where the directory is gone, nothing is made, and creating by name reports why.
+        let gone = d.path().join("gone");
+        assert!(create_unnamed_then_link(&gone).is_none());
+        assert_eq!(
+            create_temp(&gone).unwrap_err().kind(),
+            io::ErrorKind::NotFound
+        );
+    }
 
     #[test]
     fn unique_name_adds_a_counter_before_the_extension() {
