@@ -12,14 +12,22 @@
 //! however far ahead anything read. The thread finds the newlines of each piece; they are
 //! counted here as the piece is handed over, at the places reading inline counts them, so
 //! "line L, column C" is the same.
+//!
+//! For XML (`scan_tags`), the thread also scans start tags ahead when it has time to spare:
+//! while the channel is full (the parser has chunks waiting), it indexes the tags whole in the
+//! chunk in hand a step at a time, offering the chunk again after each step, and sends the
+//! index with it; a parser that is waiting gets its chunk at once. The parser looks a tag up
+//! (`Source::scanned_tag`) instead of scanning it; what it finds is its own scan's result
+//! (`xml/index.rs`), so no verdict changes.
 
+use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::ops::Range;
-use std::sync::mpsc;
+use std::sync::mpsc::{self, TrySendError};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use super::input::{read_through, Checked, Lines, Newlines, Stop};
-use super::xml::Source;
+use super::xml::{Mark, Prescan, Scanned, Source, TagIndex};
 
 /// Bytes read inline before the thread is started: a thread costs more than it saves on the
 /// small reports that are most files.
@@ -35,11 +43,41 @@ const ROOM: usize = 8 * 1024;
 /// Smaller chunks (short reads) are copied: taking them whole would leave the parser scanning
 /// a long tag again after every few bytes.
 const SWAP_AT_LEAST: usize = 2 * ROOM;
+/// While the parser has chunks waiting, the thread scans the start tags of the next one in
+/// steps of this many bytes, offering the chunk again after each.
+const PRESCAN_STEP: usize = 32 * 1024;
+/// The tag indexes kept for chunks handed over: the parser holds at most a few chunks' bytes
+/// unread (and an index dropped early only means scanning those tags itself).
+const INDEXES_KEPT: usize = 8;
 
-/// What the thread hands over: checked bytes and their newlines, or where the input ends
-/// (`None`) or why it stops (the error the checking reader returned at that point).
+/// When the thread scans the start tags of a chunk before handing it over.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum TagScan {
+    /// Never (JSON, or XML read inline).
+    Off,
+    /// While the parser has enough to do: the channel is full.
+    WhenAhead,
+    /// Tests: every chunk whole; or every chunk, indexing only every other tag found.
+    #[cfg(test)]
+    All,
+    #[cfg(test)]
+    EveryOther,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests: how XML read ahead on this thread has its tags scanned (`WhenAhead` unless set).
+    pub(crate) static TAG_SCAN: std::cell::Cell<TagScan> =
+        const { std::cell::Cell::new(TagScan::WhenAhead) };
+    /// Tests: how many start tags the parser on this thread took from an index.
+    pub(crate) static TAGS_TAKEN: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// What the thread hands over: checked bytes, their newlines and the start tags found whole
+/// in them, or where the input ends (`None`) or why it stops (the error the checking reader
+/// returned at that point).
 enum Msg {
-    Data(Vec<u8>, Newlines),
+    Data(Vec<u8>, Newlines, Vec<Mark>),
     End(Option<io::Error>),
 }
 
@@ -75,6 +113,10 @@ pub(crate) struct Ahead<'scope, 'env, B: BufRead + Send + 'scope> {
     /// out again on every later read, as `Checked` does).
     end: Option<Option<(io::ErrorKind, String)>>,
     lines: Option<Lines>,
+    /// How the thread is to scan start tags ahead, and the indexes of the chunks handed over
+    /// whose tags the parser may not have reached yet, oldest first.
+    tag_scan: TagScan,
+    indexes: VecDeque<TagIndex>,
 }
 
 /// What the reader found, as far as the parser read.
@@ -129,7 +171,20 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
             held_back: false,
             end: None,
             lines: None,
+            tag_scan: TagScan::Off,
+            indexes: VecDeque::new(),
         }
+    }
+
+    /// XML: the thread scans start tags ahead when the parser has enough to do
+    /// (`Source::scanned_tag`).
+    pub(crate) fn scan_tags(mut self) -> Self {
+        self.tag_scan = TagScan::WhenAhead;
+        #[cfg(test)]
+        {
+            self.tag_scan = TAG_SCAN.with(|t| t.get());
+        }
+        self
     }
 
     /// "line L, column C (byte N)" for an absolute offset at or before the read head.
@@ -189,11 +244,12 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> Ahead<'scope, 'env, B> {
         let (tx, chunks) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
         let (spare, spares) = mpsc::sync_channel::<Vec<u8>>(CHUNKS_IN_FLIGHT + 1);
         let at = self.received_to;
+        let tag_scan = self.tag_scan;
         let started = std::thread::Builder::new()
             .name("read-ahead".into())
             .spawn_scoped(self.scope, move || {
                 let mut checked = take.recv().ok()?;
-                read_ahead(&mut checked, at, &tx, &spares);
+                read_ahead(&mut checked, at, &tx, &spares, tag_scan);
                 Some(checked)
             });
         let Ok(thread) = started else {
@@ -245,7 +301,13 @@ fn read_ahead<B: BufRead>(
     mut at: u64,
     chunks: &mpsc::SyncSender<Msg>,
     spares: &mpsc::Receiver<Vec<u8>>,
+    tag_scan: TagScan,
 ) {
+    let mut prescan = Prescan::default();
+    #[cfg(test)]
+    {
+        prescan.every_other = tag_scan == TagScan::EveryOther;
+    }
     loop {
         let msg = match checked.fill_buf() {
             Ok([]) => Msg::End(None),
@@ -268,14 +330,49 @@ fn read_ahead<B: BufRead>(
                 let newlines = Newlines::find(at, buf);
                 checked.consume(n);
                 at += n as u64;
-                Msg::Data(chunk, newlines)
+                Msg::Data(chunk, newlines, Vec::new())
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => Msg::End(Some(e)),
         };
         let last = matches!(msg, Msg::End(_));
-        if chunks.send(msg).is_err() || last {
+        if hand_over(chunks, msg, tag_scan, &mut prescan).is_err() || last {
             return;
+        }
+    }
+}
+
+/// Sends `msg`; while the channel is full (the parser has chunks waiting), scans the start
+/// tags of a chunk's bytes a step at a time first. `Err` once the parser hung up.
+fn hand_over(
+    chunks: &mpsc::SyncSender<Msg>,
+    mut msg: Msg,
+    tag_scan: TagScan,
+    prescan: &mut Prescan,
+) -> Result<(), ()> {
+    prescan.reset();
+    let step = match tag_scan {
+        TagScan::Off => return chunks.send(msg).map_err(drop),
+        TagScan::WhenAhead => PRESCAN_STEP,
+        #[cfg(test)]
+        TagScan::All | TagScan::EveryOther => usize::MAX,
+    };
+    if step == usize::MAX {
+        if let Msg::Data(chunk, _, marks) = &mut msg {
+            prescan.step(&chunk[ROOM..], step, marks);
+        }
+    }
+    loop {
+        msg = match chunks.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(TrySendError::Disconnected(_)) => return Err(()),
+            Err(TrySendError::Full(msg)) => msg,
+        };
+        match &mut msg {
+            Msg::Data(chunk, _, marks) if !prescan.done(&chunk[ROOM..]) => {
+                prescan.step(&chunk[ROOM..], step, marks);
+            }
+            _ => return chunks.send(msg).map_err(drop),
         }
     }
 }
@@ -301,10 +398,18 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
                 return Ok(&[]);
             };
             match chunks.recv() {
-                Ok(Msg::Data(next, newlines)) => {
+                Ok(Msg::Data(next, newlines, marks)) => {
                     let old = std::mem::replace(&mut self.chunk, next);
                     let _ = spare.try_send(old);
                     self.pos = ROOM;
+                    if !marks.is_empty() {
+                        if self.indexes.len() == INDEXES_KEPT {
+                            self.indexes.pop_front();
+                        }
+                        let len = self.chunk.len() - ROOM;
+                        self.indexes
+                            .push_back(TagIndex::new(self.received_to, len, marks));
+                    }
                     if let Some(lines) = self.lines.as_mut() {
                         lines.add_found(self.received_to, &self.chunk[ROOM..], newlines);
                     }
@@ -332,6 +437,21 @@ impl<'scope, 'env, B: BufRead + Send + 'scope> BufRead for Ahead<'scope, 'env, B
 }
 
 impl<'scope, 'env, B: BufRead + Send + 'scope> Source for Ahead<'scope, 'env, B> {
+    /// From the indexes of the chunks handed over; those the parser has passed are dropped.
+    #[inline]
+    fn scanned_tag(&mut self, at: u64) -> Option<Scanned> {
+        while let Some(index) = self.indexes.front_mut() {
+            if !index.passed(at) {
+                let found = index.take(at);
+                #[cfg(test)]
+                TAGS_TAKEN.with(|n| n.set(n.get() + u64::from(found.is_some())));
+                return found;
+            }
+            self.indexes.pop_front();
+        }
+        None
+    }
+
     /// A whole chunk of the thread's, once it reads ahead: the parser's buffer comes back as a
     /// spare for the thread.
     fn swap_block(&mut self, buf: &mut Vec<u8>, keep: Range<usize>) -> Option<usize> {

@@ -1,5 +1,6 @@
 //! Tests for `validate`: the shared samples with their expected verdicts, and small inline
-//! fixtures for each rule (truncation at every offset, hardening, hints, I/O errors).
+//! fixtures for each rule (truncation at every offset, hardening, hints, I/O errors), and that
+//! reading ahead (with start tags scanned ahead or not) changes no verdict.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::Path;
@@ -1307,6 +1308,110 @@ fn chunks_taken_whole_decide_as_reading_inline() {
             &format!("(byte {i}) is not ASCII"),
         );
     }
+}
+
+/// Start tags scanned ahead by the reading thread (every chunk whole, every other tag of each,
+/// or as the parser leaves it time) decide as reading inline: a report of 4.5 MiB with, at
+/// places past where the thread starts, a bad attribute, a repeated key, a tag over the limit
+/// on tags, and a comment, CDATA and a PI holding tag-like text (good and broken "tags" the
+/// parser must not take for tags), alone and with a bad tag after them. Read in pieces of 8 KiB
+/// (copied into the parser's buffer, several indexes pending) and of 256 KiB (taken whole).
+#[test]
+fn tags_scanned_ahead_decide_as_reading_inline() {
+    use ahead::{TagScan, TAGS_TAKEN, TAG_SCAN};
+    const LIMIT: usize = 4096;
+    let doc = big_nmap(9 << 19); // 4.5 MiB: the thread starts at 4 MiB
+    let run = |bytes: &[u8], cap: usize, after: u64, scan: TagScan| {
+        TAG_SCAN.with(|t| t.set(scan));
+        let v = validate_tuned(
+            BufReader::with_capacity(cap, bytes),
+            &Hints::default(),
+            LIMIT,
+            after,
+        );
+        TAG_SCAN.with(|t| t.set(TagScan::WhenAhead));
+        v.expect("no I/O error")
+    };
+    let lookalikes = "<!-- <host a=\"1\" a=\"2\"> <y b=\"<\"/> <z c=\"d\"/> <w e=\"&bad;\"> -->\
+                      <?pi <port x=\"1\"/> <v a=\"b\"c=\"d\">?>";
+    let cdata = "<![CDATA[<port protocol=\"tcp\"> <q r=\"1\" r=\"2\"/> <s t=\"u\"/>]]>";
+    let oversized = format!("<x a=\"{}\"/>", "y".repeat(LIMIT + 100));
+    type Damage = fn(&mut String, usize, &str, &str, &str);
+    let damages: [(&str, Damage); 6] = [
+        ("bad attribute", |d, at, _, _, _| {
+            let i = d[at..].find("<port protocol=\"tcp\"").expect("a port") + at;
+            d.replace_range(i + 16..i + 19, "t<p");
+        }),
+        ("repeated key", |d, at, _, _, _| {
+            let i = d[at..].find("<service name=\"ssh\"").expect("a service") + at;
+            d.insert_str(i + 19, " name=\"x\"");
+        }),
+        ("tag over the limit", |d, at, _, _, big| {
+            let i = d[at..].find("<port ").expect("a port") + at;
+            d.insert_str(i, big);
+        }),
+        ("tag-like text", |d, at, look, cdata, _| {
+            let i = d[at..].find("<port ").expect("a port") + at;
+            d.insert_str(i, look);
+            let i = d[i..].find("<script ").expect("a script") + i;
+            let gt = d[i..].find('>').expect("a tag") + i + 1;
+            d.insert_str(gt, cdata);
+        }),
+        (
+            "tag-like text, then a tag not separated",
+            |d, at, look, cdata, _| {
+                let i = d[at..].find("<port ").expect("a port") + at;
+                d.insert_str(i, look);
+                d.insert_str(i, cdata);
+                let i = d[i..].find("<state state=").expect("a state") + i;
+                d.replace_range(i + 19..i + 20, "\"x=");
+            },
+        ),
+        ("an end tag misspelt after a long tag", |d, at, _, _, _| {
+            let i = d[at..].find("<port ").expect("a port") + at;
+            d.insert_str(i, &format!("<x a=\"{}\"/>", "y".repeat(LIMIT - 100)));
+            let i = d[i..].find("</port>").expect("a port") + i;
+            d.replace_range(i + 2..i + 3, "q");
+        }),
+    ];
+    let combos = [
+        (256 * 1024, TagScan::All),
+        (8 * 1024, TagScan::EveryOther),
+        (256 * 1024, TagScan::EveryOther),
+        (8 * 1024, TagScan::All),
+        (256 * 1024, TagScan::WhenAhead),
+    ];
+    // Each damage at four places, each place read in two of the ways (every way meets every
+    // damage): a debug build reads about 10 MB/s.
+    let mut tried = 0;
+    for k in 0..4 {
+        let at = ahead::INLINE_LIMIT as usize + 20_000 + k * 90_017;
+        for (j, (what, damage)) in damages.into_iter().enumerate() {
+            let mut d = doc.clone();
+            damage(&mut d, at, lookalikes, cdata, &oversized);
+            let bytes = d.as_bytes();
+            let inline = run(bytes, 256 * 1024, u64::MAX, TagScan::Off);
+            if k == 0 {
+                let v = inline.as_ref().map(|_| "accepted");
+                let kinds = match what {
+                    "tag over the limit" => Err(RejectKind::Limit),
+                    w if w.starts_with("tag-like") && !w.contains(',') => Ok("accepted"),
+                    _ => Err(RejectKind::Malformed),
+                };
+                assert_eq!(v.map_err(|r| r.kind), kinds, "{what}: {inline:?}");
+            }
+            for (cap, scan) in [combos[(j + 2 * k) % 5], combos[(j + 2 * k + 1) % 5]] {
+                let taken = TAGS_TAKEN.with(|n| n.get());
+                let v = run(bytes, cap, ahead::INLINE_LIMIT, scan);
+                assert_eq!(v, inline, "{what} past {at}, reads of {cap}, {scan:?}");
+                if scan == TagScan::All {
+                    assert!(TAGS_TAKEN.with(|n| n.get()) > taken, "{what}: none taken");
+                }
+                tried += 1;
+            }
+        }
+    }
+    assert_eq!(tried, 48);
 }
 
 /// An independent review's sweeps: read ahead from several points vs inline, at the read size

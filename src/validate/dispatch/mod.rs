@@ -3,7 +3,8 @@
 //! by top-level keys to ZAP or SSLyze), or the text formats refused from the prefix alone
 //! (`text.rs` below). It also sets up the checking reader under every parser and turns what
 //! that reader refused (bad UTF-8, a control character, an oversized JSON string) into the
-//! verdict, since such a byte explains whatever the parser said after it.
+//! verdict, since such a byte explains whatever the parser said after it. For XML, a reader
+//! that reads ahead also scans start tags ahead for the parser.
 
 mod json;
 mod lane;
@@ -73,7 +74,8 @@ pub(crate) fn check<R: BufRead + Send>(
                     (verdict, input.finish())
                 }
                 _ => {
-                    let mut input = Ahead::new(scope, checked.xml_chars(), base, ahead_after);
+                    let mut input =
+                        Ahead::new(scope, checked.xml_chars(), base, ahead_after).scan_tags();
                     let verdict = xml::check(&mut input, base, doc_start, max_markup);
                     (verdict, input.finish())
                 }

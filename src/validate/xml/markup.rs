@@ -1,7 +1,8 @@
 //! The syntax checks of the pull parser that work on bytes already in hand, free of its
 //! buffering: a whole start tag (name, attributes, references, repeated keys), the body of a
 //! DOCTYPE and the pseudo-attributes of an XML declaration, plus the small scanners they share.
-//! Each says what is wrong with a typed problem; the parser adds where.
+//! Each says what is wrong with a typed problem; the parser adds where. A start tag's scan
+//! is decided by nothing past its `>`, so it may be made ahead, on another thread (`index.rs`).
 
 use super::chars::AttrMasks;
 use super::chars::{
@@ -121,7 +122,9 @@ pub(super) fn char_boundary(bytes: &[u8]) -> usize {
 
 /// Checks the tag starting with the `<` at `start`: its name, and each attribute (separated
 /// by whitespace, `name = "value"`, no `<` in the value, only allowed references, no key
-/// twice). `keys` is scratch space for the keys seen.
+/// twice). `keys` is scratch space for the keys seen. A tag found whole (`Done`) is decided by
+/// its bytes from `<` to `>` alone, whatever the buffer holds after them: tags scanned ahead
+/// on another thread (`index.rs`) rely on it.
 #[inline]
 pub(super) fn scan_start_tag(buf: &[u8], start: usize, keys: &mut Keys) -> Scan {
     let n = buf.len();

@@ -6,11 +6,13 @@
 //! the errors for users.
 //!
 //! Inside: `pull` (the parser and its buffering; `pull/prolog.rs` for what precedes the root),
-//! `markup` (byte-level syntax of tags, DOCTYPE and declaration), `chars` (character classes
-//! and references), `tag` (a start tag's name and attributes, read on demand) and `error`.
+//! `markup` (byte-level syntax of tags, DOCTYPE and declaration), `index` (start tags scanned
+//! ahead on another thread, looked up by the parser), `chars` (character classes and
+//! references), `tag` (a start tag's name and attributes, read on demand) and `error`.
 
 mod chars;
 mod error;
+mod index;
 mod markup;
 mod pull;
 mod tag;
@@ -18,5 +20,6 @@ mod tag;
 mod tests;
 
 pub(crate) use error::{AttrProblem, ErrorKind, XmlError};
+pub(crate) use index::{Mark, Prescan, Scanned, TagIndex};
 pub(crate) use pull::{Node, Source, XmlPull, MAX_MARKUP};
 pub(crate) use tag::Tag;

@@ -1,10 +1,13 @@
 //! Unit tests of the pull parser alone: the events of well-formed documents (each node kind,
 //! references, CDATA, what is skipped), each error it detects with its kind and offset, the
-//! limits, and that the events and errors do not depend on how the input is cut into reads.
+//! limits, and that the events and errors do not depend on how the input is cut into reads;
+//! and that start tags scanned ahead (`index.rs`) are the parser's own results.
 
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::error::{AttrProblem, Construct, DeclProblem, DoctypeProblem, ErrorKind, Prior};
+use super::index::{Prescan, Scanned, TagIndex};
+use super::markup::{scan_start_tag, Keys, Scan};
 use super::pull::{Node, Source, XmlPull, MAX_DEPTH};
 use super::XmlError;
 
@@ -638,6 +641,263 @@ fn shortcuts_cut_by_the_buffer_end_decide_as_the_whole() {
                 pos: 0,
             };
             assert_eq!(outcome(split), whole, "{tail:?} cut at {shift}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Start tags scanned ahead (`index.rs`).
+
+/// The XML the tag index is checked on: the repository's fixtures, the shared samples when
+/// present, a generated Nmap report, `DOC`, and tags of every shape near a comment and CDATA
+/// holding tag-like text.
+fn index_corpus() -> Vec<(String, Vec<u8>)> {
+    let mut docs = Vec::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![root.join("tests/fixtures"), root.join("../shared/samples")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "xml") {
+                let bytes = std::fs::read(&path).expect("a fixture");
+                docs.push((path.display().to_string(), bytes));
+            }
+        }
+    }
+    assert!(
+        docs.len() >= 5,
+        "the repository's XML fixtures: {}",
+        docs.len()
+    );
+    let mut nmap = String::from("<nmaprun scanner=\"nmap\">\n");
+    for host in 0..300 {
+        nmap.push_str(&format!(
+            "<host starttime=\"1\"><status state=\"up\" reason=\"arp-response\"/>\n\
+             <address addr=\"10.0.{}.{}\" addrtype=\"ipv4\"/>\n<ports>",
+            host / 256,
+            host % 256
+        ));
+        for p in [22, 80, 443] {
+            nmap.push_str(&format!(
+                "<port protocol=\"tcp\" portid=\"{p}\"><state state=\"open\"/><service \
+                 name=\"http\" product=\"nginx\" conf=\"10\"><cpe>cpe:/a:nginx</cpe></service>\
+                 <script id=\"t\" output=\"&quot;x&quot; &amp; &lt;3 &#x263A;\"><elem \
+                 key=\"title\">t</elem></script></port>\n"
+            ));
+        }
+        nmap.push_str("</ports></host>\n");
+    }
+    nmap.push_str("</nmaprun>\n");
+    docs.push(("generated Nmap".into(), nmap.into_bytes()));
+    docs.push(("DOC".into(), DOC.as_bytes().to_vec()));
+    let odd = format!(
+        "<r>\n<a\tk\r=\n'1' k2 = \"2\"\n/><b x=\"{}\" y='{}'></b><c {} /><é ü=\"ö\"/>\n\
+         <!-- <d a=\"1\"> <e a=\"1\" a=\"2\"/> <f g=\"<\"> --><![CDATA[<h i=\"j\"/><k l]]>\n\
+         <?pi <m n=\"o\"/>?><p q=\"&amp;&#60;&bad;\"/><s t=\"1\"u=\"2\"/><v w=\"x\" w=\"y\"/></r>",
+        "z".repeat(40),
+        "&amp;".repeat(9),
+        (0..20)
+            .map(|i| format!("a{i}=\"{i}\" "))
+            .collect::<String>(),
+    );
+    docs.push(("odd tags".into(), odd.into_bytes()));
+    docs
+}
+
+/// Where a start tag may begin: `<` and a name's first byte.
+fn tag_candidates(doc: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    (0..doc.len().saturating_sub(1))
+        .filter(|&i| doc[i] == b'<' && super::chars::is_name_start(doc[i + 1]))
+}
+
+fn done(s: Scan) -> Option<(usize, bool, usize)> {
+    match s {
+        Scan::Done { gt, empty, name } => Some((gt, empty, name)),
+        _ => None,
+    }
+}
+
+/// What the index stands on: a start tag scanned whole is decided by its bytes from `<` to
+/// `>` alone. Scanned again in a buffer cut right after its `>`, or moved to another place
+/// with other bytes after it (the 16/32-byte windows then see other bytes), it is the same.
+#[test]
+fn a_tag_scanned_whole_is_decided_by_its_own_bytes() {
+    let mut keys = Keys::default();
+    let tails: [&[u8]; 5] = [
+        b"",
+        b"\"'<>&",
+        &[b' '; 40],
+        b" z=\"1\" z=\"2\" y='3'>>>>>>>>>>>>>>>>>",
+        &[b'"'; 40],
+    ];
+    let mut tags = 0;
+    for (name, doc) in index_corpus() {
+        for i in tag_candidates(&doc) {
+            let Some((gt, empty, nlen)) = done(scan_start_tag(&doc, i, &mut keys)) else {
+                continue;
+            };
+            tags += 1;
+            let cut = done(scan_start_tag(&doc[..gt + 1], i, &mut keys));
+            assert_eq!(cut, Some((gt, empty, nlen)), "{name} at {i}, cut after '>'");
+            for tail in tails {
+                for pad in [0, 1, 7] {
+                    let mut moved = vec![b'x'; pad];
+                    moved.extend_from_slice(&doc[i..=gt]);
+                    moved.extend_from_slice(tail);
+                    let again = done(scan_start_tag(&moved, pad, &mut keys));
+                    let want = Some((gt - i + pad, empty, nlen));
+                    assert_eq!(again, want, "{name} at {i}, moved by {pad}, tail {tail:?}");
+                }
+            }
+        }
+    }
+    assert!(tags > 5000, "tags checked: {tags}");
+}
+
+/// The index of a block holds exactly the start tags whole in that block, each as
+/// `scan_start_tag` finds it in the whole document, whatever the block sizes and the steps
+/// the scan is made in; and a look-up gives the entry at that offset, or nothing.
+#[test]
+fn the_tag_index_agrees_with_scanning_at_every_tag() {
+    let mut keys = Keys::default();
+    for (name, doc) in index_corpus() {
+        let whole: Vec<(usize, Scanned)> = tag_candidates(&doc)
+            .filter_map(|i| {
+                let (gt, empty, nlen) = done(scan_start_tag(&doc, i, &mut keys))?;
+                let s = Scanned {
+                    len: gt - i,
+                    name: nlen,
+                    empty,
+                };
+                Some((i, s))
+            })
+            .collect();
+        for block in [doc.len(), 4096, 777, 64] {
+            for budget in [usize::MAX, 100, 1] {
+                let mut found = Vec::new();
+                for from in (0..doc.len()).step_by(block) {
+                    let bytes = &doc[from..(from + block).min(doc.len())];
+                    let mut prescan = Prescan::default();
+                    let mut marks = Vec::new();
+                    while !prescan.done(bytes) {
+                        prescan.step(bytes, budget, &mut marks);
+                    }
+                    let mut index = TagIndex::new(from as u64 + 1000, bytes.len(), marks);
+                    for i in from..from + bytes.len() {
+                        if let Some(s) = index.take(i as u64 + 1000) {
+                            found.push((i, s));
+                        }
+                    }
+                }
+                let want: Vec<(usize, Scanned)> = whole
+                    .iter()
+                    .filter(|(i, s)| i / block == (i + s.len) / block)
+                    .copied()
+                    .collect();
+                assert_eq!(found, want, "{name}, blocks of {block}, steps of {budget}");
+            }
+        }
+    }
+}
+
+/// A reader that hands out `cap` bytes at a time, with an index of the tags of all of them
+/// (built ahead, every tag or every other one), counting the look-ups that found a tag.
+struct Indexed<'a> {
+    data: &'a [u8],
+    pos: usize,
+    cap: usize,
+    index: TagIndex,
+    taken: usize,
+}
+
+impl<'a> Indexed<'a> {
+    fn new(data: &'a [u8], cap: usize, every_other: bool) -> Self {
+        let mut prescan = Prescan::default();
+        prescan.every_other = every_other;
+        let mut marks = Vec::new();
+        prescan.step(data, usize::MAX, &mut marks);
+        Indexed {
+            data,
+            pos: 0,
+            cap,
+            index: TagIndex::new(0, data.len(), marks),
+            taken: 0,
+        }
+    }
+}
+
+impl BufRead for Indexed<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        Ok(&self.data[self.pos..(self.pos + self.cap).min(self.data.len())])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}
+
+impl Read for Indexed<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = self.fill_buf()?.len().min(out.len());
+        out[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl Source for Indexed<'_> {
+    fn scanned_tag(&mut self, at: u64) -> Option<Scanned> {
+        let s = self.index.take(at);
+        self.taken += usize::from(s.is_some());
+        s
+    }
+}
+
+/// The parser given the index gives the same events (each tag's name and raw bytes) and the
+/// same errors at the same offsets as scanning every tag itself, for reads of every size
+/// (tags cut by its buffer's end are in the index but not whole in the buffer), with a limit
+/// on tags that some indexed tags exceed, and with every byte of a document damaged.
+#[test]
+fn the_parser_given_the_index_decides_as_scanning() {
+    let outcome_of = |r: &mut dyn FnMut() -> Result<Vec<String>, XmlError>| match r() {
+        Ok(ev) => ev.join("\n"),
+        Err(e) => format!("{:?} at {}", e.kind, e.at),
+    };
+    for (name, doc) in index_corpus() {
+        for max in [super::MAX_MARKUP, 60] {
+            let plain =
+                outcome_of(&mut || events_of(&mut XmlPull::new(&doc[..]).with_max_markup(max)));
+            for cap in [1, 7, 100, 4096, 1 << 20] {
+                for every_other in [false, true] {
+                    let mut src = Indexed::new(&doc, cap, every_other);
+                    let got = outcome_of(&mut || {
+                        events_of(&mut XmlPull::new(&mut src).with_max_markup(max))
+                    });
+                    assert_eq!(got, plain, "{name}, limit {max}, reads of {cap}");
+                    if max > 60 && cap > 100 && doc.len() > 1000 {
+                        assert!(src.taken > 0, "{name}: no tag taken from the index");
+                    }
+                }
+            }
+        }
+    }
+    let doc = DOC.as_bytes();
+    for at in 0..doc.len() {
+        for bad in [b'<', b'"', b'>', b' ', b'/'] {
+            let mut d = doc.to_vec();
+            d[at] = bad;
+            let plain = outcome(&d[..]);
+            for cap in [3, 64] {
+                assert_eq!(
+                    outcome(Indexed::new(&d, cap, false)),
+                    plain,
+                    "{bad} at {at}"
+                );
+            }
         }
     }
 }

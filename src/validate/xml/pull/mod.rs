@@ -13,7 +13,9 @@
 //! encoding, so that every byte is checked once and the first problem in the file wins.
 //! `prolog.rs` handles what starts with `<!` or `<?` wherever it stands (the declaration and
 //! DOCTYPE before the root, comments, PIs, entering CDATA); `markup.rs` the byte-level syntax
-//! checks.
+//! checks. A start tag whole in the buffer that the reader's thread scanned already
+//! (`Source::scanned_tag`, `index.rs`) is taken as found there, not scanned again; its size is
+//! checked against the limit all the same.
 
 mod prolog;
 
@@ -23,6 +25,7 @@ use std::ops::Range;
 
 use super::chars::{is_name_start, is_ws, reference, Ref, RefText};
 use super::error::{Construct, ErrorKind, Prior, XmlError};
+use super::index::Scanned;
 use super::markup::{
     char_boundary, doctype_body, name_at, pseudo_attrs, scan_start_tag, Keys, Scan,
 };
@@ -47,6 +50,14 @@ pub trait Source: BufRead {
     fn swap_block(&mut self, _buf: &mut Vec<u8>, _keep: Range<usize>) -> Option<usize> {
         None
     }
+
+    /// What another thread found scanning the start tag whose `<` is at absolute offset `at`
+    /// in the bytes it handed over (`index.rs`), if it found it whole. Asked in increasing
+    /// order of `at`, only where the parser stands at a start tag.
+    #[inline(always)]
+    fn scanned_tag(&mut self, _at: u64) -> Option<Scanned> {
+        None
+    }
 }
 
 impl Source for &[u8] {}
@@ -56,6 +67,11 @@ impl<R: io::Read> Source for io::BufReader<R> {}
 impl<S: Source + ?Sized> Source for &mut S {
     fn swap_block(&mut self, buf: &mut Vec<u8>, keep: Range<usize>) -> Option<usize> {
         (**self).swap_block(buf, keep)
+    }
+
+    #[inline(always)]
+    fn scanned_tag(&mut self, at: u64) -> Option<Scanned> {
+        (**self).scanned_tag(at)
     }
 }
 
@@ -570,8 +586,15 @@ impl<R: Source> XmlPull<R> {
     /// A start tag, whole in the buffer: `Some(range of its content)` once it is read.
     fn start_tag(&mut self) -> Result<Option<(usize, usize, usize)>, XmlError> {
         let start = self.pos;
-        let (gt, empty, name_len) =
-            match scan_start_tag(&self.buf[..self.end], start, &mut self.attr_keys) {
+        // Scanned already by the reader's thread: taken only for a tag whole in the buffer,
+        // where this scan would find it whole too, with the same result.
+        let found = self
+            .input
+            .scanned_tag(self.base + start as u64)
+            .filter(|t| start + t.len < self.end);
+        let (gt, empty, name_len) = match found {
+            Some(t) => (start + t.len, t.empty, t.name),
+            None => match scan_start_tag(&self.buf[..self.end], start, &mut self.attr_keys) {
                 Scan::Done { gt, empty, name } => (gt, empty, name),
                 Scan::More => {
                     self.more(start, Construct::Tag)?;
@@ -582,7 +605,9 @@ impl<R: Source> XmlPull<R> {
                     let element = String::from_utf8_lossy(name).into_owned();
                     return Err(self.err(start, ErrorKind::BadAttribute { element, problem }));
                 }
-            };
+            },
+        };
+        // Decided on the tag's length alone, however it was scanned.
         self.within_limit(start, gt + 1 - start, Construct::Tag)?;
         let name = &self.buf[start + 1..start + 1 + name_len];
         if self.root_done {
