@@ -339,7 +339,7 @@ impl Admitter {
             Some(spool) if s.own && spool.same_fs(&file) && file.single_link() => {
                 (None, Some(tmp_dir.join(fsutil::temp_name())), Making::Own)
             }
-            Some(_) => match fsutil::create_temp(&tmp_dir) {
+            Some(_) => match fsutil::create_temp_unnamed(&tmp_dir) {
                 Ok((f, p)) => {
                     let making = if reflink(&f, file.file()) {
                         Making::Clone

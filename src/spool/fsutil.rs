@@ -31,9 +31,6 @@ pub fn temp_name() -> String {
 
 /// Open a new private (0600) temporary file in `dir`.
 pub fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
-    if let Some(made) = create_unnamed_then_link(dir) {
-        return Ok(made);
-    }
     for _ in 0..100 {
         let path = dir.join(temp_name());
         match OpenOptions::new()
@@ -50,55 +47,83 @@ pub fn create_temp(dir: &Path) -> io::Result<(File, PathBuf)> {
     Err(io::Error::other("could not create a temporary file"))
 }
 
-/// Whether `O_TMPFILE` and a link through `/proc/self/fd` can work in this process (until
-/// either is refused as unsupported); then [`create_temp`] creates by name only.
+/// [`create_temp`] for the many files of one directory on one file system (admission's copies
+/// in `tmp/`): made unnamed (`O_TMPFILE`), then linked into `dir` under a temporary name.
+/// Creating a file by name holds its directory's lock while the file system allocates the
+/// inode; where that allocation is slow (ext4 without a journal steps over every inode freed
+/// in the last 30 s) concurrent creations queue on the lock. Unnamed, the allocations proceed
+/// side by side and only the link takes the lock, briefly. Where that cannot be done, by name
+/// (from then on in this process, when the kernel, file system or `/proc` lacks what it
+/// needs).
+pub fn create_temp_unnamed(dir: &Path) -> io::Result<(File, PathBuf)> {
+    use std::sync::atomic::Ordering;
+    if UNNAMED_WORKS.load(Ordering::Relaxed) {
+        match unnamed_then_link(dir) {
+            Ok(made) => return Ok(made),
+            Err(Unnamed::Unsupported) => UNNAMED_WORKS.store(false, Ordering::Relaxed),
+            // Whatever it was (no room, no such directory, no permission), creating by name
+            // meets it too and reports it.
+            Err(Unnamed::Failed) => {}
+        }
+    }
+    create_temp(dir)
+}
+
+/// Whether [`create_temp_unnamed`] may try `O_TMPFILE` (until the first sign that this
+/// kernel, file system or process cannot).
 static UNNAMED_WORKS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// [`create_temp`] by an unnamed file (`O_TMPFILE`) linked into `dir` under a temporary name:
-/// the file system allocates the inode without holding `dir`'s lock, which creating it by
-/// name holds throughout. Where that allocation is slow (ext4 without a journal steps over
-/// every inode freed in the last 30 s) creations by name queue behind each other on the lock;
-/// unnamed, they proceed side by side and only the link takes the lock, briefly. `None` where
-/// it cannot be done (the caller creates by name, and reports that one's error): where the
-/// file system or kernel has no `O_TMPFILE`, or `/proc` is not there, never again in this
-/// process.
-fn create_unnamed_then_link(dir: &Path) -> Option<(File, PathBuf)> {
-    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+/// Why no unnamed file was made.
+#[derive(Debug, PartialEq, Eq)]
+enum Unnamed {
+    /// Not here: no `O_TMPFILE` in the kernel or file system, or no `/proc/self/fd`.
+    Unsupported,
+    /// This time (an error that creating by name would meet as well).
+    Failed,
+}
+
+/// What an error of `open(O_TMPFILE)` says.
+fn open_refused(e: rustix::io::Errno) -> Unnamed {
     use rustix::io::Errno;
-    use std::sync::atomic::Ordering;
-    if !UNNAMED_WORKS.load(Ordering::Relaxed) {
-        return None;
+    match e {
+        // A kernel without O_TMPFILE takes it for O_DIRECTORY and refuses to open a
+        // directory for writing (EISDIR); a file system without it says EOPNOTSUPP.
+        Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS => Unnamed::Unsupported,
+        _ => Unnamed::Failed,
     }
-    let unsupported = |e: Errno| {
-        if matches!(
-            e,
-            Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOENT | Errno::NOSYS
-        ) {
-            UNNAMED_WORKS.store(false, Ordering::Relaxed);
-        }
-        None
-    };
-    let fd = match rustix::fs::open(
+}
+
+/// What an error of the `linkat` through `/proc/self/fd` says (`proc_there`: whether
+/// `/proc/self/fd` exists, asked only on ENOENT).
+fn link_refused(e: rustix::io::Errno, proc_there: impl FnOnce() -> bool) -> Unnamed {
+    use rustix::io::Errno;
+    match e {
+        Errno::NOENT if !proc_there() => Unnamed::Unsupported,
+        // Linking an unnamed file through /proc is refused by some sandboxes and file
+        // systems (FUSE, 9p); creating by name works there.
+        Errno::PERM | Errno::XDEV | Errno::OPNOTSUPP | Errno::NOSYS => Unnamed::Unsupported,
+        _ => Unnamed::Failed,
+    }
+}
+
+fn unnamed_then_link(dir: &Path) -> Result<(File, PathBuf), Unnamed> {
+    use rustix::fs::{AtFlags, Mode, OFlags, CWD};
+    let fd = rustix::fs::open(
         dir,
         OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
         Mode::from_raw_mode(0o600),
-    ) {
-        Ok(fd) => fd,
-        // No such directory is the caller's error to report, not a missing feature.
-        Err(Errno::NOENT) => return None,
-        Err(e) => return unsupported(e),
-    };
+    )
+    .map_err(open_refused)?;
     let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
     for _ in 0..100 {
         let path = dir.join(temp_name());
         match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, &path, AtFlags::SYMLINK_FOLLOW) {
-            Ok(()) => return Some((File::from(fd), path)),
-            Err(Errno::EXIST) => continue,
-            // ENOENT here: /proc/self/fd is not there.
-            Err(e) => return unsupported(e),
+            Ok(()) => return Ok((File::from(fd), path)),
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(link_refused(e, || Path::new("/proc/self/fd").is_dir())),
         }
     }
-    None
+    Err(Unnamed::Failed)
 }
 
 /// Atomically replace `path` with `bytes` (temp file, fsync, rename, fsync directory).
@@ -417,8 +442,14 @@ mod tests {
         use std::io::Write;
         use std::os::unix::fs::MetadataExt;
         let d = tempfile::tempdir().unwrap();
-        // The test directory's file system (ext4 or tmpfs here and in CI) has O_TMPFILE.
-        let (mut f, path) = create_unnamed_then_link(d.path()).expect("made unnamed, then linked");
+        let (mut f, path) = match unnamed_then_link(d.path()) {
+            Ok(made) => made,
+            Err(Unnamed::Unsupported) => {
+                eprintln!("skipped: the test directory's file system has no O_TMPFILE");
+                return;
+            }
+            Err(Unnamed::Failed) => panic!("O_TMPFILE is there but failed"),
+        };
         assert_eq!(path.parent(), Some(d.path()));
         assert!(path
             .file_name()
@@ -431,16 +462,39 @@ mod tests {
         assert_eq!(m.nlink(), 1, "one name, no other link left behind");
         assert_eq!(m.mode() & 0o077, 0, "private: {:o}", m.mode());
         // A second one gets its own name; the directory holds exactly the two.
-        let (_, other) = create_temp(d.path()).unwrap();
+        let (_, other) = create_temp_unnamed(d.path()).unwrap();
         assert_ne!(other, path);
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 2);
-        // Where the directory is gone, nothing is made, and creating by name reports why.
+        // A directory that is gone is this call's failure, not a missing feature; creating
+        // by name then reports it.
         let gone = d.path().join("gone");
-        assert!(create_unnamed_then_link(&gone).is_none());
+        assert_eq!(unnamed_then_link(&gone).unwrap_err(), Unnamed::Failed);
         assert_eq!(
-            create_temp(&gone).unwrap_err().kind(),
+            create_temp_unnamed(&gone).unwrap_err().kind(),
             io::ErrorKind::NotFound
         );
+    }
+
+    #[test]
+    fn only_a_missing_feature_turns_unnamed_files_off() {
+        use rustix::io::Errno;
+        for e in [Errno::OPNOTSUPP, Errno::ISDIR, Errno::INVAL, Errno::NOSYS] {
+            assert_eq!(open_refused(e), Unnamed::Unsupported, "{e:?}");
+        }
+        for e in [
+            Errno::NOSPC,
+            Errno::DQUOT,
+            Errno::ACCESS,
+            Errno::NOENT,
+            Errno::ROFS,
+        ] {
+            assert_eq!(open_refused(e), Unnamed::Failed, "{e:?}");
+        }
+        // ENOENT from the link: /proc missing, or only the target directory gone.
+        assert_eq!(link_refused(Errno::NOENT, || false), Unnamed::Unsupported);
+        assert_eq!(link_refused(Errno::NOENT, || true), Unnamed::Failed);
+        assert_eq!(link_refused(Errno::PERM, || true), Unnamed::Unsupported);
+        assert_eq!(link_refused(Errno::NOSPC, || true), Unnamed::Failed);
     }
 
     #[test]

@@ -15,6 +15,11 @@ use super::markup::{scan_start_tag, Keys, Scan};
 
 /// Blocks larger than this are not indexed (offsets are kept in 32 bits).
 const MAX_BLOCK: usize = 1 << 31;
+/// At most one mark per this many bytes of a block: an index takes at most 3/8 of its block's
+/// size (12 bytes a mark) whatever the input, where a block of `<a/><a/>...` would otherwise
+/// take three times its size. Real reports have far fewer tags (a generated Nmap report, one
+/// per 50-odd bytes); past the cap, the parser scans the rest of the block's tags itself.
+pub(super) const BYTES_PER_MARK: usize = 32;
 /// Set in `Mark::name` for `/>`.
 const EMPTY: u32 = 1 << 31;
 
@@ -66,7 +71,12 @@ impl Prescan {
             return;
         }
         let stop = self.next.saturating_add(budget).min(block.len());
+        let cap = block.len() / BYTES_PER_MARK;
         while self.next < stop {
+            if marks.len() >= cap {
+                self.next = block.len();
+                return;
+            }
             let Some(k) = memchr::memchr(b'<', &block[self.next..]) else {
                 self.next = block.len();
                 return;

@@ -6,7 +6,7 @@
 use std::io::{self, BufRead, BufReader, Read};
 
 use super::error::{AttrProblem, Construct, DeclProblem, DoctypeProblem, ErrorKind, Prior};
-use super::index::{Prescan, Scanned, TagIndex};
+use super::index::{Prescan, Scanned, TagIndex, BYTES_PER_MARK};
 use super::markup::{scan_start_tag, Keys, Scan};
 use super::pull::{Node, Source, XmlPull, MAX_DEPTH};
 use super::XmlError;
@@ -779,6 +779,7 @@ fn the_tag_index_agrees_with_scanning_at_every_tag() {
         for block in [doc.len(), 4096, 777, 64] {
             for budget in [usize::MAX, 100, 1] {
                 let mut found = Vec::new();
+                let mut want = Vec::new();
                 for from in (0..doc.len()).step_by(block) {
                     let bytes = &doc[from..(from + block).min(doc.len())];
                     let mut prescan = Prescan::default();
@@ -792,16 +793,44 @@ fn the_tag_index_agrees_with_scanning_at_every_tag() {
                             found.push((i, s));
                         }
                     }
+                    // The block's whole tags, in order, up to the cap on marks a block.
+                    want.extend(
+                        whole
+                            .iter()
+                            .filter(|(i, s)| *i >= from && i + s.len < from + bytes.len())
+                            .take(bytes.len() / BYTES_PER_MARK)
+                            .copied(),
+                    );
                 }
-                let want: Vec<(usize, Scanned)> = whole
-                    .iter()
-                    .filter(|(i, s)| i / block == (i + s.len) / block)
-                    .copied()
-                    .collect();
                 assert_eq!(found, want, "{name}, blocks of {block}, steps of {budget}");
             }
         }
     }
+}
+
+/// However many tags a block holds, its index takes a bounded share of its size: a block of
+/// `<a/>` (a tag every 4 bytes) is indexed only up to one mark per `BYTES_PER_MARK` bytes,
+/// and the tags past the cap are left to the parser.
+#[test]
+fn a_block_dense_with_tags_is_indexed_only_up_to_the_cap() {
+    let block = b"<a/>".repeat(64 * 1024);
+    let mut prescan = Prescan::default();
+    let mut marks = Vec::new();
+    while !prescan.done(&block) {
+        prescan.step(&block, 32 * 1024, &mut marks);
+    }
+    assert_eq!(marks.len(), block.len() / BYTES_PER_MARK);
+    let mut index = TagIndex::new(0, block.len(), marks);
+    let last = (block.len() / BYTES_PER_MARK - 1) as u64 * 4;
+    assert!(
+        index.take(last).is_some(),
+        "the tags up to the cap are indexed"
+    );
+    assert_eq!(
+        index.take(last + 4),
+        None,
+        "the ones past it are the parser's to scan"
+    );
 }
 
 /// A reader that hands out `cap` bytes at a time, with an index of the tags of all of them
