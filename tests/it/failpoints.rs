@@ -507,16 +507,21 @@ async fn a_crash_in_each_step_of_a_ledger_compaction_forgets_no_upload_and_count
         let (out, home) = once_compacting(home, &format!("{point}=return(kill)")).await;
         assert_eq!(out.signal, Some(SIGKILL), "{point}: {out:?}");
         // The other new file may have gone out while the first one's batch was recorded: its
-        // line never was, so it is the one upload the next run repeats.
-        let extra = api.uploads().len() - 3;
-        assert!(extra <= 1, "{point}: {} uploads", api.uploads().len());
+        // line never was, so it is the one upload the next run repeats. (The stand-in may
+        // still be taking in that upload's body when the kill is seen here, so its count is
+        // settled only after the next run.)
+        assert!(
+            api.uploads().len() <= 4,
+            "{point}: {} uploads",
+            api.uploads().len()
+        );
 
         // The next run sends the fourth (again, if it went out before the kill), and nothing
         // else it sent before: the third's line was written before the compaction started.
         let (out, home) = once_compacting(home, "").await;
         assert_eq!(out.code, 0, "{point}: {out:?}");
-        let total = 4 + extra;
-        assert_eq!(api.uploads().len(), total, "{point}");
+        let total = api.uploads().len();
+        assert!(total == 4 || total == 5, "{point}: {total} uploads");
         // Every content dropped again under a new name: all known, none sent.
         for (i, r) in reports.iter().enumerate() {
             home.drop_file(&format!("again-{i}.xml"), r);
