@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::read::{read_once, ReadError};
+use super::room::{fit, room, Fit, Reservations, Reserved};
 use super::settled::{Fingerprint, Settled};
 use crate::config::SharedBook;
 use crate::escape;
@@ -101,29 +102,13 @@ pub struct Admitter {
     commits: Group<queue::CommitStep, queue::QueuedEntry>,
     /// Group commit of the removals of their originals: one fsync per watch directory.
     removals: Group<OwnedFd>,
+    /// The room the copies being made still need (see `super::room`).
+    reserved: Reservations,
 }
 
 /// How long a batch of admitted files waits for more members at most while the batch before
 /// it is being committed (it is closed at once when none is).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
-
-/// Free space in the state file system, and the least admission leaves there.
-pub struct Room {
-    pub free: u64,
-    pub min: u64,
-}
-
-/// How much room the file system of `dir` has, and `min_free_space` for it (`None`: 1 GiB or
-/// 5% of its size, whichever is less).
-pub fn room(dir: &Path, min_free_space: Option<u64>) -> io::Result<Room> {
-    let s = rustix::fs::statvfs(dir)?;
-    let free = s.f_bavail.saturating_mul(s.f_frsize);
-    let size = s.f_blocks.saturating_mul(s.f_frsize);
-    Ok(Room {
-        free,
-        min: min_free_space.unwrap_or_else(|| (1u64 << 30).min(size / 20)),
-    })
-}
 
 impl Admitter {
     #[allow(clippy::too_many_arguments)]
@@ -153,6 +138,7 @@ impl Admitter {
             custody: Arc::new(Mutex::new(custody)),
             commits: Group::new(BATCH_WINDOW),
             removals: Group::new(BATCH_WINDOW),
+            reserved: Reservations::default(),
         })
     }
 
@@ -169,6 +155,7 @@ impl Admitter {
             custody: Arc::default(),
             commits: Group::new(BATCH_WINDOW),
             removals: Group::new(BATCH_WINDOW),
+            reserved: Reservations::default(),
         }
     }
 
@@ -177,11 +164,12 @@ impl Admitter {
         self.keep.as_ref().map(|k| &k.spool)
     }
 
-    /// Whether the state file system is above `min_free_space` again (admission paused below
-    /// it). A dry run never pauses.
+    /// Whether the state file system is above `min_free_space` again, with the copies being
+    /// made counted (admission paused below it). A dry run never pauses.
     pub fn has_room(&self) -> bool {
         self.spool().is_none_or(|s| {
-            room(&s.layout.root, self.min_free_space).is_ok_and(|r| r.free >= r.min)
+            room(&s.layout.root, self.min_free_space)
+                .is_ok_and(|r| fit(&r, self.reserved.reserved(), 0) == Fit::Fits)
         })
     }
 
@@ -235,49 +223,56 @@ impl Admitter {
         id.is_some_and(|id| ledger.contains(&id, sha256))
     }
 
-    /// Room for a copy of `size` bytes above `min_free_space`, or why not.
-    fn check_room(&self, spool: &Spool, size: u64) -> Result<(), Admitted> {
+    /// Room for a copy of `size` bytes above `min_free_space` and the copies being made,
+    /// reserved until the returned guard is dropped; or why not.
+    fn reserve_room(&self, spool: &Spool, size: u64) -> Result<Option<Reserved<'_>>, Admitted> {
         let dir = &spool.layout.root;
-        let Ok(r) = room(dir, self.min_free_space) else {
-            return Ok(()); // cannot tell: the write itself will say
-        };
         let show = |b: u64| bytesize::ByteSize(b).to_string();
-        let r = if r.free < r.min {
-            // Below the floor: uploaded files in archive/ go first, oldest day first, until the
-            // floor is free again (not to make room for one large file: it waits).
-            let min = r.min;
-            if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
-                room(dir, self.min_free_space).unwrap_or(r)
+        let checked = self.reserved.reserve(size, |reserved| {
+            let Ok(r) = room(dir, self.min_free_space) else {
+                return Err(None); // cannot tell: the write itself will say
+            };
+            let r = if r.free < r.min {
+                // Below the floor: uploaded files in archive/ go first, oldest day first, until
+                // the floor is free again (not to make room for one large file: it waits).
+                let min = r.min;
+                if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
+                    room(dir, self.min_free_space).unwrap_or(r)
+                } else {
+                    r
+                }
             } else {
                 r
+            };
+            match fit(&r, reserved, size) {
+                Fit::Fits => Ok(()),
+                Fit::BelowFloor => Err(Some(Admitted::NoRoom {
+                    reason: format!(
+                        "only {} free in {}, below agent.min_free_space ({}): admission waits, files stay in the watch directories",
+                        show(r.free),
+                        dir.display(),
+                        show(r.min)
+                    ),
+                })),
+                // Said once per file while it waits (see `stage`): only figures that stay the
+                // same while it waits, so none is repeated as free space comes and goes.
+                Fit::Waits { .. } => Err(Some(Admitted::NotYet {
+                    reason: format!(
+                        "its copy needs {}, more than is free in {} above agent.min_free_space ({}) with the copies being made: it waits for room",
+                        show(size),
+                        dir.display(),
+                        show(r.min)
+                    ),
+                    still_writing: false,
+                    recheck_in: None,
+                })),
             }
-        } else {
-            r
-        };
-        if r.free < r.min {
-            return Err(Admitted::NoRoom {
-                reason: format!(
-                    "only {} free in {}, below agent.min_free_space ({}): admission waits, files stay in the watch directories",
-                    show(r.free),
-                    dir.display(),
-                    show(r.min)
-                ),
-            });
+        });
+        match checked {
+            Ok(reserved) => Ok(Some(reserved)),
+            Err(None) => Ok(None),
+            Err(Some(waiting)) => Err(waiting),
         }
-        if r.free - r.min < size {
-            return Err(Admitted::NotYet {
-                reason: format!(
-                    "its copy needs {} but only {} is free in {} above agent.min_free_space ({}): it waits for room",
-                    show(size),
-                    show(r.free - r.min),
-                    dir.display(),
-                    show(r.min)
-                ),
-                still_writing: false,
-                recheck_in: None,
-            });
-        }
-        Ok(())
     }
 
     /// The whole admission of one file. Blocking: run it on a blocking thread.
@@ -323,9 +318,12 @@ impl Admitter {
         // A job's report is already on the state file system, and a scan is not run again for
         // want of headroom: only files from watch directories wait for min_free_space.
         let spool = self.spool();
+        // Given back once the copy is written: from then on the file system counts it.
+        let mut reserved = None;
         if let (false, Some(spool)) = (s.finished, spool) {
-            if let Err(waiting) = self.check_room(spool, file.len()) {
-                return waiting;
+            match self.reserve_room(spool, file.len()) {
+                Ok(r) => reserved = r,
+                Err(waiting) => return waiting,
             }
         }
 
@@ -413,6 +411,8 @@ impl Admitter {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
         }
+        // The copy is written whole (or was never needed): the file system counts it now.
+        drop(reserved);
         // The file in custody: what is fsynced, with its record when it is valid (in
         // `accept`, so a duplicate costs no fsync), before its commit. A job's own output is
         // fsynced here whatever becomes of it (a run's output that cannot be admitted is kept

@@ -8,15 +8,18 @@
 //! - [`settled`]: what admission is handed (a [`Settled`] file and its [`Fingerprint`]).
 //! - [`read`]: the single read (tee to validator, hasher and writer of the copy).
 //! - [`admitter`]: the decision for one file and its effects on the spool (or none: dry run).
+//! - [`room`]: room in the state file system for the copies, reserved by those being made.
 //! - [`stage`]: the admission stage the watch directories, job runs and `--dry-run` go
 //!   through: a few files at a time, each outcome logged, recorded and handed on.
 
 pub mod admitter;
 pub mod read;
+pub mod room;
 pub mod settled;
 pub mod stage;
 
-pub use admitter::{room, Admitted, Admitter, Custody, Room};
+pub use admitter::{Admitted, Admitter, Custody};
 pub use read::check;
+pub use room::{room, Room};
 pub use settled::{Fingerprint, Settled};
 pub use stage::{Admission, Feedback};
