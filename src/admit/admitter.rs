@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::read::{read_once, ReadError};
-use super::room::{fit, room, Fit, Reservations, Reserved};
+use super::room::{fit, room, Reservations, Reserved, Unfit};
 use super::settled::{Fingerprint, Settled};
 use crate::config::SharedBook;
 use crate::escape;
@@ -110,6 +110,9 @@ pub struct Admitter {
 /// it is being committed (it is closed at once when none is).
 pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
+/// When a file that waits only for the copies being made is looked at again.
+const COPIES_RECHECK: Duration = Duration::from_secs(1);
+
 impl Admitter {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -164,12 +167,12 @@ impl Admitter {
         self.keep.as_ref().map(|k| &k.spool)
     }
 
-    /// Whether the state file system is above `min_free_space` again, with the copies being
-    /// made counted (admission paused below it). A dry run never pauses.
+    /// Whether the state file system is above `min_free_space` again (admission paused below
+    /// it): the file system alone, as for the pause (the copies being made only decide which
+    /// file may start). A dry run never pauses.
     pub fn has_room(&self) -> bool {
         self.spool().is_none_or(|s| {
-            room(&s.layout.root, self.min_free_space)
-                .is_ok_and(|r| fit(&r, self.reserved.reserved(), 0) == Fit::Fits)
+            room(&s.layout.root, self.min_free_space).is_ok_and(|r| r.free >= r.min)
         })
     }
 
@@ -224,55 +227,66 @@ impl Admitter {
     }
 
     /// Room for a copy of `size` bytes above `min_free_space` and the copies being made,
-    /// reserved until the returned guard is dropped; or why not.
+    /// reserved until the returned guard is dropped (`None`: free space cannot be told, and
+    /// the write itself will say); or why not.
     fn reserve_room(&self, spool: &Spool, size: u64) -> Result<Option<Reserved<'_>>, Admitted> {
         let dir = &spool.layout.root;
-        let show = |b: u64| bytesize::ByteSize(b).to_string();
+        let Ok(r) = room(dir, self.min_free_space) else {
+            return Ok(None);
+        };
+        if r.free < r.min {
+            // Below the floor: uploaded files in archive/ go first, oldest day first, until
+            // the floor is free again (not to make room for one large file: it waits). Not
+            // under the reservations' lock: deleting many files takes a while.
+            let min = r.min;
+            spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free));
+        }
         let checked = self.reserved.reserve(size, |reserved| {
             let Ok(r) = room(dir, self.min_free_space) else {
-                return Err(None); // cannot tell: the write itself will say
+                return Err(None);
             };
-            let r = if r.free < r.min {
-                // Below the floor: uploaded files in archive/ go first, oldest day first, until
-                // the floor is free again (not to make room for one large file: it waits).
-                let min = r.min;
-                if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
-                    room(dir, self.min_free_space).unwrap_or(r)
-                } else {
-                    r
-                }
-            } else {
-                r
-            };
-            match fit(&r, reserved, size) {
-                Fit::Fits => Ok(()),
-                Fit::BelowFloor => Err(Some(Admitted::NoRoom {
-                    reason: format!(
-                        "only {} free in {}, below agent.min_free_space ({}): admission waits, files stay in the watch directories",
-                        show(r.free),
-                        dir.display(),
-                        show(r.min)
-                    ),
-                })),
-                // Said once per file while it waits (see `stage`): only figures that stay the
-                // same while it waits, so none is repeated as free space comes and goes.
-                Fit::Waits { .. } => Err(Some(Admitted::NotYet {
-                    reason: format!(
-                        "its copy needs {}, more than is free in {} above agent.min_free_space ({}) with the copies being made: it waits for room",
-                        show(size),
-                        dir.display(),
-                        show(r.min)
-                    ),
-                    still_writing: false,
-                    recheck_in: None,
-                })),
-            }
+            fit(&r, reserved, size).map_err(|no| Some((no, r)))
         });
-        match checked {
-            Ok(reserved) => Ok(Some(reserved)),
-            Err(None) => Ok(None),
-            Err(Some(waiting)) => Err(waiting),
-        }
+        let show = |b: u64| bytesize::ByteSize(b).to_string();
+        let (no, r) = match checked {
+            Ok(reserved) => return Ok(Some(reserved)),
+            Err(None) => return Ok(None),
+            Err(Some(refused)) => refused,
+        };
+        Err(match no {
+            Unfit::BelowFloor => Admitted::NoRoom {
+                reason: format!(
+                    "only {} free in {}, below agent.min_free_space ({}): admission waits, files stay in the watch directories",
+                    show(r.free),
+                    dir.display(),
+                    show(r.min)
+                ),
+            },
+            // Said once per file while it waits (see `stage`): only figures that stay the
+            // same while it waits, so none is repeated as free space comes and goes.
+            Unfit::WaitsForRoom => Admitted::NotYet {
+                reason: format!(
+                    "its copy needs {}, more than is free in {} above agent.min_free_space ({}): it waits for room",
+                    show(size),
+                    dir.display(),
+                    show(r.min)
+                ),
+                still_writing: false,
+                recheck_in: None,
+            },
+            // Room is being taken by copies under way: looked at again as soon as they are
+            // written, not at the next scan.
+            Unfit::WaitsForCopies => Admitted::NotYet {
+                reason: format!(
+                    "its copy needs {}, more than is free in {} above agent.min_free_space ({}) beside the copies being made: it waits for them",
+                    show(size),
+                    dir.display(),
+                    show(r.min)
+                ),
+                still_writing: false,
+                recheck_in: Some(COPIES_RECHECK),
+            },
+        })
     }
 
     /// The whole admission of one file. Blocking: run it on a blocking thread.
@@ -349,6 +363,10 @@ impl Admitter {
                 Err(e) => return not_yet(state_dir_trouble(&tmp_dir, &e)),
             },
         };
+        if making == Making::Clone {
+            // A clone shares the file's blocks: it takes no room.
+            reserved = None;
+        }
         let cleanup = |r: Admitted| {
             if let Some(tmp) = &tmp {
                 let _ = fs::remove_file(tmp);
@@ -376,7 +394,7 @@ impl Admitter {
             None => (file.file(), out.as_ref().filter(|_| making == Making::Copy)),
         };
         let started = Instant::now();
-        let read = match read_once(source, file.len(), &s.hints, copy_to) {
+        let read = match read_once(source, file.len(), &s.hints, copy_to, reserved.as_ref()) {
             Ok(x) => x,
             Err(ReadError::Write(e)) => return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e))),
             Err(ReadError::Read(e)) => {
@@ -411,7 +429,8 @@ impl Admitter {
                 return cleanup(not_yet(state_dir_trouble(&tmp_dir, &e)));
             }
         }
-        // The copy is written whole (or was never needed): the file system counts it now.
+        // The copy is written whole (or was never needed): the file system counts it now (the
+        // rest of a rejected file was copied without counting it down).
         drop(reserved);
         // The file in custody: what is fsynced, with its record when it is valid (in
         // `accept`, so a duplicate costs no fsync), before its commit. A job's own output is

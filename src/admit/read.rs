@@ -12,6 +12,7 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 use std::sync::mpsc;
 
+use super::room::Reserved;
 use crate::spool::digest::{Hasher, Xxh3Hasher};
 use crate::spool::{Sha256, Xxh3};
 use crate::validate::{self, Hints, Verdict};
@@ -81,12 +82,14 @@ fn hasher(
 
 /// The writer: every chunk at its offset in the copy. A chunk of zeros is not written (a hole:
 /// a sparse file stays sparse; a valid report has no NUL byte). Every [`FLUSH_EVERY`] bytes it
-/// nudges the flusher (never waiting for it). Stops at the first write error.
+/// nudges the flusher (never waiting for it). Each chunk written is given back from the copy's
+/// reservation of room. Stops at the first write error.
 fn writer(
     chunks: mpsc::Receiver<Vec<u8>>,
     spare: mpsc::SyncSender<Vec<u8>>,
     out: &File,
     flush: mpsc::SyncSender<()>,
+    room: Option<&Reserved<'_>>,
 ) -> io::Result<()> {
     let mut at = 0u64;
     let mut unflushed = 0u64;
@@ -101,6 +104,9 @@ fn writer(
             }
         }
         at += chunk.len() as u64;
+        if let Some(room) = room {
+            room.written(chunk.len() as u64);
+        }
         let _ = spare.try_send(chunk);
     }
     out.set_len(at)
@@ -133,17 +139,19 @@ pub(super) struct ReadOnce {
 /// Run the validator over the first `len` bytes of `file`, hashing and copying into `out` on
 /// other threads, so admission costs about what validation alone does. A valid file is read to
 /// its end exactly once; a rejected one only as far as the rejection (the caller copies the
-/// rest if it keeps the file).
+/// rest if it keeps the file). What is written is given back from `room`, the copy's
+/// reservation.
 pub(super) fn read_once(
     file: &File,
     len: u64,
     hints: &Hints,
     out: Option<&File>,
+    room: Option<&Reserved<'_>>,
 ) -> Result<ReadOnce, ReadError> {
     if len <= IN_HAND {
-        read_in_hand(file, len, hints, out)
+        read_in_hand(file, len, hints, out, room)
     } else {
-        read_streamed(file, len, hints, out)
+        read_streamed(file, len, hints, out, room)
     }
 }
 
@@ -153,6 +161,7 @@ fn read_streamed(
     len: u64,
     hints: &Hints,
     out: Option<&File>,
+    room: Option<&Reserved<'_>>,
 ) -> Result<ReadOnce, ReadError> {
     let (chunks_tx, chunks_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     // Every buffer can come back: those queued for the hasher and the writer, and one each in
@@ -165,7 +174,7 @@ fn read_streamed(
                 let (tx, rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
                 let spare = spare_tx.clone();
                 let flushed = scope.spawn(move || flusher(flush_rx, out));
-                let written = scope.spawn(move || writer(rx, spare, out, flush_tx));
+                let written = scope.spawn(move || writer(rx, spare, out, flush_tx, room));
                 (Some(tx), Some((written, flushed)))
             }
             None => (None, None),
@@ -234,6 +243,7 @@ fn read_in_hand(
     len: u64,
     hints: &Hints,
     out: Option<&File>,
+    room: Option<&Reserved<'_>>,
 ) -> Result<ReadOnce, ReadError> {
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(len)
@@ -244,6 +254,9 @@ fn read_in_hand(
     hasher.update(&bytes);
     if let Some(out) = out {
         out.write_all_at(&bytes, 0).map_err(ReadError::Write)?;
+        if let Some(room) = room {
+            room.written(bytes.len() as u64);
+        }
     }
     let count = bytes.len() as u64;
     Ok(ReadOnce {
@@ -298,11 +311,12 @@ mod tests {
     /// A read's hash, check and copy, when it went to the end of the file.
     type Whole = Option<(Sha256, Xxh3, Vec<u8>)>;
 
+    /// One of the two ways of reading.
+    type ReadFn =
+        fn(&File, u64, &Hints, Option<&File>, Option<&Reserved>) -> Result<ReadOnce, ReadError>;
+
     /// What a read gave and what it copied, for comparing the two ways of reading.
-    fn read_with(
-        how: fn(&File, u64, &Hints, Option<&File>) -> Result<ReadOnce, ReadError>,
-        bytes: &[u8],
-    ) -> (Verdict, Whole, u64) {
+    fn read_with(how: Read, bytes: &[u8]) -> (Verdict, Whole, u64) {
         let (dir, input) = file_with(bytes);
         let copy_path = dir.path().join("copy");
         let copy = File::options()
@@ -311,7 +325,13 @@ mod tests {
             .create_new(true)
             .open(&copy_path)
             .unwrap();
-        let Ok(read) = how(&input, bytes.len() as u64, &Hints::default(), Some(&copy)) else {
+        let Ok(read) = how(
+            &input,
+            bytes.len() as u64,
+            &Hints::default(),
+            Some(&copy),
+            None,
+        ) else {
             panic!("the read failed");
         };
         let copied = fs::read(&copy_path).unwrap();
@@ -370,6 +390,28 @@ mod tests {
     }
 
     #[test]
+    fn the_copys_reservation_of_room_is_given_back_as_it_is_written() {
+        use super::super::room::Reservations;
+        for ports in [10, IN_HAND as usize / 130 + 10, 20_000] {
+            let bytes = nmap(ports);
+            let (dir, input) = file_with(&bytes);
+            let copy = File::create(dir.path().join("copy")).unwrap();
+            let room = Reservations::default();
+            let len = bytes.len() as u64;
+            let held = room.reserve(len + 7, |_| Ok::<_, ()>(())).unwrap();
+            let Ok(read) = read_once(&input, len, &Hints::default(), Some(&copy), Some(&held))
+            else {
+                panic!("the read failed");
+            };
+            assert!(read.complete && read.verdict.is_ok(), "{len} bytes");
+            // Written: counted by the file system now; only what was never written is held.
+            assert_eq!(room.reserved(), 7, "{len} bytes");
+            drop(held);
+            assert_eq!(room.reserved(), 0, "{len} bytes");
+        }
+    }
+
+    #[test]
     fn a_large_rejected_file_is_read_only_as_far_as_its_problem() {
         // Past the limit the streamed read runs (a rejected file is read only as far as its
         // problem, so memory stays flat); at the limit the file is read whole.
@@ -378,7 +420,7 @@ mod tests {
         big[1000] = 0;
         let (dir, input) = file_with(&big);
         let _ = dir;
-        let Ok(read) = read_once(&input, big.len() as u64, &Hints::default(), None) else {
+        let Ok(read) = read_once(&input, big.len() as u64, &Hints::default(), None, None) else {
             panic!("the read failed");
         };
         assert!(
@@ -388,7 +430,7 @@ mod tests {
         let small = &big[..IN_HAND as usize];
         let (dir, input) = file_with(small);
         let _ = dir;
-        let Ok(read) = read_once(&input, small.len() as u64, &Hints::default(), None) else {
+        let Ok(read) = read_once(&input, small.len() as u64, &Hints::default(), None, None) else {
             panic!("the read failed");
         };
         assert!(read.verdict.is_err() && read.complete && read.count == IN_HAND);

@@ -1,18 +1,19 @@
 //! Room in the state file system for admission's copies: the free space above
-//! `agent.min_free_space`, less what the copies being made at this moment still need.
+//! `agent.min_free_space`, less what the copies being made at this moment have still to write.
 //!
 //! Up to 32 files are admitted at once. Each one checks room and reserves its size in one step
-//! ([`Reservations::reserve`]), and gives the reservation back once its copy is written (from
-//! then on the file system counts it) or removed. Without this, files checked at the same
-//! moment each saw the whole free space, and together ran the disk out of space, below the
-//! floor that the ledger, `status.json` and the uploads' records need.
+//! ([`Reservations::reserve`]); its writer gives the reservation back as the bytes land (from
+//! then on the file system counts them), and the rest goes back when the admission ends.
+//! Without this, files checked at the same moment each saw the whole free space, and together
+//! ran the disk out of space, below the floor that the ledger, `status.json` and the uploads'
+//! records need.
 //!
-//! The count is on the safe side: a copy half written is counted by the file system and by its
-//! reservation. A file may then wait for the next look while there was room for it; no copy
-//! is started that the floor cannot take.
+//! Pausing admission (below the floor) and resuming it look at the file system alone: the
+//! reservations decide which copy may start, not whether admission as a whole waits.
 
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Free space in the state file system, and the least admission leaves there.
@@ -34,29 +35,31 @@ pub fn room(dir: &Path, min_free_space: Option<u64>) -> io::Result<Room> {
     })
 }
 
-/// Whether a copy of a file fits.
+/// Why a copy of a file does not fit.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Fit {
-    /// It fits above the floor with every copy being made.
-    Fits,
+pub enum Unfit {
     /// The file system itself is below the floor: admission as a whole waits.
     BelowFloor,
-    /// Above the floor, but not with this copy too: it waits. `left` is what is free above the
-    /// floor once the copies being made are counted.
-    Waits { left: u64 },
+    /// It would fit alone, but not beside the copies being made: it waits until they are
+    /// written (soon).
+    WaitsForCopies,
+    /// It does not fit above the floor even alone: it waits until room is made.
+    WaitsForRoom,
 }
 
-/// Whether a copy of `size` bytes fits in `free` bytes above `min`, with `reserved` bytes
-/// still to be written by the copies being made.
-pub fn fit(room: &Room, reserved: u64, size: u64) -> Fit {
+/// Whether a copy of `size` bytes fits in `room`, with `reserved` bytes still to be written by
+/// the copies being made.
+pub fn fit(room: &Room, reserved: u64, size: u64) -> Result<(), Unfit> {
     if room.free < room.min {
-        return Fit::BelowFloor;
+        return Err(Unfit::BelowFloor);
     }
-    let left = (room.free - room.min).saturating_sub(reserved);
-    if left < size {
-        Fit::Waits { left }
+    let above = room.free - room.min;
+    if above < size {
+        Err(Unfit::WaitsForRoom)
+    } else if above - size < reserved {
+        Err(Unfit::WaitsForCopies)
     } else {
-        Fit::Fits
+        Ok(())
     }
 }
 
@@ -77,7 +80,10 @@ impl Reservations {
         let mut bytes = self.lock();
         check(*bytes)?;
         *bytes = bytes.saturating_add(size);
-        Ok(Reserved { of: self, size })
+        Ok(Reserved {
+            of: self,
+            left: AtomicU64::new(size),
+        })
     }
 
     /// The bytes reserved now.
@@ -90,16 +96,30 @@ impl Reservations {
     }
 }
 
-/// A copy's reservation, given back when dropped.
+/// A copy's reservation: given back as its bytes are written, and whatever is left when it is
+/// dropped.
 pub struct Reserved<'a> {
     of: &'a Reservations,
-    size: u64,
+    left: AtomicU64,
+}
+
+impl Reserved<'_> {
+    /// `n` more bytes of the copy are written (or were a hole): the file system counts them now.
+    pub fn written(&self, n: u64) {
+        let mut bytes = self.of.lock();
+        // Changed only under the lock: the total and each reservation's part stay equal.
+        let left = self.left.load(Ordering::Relaxed);
+        let done = n.min(left);
+        self.left.store(left - done, Ordering::Relaxed);
+        *bytes = bytes.saturating_sub(done);
+    }
 }
 
 impl Drop for Reserved<'_> {
     fn drop(&mut self) {
+        let left = *self.left.get_mut();
         let mut bytes = self.of.lock();
-        *bytes = bytes.saturating_sub(self.size);
+        *bytes = bytes.saturating_sub(left);
     }
 }
 
@@ -115,44 +135,55 @@ mod tests {
 
     #[test]
     fn a_copy_fits_only_above_the_floor_with_the_copies_being_made() {
-        assert_eq!(fit(&at(10 * MIB, MIB), 0, 9 * MIB), Fit::Fits);
-        assert_eq!(
-            fit(&at(10 * MIB, MIB), 0, 9 * MIB + 1),
-            Fit::Waits { left: 9 * MIB }
-        );
-        assert_eq!(
-            fit(&at(10 * MIB, MIB), 5 * MIB, 5 * MIB),
-            Fit::Waits { left: 4 * MIB }
-        );
-        // More reserved than is free above the floor: nothing is left, not an underflow.
-        assert_eq!(fit(&at(10 * MIB, MIB), 20 * MIB, 1), Fit::Waits { left: 0 });
+        let room = at(10 * MIB, MIB);
+        assert_eq!(fit(&room, 0, 9 * MIB), Ok(()));
+        assert_eq!(fit(&room, 0, 9 * MIB + 1), Err(Unfit::WaitsForRoom));
+        // Room for it alone, not beside what the others have still to write: not for long.
+        assert_eq!(fit(&room, 5 * MIB, 5 * MIB), Err(Unfit::WaitsForCopies));
+        assert_eq!(fit(&room, 4 * MIB, 5 * MIB), Ok(()));
+        // More reserved than is free above the floor is no underflow.
+        assert_eq!(fit(&room, 20 * MIB, 1), Err(Unfit::WaitsForCopies));
+        // Too large even alone: it waits for room, however much the others hold.
+        assert_eq!(fit(&room, 20 * MIB, 10 * MIB), Err(Unfit::WaitsForRoom));
         // Below the floor is said as such, whatever the size.
-        assert_eq!(fit(&at(MIB - 1, MIB), 0, 0), Fit::BelowFloor);
-        assert_eq!(fit(&at(MIB, MIB), 0, 0), Fit::Fits);
+        assert_eq!(fit(&at(MIB - 1, MIB), 0, 0), Err(Unfit::BelowFloor));
+        assert_eq!(fit(&at(MIB, MIB), 0, 0), Ok(()));
     }
 
     #[test]
-    fn copies_checked_at_once_share_the_room_and_give_it_back() {
+    fn copies_checked_at_once_share_the_room_and_give_it_back_as_they_write() {
         let r = Reservations::default();
         let room = at(10 * MIB, MIB);
-        let check = |size| {
-            move |reserved| match fit(&room, reserved, size) {
-                Fit::Fits => Ok(()),
-                no => Err(no),
-            }
-        };
+        let check = |size| move |reserved| fit(&room, reserved, size);
         let a = r.reserve(4 * MIB, check(4 * MIB)).unwrap();
         let b = r.reserve(4 * MIB, check(4 * MIB)).unwrap();
         // The third would have fitted alone: with the two being made, it waits.
         assert_eq!(
             r.reserve(4 * MIB, check(4 * MIB)).err(),
-            Some(Fit::Waits { left: MIB })
+            Some(Unfit::WaitsForCopies)
         );
         assert_eq!(r.reserved(), 8 * MIB, "a refused check reserves nothing");
-        drop(a);
+        // What a copy has written is counted by the file system, no longer by its reservation
+        // (more than it reserved gives back only what it reserved).
+        a.written(MIB);
+        assert_eq!(r.reserved(), 7 * MIB);
+        a.written(5 * MIB);
         assert_eq!(r.reserved(), 4 * MIB);
+        drop(a);
+        assert_eq!(
+            r.reserved(),
+            4 * MIB,
+            "a written copy gives back nothing more"
+        );
         let c = r.reserve(4 * MIB, check(4 * MIB)).unwrap();
-        drop((b, c));
+        b.written(MIB);
+        drop(b);
+        assert_eq!(
+            r.reserved(),
+            4 * MIB,
+            "the rest of b went back when it ended"
+        );
+        drop(c);
         assert_eq!(r.reserved(), 0);
     }
 
@@ -167,10 +198,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..500 {
-                        let got = r.reserve(MIB, |reserved| match fit(&room, reserved, MIB) {
-                            Fit::Fits => Ok(()),
-                            _ => Err(()),
-                        });
+                        let got = r.reserve(MIB, |reserved| fit(&room, reserved, MIB));
                         if let Ok(g) = got {
                             most.fetch_max(held.fetch_add(MIB, SeqCst) + MIB, SeqCst);
                             std::thread::yield_now();

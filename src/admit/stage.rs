@@ -243,7 +243,9 @@ impl Admission {
             Some(_) => Feedback::Recheck(Duration::ZERO),
         };
         self.room_again(&result);
-        if !matches!(result, Admitted::NotYet { .. }) {
+        // Forgotten once decided: a file that waits (for room, or until admission resumes)
+        // is not said to wait again for the same reason.
+        if !matches!(result, Admitted::NotYet { .. } | Admitted::NoRoom { .. }) {
             self.said().noted.remove(&s.path);
         }
         match result {
