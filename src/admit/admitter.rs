@@ -262,29 +262,18 @@ impl Admitter {
                     show(r.min)
                 ),
             },
-            // Said once per file while it waits (see `stage`): only figures that stay the
-            // same while it waits, so none is repeated as free space comes and goes.
-            Unfit::WaitsForRoom => Admitted::NotYet {
+            // Said once per file while it waits (see `stage`): one text whether it waits for
+            // room or for the copies under way (which end soon: looked at again in a moment,
+            // not at the next scan), and only figures that stay the same while it waits.
+            unfit => Admitted::NotYet {
                 reason: format!(
-                    "its copy needs {}, more than is free in {} above agent.min_free_space ({}): it waits for room",
+                    "its copy needs {}, more than is free in {} above agent.min_free_space ({}) beside the copies being made: it waits for room",
                     show(size),
                     dir.display(),
                     show(r.min)
                 ),
                 still_writing: false,
-                recheck_in: None,
-            },
-            // Room is being taken by copies under way: looked at again as soon as they are
-            // written, not at the next scan.
-            Unfit::WaitsForCopies => Admitted::NotYet {
-                reason: format!(
-                    "its copy needs {}, more than is free in {} above agent.min_free_space ({}) beside the copies being made: it waits for them",
-                    show(size),
-                    dir.display(),
-                    show(r.min)
-                ),
-                still_writing: false,
-                recheck_in: Some(COPIES_RECHECK),
+                recheck_in: (unfit == Unfit::WaitsForCopies).then_some(COPIES_RECHECK),
             },
         })
     }

@@ -316,7 +316,7 @@ mod tests {
         fn(&File, u64, &Hints, Option<&File>, Option<&Reserved>) -> Result<ReadOnce, ReadError>;
 
     /// What a read gave and what it copied, for comparing the two ways of reading.
-    fn read_with(how: Read, bytes: &[u8]) -> (Verdict, Whole, u64) {
+    fn read_with(how: ReadFn, bytes: &[u8]) -> (Verdict, Whole, u64) {
         let (dir, input) = file_with(bytes);
         let copy_path = dir.path().join("copy");
         let copy = File::options()

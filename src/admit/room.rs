@@ -3,7 +3,8 @@
 //!
 //! Up to 32 files are admitted at once. Each one checks room and reserves its size in one step
 //! ([`Reservations::reserve`]); its writer gives the reservation back as the bytes land (from
-//! then on the file system counts them), and the rest goes back when the admission ends.
+//! then on the file system counts them: ext4, XFS and tmpfs count written data in their free
+//! space at once), and the rest goes back once the copy is whole (or given up).
 //! Without this, files checked at the same moment each saw the whole free space, and together
 //! ran the disk out of space, below the floor that the ledger, `status.json` and the uploads'
 //! records need.
