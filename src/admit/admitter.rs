@@ -231,22 +231,29 @@ impl Admitter {
     /// the write itself will say); or why not.
     fn reserve_room(&self, spool: &Spool, size: u64) -> Result<Option<Reserved<'_>>, Admitted> {
         let dir = &spool.layout.root;
-        let Ok(r) = room(dir, self.min_free_space) else {
-            return Ok(None);
+        let check = || {
+            self.reserved.reserve(size, |reserved| {
+                let Ok(r) = room(dir, self.min_free_space) else {
+                    return Err(None);
+                };
+                fit(&r, reserved, size).map_err(|no| Some((no, r)))
+            })
         };
-        if r.free < r.min {
-            // Below the floor: uploaded files in archive/ go first, oldest day first, until
-            // the floor is free again (not to make room for one large file: it waits). Not
-            // under the reservations' lock: deleting many files takes a while.
-            let min = r.min;
-            spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free));
-        }
-        let checked = self.reserved.reserve(size, |reserved| {
-            let Ok(r) = room(dir, self.min_free_space) else {
-                return Err(None);
-            };
-            fit(&r, reserved, size).map_err(|no| Some((no, r)))
-        });
+        let checked = match check() {
+            Err(Some((Unfit::BelowFloor, r))) => {
+                // Below the floor: uploaded files in archive/ go first, oldest day first,
+                // until the floor is free again (not to make room for one large file: it
+                // waits); then it is checked again. Not under the reservations' lock:
+                // deleting many files takes a while.
+                let min = r.min;
+                if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
+                    check()
+                } else {
+                    Err(Some((Unfit::BelowFloor, r)))
+                }
+            }
+            checked => checked,
+        };
         let show = |b: u64| bytesize::ByteSize(b).to_string();
         let (no, r) = match checked {
             Ok(reserved) => return Ok(Some(reserved)),

@@ -219,6 +219,51 @@ async fn a_full_state_directory_pauses_admission_and_keeps_the_original() {
     d.stop().await;
 }
 
+/// Below `min_free_space`, archive folders (their files were uploaded already) go before
+/// admission waits: the oldest first, only as many as the floor needs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn below_the_floor_the_oldest_archive_folders_go_before_admission_waits() {
+    let api = StandIn::start().await;
+    let mut home = Home::new(
+        &api.url(),
+        "min_free_space = \"1MiB\"\narchive_retention = \"3650d\"",
+        "",
+    );
+    let Some(fs) = Tmpfs::mount("6m", "the archive-before-waiting test") else {
+        return;
+    };
+    home.set_state(fs.path());
+    let archive = home.state.join("archive");
+    for day in ["2026-01-01", "2026-01-02"] {
+        std::fs::create_dir_all(archive.join(day)).unwrap();
+        std::fs::write(archive.join(day).join("old.xml"), vec![b'x'; 2700 * 1024]).unwrap();
+    }
+    let free = rustix::fs::statvfs(fs.path()).unwrap();
+    assert!(
+        free.f_bavail * free.f_frsize < 1024 * 1024,
+        "the archive was meant to take the disk below the floor"
+    );
+    let agent = Agent::start(&home, &[]);
+    let report = fixture_bytes("nmap-tcp-localhost.xml");
+    home.drop_file("new.xml", &report);
+    let ups = api.wait_for_uploads(1, WAIT).await;
+    assert_eq!(ups[0].bytes, report);
+    let log = agent.stop().await.log;
+    assert!(
+        !archive.join("2026-01-01").exists(),
+        "the oldest archive folder is deleted"
+    );
+    assert!(
+        archive.join("2026-01-02").join("old.xml").exists(),
+        "only as many folders go as the floor needs"
+    );
+    assert_eq!(
+        log.matches("deleted an archive folder").count(),
+        1,
+        "each folder deleted is a warning\n{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_uploading_loses_nothing() {
     let api = StandIn::start().await;
