@@ -47,7 +47,7 @@ pub fn bytes(bytes: &[u8]) -> String {
     out
 }
 
-/// A path as people should see it (and as records store it): see [`bytes`].
+/// A path as people should see it (and as records store it): see [`bytes()`].
 pub fn path(p: &Path) -> String {
     bytes(p.as_os_str().as_bytes())
 }
@@ -78,7 +78,7 @@ impl fmt::Display for Shown<'_> {
     }
 }
 
-/// The bytes an escaped string stands for (the inverse of [`bytes`]). An escape that is not
+/// The bytes an escaped string stands for (the inverse of [`bytes()`]). An escape that is not
 /// one `bytes` writes is kept literally, so a record written before paths were escaped reads
 /// back as it was unless it happens to hold such a sequence.
 pub fn unescape(s: &str) -> Vec<u8> {

@@ -243,14 +243,12 @@ impl Admitter {
             Err(Some((Unfit::BelowFloor, r))) => {
                 // Below the floor: uploaded files in archive/ go first, oldest day first,
                 // until the floor is free again (not to make room for one large file: it
-                // waits); then it is checked again. Not under the reservations' lock:
-                // deleting many files takes a while.
+                // waits); then it is checked again, whatever this one deleted (another
+                // admission may have deleted them at the same moment, or room come back).
+                // Not under the reservations' lock: deleting many files takes a while.
                 let min = r.min;
-                if spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free)) > 0 {
-                    check()
-                } else {
-                    Err(Some((Unfit::BelowFloor, r)))
-                }
+                spool.free_archive(min, || room(dir, Some(min)).ok().map(|r| r.free));
+                check()
             }
             checked => checked,
         };

@@ -8,7 +8,7 @@
 //! - [`settled`]: what admission is handed (a [`Settled`] file and its [`Fingerprint`]).
 //! - [`read`]: the single read (tee to validator, hasher and writer of the copy).
 //! - [`admitter`]: the decision for one file and its effects on the spool (or none: dry run).
-//! - [`room`]: room in the state file system for the copies, reserved by those being made.
+//! - [`room`](mod@room): room in the state file system for the copies, reserved by those being made.
 //! - [`stage`]: the admission stage the watch directories, job runs and `--dry-run` go
 //!   through: a few files at a time, each outcome logged, recorded and handed on.
 
