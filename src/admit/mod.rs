@@ -20,6 +20,5 @@ pub mod stage;
 
 pub use admitter::{Admitted, Admitter, Custody};
 pub use read::check;
-pub use room::{room, Room};
 pub use settled::{Fingerprint, Settled};
 pub use stage::{Admission, Feedback};

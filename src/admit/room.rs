@@ -87,7 +87,8 @@ impl Reservations {
         })
     }
 
-    /// The bytes reserved now.
+    /// The bytes reserved now (tests).
+    #[cfg(test)]
     pub fn reserved(&self) -> u64 {
         *self.lock()
     }
